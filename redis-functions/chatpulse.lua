@@ -1,0 +1,216 @@
+#!lua name=chatpulse
+--
+-- ChatPulse live state as Redis Functions (ARCHITECTURE §4–5).
+--
+-- Every function touches only keys of one session, which all carry the
+-- overlay id as a hash tag ({U}), so each call runs on one Redis Cluster slot.
+-- The caller passes the time (`now`, ms since the epoch) so that results are
+-- reproducible and identical to the in-process store (src/store/memory.rs);
+-- TTLs on keys only collect garbage, the decisions compare stored expiry times
+-- with `now`.
+--
+-- The service loads this library with FUNCTION LOAD REPLACE whenever the
+-- VERSION below differs from the one loaded. Bump it on every change.
+
+local VERSION = '5'
+
+local VALUE_MIN = -100
+local VALUE_MAX = 100
+local RESET_AFTER_MS = 3600000
+local DECAY_MIN = 0.1
+local DECAY_MAX = 10
+local DECAY_DEFAULT = 0.5
+local BUCKET_IDLE_MS = 300000
+
+-- A stored string as a finite number, or `default`. Rejects anything that is
+-- not plain decimal notation (hex, inf, nan), so garbage never propagates.
+local function num(raw, default)
+  if type(raw) ~= 'string' or raw:find('[^0-9eE%.%+%-]') then
+    return default
+  end
+  local n = tonumber(raw)
+  if n == nil or n ~= n or n == math.huge or n == -math.huge then
+    return default
+  end
+  return n
+end
+
+local function clamp(v, lo, hi)
+  if v < lo then return lo end
+  if v > hi then return hi end
+  return v
+end
+
+local function sanitize_decay(k)
+  if k == nil or k <= 0 then return DECAY_DEFAULT end
+  return clamp(k, DECAY_MIN, DECAY_MAX)
+end
+
+-- Full precision for doubles (Lua's default number formatting keeps only 14 digits).
+local function fmt(n)
+  return string.format('%.17g', n)
+end
+
+-- The value of a session at `now`: value · e^(−k·Δt/1000), 0 after an hour.
+-- A garbage value reads as 0; a garbage time as "reset".
+local function decayed(raw_value, raw_last, raw_decay, now)
+  local value = clamp(num(raw_value, 0), VALUE_MIN, VALUE_MAX)
+  local last = num(raw_last, nil)
+  if last == nil then return 0 end
+  local k = sanitize_decay(num(raw_decay, nil))
+  local elapsed = now - last
+  if elapsed <= 0 then return value end
+  if elapsed > RESET_AFTER_MS then return 0 end
+  return value * math.exp(-k * elapsed / 1000)
+end
+
+-- "SET NX" on an expiry time: true if the key was not alive at `now`.
+local function claim(key, now, ttl)
+  local until_ms = num(redis.call('GET', key), nil)
+  if until_ms ~= nil and until_ms > now then
+    return false
+  end
+  redis.call('SET', key, fmt(now + ttl), 'PX', ttl)
+  return true
+end
+
+-- Takes one token from the session's bucket. A bucket holding garbage is
+-- treated as full: the limiter fails open.
+local function take_token(key, now, capacity, per_minute)
+  local b = redis.call('HMGET', key, 'tokens', 'last_update')
+  local tokens, last = num(b[1], nil), num(b[2], nil)
+  if tokens == nil or last == nil or now - last > BUCKET_IDLE_MS then
+    tokens, last = capacity, now
+  end
+  local elapsed = now - last
+  if elapsed < 0 then elapsed = 0 end
+  tokens = math.min(capacity, tokens + elapsed * (per_minute / 60000))
+  if now > last then last = now end
+  local allowed = tokens >= 1
+  if allowed then tokens = tokens - 1 end
+  redis.call('HSET', key, 'tokens', fmt(tokens), 'last_update', fmt(last))
+  redis.call('PEXPIRE', key, BUCKET_IDLE_MS)
+  return allowed
+end
+
+-- KEYS: session:{U}, ratelimit:{U}, msgid:{U}:<id>, debounce:{U}:<chatter>
+-- ARGV: now, delta, capacity, refill per minute, debounce ms, dedup ms
+-- Returns {outcome} or {'applied', value}.
+local function vote(keys, args)
+  local now, delta = tonumber(args[1]), tonumber(args[2])
+  local capacity, per_minute = tonumber(args[3]), tonumber(args[4])
+  local debounce_ms, dedup_ms = tonumber(args[5]), tonumber(args[6])
+  if redis.call('EXISTS', keys[1]) == 0 then
+    return {'no_session'}
+  end
+  if not claim(keys[3], now, dedup_ms) then
+    return {'duplicate'}
+  end
+  if not claim(keys[4], now, debounce_ms) then
+    return {'debounced'}
+  end
+  if not take_token(keys[2], now, capacity, per_minute) then
+    return {'rate_limited'}
+  end
+  local s = redis.call('HMGET', keys[1], 'value', 'last_update', 'decay')
+  local value = clamp(decayed(s[1], s[2], s[3], now) + delta, VALUE_MIN, VALUE_MAX)
+  redis.call('HSET', keys[1], 'value', fmt(value), 'last_update', fmt(now))
+  return {'applied', fmt(value)}
+end
+
+-- KEYS: session:{U}, instances:{U}
+-- ARGV: now, broadcaster id, config json, config version, decay speed,
+--       instance id, lease expiry, key ttl ms
+-- Creates the session (value 0) or updates its config, keeping the value; an
+-- older config version never overwrites a newer one. Records the lease.
+local function activate(keys, args)
+  local now, version = tonumber(args[1]), tonumber(args[4])
+  if redis.call('EXISTS', keys[1]) == 0 then
+    redis.call('HSET', keys[1], 'value', '0', 'last_update', fmt(now), 'status', 'active')
+  end
+  local stored = num(redis.call('HGET', keys[1], 'config_version'), nil)
+  if stored == nil or version >= stored then
+    redis.call('HSET', keys[1], 'broadcaster_user_id', args[2], 'config', args[3],
+      'config_version', args[4], 'decay', args[5])
+  end
+  redis.call('HSET', keys[2], args[6], args[7])
+  redis.call('PEXPIRE', keys[1], args[8])
+  redis.call('PEXPIRE', keys[2], args[8])
+  return 1
+end
+
+-- KEYS: session:{U}, instances:{U}
+-- ARGV: instance id, lease expiry, key ttl ms
+-- Extends this instance's lease and the keys' lifetime. Returns 0 when the
+-- session no longer exists (the caller re-activates it).
+local function renew(keys, args)
+  if redis.call('EXISTS', keys[1]) == 0 then
+    return 0
+  end
+  redis.call('HSET', keys[2], args[1], args[2])
+  redis.call('PEXPIRE', keys[1], args[3])
+  redis.call('PEXPIRE', keys[2], args[3])
+  return 1
+end
+
+-- KEYS: session:{U}, ratelimit:{U}, instances:{U}
+-- ARGV: instance id, now
+-- Drops this instance's lease; when no unexpired lease remains, deletes the
+-- session. Returns 1 if the session was deleted.
+local function release(keys, args)
+  local now = tonumber(args[2])
+  redis.call('HDEL', keys[3], args[1])
+  local leases = redis.call('HGETALL', keys[3])
+  for i = 2, #leases, 2 do
+    local until_ms = num(leases[i], nil)
+    if until_ms ~= nil and until_ms > now then
+      return 0
+    end
+  end
+  redis.call('DEL', keys[1], keys[2], keys[3])
+  return 1
+end
+
+-- KEYS: session:{U}   ARGV: now
+-- Centres the bar. Returns 0 when the session does not exist.
+local function reset(keys, args)
+  if redis.call('EXISTS', keys[1]) == 0 then
+    return 0
+  end
+  redis.call('HSET', keys[1], 'value', '0', 'last_update', fmt(tonumber(args[1])))
+  return 1
+end
+
+-- KEYS: session:{U}   ARGV: status ('live' | 'offline' | 'active'), now
+-- Records the stream state; going live centres the bar. Returns 0 when the
+-- session does not exist.
+local function set_status(keys, args)
+  if redis.call('EXISTS', keys[1]) == 0 then
+    return 0
+  end
+  redis.call('HSET', keys[1], 'status', args[1])
+  if args[1] == 'live' then
+    redis.call('HSET', keys[1], 'value', '0', 'last_update', fmt(tonumber(args[2])))
+  end
+  return 1
+end
+
+-- KEYS: broadcaster:<id>   ARGV: overlay id
+-- Deletes the channel mapping only if it still points at this overlay.
+local function unmap(keys, args)
+  if redis.call('GET', keys[1]) == args[1] then
+    redis.call('DEL', keys[1])
+    return 1
+  end
+  return 0
+end
+
+redis.register_function{function_name = 'chatpulse_version', callback = function() return VERSION end,
+  flags = {'no-writes'}}
+redis.register_function('chatpulse_vote', vote)
+redis.register_function('chatpulse_activate', activate)
+redis.register_function('chatpulse_renew', renew)
+redis.register_function('chatpulse_release', release)
+redis.register_function('chatpulse_unmap', unmap)
+redis.register_function('chatpulse_reset', reset)
+redis.register_function('chatpulse_status', set_status)

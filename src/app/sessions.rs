@@ -1,0 +1,384 @@
+//! Session lifecycle on one instance.
+//!
+//! The first overlay client of a session activates it (config into the live
+//! store, broadcaster → session mapping). When its last client leaves, the
+//! session is deactivated after a grace period, so a reloading OBS scene does
+//! not reset the bar. A periodic reconciler applies configuration changes made
+//! elsewhere (CLI, another instance), closes overlays whose streamer is gone,
+//! and renews this instance's leases on its sessions.
+//!
+//! Sessions repair themselves: when the live store has lost a session that
+//! still has overlays here (a Redis restart without persistence, a failover),
+//! the broadcaster or the lease renewal notices and the session is activated
+//! again from the durable store, without anyone reloading anything.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::eventsub::EventSub;
+use super::signals::Signal;
+use crate::broadcast::{Broadcaster, CloseReason};
+use crate::domain::{BroadcasterId, OverlayId};
+use crate::metrics::Metrics;
+use crate::store::{Lease, LiveStore, OverlaySetup, Repository, SessionActivation};
+
+/// How sessions are held on this instance.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// This instance's id in session leases (random per process).
+    pub instance_id: String,
+    /// How long a lease lasts without renewal; renewed every reconciler tick.
+    pub lease_ttl: Duration,
+    /// How long a session stays after its last overlay here disconnected.
+    pub grace: Duration,
+    /// Overlay connections per session on this instance.
+    pub max_clients: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error("unknown overlay")]
+    NotFound,
+    #[error("this overlay already has the maximum number of connections")]
+    Full,
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    repo: Arc<dyn Repository>,
+    live: Arc<dyn LiveStore>,
+    broadcaster: Broadcaster,
+    metrics: Metrics,
+    settings: SessionSettings,
+    /// Subscribes channels to chat on activation (absent without Twitch).
+    eventsub: Option<Arc<EventSub>>,
+    local: Mutex<HashMap<OverlayId, Local>>,
+}
+
+struct Local {
+    clients: usize,
+    broadcaster: BroadcasterId,
+    config_version: i64,
+    /// Bumped on every acquire and release; a pending deactivation only
+    /// proceeds if nothing happened since it was scheduled.
+    generation: u64,
+    /// A deactivation is in flight; if a client arrives meanwhile the
+    /// deactivating task re-activates the session when it is done.
+    deactivating: bool,
+    /// The overlay URL is dead (rotated or removed): nobody may join.
+    retired: bool,
+}
+
+/// Held by one overlay connection; dropping it releases the session.
+pub struct SessionLease {
+    manager: SessionManager,
+    overlay: OverlayId,
+}
+
+impl Drop for SessionLease {
+    fn drop(&mut self) {
+        self.manager.release(self.overlay);
+    }
+}
+
+fn activation(setup: &OverlaySetup) -> SessionActivation {
+    SessionActivation {
+        overlay: setup.streamer.overlay_id,
+        broadcaster: setup.streamer.twitch_user_id.clone(),
+        config: setup.config.config.clone(),
+        config_version: setup.config.version,
+    }
+}
+
+impl SessionManager {
+    pub fn new(
+        repo: Arc<dyn Repository>,
+        live: Arc<dyn LiveStore>,
+        broadcaster: Broadcaster,
+        metrics: Metrics,
+        settings: SessionSettings,
+        eventsub: Option<Arc<EventSub>>,
+    ) -> Self {
+        let inner = Inner { repo, live, broadcaster, metrics, settings, eventsub, local: Mutex::new(HashMap::new()) };
+        Self { inner: Arc::new(inner) }
+    }
+
+    fn lease(&self) -> Lease<'_> {
+        let ttl_ms = i64::try_from(self.inner.settings.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+        Lease { instance: &self.inner.settings.instance_id, ttl_ms }
+    }
+
+    fn local(&self) -> MutexGuard<'_, HashMap<OverlayId, Local>> {
+        self.inner.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Joins a session for one overlay connection, activating it if this is
+    /// the first connection on this instance.
+    pub async fn acquire(&self, overlay: OverlayId) -> Result<SessionLease, AcquireError> {
+        if self.try_join(overlay)? {
+            return Ok(SessionLease { manager: self.clone(), overlay });
+        }
+        let setup = self
+            .inner
+            .repo
+            .overlay_setup(overlay)
+            .await
+            .map_err(|e| AcquireError::Unavailable(e.to_string()))?
+            .ok_or(AcquireError::NotFound)?;
+        self.inner
+            .live
+            .activate(&activation(&setup), self.lease(), crate::now_ms())
+            .await
+            .map_err(|e| AcquireError::Unavailable(e.to_string()))?;
+        self.ensure_subscriptions(&setup.streamer.twitch_user_id);
+        let mut local = self.local();
+        let entry = local.entry(overlay).or_insert_with(|| Local {
+            clients: 0,
+            broadcaster: setup.streamer.twitch_user_id.clone(),
+            config_version: setup.config.version,
+            generation: 0,
+            deactivating: false,
+            retired: false,
+        });
+        if entry.clients >= self.inner.settings.max_clients {
+            return Err(AcquireError::Full);
+        }
+        entry.clients += 1;
+        entry.generation += 1;
+        self.inner.metrics.sessions_active.set(local.len() as i64);
+        Ok(SessionLease { manager: self.clone(), overlay })
+    }
+
+    /// Makes sure Twitch delivers this channel's chat to us, in the
+    /// background: an overlay works at once, votes flow once subscribed.
+    fn ensure_subscriptions(&self, broadcaster: &BroadcasterId) {
+        let Some(eventsub) = self.inner.eventsub.clone() else { return };
+        let broadcaster = broadcaster.clone();
+        tokio::spawn(async move {
+            if let Err(e) = eventsub.ensure_channel(&broadcaster).await {
+                tracing::warn!(%broadcaster, error = %e, "cannot subscribe to the channel's chat");
+            }
+        });
+    }
+
+    /// Joins an already active local session. `Ok(false)` means there is none.
+    fn try_join(&self, overlay: OverlayId) -> Result<bool, AcquireError> {
+        let mut local = self.local();
+        let Some(entry) = local.get_mut(&overlay) else { return Ok(false) };
+        if entry.retired {
+            return Err(AcquireError::NotFound);
+        }
+        if entry.clients >= self.inner.settings.max_clients {
+            return Err(AcquireError::Full);
+        }
+        entry.clients += 1;
+        entry.generation += 1;
+        Ok(true)
+    }
+
+    fn release(&self, overlay: OverlayId) {
+        let generation = {
+            let mut local = self.local();
+            let Some(entry) = local.get_mut(&overlay) else { return };
+            entry.clients = entry.clients.saturating_sub(1);
+            entry.generation += 1;
+            if entry.clients > 0 {
+                return;
+            }
+            entry.generation
+        };
+        let manager = self.clone();
+        // Without a runtime (process teardown) there is nothing left to clean.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(manager.inner.settings.grace).await;
+                manager.deactivate_if_idle(overlay, generation).await;
+            });
+        }
+    }
+
+    async fn deactivate_if_idle(&self, overlay: OverlayId, generation: u64) {
+        let broadcaster = {
+            let mut local = self.local();
+            match local.get_mut(&overlay) {
+                Some(e) if e.clients == 0 && e.generation == generation && !e.deactivating => {
+                    e.deactivating = true;
+                    e.broadcaster.clone()
+                }
+                _ => return,
+            }
+        };
+        let instance = &self.inner.settings.instance_id;
+        if let Err(e) = self.inner.live.release(overlay, &broadcaster, instance, crate::now_ms()).await {
+            self.inner.metrics.live_error("release");
+            tracing::warn!(%overlay, error = %e, "session release failed; its lease will expire");
+        }
+        let rejoined = {
+            let mut local = self.local();
+            let rejoined = local.get(&overlay).is_some_and(|e| e.clients > 0);
+            if let Some(e) = local.get_mut(&overlay) {
+                e.deactivating = false;
+            }
+            if !rejoined {
+                local.remove(&overlay);
+            }
+            self.inner.metrics.sessions_active.set(local.len() as i64);
+            rejoined
+        };
+        if rejoined {
+            // A client arrived while we were deactivating: bring the session back.
+            self.refresh(overlay).await;
+        }
+    }
+
+    /// Sessions with overlays on this instance: id, channel, known config version.
+    fn active(&self) -> Vec<(OverlayId, BroadcasterId, i64)> {
+        self.local()
+            .iter()
+            .filter(|(_, e)| e.clients > 0)
+            .map(|(o, e)| (*o, e.broadcaster.clone(), e.config_version))
+            .collect()
+    }
+
+    /// Re-reads one session's configuration from the durable store: applies a
+    /// newer version to the live store, or closes the overlays of a removed
+    /// streamer.
+    async fn refresh(&self, overlay: OverlayId) {
+        let setup = match self.inner.repo.overlay_setup(overlay).await {
+            Ok(setup) => setup,
+            Err(e) => {
+                self.inner.metrics.durable_error("overlay_setup");
+                tracing::warn!(%overlay, error = %e, "cannot reconcile session config");
+                return;
+            }
+        };
+        let Some(setup) = setup else {
+            tracing::info!(%overlay, "overlay removed; closing its connections");
+            self.retire(overlay).await;
+            return;
+        };
+        if let Err(e) = self.inner.live.activate(&activation(&setup), self.lease(), crate::now_ms()).await {
+            self.inner.metrics.live_error("activate");
+            tracing::warn!(%overlay, error = %e, "cannot apply session config");
+            return;
+        }
+        if let Some(e) = self.local().get_mut(&overlay) {
+            e.config_version = setup.config.version;
+        }
+        let config = &setup.config.config;
+        self.inner.broadcaster.update_labels(overlay, config.left_label.as_str(), config.right_label.as_str()).await;
+    }
+
+    /// Makes an overlay URL dead on this instance: no new client may join,
+    /// and the open ones are closed (4404).
+    async fn retire(&self, overlay: OverlayId) {
+        if let Some(entry) = self.local().get_mut(&overlay) {
+            entry.retired = true;
+        }
+        self.inner.broadcaster.close_session(overlay, CloseReason::OverlayGone).await;
+    }
+
+    /// Applies a signal from any instance to the sessions held here.
+    pub async fn apply(&self, signal: Signal) {
+        match signal {
+            Signal::ConfigChanged { overlay } => {
+                if self.local().get(&overlay).is_some_and(|e| e.clients > 0) {
+                    self.refresh(overlay).await;
+                }
+            }
+            Signal::OverlayRotated { old } => self.retire(old).await,
+        }
+    }
+
+    /// Applies every signal from the bus until shutdown.
+    pub async fn run_signals(self, mut signals: tokio::sync::broadcast::Receiver<Signal>, shutdown: CancellationToken) {
+        loop {
+            let signal = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                signal = signals.recv() => signal,
+            };
+            match signal {
+                Ok(signal) => self.apply(signal).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "instance signals were dropped; the reconciler catches up");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Every `interval`, renews this instance's leases and brings active
+    /// sessions in line with the durable store.
+    pub async fn run_reconciler(self, interval: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let active = self.active();
+            if active.is_empty() {
+                continue;
+            }
+            self.renew(&active).await;
+            let overlays: Vec<OverlayId> = active.iter().map(|(o, _, _)| *o).collect();
+            let current = match self.inner.repo.config_versions(&overlays).await {
+                Ok(current) => current,
+                Err(e) => {
+                    self.inner.metrics.durable_error("config_versions");
+                    tracing::warn!(error = %e, "config reconciliation skipped");
+                    continue;
+                }
+            };
+            for (overlay, _, known_version) in active {
+                if current.get(&overlay) != Some(&known_version) {
+                    self.refresh(overlay).await;
+                }
+            }
+        }
+    }
+
+    async fn renew(&self, active: &[(OverlayId, BroadcasterId, i64)]) {
+        let sessions: Vec<(OverlayId, BroadcasterId)> = active.iter().map(|(o, b, _)| (*o, b.clone())).collect();
+        match self.inner.live.renew(&sessions, self.lease(), crate::now_ms()).await {
+            Ok(missing) => {
+                for overlay in missing {
+                    tracing::info!(%overlay, "session missing from the live store; re-activating");
+                    self.refresh(overlay).await;
+                }
+            }
+            Err(e) => {
+                self.inner.metrics.live_error("renew");
+                tracing::warn!(error = %e, "lease renewal failed");
+            }
+        }
+    }
+
+    /// Re-activates sessions the broadcaster found missing from the live store.
+    pub async fn run_repair(self, mut missing: tokio::sync::mpsc::Receiver<OverlayId>, shutdown: CancellationToken) {
+        loop {
+            let overlay = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                overlay = missing.recv() => match overlay {
+                    Some(overlay) => overlay,
+                    None => return,
+                },
+            };
+            let held_here = self.local().get(&overlay).is_some_and(|e| e.clients > 0 && !e.deactivating);
+            if held_here {
+                tracing::info!(%overlay, "session missing from the live store; re-activating");
+                self.refresh(overlay).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Signals between instances: "this overlay's config changed", "this overlay
+//! URL was rotated". Embedded: an in-process channel. Distributed: Redis
+//! pub/sub, so a change saved on one instance reaches overlays held open on
+//! every other within a moment.
+
+use std::time::Duration;
+
+use fred::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::domain::OverlayId;
+
+const CHANNEL: &str = "chatpulse:signals";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Signal {
+    /// Re-read the config of this overlay (labels, triggers, decay).
+    ConfigChanged { overlay: OverlayId },
+    /// This overlay URL is dead: close its connections.
+    OverlayRotated { old: OverlayId },
+}
+
+pub enum SignalBus {
+    Local(broadcast::Sender<Signal>),
+    Redis { publisher: Client, local: broadcast::Sender<Signal> },
+}
+
+impl SignalBus {
+    pub fn local() -> Self {
+        Self::Local(broadcast::channel(256).0)
+    }
+
+    /// Connects (in the background, retrying) a publisher and a subscriber
+    /// that re-subscribes after reconnects.
+    pub fn redis(url: &str) -> anyhow::Result<Self> {
+        let mut config = Config::from_url(url)?;
+        config.fail_fast = false;
+        let policy = ReconnectPolicy::new_exponential(0, 100, 5_000, 2);
+        let publisher = Builder::from_config(config.clone())
+            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
+            .set_policy(policy.clone())
+            .build()?;
+        let subscriber = Builder::from_config(config).set_policy(policy).build_subscriber_client()?;
+        let (local, _) = broadcast::channel(256);
+        // The connection task runs on its own; its handle is not needed.
+        drop(publisher.connect());
+        let forward = local.clone();
+        tokio::spawn(async move {
+            let mut messages = subscriber.message_rx();
+            let _connection = subscriber.connect();
+            let _resubscribe = subscriber.manage_subscriptions();
+            while let Err(e) = async {
+                subscriber.wait_for_connect().await?;
+                subscriber.subscribe(CHANNEL).await
+            }
+            .await
+            {
+                tracing::warn!(error = %e, "cannot subscribe to instance signals; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            while let Ok(message) = messages.recv().await {
+                let Some(text) = message.value.as_str() else { continue };
+                match serde_json::from_str::<Signal>(&text) {
+                    Ok(signal) => {
+                        let _ = forward.send(signal);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed instance signal"),
+                }
+            }
+        });
+        Ok(Self::Redis { publisher, local })
+    }
+
+    /// Sends a signal to every instance (this one included).
+    pub async fn publish(&self, signal: Signal) -> anyhow::Result<()> {
+        match self {
+            Self::Local(tx) => {
+                let _ = tx.send(signal);
+                Ok(())
+            }
+            Self::Redis { publisher, .. } => {
+                let text = serde_json::to_string(&signal)?;
+                publisher.publish::<(), _, _>(CHANNEL, text).await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Signal> {
+        match self {
+            Self::Local(tx) => tx.subscribe(),
+            Self::Redis { local, .. } => local.subscribe(),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Token hygiene (twitch-protocol.md §1.3–1.4): every stored user token is
+//! validated at start-up and then hourly, refreshed before it expires or when
+//! Twitch no longer accepts it, re-encrypted after a key rotation, and — when
+//! Twitch refuses the refresh too — deleted, with the streamer marked as
+//! needing to log in again (the dashboard says so).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::App;
+use crate::domain::{BroadcasterId, StreamerId};
+use crate::store::StoredTokens;
+use crate::twitch::oauth::{OAuthError, TwitchOAuth};
+
+/// Refresh tokens that expire sooner than this.
+const REFRESH_BEFORE: Duration = Duration::from_secs(3600);
+
+/// What one check did, per streamer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOutcome {
+    Valid,
+    Refreshed,
+    /// Twitch refused: tokens deleted, streamer must log in again.
+    LoginNeeded,
+    /// Twitch or the database could not be reached: try again next round.
+    Skipped,
+}
+
+impl TokenOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            TokenOutcome::Valid => "valid",
+            TokenOutcome::Refreshed => "refreshed",
+            TokenOutcome::LoginNeeded => "login_needed",
+            TokenOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+impl App {
+    /// Checks every stored streamer token once.
+    pub async fn check_tokens(&self) -> Vec<(StreamerId, TokenOutcome)> {
+        let Some(oauth) = self.oauth.clone() else { return vec![] };
+        let all = match self.repo.streamers_with_tokens().await {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(error = %e, "token check skipped: storage unavailable");
+                return vec![];
+            }
+        };
+        let mut outcomes = Vec::with_capacity(all.len());
+        for (id, broadcaster, tokens) in all {
+            let outcome = self.check_one(&oauth, id, &broadcaster, &tokens).await;
+            self.metrics.token_checks.get_or_create(&crate::metrics::OutcomeLabels { outcome: outcome.label() }).inc();
+            outcomes.push((id, outcome));
+        }
+        outcomes
+    }
+
+    async fn check_one(
+        &self,
+        oauth: &TwitchOAuth,
+        id: StreamerId,
+        broadcaster: &BroadcasterId,
+        stored: &StoredTokens,
+    ) -> TokenOutcome {
+        let owner = broadcaster.as_str();
+        let (Ok(access), Ok(refresh)) =
+            (self.cipher.decrypt(&stored.access_token, owner), self.cipher.decrypt(&stored.refresh_token, owner))
+        else {
+            tracing::error!(streamer = %id, "stored tokens cannot be decrypted (wrong TOKEN_ENCRYPTION_KEY?)");
+            return self.login_needed(id).await;
+        };
+        let must_refresh = match oauth.validate(&access).await {
+            Ok(Some(v)) => Duration::from_secs(v.expires_in) < REFRESH_BEFORE,
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(streamer = %id, error = %e, "token validation unavailable");
+                return TokenOutcome::Skipped;
+            }
+        };
+        if !must_refresh {
+            // Still good; rewrite under the current key after a rotation.
+            if self.cipher.needs_reencryption(&stored.access_token, owner) {
+                self.store(id, broadcaster, &access, &refresh, stored.expires_at, &stored.scopes).await;
+            }
+            return TokenOutcome::Valid;
+        }
+        match oauth.refresh(&refresh).await {
+            Ok(new) => {
+                let expires = OffsetDateTime::now_utc() + time::Duration::try_from(new.expires_in).unwrap_or_default();
+                let refresh = if new.refresh_token.is_empty() { refresh } else { new.refresh_token };
+                self.store(id, broadcaster, &new.access_token, &refresh, expires, &new.scopes).await
+            }
+            Err(OAuthError::Refused(reason)) => {
+                tracing::info!(streamer = %id, %reason, "Twitch refused the refresh: the streamer must log in again");
+                self.login_needed(id).await
+            }
+            Err(e) => {
+                tracing::warn!(streamer = %id, error = %e, "token refresh unavailable");
+                TokenOutcome::Skipped
+            }
+        }
+    }
+
+    async fn store(
+        &self,
+        id: StreamerId,
+        broadcaster: &BroadcasterId,
+        access: &str,
+        refresh: &str,
+        expires_at: OffsetDateTime,
+        scopes: &[String],
+    ) -> TokenOutcome {
+        let owner = broadcaster.as_str();
+        let (Ok(access_token), Ok(refresh_token)) =
+            (self.cipher.encrypt(access, owner), self.cipher.encrypt(refresh, owner))
+        else {
+            return TokenOutcome::Skipped;
+        };
+        let tokens = StoredTokens { access_token, refresh_token, expires_at, scopes: scopes.to_vec() };
+        match self.repo.set_tokens(id, &tokens).await {
+            Ok(()) => TokenOutcome::Refreshed,
+            Err(e) => {
+                tracing::warn!(streamer = %id, error = %e, "cannot store refreshed tokens");
+                TokenOutcome::Skipped
+            }
+        }
+    }
+
+    async fn login_needed(&self, id: StreamerId) -> TokenOutcome {
+        match self.repo.clear_tokens(id, true).await {
+            Ok(()) => TokenOutcome::LoginNeeded,
+            Err(e) => {
+                tracing::warn!(streamer = %id, error = %e, "cannot clear tokens");
+                TokenOutcome::Skipped
+            }
+        }
+    }
+}
+
+/// Checks tokens at start-up and then every `interval` (hourly in production).
+pub async fn run_token_hygiene(app: Arc<App>, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let outcomes = app.check_tokens().await;
+        if !outcomes.is_empty() {
+            let changed = outcomes.iter().filter(|(_, o)| *o != TokenOutcome::Valid).count();
+            tracing::info!(checked = outcomes.len(), changed, "stored Twitch tokens checked");
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The broadcaster: one actor task per instance owns the map of sessions to
+//! overlay clients. Every tick it reads the values of all sessions that have
+//! clients here in one batch and sends a frame to the clients of each session
+//! whose shown value or status changed.
+//!
+//! The actor never waits for a client: frames go into each connection's
+//! bounded queue with `try_send`, and a client whose queue is full is evicted.
+
+pub mod connection;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::sentiment::display_value;
+use crate::domain::{OverlayId, SessionStatus};
+use crate::metrics::Metrics;
+use crate::store::{LiveStore, Snapshot};
+
+/// Why the server closes an overlay connection; each maps to a close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The server is shutting down: reconnect (to another instance).
+    GoingAway,
+    /// The client could not keep up with its frames.
+    Evicted,
+    /// Nothing was received from the client (not even a pong) for too long.
+    Idle,
+    /// The overlay no longer exists (streamer removed).
+    OverlayGone,
+}
+
+impl CloseReason {
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::GoingAway => 1001,
+            CloseReason::Evicted => 1013,
+            CloseReason::Idle => 1000,
+            CloseReason::OverlayGone => 4404,
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::GoingAway => "server shutting down",
+            CloseReason::Evicted => "client too slow",
+            CloseReason::Idle => "idle timeout",
+            CloseReason::OverlayGone => "overlay no longer exists",
+        }
+    }
+}
+
+/// One overlay connection as the actor sees it.
+pub struct ClientRegistration {
+    pub id: u64,
+    pub overlay: OverlayId,
+    /// Bounded queue of encoded frames to the connection's writer.
+    pub frames: mpsc::Sender<Utf8Bytes>,
+    /// Tells the connection to close, even when its frame queue is full.
+    pub close: oneshot::Sender<CloseReason>,
+}
+
+enum Command {
+    Register(ClientRegistration),
+    Labels { overlay: OverlayId, left: String, right: String },
+    Unregister { overlay: OverlayId, id: u64 },
+    CloseSession { overlay: OverlayId, reason: CloseReason },
+}
+
+/// Cloneable handle to the actor.
+#[derive(Clone)]
+pub struct Broadcaster {
+    tx: mpsc::Sender<Command>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the broadcaster has stopped")]
+pub struct Stopped;
+
+impl Broadcaster {
+    /// Starts the actor. It stops when `shutdown` is cancelled, after closing
+    /// every client with 1001.
+    ///
+    /// Sessions that have clients here but are missing from the live store
+    /// are reported once on `missing` (until they reappear).
+    pub fn spawn(
+        live: Arc<dyn LiveStore>,
+        metrics: Metrics,
+        tick: Duration,
+        missing: mpsc::Sender<OverlayId>,
+        shutdown: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let actor = Actor { live, metrics, sessions: HashMap::new(), rx, missing, reported: HashSet::new() };
+        let task = tokio::spawn(actor.run(tick, shutdown));
+        (Self { tx }, task)
+    }
+
+    pub async fn register(&self, client: ClientRegistration) -> Result<(), Stopped> {
+        self.tx.send(Command::Register(client)).await.map_err(|_| Stopped)
+    }
+
+    pub async fn unregister(&self, overlay: OverlayId, id: u64) {
+        // If the actor is gone there is nothing left to unregister from.
+        let _ = self.tx.send(Command::Unregister { overlay, id }).await;
+    }
+
+    /// Sends new labels to every client of a session on this instance.
+    pub async fn update_labels(&self, overlay: OverlayId, left: &str, right: &str) {
+        let command = Command::Labels { overlay, left: left.to_owned(), right: right.to_owned() };
+        let _ = self.tx.send(command).await;
+    }
+
+    /// Closes every client of a session on this instance.
+    pub async fn close_session(&self, overlay: OverlayId, reason: CloseReason) {
+        let _ = self.tx.send(Command::CloseSession { overlay, reason }).await;
+    }
+}
+
+struct Client {
+    id: u64,
+    frames: mpsc::Sender<Utf8Bytes>,
+    close: oneshot::Sender<CloseReason>,
+}
+
+#[derive(Default)]
+struct SessionClients {
+    clients: Vec<Client>,
+    /// The last frame sent to this session's clients, as (shown value, status).
+    last: Option<(f64, SessionStatus)>,
+}
+
+struct Actor {
+    live: Arc<dyn LiveStore>,
+    metrics: Metrics,
+    sessions: HashMap<OverlayId, SessionClients>,
+    rx: mpsc::Receiver<Command>,
+    missing: mpsc::Sender<OverlayId>,
+    /// Sessions already reported missing, so each is reported once.
+    reported: HashSet<OverlayId>,
+}
+
+/// The JSON text frame an overlay receives.
+pub fn encode_frame(value: f64, status: SessionStatus) -> Utf8Bytes {
+    Utf8Bytes::from(format!(r#"{{"value":{},"status":"{}"}}"#, value, status.as_str()))
+}
+
+impl Actor {
+    async fn run(mut self, tick: Duration, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                command = self.rx.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => break,
+                },
+                _ = interval.tick() => self.tick().await,
+            }
+        }
+        for (_, session) in self.sessions.drain() {
+            for client in session.clients {
+                let _ = client.close.send(CloseReason::GoingAway);
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Register(reg) => {
+                // A (re)connecting client gets the current state at once.
+                let state = self.read_one(reg.overlay).await;
+                let session = self.sessions.entry(reg.overlay).or_default();
+                let client = Client { id: reg.id, frames: reg.frames, close: reg.close };
+                let shown = state.map(|s| (display_value(s.value), s.status));
+                let frame = match (shown, session.last) {
+                    (Some(shown), _) | (None, Some(shown)) => shown,
+                    (None, None) => (0.0, SessionStatus::Reconnecting),
+                };
+                // A new session's clients have now seen this state; the next tick
+                // only sends changes. (Existing clients keep their own `last`
+                // and catch up on the next tick.)
+                if session.clients.is_empty() {
+                    session.last = Some(frame);
+                }
+                if client.frames.try_send(encode_frame(frame.0, frame.1)).is_ok() {
+                    session.clients.push(client);
+                }
+            }
+            Command::Unregister { overlay, id } => {
+                if let Some(session) = self.sessions.get_mut(&overlay) {
+                    session.clients.retain(|c| c.id != id);
+                    if session.clients.is_empty() {
+                        self.sessions.remove(&overlay);
+                    }
+                }
+            }
+            Command::Labels { overlay, left, right } => {
+                if let Some(session) = self.sessions.get_mut(&overlay) {
+                    let (value, status) = session.last.unwrap_or((0.0, SessionStatus::Active));
+                    let frame = serde_json::json!({
+                        "value": value, "status": status.as_str(), "left_label": left, "right_label": right,
+                    });
+                    let frame = Utf8Bytes::from(frame.to_string());
+                    // Best effort: a client too far behind gets the labels on reload.
+                    for client in &session.clients {
+                        let _ = client.frames.try_send(frame.clone());
+                    }
+                }
+            }
+            Command::CloseSession { overlay, reason } => {
+                if let Some(session) = self.sessions.remove(&overlay) {
+                    for client in session.clients {
+                        let _ = client.close.send(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_one(&self, overlay: OverlayId) -> Option<Snapshot> {
+        match self.live.read_many(&[overlay], crate::now_ms()).await {
+            Ok(mut v) => v.pop().flatten().or(Some(Snapshot { value: 0.0, status: SessionStatus::Active })),
+            Err(e) => {
+                self.metrics.live_error("read_many");
+                tracing::warn!(error = %e, "live store read failed");
+                None
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let overlays: Vec<OverlayId> = self.sessions.keys().copied().collect();
+        let snapshots = match self.live.read_many(&overlays, crate::now_ms()).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.live_error("read_many");
+                tracing::warn!(error = %e, "live store read failed; overlays show reconnecting");
+                // NaN marks "keep the last value" below.
+                let unknown = Snapshot { value: f64::NAN, status: SessionStatus::Reconnecting };
+                std::iter::repeat_n(Some(unknown), overlays.len()).collect()
+            }
+        };
+        for (overlay, snapshot) in overlays.iter().zip(snapshots) {
+            let Some(session) = self.sessions.get_mut(overlay) else { continue };
+            // A session missing from the live store (lost with a Redis
+            // restart, say) shows the centre until it is re-activated; a
+            // failed read keeps the last value.
+            let snapshot = match snapshot {
+                Some(snapshot) => {
+                    self.reported.remove(overlay);
+                    snapshot
+                }
+                None => {
+                    if self.reported.insert(*overlay) && self.missing.try_send(*overlay).is_err() {
+                        self.reported.remove(overlay);
+                    }
+                    Snapshot { value: 0.0, status: SessionStatus::Active }
+                }
+            };
+            let value = if snapshot.value.is_nan() {
+                session.last.map_or(0.0, |(v, _)| v)
+            } else {
+                display_value(snapshot.value)
+            };
+            let shown = (value, snapshot.status);
+            if session.last == Some(shown) {
+                continue;
+            }
+            session.last = Some(shown);
+            let frame = encode_frame(shown.0, shown.1);
+            let metrics = &self.metrics;
+            session.clients = std::mem::take(&mut session.clients)
+                .into_iter()
+                .filter_map(|client| match client.frames.try_send(frame.clone()) {
+                    Ok(()) => Some(client),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        metrics.ws_evictions.inc();
+                        let _ = client.close.send(CloseReason::Evicted);
+                        None
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => None,
+                })
+                .collect();
+        }
+        self.sessions.retain(|_, s| !s.clients.is_empty());
+        let sessions = &self.sessions;
+        self.reported.retain(|o| sessions.contains_key(o));
+        self.metrics.tick_duration.observe(started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,689 @@
+//! Configuration, read once from the environment (and `.env` when present).
+//!
+//! Every variable is documented in `.env.example`. Development gets safe,
+//! documented defaults; `APP_ENV=production` insists on real secrets. A bad
+//! value stops start-up with one line naming the variable.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Development-only defaults. Production refuses each of them.
+pub const DEV_SESSION_SECRET: &str = "chatpulse-development-session-secret-do-not-use-in-production-000000";
+pub const DEV_WEBHOOK_SECRET: &str = "chatpulse-dev-webhook-secret";
+pub const DEV_TOKEN_ENCRYPTION_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+pub const TWITCH_AUTH_URL: &str = "https://id.twitch.tv/oauth2";
+pub const TWITCH_API_URL: &str = "https://api.twitch.tv/helix";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where durable and live state live (ARCHITECTURE §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageMode {
+    /// SQLite in `DATA_DIR` plus in-process live state; exactly one instance.
+    Embedded { data_dir: PathBuf },
+    /// PostgreSQL plus Redis; any number of instances.
+    Distributed { database_url: Secret, redis_url: Secret },
+}
+
+/// A value that must never appear in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Internal timings and limits. Not environment variables: the defaults are
+/// the product's behaviour; tests shorten them to observe it quickly.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Broadcaster tick: how often overlays are brought up to date.
+    pub broadcast_tick: Duration,
+    /// Frames queued per overlay connection; a client this far behind is evicted.
+    pub client_queue: usize,
+    /// Overlay connections per session (on one instance).
+    pub max_clients_per_session: usize,
+    /// WebSocket ping interval.
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) this long is closed.
+    pub idle_timeout: Duration,
+    /// A single frame write that takes longer than this closes the connection.
+    pub write_timeout: Duration,
+    /// How long a session stays active after its last overlay disconnected.
+    pub session_grace: Duration,
+    /// How often active sessions are checked against durable configuration
+    /// and their leases renewed.
+    pub reconcile_interval: Duration,
+    /// How long a session lease lasts without renewal (several reconcile
+    /// intervals, so one missed renewal does not drop a session).
+    pub lease_ttl: Duration,
+    /// Upper bound for one live-store call on the vote path.
+    pub vote_timeout: Duration,
+    /// Per-IP request budget for login pages: (per minute, burst).
+    pub auth_rate: (u32, u32),
+    /// Per-IP request budget for the dashboard and its API: (per minute, burst).
+    pub dashboard_rate: (u32, u32),
+    /// How long a login session lasts without activity.
+    pub login_session_idle: Duration,
+    /// How often stored Twitch user tokens are validated (Twitch requires hourly).
+    pub token_check_interval: Duration,
+    /// First user id of the built-in simulator (tests give each app its own).
+    pub simulator_first_user_id: u64,
+    /// SO_SNDBUF of accepted connections; `None` keeps the kernel's
+    /// autotuning. A small buffer makes a stalled overlay reach its queue
+    /// limit (and eviction) after kilobytes instead of megabytes of backlog.
+    pub socket_send_buffer: Option<u32>,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            broadcast_tick: Duration::from_millis(50),
+            client_queue: 16,
+            max_clients_per_session: 50,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
+            session_grace: Duration::from_secs(30),
+            reconcile_interval: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(30),
+            vote_timeout: Duration::from_secs(2),
+            auth_rate: (30, 15),
+            dashboard_rate: (240, 60),
+            login_session_idle: Duration::from_secs(7 * 24 * 3600),
+            simulator_first_user_id: 41_245_000,
+            token_check_interval: Duration::from_secs(3600),
+            socket_send_buffer: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PORT`: HTTP port (0 picks a free one).
+    pub port: u16,
+    /// `APP_ENV`.
+    pub app_env: AppEnv,
+    /// `LOG_LEVEL`: a tracing filter such as `info` or `chatpulse=debug,info`.
+    pub log_level: String,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `PUBLIC_URL`: how browsers reach this service; overlay URLs start with it.
+    pub public_url: String,
+    /// `DATA_DIR` or `DATABASE_URL` + `REDIS_URL`.
+    pub storage: StorageMode,
+    /// `TWITCH_CLIENT_ID`; unset means no real Twitch app.
+    pub twitch_client_id: Option<String>,
+    /// `TWITCH_CLIENT_SECRET`.
+    pub twitch_client_secret: Option<Secret>,
+    /// `TWITCH_REDIRECT_URI`.
+    pub twitch_redirect_uri: String,
+    /// `TWITCH_AUTH_URL`.
+    pub twitch_auth_url: String,
+    /// `TWITCH_API_URL`.
+    pub twitch_api_url: String,
+    /// `TWITCH_SIM_PORT`: in development without `TWITCH_CLIENT_ID`, `serve`
+    /// runs the built-in Twitch simulator on this port (default `PORT` + 1)
+    /// and talks to it through `TWITCH_API_URL`/`TWITCH_AUTH_URL` as it would
+    /// to Twitch. `None`: no Twitch at all (tests).
+    pub twitch_sim_port: Option<u16>,
+    /// `SESSION_SECRET`: signs login sessions.
+    pub session_secret: Secret,
+    /// `WEBHOOK_CALLBACK_URL`: where Twitch delivers EventSub messages.
+    pub webhook_callback_url: String,
+    /// `WEBHOOK_SECRET`: the HMAC key of EventSub deliveries (10–100 ASCII characters).
+    pub webhook_secret: Secret,
+    /// `BOT_USER_ID`: the account that reads chat; its own messages never vote.
+    pub bot_user_id: Option<String>,
+    /// `TOKEN_ENCRYPTION_KEY`: 32 bytes (64 hex digits) for stored Twitch tokens.
+    pub token_encryption_key: Secret,
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`: the key before a rotation; tokens it
+    /// encrypted still decrypt (and are rewritten under the current key).
+    pub token_encryption_key_previous: Option<Secret>,
+    /// `MAX_WEBSOCKET_CONNECTIONS`: overlay connections per instance.
+    pub max_websocket_connections: usize,
+    /// `MAX_CONNECTIONS_PER_IP`: concurrent overlay connections per client IP.
+    pub max_connections_per_ip: usize,
+    /// `CONNECTION_RATE_PER_IP`: new overlay connections per second per IP.
+    pub connection_rate_per_ip: NonZeroU32,
+    /// `CONNECTION_RATE_BURST`: burst allowance for the rate above.
+    pub connection_rate_burst: NonZeroU32,
+    /// `VOTE_RATE_LIMIT_CAPACITY`: token bucket size per session.
+    pub vote_rate_limit_capacity: u32,
+    /// `VOTE_RATE_LIMIT_RATE`: tokens added per minute per session.
+    pub vote_rate_limit_rate: f64,
+    /// `DB_MIN_CONNS` / `DB_MAX_CONNS`: PostgreSQL pool bounds (distributed mode).
+    pub db_min_conns: usize,
+    pub db_max_conns: usize,
+    /// `SHUTDOWN_TIMEOUT`: how long a graceful shutdown may take.
+    pub shutdown_timeout: Duration,
+    pub tuning: Tuning,
+}
+
+/// Every variable the service reads. `.env.example` documents each one (a
+/// test checks), and reading any other name is a bug caught in debug builds.
+pub const VARIABLES: &[&str] = &[
+    "APP_ENV",
+    "PORT",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "PUBLIC_URL",
+    "SHUTDOWN_TIMEOUT",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DB_MIN_CONNS",
+    "DB_MAX_CONNS",
+    "TWITCH_CLIENT_ID",
+    "TWITCH_CLIENT_SECRET",
+    "TWITCH_REDIRECT_URI",
+    "TWITCH_AUTH_URL",
+    "TWITCH_API_URL",
+    "TWITCH_SIM_PORT",
+    "WEBHOOK_CALLBACK_URL",
+    "WEBHOOK_SECRET",
+    "BOT_USER_ID",
+    "SESSION_SECRET",
+    "TOKEN_ENCRYPTION_KEY",
+    "TOKEN_ENCRYPTION_KEY_PREVIOUS",
+    "MAX_WEBSOCKET_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
+    "CONNECTION_RATE_PER_IP",
+    "CONNECTION_RATE_BURST",
+    "VOTE_RATE_LIMIT_CAPACITY",
+    "VOTE_RATE_LIMIT_RATE",
+];
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn err(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { variable, message: message.into() }
+}
+
+/// Reads variables through a lookup function, so tests need no process environment.
+struct Source<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Source<F> {
+    /// The variable's value; unset and empty are the same.
+    fn get(&self, name: &str) -> Option<String> {
+        debug_assert!(VARIABLES.contains(&name), "{name} is missing from config::VARIABLES");
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|_| err(name, format!("must be {what} (got {raw:?})"))),
+        }
+    }
+
+    /// A positive number with an optional unit suffix (`10`, `10/s`).
+    fn rate(&self, name: &'static str, default: f64, unit: &str) -> Result<f64, ConfigError> {
+        let Some(raw) = self.get(name) else { return Ok(default) };
+        let number = raw.strip_suffix(unit).unwrap_or(&raw).trim();
+        match number.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+            _ => Err(err(name, format!("must be a positive number, optionally followed by {unit} (got {raw:?})"))),
+        }
+    }
+}
+
+fn parse_duration(name: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+    let bad = || err(name, format!("must be a duration such as 30s, 500ms or 2m (got {raw:?})"));
+    let (number, scale_ms) = if let Some(n) = raw.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = raw.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = raw.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (raw, 1_000)
+    };
+    let n: u64 = number.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(scale_ms).map(Duration::from_millis).ok_or_else(bad)
+}
+
+fn check_http_url(name: &'static str, url: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| err(name, format!("must be an http:// or https:// URL (got {url:?})")))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(err(name, format!("must name a host (got {url:?})")));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Loads `.env` (if present; real environment variables win) and reads the
+    /// configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(err(".env", e.to_string()));
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable name → its value).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let src = Source(lookup);
+        let app_env = match src.get("APP_ENV").as_deref() {
+            None | Some("development") => AppEnv::Development,
+            Some("production") => AppEnv::Production,
+            Some(other) => return Err(err("APP_ENV", format!("must be development or production (got {other:?})"))),
+        };
+        let port: u16 = src.parse("PORT", 8080, "a port number 0-65535")?;
+        let log_format = match src.get("LOG_FORMAT").as_deref() {
+            None => match app_env {
+                AppEnv::Production => LogFormat::Json,
+                AppEnv::Development => LogFormat::Text,
+            },
+            Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(err("LOG_FORMAT", format!("must be text or json (got {other:?})"))),
+        };
+        let log_level = src.get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|e| err("LOG_LEVEL", format!("is not a valid log filter: {e}")))?;
+
+        let public_url = src
+            .get("PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://localhost:{port}"))
+            .trim_end_matches('/')
+            .to_owned();
+        check_http_url("PUBLIC_URL", &public_url)?;
+
+        let storage = match (src.get("DATABASE_URL"), src.get("REDIS_URL")) {
+            (None, None) => StorageMode::Embedded {
+                data_dir: PathBuf::from(src.get("DATA_DIR").unwrap_or_else(|| "./data".into())),
+            },
+            (Some(db), Some(redis)) => {
+                if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                    return Err(err("DATABASE_URL", "must be a postgres:// or postgresql:// URL"));
+                }
+                let schemes = ["redis://", "rediss://", "redis-cluster://", "rediss-cluster://"];
+                if !schemes.iter().any(|s| redis.starts_with(s)) {
+                    return Err(err(
+                        "REDIS_URL",
+                        "must be a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL",
+                    ));
+                }
+                StorageMode::Distributed { database_url: Secret(db), redis_url: Secret(redis) }
+            }
+            (Some(_), None) => {
+                return Err(err("REDIS_URL", "must be set when DATABASE_URL is set (distributed mode needs both)"));
+            }
+            (None, Some(_)) => {
+                return Err(err("DATABASE_URL", "must be set when REDIS_URL is set (distributed mode needs both)"));
+            }
+        };
+
+        let twitch_client_id = src.get("TWITCH_CLIENT_ID");
+        let twitch_client_secret = src.get("TWITCH_CLIENT_SECRET").map(Secret);
+        if twitch_client_id.is_some() != twitch_client_secret.is_some() {
+            let missing = if twitch_client_id.is_some() { "TWITCH_CLIENT_SECRET" } else { "TWITCH_CLIENT_ID" };
+            return Err(err(missing, "TWITCH_CLIENT_ID and TWITCH_CLIENT_SECRET must be set together"));
+        }
+        let twitch_redirect_uri =
+            src.get("TWITCH_REDIRECT_URI").unwrap_or_else(|| format!("{public_url}/auth/callback"));
+        check_http_url("TWITCH_REDIRECT_URI", &twitch_redirect_uri)?;
+        let twitch_auth_url = src.get("TWITCH_AUTH_URL").unwrap_or_else(|| TWITCH_AUTH_URL.to_owned());
+        check_http_url("TWITCH_AUTH_URL", &twitch_auth_url)?;
+        let twitch_api_url = src.get("TWITCH_API_URL").unwrap_or_else(|| TWITCH_API_URL.to_owned());
+        check_http_url("TWITCH_API_URL", &twitch_api_url)?;
+        let twitch_sim_port = match (&twitch_client_id, app_env) {
+            (None, AppEnv::Development) => {
+                Some(src.parse("TWITCH_SIM_PORT", port.wrapping_add(1), "a port number 0-65535")?)
+            }
+            _ => None,
+        };
+
+        let session_secret = Secret(src.get("SESSION_SECRET").unwrap_or_else(|| DEV_SESSION_SECRET.to_owned()));
+        if session_secret.0.len() < 64 {
+            return Err(err("SESSION_SECRET", "must be at least 64 characters"));
+        }
+        let webhook_callback_url =
+            src.get("WEBHOOK_CALLBACK_URL").unwrap_or_else(|| format!("{public_url}/webhooks/eventsub"));
+        check_http_url("WEBHOOK_CALLBACK_URL", &webhook_callback_url)?;
+        let webhook_secret = Secret(src.get("WEBHOOK_SECRET").unwrap_or_else(|| DEV_WEBHOOK_SECRET.to_owned()));
+        let ws = &webhook_secret.0;
+        if !(10..=100).contains(&ws.len()) || !ws.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err("WEBHOOK_SECRET", "must be 10-100 printable ASCII characters"));
+        }
+        let bot_user_id = src.get("BOT_USER_ID");
+        let token_encryption_key =
+            Secret(src.get("TOKEN_ENCRYPTION_KEY").unwrap_or_else(|| DEV_TOKEN_ENCRYPTION_KEY.to_owned()));
+        if token_encryption_key.0.len() != 64 || !token_encryption_key.0.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err("TOKEN_ENCRYPTION_KEY", "must be 64 hex digits (32 bytes)"));
+        }
+        let token_encryption_key_previous = src.get("TOKEN_ENCRYPTION_KEY_PREVIOUS").map(Secret);
+        if let Some(previous) = &token_encryption_key_previous
+            && (previous.0.len() != 64 || !previous.0.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(err("TOKEN_ENCRYPTION_KEY_PREVIOUS", "must be 64 hex digits (32 bytes)"));
+        }
+
+        let positive = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+            match src.parse(name, default, "a positive whole number")? {
+                0 => Err(err(name, "must be at least 1")),
+                n => Ok(n),
+            }
+        };
+        let max_websocket_connections = positive("MAX_WEBSOCKET_CONNECTIONS", 10_000)?;
+        let max_connections_per_ip = positive("MAX_CONNECTIONS_PER_IP", 100)?;
+        let nonzero = |name: &'static str, v: f64| {
+            NonZeroU32::new(v.round() as u32).ok_or_else(|| err(name, "must be at least 1"))
+        };
+        let connection_rate_per_ip =
+            nonzero("CONNECTION_RATE_PER_IP", src.rate("CONNECTION_RATE_PER_IP", 10.0, "/s")?)?;
+        let connection_rate_burst =
+            nonzero("CONNECTION_RATE_BURST", src.parse("CONNECTION_RATE_BURST", 20.0, "a positive whole number")?)?;
+        let vote_rate_limit_capacity = u32::try_from(positive("VOTE_RATE_LIMIT_CAPACITY", 100)?)
+            .map_err(|_| err("VOTE_RATE_LIMIT_CAPACITY", "is too large"))?;
+        let vote_rate_limit_rate = src.rate("VOTE_RATE_LIMIT_RATE", 100.0, "/min")?;
+        let db_min_conns = src.parse("DB_MIN_CONNS", 1usize, "a whole number")?;
+        let db_max_conns = positive("DB_MAX_CONNS", 10)?;
+        if db_min_conns > db_max_conns {
+            return Err(err("DB_MIN_CONNS", format!("must not exceed DB_MAX_CONNS ({db_max_conns})")));
+        }
+        let shutdown_timeout = match src.get("SHUTDOWN_TIMEOUT") {
+            None => Duration::from_secs(30),
+            Some(raw) => parse_duration("SHUTDOWN_TIMEOUT", &raw)?,
+        };
+
+        let config = Config {
+            port,
+            app_env,
+            log_level,
+            log_format,
+            public_url,
+            storage,
+            twitch_client_id,
+            twitch_client_secret,
+            twitch_redirect_uri,
+            twitch_auth_url,
+            twitch_api_url,
+            twitch_sim_port,
+            session_secret,
+            webhook_callback_url,
+            webhook_secret,
+            bot_user_id,
+            token_encryption_key,
+            token_encryption_key_previous,
+            max_websocket_connections,
+            max_connections_per_ip,
+            connection_rate_per_ip,
+            connection_rate_burst,
+            vote_rate_limit_capacity,
+            vote_rate_limit_rate,
+            db_min_conns,
+            db_max_conns,
+            shutdown_timeout,
+            tuning: Tuning::default(),
+        };
+        if app_env == AppEnv::Production {
+            config.check_production()?;
+        }
+        Ok(config)
+    }
+
+    /// The rules that only production enforces, in one place.
+    fn check_production(&self) -> Result<(), ConfigError> {
+        if self.twitch_client_id.is_none() {
+            return Err(err("TWITCH_CLIENT_ID", "is required in production (the Twitch simulator is refused)"));
+        }
+        if self.session_secret.0 == DEV_SESSION_SECRET {
+            return Err(err("SESSION_SECRET", "must be set to a real secret in production"));
+        }
+        if self.webhook_secret.0 == DEV_WEBHOOK_SECRET {
+            return Err(err("WEBHOOK_SECRET", "must be set to a real secret in production"));
+        }
+        if self.token_encryption_key.0 == DEV_TOKEN_ENCRYPTION_KEY {
+            return Err(err("TOKEN_ENCRYPTION_KEY", "must be set to a real key in production"));
+        }
+        if self.bot_user_id.is_none() {
+            return Err(err("BOT_USER_ID", "is required in production"));
+        }
+        for (name, url) in [
+            ("PUBLIC_URL", &self.public_url),
+            ("TWITCH_REDIRECT_URI", &self.twitch_redirect_uri),
+            ("WEBHOOK_CALLBACK_URL", &self.webhook_callback_url),
+        ] {
+            if !url.starts_with("https://") {
+                return Err(err(name, "must be an https:// URL in production (cookies are Secure)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The overlay URL a streamer pastes into OBS.
+    pub fn overlay_url(&self, overlay: crate::domain::OverlayId) -> String {
+        format!("{}/overlay/{overlay}", self.public_url)
+    }
+
+    /// A development configuration for tests: embedded storage in `data_dir`,
+    /// an ephemeral port, every default.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let data_dir = data_dir.to_string_lossy().into_owned();
+        let mut config = Self::from_lookup(|name| match name {
+            "PORT" => Some("0".to_owned()),
+            "DATA_DIR" => Some(data_dir.clone()),
+            "LOG_LEVEL" => Some("warn".to_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|e| unreachable!("default configuration is valid: {e}"));
+        config.tuning.session_grace = Duration::from_millis(200);
+        config.twitch_sim_port = None;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn production() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("APP_ENV", "production"),
+            ("PUBLIC_URL", "https://chatpulse.example"),
+            ("TWITCH_CLIENT_ID", "cp1exampleclientid00000000000a"),
+            ("TWITCH_CLIENT_SECRET", "s3cr3tvalue000000000000000000"),
+            ("SESSION_SECRET", "x7f3d9a0c2e4b6f8a1c3e5d7b9f0a2c4e6d8b0f1a3c5e7d9b2f4a6c8e0d1b3f5a7"),
+            ("WEBHOOK_SECRET", "a-real-webhook-secret-42"),
+            ("TOKEN_ENCRYPTION_KEY", "8e1f0a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7"),
+            ("BOT_USER_ID", "99887766"),
+        ]
+    }
+
+    fn with(
+        mut base: Vec<(&'static str, &'static str)>,
+        k: &'static str,
+        v: &'static str,
+    ) -> Vec<(&'static str, &'static str)> {
+        base.retain(|(name, _)| *name != k);
+        base.push((k, v));
+        base
+    }
+
+    #[test]
+    fn no_configuration_at_all_gives_the_embedded_development_default() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.app_env, AppEnv::Development);
+        assert_eq!(c.storage, StorageMode::Embedded { data_dir: "./data".into() });
+        assert_eq!(c.public_url, "http://localhost:8080");
+        assert_eq!(c.webhook_callback_url, "http://localhost:8080/webhooks/eventsub");
+        assert_eq!(c.twitch_api_url, TWITCH_API_URL);
+        assert_eq!(c.twitch_sim_port, Some(8081), "the simulator runs beside the service");
+        assert_eq!(c.max_websocket_connections, 10_000);
+        assert_eq!(c.connection_rate_per_ip.get(), 10);
+        assert_eq!(c.vote_rate_limit_capacity, 100);
+        assert_eq!(c.vote_rate_limit_rate, 100.0);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_complete_production_configuration_is_accepted() {
+        let c = load(&production()).unwrap();
+        assert_eq!(c.app_env, AppEnv::Production);
+        assert_eq!(c.twitch_sim_port, None);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.overlay_url("6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e".parse().unwrap()),
+            "https://chatpulse.example/overlay/6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e"
+        );
+    }
+
+    #[test]
+    fn production_refuses_the_simulator_and_every_development_secret() {
+        for (var, value) in [
+            ("TWITCH_CLIENT_ID", ""),
+            ("SESSION_SECRET", DEV_SESSION_SECRET),
+            ("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+            ("TOKEN_ENCRYPTION_KEY", DEV_TOKEN_ENCRYPTION_KEY),
+            ("BOT_USER_ID", ""),
+            ("PUBLIC_URL", "http://chatpulse.example"),
+        ] {
+            let mut vars = with(production(), var, value);
+            if var == "TWITCH_CLIENT_ID" {
+                vars.retain(|(k, _)| *k != "TWITCH_CLIENT_SECRET");
+            }
+            let e = load(&vars).unwrap_err();
+            assert_eq!(e.variable, var, "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("PORT", "eighty"),
+            ("PORT", "70000"),
+            ("APP_ENV", "staging"),
+            ("LOG_FORMAT", "xml"),
+            ("LOG_LEVEL", "[[["),
+            ("WEBHOOK_SECRET", "short"),
+            ("WEBHOOK_SECRET", "has spaces in it"),
+            ("TOKEN_ENCRYPTION_KEY", "abcd"),
+            ("SESSION_SECRET", "too-short"),
+            ("MAX_WEBSOCKET_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS_PER_IP", "-3"),
+            ("CONNECTION_RATE_PER_IP", "fast"),
+            ("VOTE_RATE_LIMIT_RATE", "0"),
+            ("SHUTDOWN_TIMEOUT", "soon"),
+            ("PUBLIC_URL", "ftp://x"),
+            ("TWITCH_API_URL", "localhost:9000"),
+        ];
+        for (var, value) in cases {
+            let e = load(&[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, *var, "{var}={value}: {e}");
+            assert!(e.to_string().starts_with(&format!("invalid configuration: {var}: ")));
+        }
+    }
+
+    #[test]
+    fn rates_and_durations_accept_their_units() {
+        let c = load(&[
+            ("CONNECTION_RATE_PER_IP", "5/s"),
+            ("VOTE_RATE_LIMIT_RATE", "30/min"),
+            ("SHUTDOWN_TIMEOUT", "1500ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.connection_rate_per_ip.get(), 5);
+        assert_eq!(c.vote_rate_limit_rate, 30.0);
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(1500));
+        assert_eq!(load(&[("SHUTDOWN_TIMEOUT", "2m")]).unwrap().shutdown_timeout, Duration::from_secs(120));
+        assert_eq!(load(&[("SHUTDOWN_TIMEOUT", "7")]).unwrap().shutdown_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn distributed_mode_needs_both_urls() {
+        assert_eq!(load(&[("DATABASE_URL", "postgres://localhost/db")]).unwrap_err().variable, "REDIS_URL");
+        assert_eq!(load(&[("REDIS_URL", "redis://localhost")]).unwrap_err().variable, "DATABASE_URL");
+        let e = load(&[("DATABASE_URL", "mysql://x"), ("REDIS_URL", "redis://localhost")]).unwrap_err();
+        assert_eq!(e.variable, "DATABASE_URL");
+        let c = load(&[("DATABASE_URL", "postgres://localhost/db"), ("REDIS_URL", "redis://localhost")]).unwrap();
+        assert!(matches!(c.storage, StorageMode::Distributed { .. }));
+    }
+
+    #[test]
+    fn db_pool_bounds_must_be_ordered() {
+        assert_eq!(load(&[("DB_MIN_CONNS", "5"), ("DB_MAX_CONNS", "2")]).unwrap_err().variable, "DB_MIN_CONNS");
+    }
+
+    #[test]
+    fn client_id_and_secret_come_together() {
+        assert_eq!(load(&[("TWITCH_CLIENT_ID", "abc")]).unwrap_err().variable, "TWITCH_CLIENT_SECRET");
+        assert_eq!(load(&[("TWITCH_CLIENT_SECRET", "abc")]).unwrap_err().variable, "TWITCH_CLIENT_ID");
+    }
+
+    #[test]
+    fn env_example_documents_every_variable_and_is_itself_valid() {
+        let example = include_str!("../.env.example");
+        let mut set = HashMap::new();
+        for line in example.lines() {
+            let documented = line.trim_start_matches('#').trim_start();
+            if let Some((name, value)) = documented.split_once('=')
+                && !line.starts_with('#')
+            {
+                set.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        for name in VARIABLES {
+            assert!(
+                example.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{name}="))),
+                "{name} is not documented in .env.example"
+            );
+        }
+        let defaults = load(&[]).unwrap();
+        let from_example = Config::from_lookup(|k| set.get(k).cloned()).unwrap();
+        assert_eq!(format!("{from_example:?}"), format!("{defaults:?}"), ".env.example shows the defaults");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = load(&[]).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(DEV_WEBHOOK_SECRET));
+        assert!(!debug.contains(DEV_SESSION_SECRET));
+    }
+}

@@ -1,0 +1,17 @@
+//! Pure types and rules. Nothing in here performs I/O or reads a clock:
+//! callers pass the current time in, which keeps every rule testable.
+
+pub mod ids;
+pub mod overlay_config;
+pub mod sentiment;
+pub mod trigger;
+
+pub use ids::{BroadcasterId, ChatterId, IdError, OverlayId, StreamerId};
+pub use overlay_config::{ConfigError, DecaySpeed, Label, OverlayConfig, Trigger};
+pub use sentiment::{Direction, SessionStatus};
+pub use trigger::match_vote;
+
+/// Whether two trigger words would be indistinguishable in chat.
+pub fn trigger_eq(a: &str, b: &str) -> bool {
+    trigger::eq_ignore_case(a, b)
+}

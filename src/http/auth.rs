@@ -1,0 +1,163 @@
+//! `GET /`, `GET /auth/login`, `GET /auth/callback`, `POST /auth/logout`, and
+//! the operator's bot-account pages `GET /auth/bot`, `GET /auth/bot/start`.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::pages::{AuthErrorPage, BotPage, LoginPage};
+use super::{AppState, Error, session};
+use crate::app::accounts::{BOT_SCOPES, LoginError, Purpose};
+
+pub async fn home(session: Session) -> Result<Response, Error> {
+    Ok(match session::streamer(&session).await? {
+        Some(_) => Redirect::to("/dashboard").into_response(),
+        None => LoginPage { error: None }.into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    /// With the built-in simulator only: approve at once as this login.
+    #[serde(rename = "as")]
+    as_user: Option<String>,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, Error> {
+    if session::streamer(&session).await?.is_some() {
+        return Ok(Redirect::to("/dashboard").into_response());
+    }
+    start(&state, &session, Purpose::Login, query.as_user.as_deref()).await
+}
+
+async fn start(
+    state: &AppState,
+    session: &Session,
+    purpose: Purpose,
+    as_user: Option<&str>,
+) -> Result<Response, Error> {
+    match state.app.start_auth(purpose, as_user) {
+        Ok((url, pending)) => {
+            session::remember_pending(session, &pending).await?;
+            Ok(Redirect::to(&url).into_response())
+        }
+        Err(e) => Ok((StatusCode::SERVICE_UNAVAILABLE, LoginPage { error: Some(e.to_string()) }).into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+fn problem(status: StatusCode, title: &str, message: &str, retry_url: &str) -> Response {
+    let page = AuthErrorPage { title: title.into(), message: message.into(), retry_url: retry_url.into() };
+    (status, page).into_response()
+}
+
+pub async fn callback(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, Error> {
+    let pending = session::take_pending(&session).await?;
+    let Some(pending) = pending.filter(|p| query.state.as_deref() == Some(p.state.as_str())) else {
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link has expired",
+            "The sign-in could not be matched to this browser, so nothing was changed. Please start again.",
+            "/auth/login",
+        ));
+    };
+    let retry = match pending.purpose {
+        Purpose::Login => "/auth/login",
+        Purpose::Bot => "/auth/bot",
+    };
+    if let Some(error) = query.error {
+        let detail = query.error_description.unwrap_or(error);
+        let message = format!("Twitch said: {detail}. Nothing was stored; you can try again whenever you like.");
+        return Ok(problem(StatusCode::FORBIDDEN, "Access was not granted", &message, retry));
+    }
+    let Some(code) = query.code else {
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "Sign-in incomplete",
+            "Twitch sent no code. Please start again.",
+            retry,
+        ));
+    };
+    match pending.purpose {
+        Purpose::Login => match state.app.finish_login(&code).await {
+            Ok(id) => {
+                session::log_in(&session, id).await?;
+                Ok(Redirect::to("/dashboard").into_response())
+            }
+            Err(e) => Ok(login_failed(&e, retry)),
+        },
+        Purpose::Bot => match state.app.finish_bot(&code).await {
+            Ok(_) => Ok(Redirect::to("/auth/bot").into_response()),
+            Err(e) => Ok(login_failed(&e, retry)),
+        },
+    }
+}
+
+fn login_failed(e: &LoginError, retry: &str) -> Response {
+    tracing::warn!(error = %e, "Twitch sign-in failed");
+    let (status, message) = match e {
+        LoginError::WrongBotAccount { .. } => (StatusCode::FORBIDDEN, e.to_string()),
+        LoginError::Storage(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "We could not save your account right now. Please try again.".into())
+        }
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "Twitch did not confirm the sign-in. Nothing was stored; please try again.".into(),
+        ),
+    };
+    problem(status, "Sign-in failed", &message, retry)
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf_token: Option<String>,
+}
+
+pub async fn logout(session: Session, Form(form): Form<CsrfForm>) -> Result<Response, Error> {
+    session::check_csrf(&session, form.csrf_token.as_deref()).await?;
+    session::log_out(&session).await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+pub async fn bot(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
+    let bot = state.app.repo.bot().await.map_err(|e| Error::Unavailable(e.to_string()))?;
+    let expected = state.app.settings.bot_user_id.clone();
+    let linked = bot.filter(|b| Some(b.twitch_user_id.as_str()) == expected.as_deref());
+    let scopes = linked.as_ref().map(|b| b.tokens.scopes.clone()).unwrap_or_default();
+    let authorized = linked.is_some() && BOT_SCOPES.iter().all(|s| scopes.iter().any(|g| g == s));
+    Ok(BotPage {
+        bot_user_id: expected,
+        authorized,
+        bot_login: linked.map(|b| b.login),
+        scopes,
+        error: None,
+        csrf_token: session::csrf_token(&session).await?,
+    }
+    .into_response())
+}
+
+pub async fn bot_start(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, Error> {
+    start(&state, &session, Purpose::Bot, query.as_user.as_deref()).await
+}

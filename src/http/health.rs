@@ -1,0 +1,45 @@
+//! `/health/live`, `/health/ready` and `/metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::AppState;
+
+/// The process is up and serving HTTP.
+pub async fn live() -> &'static str {
+    "ok"
+}
+
+/// Ready for traffic: not shutting down and every store reachable. The body
+/// says which check failed and why.
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let readiness = state.app.readiness().await;
+    let accepting = state.is_accepting();
+    let ok = accepting && readiness.is_ready();
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e}),
+    };
+    let body = json!({
+        "ready": ok,
+        "shutting_down": !accepting,
+        "checks": {
+            "durable_store": check(&readiness.durable_store),
+            "live_store": check(&readiness.live_store),
+        }
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        tracing::error!(error = %e, "metrics encoding failed");
+        return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], String::new());
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+}

@@ -1,0 +1,111 @@
+//! The HTTP surface (ARCHITECTURE §7): router, handlers, limits, templates.
+
+mod auth;
+mod dashboard;
+mod error;
+mod health;
+pub mod limits;
+mod observe;
+mod overlay;
+mod pages;
+mod security;
+pub mod session;
+mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+pub use error::Error;
+
+use crate::app::App;
+use crate::broadcast::Broadcaster;
+use crate::config::{Config, Tuning};
+use crate::engine::VoteEngine;
+use crate::metrics::Metrics;
+use limits::ConnectionLimits;
+
+/// Largest EventSub delivery we accept; Twitch's are a few KiB.
+pub const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
+/// Largest dashboard form we accept.
+pub const FORM_BODY_LIMIT: usize = 16 * 1024;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: Arc<App>,
+    pub engine: Arc<VoteEngine>,
+    pub broadcaster: Broadcaster,
+    pub limits: Arc<ConnectionLimits>,
+    pub metrics: Metrics,
+    pub registry: Arc<Registry>,
+    pub webhook_secret: Arc<str>,
+    pub tuning: Tuning,
+    /// False once shutdown has begun: readiness fails and upgrades are refused.
+    pub accepting: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+}
+
+pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
+    let request_id = HeaderName::from_static("x-request-id");
+    let auth_limit = security::IpLimit::per_minute(config.tuning.auth_rate.0, config.tuning.auth_rate.1);
+    let dashboard_limit = security::IpLimit::per_minute(config.tuning.dashboard_rate.0, config.tuning.dashboard_rate.1);
+    let auth = Router::new()
+        .route("/auth/login", get(auth::login))
+        .route("/auth/callback", get(auth::callback))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/bot", get(auth::bot))
+        .route("/auth/bot/start", get(auth::bot_start))
+        .layer(axum::middleware::from_fn_with_state(auth_limit, security::limit));
+    let dashboard = Router::new()
+        .route("/", get(auth::home))
+        .route("/dashboard", get(dashboard::show))
+        .route("/dashboard/config", post(dashboard::save))
+        .route("/api/reset/{overlay_uuid}", post(dashboard::reset))
+        .route("/api/rotate-overlay-uuid", post(dashboard::rotate))
+        .layer(axum::middleware::from_fn_with_state(dashboard_limit, security::limit));
+    let pages = session::with_sessions(auth.merge(dashboard), config)?.layer(DefaultBodyLimit::max(FORM_BODY_LIMIT));
+    let hsts = config.app_env == crate::config::AppEnv::Production;
+    Ok(Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/overlay/{overlay_uuid}", get(overlay::page))
+        .route("/ws/overlay/{overlay_uuid}", get(overlay::websocket))
+        .route("/webhooks/eventsub", post(webhook::eventsub).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
+        .merge(pages)
+        .nest_service("/static", ServeDir::new(static_dir()))
+        .layer(axum::middleware::from_fn_with_state(hsts, security::headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state))
+}
+
+/// `static/` of the source tree, found relative to the crate so the binary
+/// works from any working directory in development and tests.
+fn static_dir() -> std::path::PathBuf {
+    let local = std::path::PathBuf::from("static");
+    if local.is_dir() { local } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static") }
+}
+
+/// The client address of a connection.
+pub type ClientAddr = axum::extract::ConnectInfo<SocketAddr>;

@@ -1,0 +1,207 @@
+//! The `chatpulse` binary: parses the command line and the configuration,
+//! then hands over to the library. Wiring only.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use chatpulse::config::{Config, StorageMode};
+use chatpulse::domain::BroadcasterId;
+use chatpulse::startup::{self, Application};
+use chatpulse::store::{NewStreamer, RepositoryError};
+
+/// Twitch chat → a live tug-of-war bar for OBS.
+///
+/// Configuration comes from the environment (and `.env`); see `.env.example`.
+#[derive(Parser)]
+#[command(name = "chatpulse", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage streamers (works while the server runs).
+    Streamers {
+        #[command(subcommand)]
+        action: StreamersCommand,
+    },
+    /// Run the Twitch simulator on its own (OAuth, Helix, EventSub delivery).
+    /// Point a service at it with TWITCH_AUTH_URL=http://HOST:PORT/oauth2 and
+    /// TWITCH_API_URL=http://HOST:PORT/helix.
+    TwitchSim {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// The client id the simulator accepts (default: the simulator's own).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The client secret the simulator accepts (default: the simulator's own).
+        #[arg(long)]
+        client_secret: Option<String>,
+        /// A registered OAuth redirect URI (repeatable).
+        #[arg(long, default_value = "http://localhost:8080/auth/callback")]
+        redirect_uri: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StreamersCommand {
+    /// Create a streamer with the default config and print their overlay URL.
+    Add {
+        /// The streamer's Twitch user id (numeric string).
+        twitch_user_id: String,
+        /// The streamer's Twitch login.
+        login: String,
+        /// Display name (defaults to the login).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List streamers and their overlay URLs.
+    List,
+    /// Delete a streamer and everything stored for them.
+    Remove {
+        /// The streamer's Twitch user id.
+        twitch_user_id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    chatpulse::install_crypto_provider();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One-shot commands print their result on stdout; progress logs would
+    // only be noise there unless asked for.
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let level = if serving || std::env::var_os("LOG_LEVEL").is_some() { config.log_level.as_str() } else { "warn" };
+    chatpulse::telemetry::init(level, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Migrate => startup::open_repository(&config).await.map(|_| println!("migrations are up to date")),
+            Command::Streamers { action } => streamers(&config, action).await,
+            Command::TwitchSim { port, client_id, client_secret, redirect_uri } => {
+                twitch_sim(port, client_id, client_secret, redirect_uri).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let storage = match &config.storage {
+        StorageMode::Embedded { data_dir } => format!("embedded (SQLite in {})", data_dir.display()),
+        StorageMode::Distributed { .. } => "distributed (PostgreSQL + Redis)".to_owned(),
+    };
+    let public_url = config.public_url.clone();
+    let app = Application::build(config).await?;
+    tracing::info!(port = app.port(), storage = %storage, "ChatPulse is listening");
+    println!("ChatPulse is listening on port {} — storage: {storage}", app.port());
+    match app.demo() {
+        Some(demo) => {
+            println!();
+            println!("  Demo on the built-in Twitch simulator ({}):", demo.simulator_url);
+            println!("    dashboard:  {}", demo.dashboard_url);
+            println!("    overlay:    {}", demo.overlay_url);
+            println!("    chat page:  {}   ← type \"yes\" or \"no\" there", demo.chat_url);
+            println!();
+        }
+        None => println!("  add a streamer: chatpulse streamers add <twitch_user_id> <login>"),
+    }
+    println!("  health:  {public_url}/health/ready");
+    startup::cancel_on_signal(app.shutdown_token());
+    app.run_until_stopped().await
+}
+
+async fn twitch_sim(
+    port: u16,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    redirect_uris: Vec<String>,
+) -> anyhow::Result<()> {
+    use chatpulse::twitch::sim::{SimConfig, Simulator};
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let port = listener.local_addr()?.port();
+    let defaults = SimConfig::default();
+    let config = SimConfig {
+        client_id: client_id.unwrap_or(defaults.client_id.clone()),
+        client_secret: client_secret.unwrap_or(defaults.client_secret.clone()),
+        public_url: format!("http://localhost:{port}"),
+        redirect_uris,
+        ..defaults
+    };
+    println!("Twitch simulator on http://localhost:{port}");
+    println!("  TWITCH_AUTH_URL=http://localhost:{port}/oauth2");
+    println!("  TWITCH_API_URL=http://localhost:{port}/helix");
+    println!("  TWITCH_CLIENT_ID={}", config.client_id);
+    println!("  chat page: http://localhost:{port}/sim/chat");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    startup::cancel_on_signal(shutdown.clone());
+    Simulator::new(config).serve(listener, shutdown).await?;
+    Ok(())
+}
+
+async fn streamers(config: &Config, action: StreamersCommand) -> anyhow::Result<()> {
+    let repo = startup::open_repository(config).await?;
+    let parse_id = |raw: &str| BroadcasterId::parse(raw).map_err(|e| anyhow::anyhow!("{raw:?}: {e}"));
+    match action {
+        StreamersCommand::Add { twitch_user_id, login, display_name } => {
+            let login = login.trim().to_lowercase();
+            if login.is_empty() || login.len() > 25 || !login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                anyhow::bail!("{login:?}: a Twitch login is 1-25 letters, digits or '_'");
+            }
+            let new = NewStreamer {
+                twitch_user_id: parse_id(&twitch_user_id)?,
+                display_name: display_name.unwrap_or_else(|| login.clone()),
+                login,
+            };
+            let setup = repo.create_streamer(&new).await.map_err(|e| match e {
+                RepositoryError::Conflict(_) => {
+                    anyhow::anyhow!("a streamer with Twitch user id {twitch_user_id} already exists")
+                }
+                other => other.into(),
+            })?;
+            println!("{}", config.overlay_url(setup.streamer.overlay_id));
+        }
+        StreamersCommand::List => {
+            let all = repo.list_streamers().await?;
+            if all.is_empty() {
+                println!("no streamers yet (add one: chatpulse streamers add <twitch_user_id> <login>)");
+            }
+            for s in all {
+                println!("{}\t{}\t{}", s.twitch_user_id, s.login, config.overlay_url(s.overlay_id));
+            }
+        }
+        StreamersCommand::Remove { twitch_user_id } => {
+            if !repo.remove_streamer(&parse_id(&twitch_user_id)?).await? {
+                anyhow::bail!("no streamer with Twitch user id {twitch_user_id}");
+            }
+            println!("removed streamer {twitch_user_id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! The composition root: builds every component from a [`Config`] and runs
+//! the service until it is told to stop. `main` and the integration tests
+//! both start the service through [`Application`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppSettings;
+use crate::app::eventsub::EventSub;
+use crate::app::signals::SignalBus;
+use crate::app::{App, SessionManager, SessionSettings};
+use crate::broadcast::Broadcaster;
+use crate::config::{Config, StorageMode};
+use crate::crypto::TokenCipher;
+use crate::engine::VoteEngine;
+use crate::http::limits::ConnectionLimits;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::store::memory::MemoryLiveStore;
+use crate::store::postgres::PostgresRepository;
+use crate::store::redis::RedisLiveStore;
+use crate::store::sqlite::SqliteRepository;
+use crate::store::{LiveStore, NewStreamer, Repository, VoteLimits};
+use crate::twitch::client::TwitchClient;
+use crate::twitch::oauth::TwitchOAuth;
+use crate::twitch::sim::{SimConfig, Simulator};
+
+/// Opens the durable store for a one-shot command (CLI): migrations are
+/// applied first, and an unreachable server is an error, not a retry.
+pub async fn open_repository(config: &Config) -> anyhow::Result<Arc<dyn Repository>> {
+    match &config.storage {
+        StorageMode::Embedded { data_dir } => {
+            let data_dir = data_dir.clone();
+            let repo = tokio::task::spawn_blocking(move || SqliteRepository::open(&data_dir)).await??;
+            Ok(Arc::new(repo))
+        }
+        StorageMode::Distributed { database_url, .. } => {
+            let mut registry = Registry::default();
+            let metrics = Metrics::register(&mut registry);
+            let repo = PostgresRepository::new(database_url.expose(), 1, 2, metrics)?;
+            repo.migrate().await.context("DATABASE_URL: cannot apply migrations")?;
+            Ok(Arc::new(repo))
+        }
+    }
+}
+
+fn vote_limits(config: &Config) -> VoteLimits {
+    VoteLimits {
+        bucket_capacity: config.vote_rate_limit_capacity,
+        bucket_refill_per_minute: config.vote_rate_limit_rate,
+        ..VoteLimits::default()
+    }
+}
+
+/// The stores of the configured shape, plus the background tasks that keep
+/// them healthy (connecting, migrating, loading Redis functions).
+struct Stores {
+    repo: Arc<dyn Repository>,
+    live: Arc<dyn LiveStore>,
+    migrations: Arc<Mutex<Result<(), String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn open_stores(config: &Config, metrics: &Metrics) -> anyhow::Result<Stores> {
+    match &config.storage {
+        StorageMode::Embedded { .. } => Ok(Stores {
+            repo: open_repository(config).await?,
+            live: Arc::new(MemoryLiveStore::new(vote_limits(config))),
+            migrations: Arc::new(Mutex::new(Ok(()))),
+            tasks: vec![],
+        }),
+        StorageMode::Distributed { database_url, redis_url } => {
+            // Neither server needs to be up yet: both are retried in the
+            // background and readiness says what is missing.
+            let pg = Arc::new(PostgresRepository::new(
+                database_url.expose(),
+                config.db_min_conns,
+                config.db_max_conns,
+                metrics.clone(),
+            )?);
+            let migrations = Arc::new(Mutex::new(Err("migrations not applied yet".to_owned())));
+            let migrate =
+                tokio::spawn(migrate_until_done(Arc::clone(&pg), Arc::clone(&migrations), config.db_min_conns));
+            let redis = RedisLiveStore::new(redis_url.expose(), vote_limits(config), metrics.clone())?;
+            let maintain = tokio::spawn(Arc::clone(&redis).maintain());
+            Ok(Stores { repo: pg, live: redis, migrations, tasks: vec![migrate, maintain] })
+        }
+    }
+}
+
+/// Applies PostgreSQL migrations, retrying with backoff until they succeed.
+async fn migrate_until_done(pg: Arc<PostgresRepository>, status: Arc<Mutex<Result<(), String>>>, min_conns: usize) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match pg.migrate().await {
+            Ok(()) => {
+                *status.lock().unwrap_or_else(|p| p.into_inner()) = Ok(());
+                if let Err(e) = pg.warm_up(min_conns).await {
+                    tracing::warn!(error = %e, "could not open the minimum number of database connections");
+                }
+                return;
+            }
+            Err(e) => {
+                let message = format!("PostgreSQL migrations pending: {e:#}");
+                tracing::warn!(retry_in = ?delay, "{message}");
+                *status.lock().unwrap_or_else(|p| p.into_inner()) = Err(message);
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// What a newcomer needs after `make run` with the built-in simulator.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// The demo streamer's overlay.
+    pub overlay_url: String,
+    /// The simulator's chat page: type the trigger words there.
+    pub chat_url: String,
+    /// Logs the demo streamer in (through the simulator) and opens the dashboard.
+    pub dashboard_url: String,
+    /// The simulator's base URL (`TWITCH_API_URL` = this + `/helix`).
+    pub simulator_url: String,
+}
+
+/// Twitch as this process sees it: the real one, the built-in simulator, or none.
+struct Twitch {
+    eventsub: Option<Arc<EventSub>>,
+    oauth: Option<Arc<TwitchOAuth>>,
+    bot_user_id: Option<String>,
+    simulator: bool,
+    demo: Option<Demo>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn start_twitch(
+    config: &Config,
+    repo: &Arc<dyn Repository>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Twitch> {
+    let secret = config.webhook_secret.expose();
+    if let (Some(id), Some(client_secret)) = (&config.twitch_client_id, &config.twitch_client_secret) {
+        let client =
+            Arc::new(TwitchClient::new(&config.twitch_api_url, &config.twitch_auth_url, id, client_secret.clone())?);
+        let oauth = TwitchOAuth::new(
+            &config.twitch_auth_url,
+            &config.twitch_api_url,
+            id,
+            client_secret,
+            &config.twitch_redirect_uri,
+        )?;
+        let eventsub = match &config.bot_user_id {
+            Some(bot) => Some(Arc::new(EventSub::new(client, &config.webhook_callback_url, secret, bot))),
+            None => {
+                tracing::warn!("BOT_USER_ID is not set: chat cannot be subscribed to");
+                None
+            }
+        };
+        return Ok(Twitch {
+            eventsub,
+            oauth: Some(Arc::new(oauth)),
+            bot_user_id: config.bot_user_id.clone(),
+            simulator: false,
+            demo: None,
+            tasks: vec![],
+        });
+    }
+    let Some(port) = config.twitch_sim_port else {
+        return Ok(Twitch {
+            eventsub: None,
+            oauth: None,
+            bot_user_id: None,
+            simulator: false,
+            demo: None,
+            tasks: vec![],
+        });
+    };
+
+    // Development without credentials: a local Twitch in this process,
+    // reached over HTTP exactly like the real one.
+    let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+        .await
+        .with_context(|| format!("TWITCH_SIM_PORT: cannot listen on port {port}"))?;
+    let port = listener.local_addr()?.port();
+    let simulator_url = format!("http://localhost:{port}");
+    let sim = Simulator::new(SimConfig {
+        public_url: simulator_url.clone(),
+        redirect_uris: vec![config.twitch_redirect_uri.clone()],
+        first_user_id: config.tuning.simulator_first_user_id,
+        ..SimConfig::default()
+    });
+    // Created in a fixed order so their ids are the same on every start (the
+    // demo streamer is stored in our database); the demo channel comes first
+    // so the chat page preselects it.
+    let streamer = sim.create_user("demo_streamer", "DemoStreamer");
+    sim.grant(&streamer.id, &["channel:bot"]);
+    let bot = sim.create_user("chatpulse_bot", "ChatPulse Bot");
+    sim.grant(&bot.id, &["user:read:chat", "user:bot"]);
+    let serve = {
+        let sim = sim.clone();
+        let shutdown = shutdown.child_token();
+        tokio::spawn(async move {
+            if let Err(e) = sim.serve(listener, shutdown).await {
+                tracing::error!(error = %e, "Twitch simulator stopped");
+            }
+        })
+    };
+    let local = format!("http://127.0.0.1:{port}");
+    let sim_secret = crate::config::Secret::new(sim.config().client_secret.clone());
+    let client = Arc::new(TwitchClient::new(
+        &format!("{local}/helix"),
+        &format!("{local}/oauth2"),
+        &sim.config().client_id,
+        sim_secret.clone(),
+    )?);
+    // The browser goes to the simulator's public address; the server talks
+    // to it on loopback.
+    let oauth = TwitchOAuth::new(
+        &format!("{simulator_url}/oauth2"),
+        &format!("{local}/helix"),
+        &sim.config().client_id,
+        &sim_secret,
+        &config.twitch_redirect_uri,
+    )?;
+    let eventsub = Arc::new(EventSub::new(client, &config.webhook_callback_url, secret, &bot.id));
+    let demo = match demo_streamer(repo, &streamer.id, &streamer.login, &streamer.display_name).await {
+        Ok(overlay) => Some(Demo {
+            overlay_url: config.overlay_url(overlay),
+            chat_url: format!("{simulator_url}/sim/chat"),
+            dashboard_url: format!("{}/auth/login?as={}", config.public_url, streamer.login),
+            simulator_url,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the demo streamer yet");
+            None
+        }
+    };
+    Ok(Twitch {
+        eventsub: Some(eventsub),
+        oauth: Some(Arc::new(oauth)),
+        bot_user_id: Some(bot.id),
+        simulator: true,
+        demo,
+        tasks: vec![serve],
+    })
+}
+
+/// The demo streamer's overlay, creating the streamer on first start.
+async fn demo_streamer(
+    repo: &Arc<dyn Repository>,
+    twitch_user_id: &str,
+    login: &str,
+    display_name: &str,
+) -> anyhow::Result<crate::domain::OverlayId> {
+    let id = crate::domain::BroadcasterId::parse(twitch_user_id)?;
+    if let Some(s) = repo.list_streamers().await?.into_iter().find(|s| s.twitch_user_id == id) {
+        return Ok(s.overlay_id);
+    }
+    let new = NewStreamer { twitch_user_id: id, login: login.to_owned(), display_name: display_name.to_owned() };
+    Ok(repo.create_streamer(&new).await?.streamer.overlay_id)
+}
+
+pub struct Application {
+    demo: Option<Demo>,
+    eventsub: Option<Arc<EventSub>>,
+    listener: TcpListener,
+    state: AppState,
+    config: Config,
+    shutdown: CancellationToken,
+    broadcaster_task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::install_crypto_provider();
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let stores = open_stores(&config, &metrics).await?;
+        let shutdown = CancellationToken::new();
+        let twitch = start_twitch(&config, &stores.repo, &shutdown).await?;
+        let (missing_tx, missing_rx) = tokio::sync::mpsc::channel(1024);
+        let (broadcaster, broadcaster_task) = Broadcaster::spawn(
+            Arc::clone(&stores.live),
+            metrics.clone(),
+            config.tuning.broadcast_tick,
+            missing_tx,
+            shutdown.child_token(),
+        );
+        let settings = SessionSettings {
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            lease_ttl: config.tuning.lease_ttl,
+            grace: config.tuning.session_grace,
+            max_clients: config.tuning.max_clients_per_session,
+        };
+        let sessions = SessionManager::new(
+            Arc::clone(&stores.repo),
+            Arc::clone(&stores.live),
+            broadcaster.clone(),
+            metrics.clone(),
+            settings,
+            twitch.eventsub.clone(),
+        );
+        let mut background = stores.tasks;
+        background.extend(twitch.tasks);
+        background.push(tokio::spawn(sessions.clone().run_repair(missing_rx, shutdown.child_token())));
+        let engine = VoteEngine::new(
+            Arc::clone(&stores.live),
+            config.bot_user_id.clone(),
+            config.tuning.vote_timeout,
+            metrics.clone(),
+        );
+        let limits = ConnectionLimits::new(
+            config.max_websocket_connections,
+            config.max_connections_per_ip,
+            config.connection_rate_per_ip,
+            config.connection_rate_burst,
+        );
+        let signals = Arc::new(match &config.storage {
+            StorageMode::Embedded { .. } => SignalBus::local(),
+            StorageMode::Distributed { redis_url, .. } => SignalBus::redis(redis_url.expose())?,
+        });
+        background.push(tokio::spawn(sessions.clone().run_signals(signals.subscribe(), shutdown.child_token())));
+        let cipher = TokenCipher::new(
+            config.token_encryption_key.expose(),
+            config.token_encryption_key_previous.as_ref().map(|k| k.expose()),
+        )
+        .context("TOKEN_ENCRYPTION_KEY")?;
+        let app = App {
+            repo: stores.repo,
+            live: stores.live,
+            sessions,
+            migrations: stores.migrations,
+            metrics: metrics.clone(),
+            signals,
+            oauth: twitch.oauth,
+            cipher,
+            eventsub: twitch.eventsub.clone(),
+            settings: AppSettings {
+                public_url: config.public_url.clone(),
+                bot_user_id: twitch.bot_user_id,
+                simulator: twitch.simulator,
+            },
+        };
+        let state = AppState {
+            app: Arc::new(app),
+            engine: Arc::new(engine),
+            broadcaster,
+            limits: Arc::new(limits),
+            metrics,
+            registry: Arc::new(registry),
+            webhook_secret: Arc::from(config.webhook_secret.expose()),
+            tuning: config.tuning.clone(),
+            accepting: Arc::new(AtomicBool::new(true)),
+        };
+        let address = SocketAddr::from(([0, 0, 0, 0], config.port));
+        let listener =
+            listen(address, config.tuning.socket_send_buffer).with_context(|| format!("cannot listen on {address}"))?;
+        Ok(Self {
+            demo: twitch.demo,
+            eventsub: twitch.eventsub,
+            listener,
+            state,
+            config,
+            shutdown,
+            broadcaster_task,
+            background,
+        })
+    }
+
+    /// The newcomer's URLs when running on the built-in simulator.
+    pub fn demo(&self) -> Option<&Demo> {
+        self.demo.as_ref()
+    }
+
+    /// The port actually bound (useful with `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(self.config.port)
+    }
+
+    /// Cancelling this token starts a graceful shutdown, like SIGTERM does.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains: readiness
+    /// turns false, new connections are refused, every overlay gets close code
+    /// 1001, in-flight requests finish — all within `SHUTDOWN_TIMEOUT`.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { listener, state, config, shutdown, broadcaster_task, mut background, eventsub, .. } = self;
+        background.push(tokio::spawn(
+            state.app.sessions.clone().run_reconciler(config.tuning.reconcile_interval, shutdown.child_token()),
+        ));
+        background.push(tokio::spawn(prune_limits(Arc::clone(&state.limits), shutdown.child_token())));
+        background.push(tokio::spawn(crate::app::tokens::run_token_hygiene(
+            Arc::clone(&state.app),
+            config.tuning.token_check_interval,
+            shutdown.child_token(),
+        )));
+
+        let router = match http::router(state.clone(), &config) {
+            Ok(router) => router,
+            Err(e) => {
+                shutdown.cancel();
+                background.iter().for_each(JoinHandle::abort);
+                return Err(e.context("cannot build the HTTP router"));
+            }
+        };
+        let server_shutdown = shutdown.clone();
+        let mut server = tokio::spawn(
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+                .into_future(),
+        );
+
+        // The conduit's shard is verified through our own webhook, so this
+        // starts once the server is listening.
+        if let Some(eventsub) = eventsub {
+            background.push(tokio::spawn(eventsub.run_setup(shutdown.child_token())));
+        }
+
+        tokio::select! {
+            result = &mut server => {
+                // The server stopped by itself: that is an error worth reporting.
+                shutdown.cancel();
+                background.iter().for_each(JoinHandle::abort);
+                return match result {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
+                    Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),
+                    Err(e) => Err(anyhow::Error::new(e).context("HTTP server task panicked")),
+                };
+            }
+            _ = shutdown.cancelled() => {}
+        }
+        tracing::info!(timeout = ?config.shutdown_timeout, "shutting down");
+        state.accepting.store(false, Ordering::Release);
+        let drain = async {
+            let _ = broadcaster_task.await;
+            // Give every connection the moment it needs to write its close frame.
+            while state.limits.open_connections() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = server.await;
+        };
+        if tokio::time::timeout(config.shutdown_timeout, drain).await.is_err() {
+            tracing::warn!("shutdown timeout reached; closing remaining connections");
+        }
+        background.iter().for_each(JoinHandle::abort);
+        Ok(())
+    }
+}
+
+/// Binds the HTTP listener. Accepted sockets inherit its buffer sizes.
+fn listen(address: SocketAddr, send_buffer: Option<u32>) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    if let Some(size) = send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+async fn prune_limits(limits: Arc<ConnectionLimits>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => limits.prune(),
+        }
+    }
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate => {}
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,267 @@
+//! In-process live store for the embedded shape. Same semantics as the Redis
+//! functions (ARCHITECTURE §4–5), kept in one map behind a mutex.
+//!
+//! A `std::sync::Mutex` is right here: every operation is a few hash-map
+//! steps, never awaits while holding the lock, and contention is far below
+//! what an async mutex would be worth.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{
+    ActiveSession, BUCKET_IDLE_MS, Lease, LiveStore, LiveStoreError, SessionActivation, Snapshot, VoteLimits,
+    VoteOutcome, VoteRequest,
+};
+use crate::domain::sentiment::{apply_vote, decayed, sanitize_decay};
+use crate::domain::{BroadcasterId, ChatterId, OverlayId, SessionStatus};
+
+pub struct MemoryLiveStore {
+    limits: VoteLimits,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<OverlayId, Session>,
+    broadcasters: HashMap<BroadcasterId, OverlayId>,
+    message_ids: ExpiringSet<(OverlayId, Box<str>)>,
+    debounce: ExpiringSet<(OverlayId, ChatterId)>,
+}
+
+struct Session {
+    broadcaster: BroadcasterId,
+    config: crate::domain::OverlayConfig,
+    config_version: i64,
+    value: f64,
+    last_update_ms: i64,
+    bucket: Option<Bucket>,
+    /// Instance id → lease expiry (ms).
+    leases: HashMap<String, i64>,
+    status: SessionStatus,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last_update_ms: i64,
+}
+
+impl MemoryLiveStore {
+    pub fn new(limits: VoteLimits) -> Self {
+        Self { limits, inner: Mutex::new(Inner::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in
+        // a way that matters (each step is a single insert/remove), so keep going.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes one token from the session's bucket, refilling it first for the
+    /// time passed. Returns false when the bucket is empty.
+    fn take_token(&self, bucket: &mut Option<Bucket>, now_ms: i64) -> bool {
+        let capacity = f64::from(self.limits.bucket_capacity);
+        let rate_per_ms = self.limits.bucket_refill_per_minute / 60_000.0;
+        let mut b = match *bucket {
+            // Forget a bucket idle for longer than its expiry, like the Redis key.
+            Some(b) if now_ms - b.last_update_ms <= BUCKET_IDLE_MS => b,
+            _ => Bucket { tokens: capacity, last_update_ms: now_ms },
+        };
+        let elapsed = (now_ms - b.last_update_ms).max(0) as f64;
+        b.tokens = (b.tokens + elapsed * rate_per_ms).min(capacity);
+        b.last_update_ms = now_ms.max(b.last_update_ms);
+        let allowed = b.tokens >= 1.0;
+        if allowed {
+            b.tokens -= 1.0;
+        }
+        *bucket = Some(b);
+        allowed
+    }
+}
+
+#[async_trait]
+impl LiveStore for MemoryLiveStore {
+    async fn activate(&self, s: &SessionActivation, lease: Lease<'_>, now_ms: i64) -> Result<(), LiveStoreError> {
+        let mut inner = self.lock();
+        let session = inner.sessions.entry(s.overlay).or_insert_with(|| Session {
+            broadcaster: s.broadcaster.clone(),
+            config: s.config.clone(),
+            config_version: s.config_version,
+            value: 0.0,
+            last_update_ms: now_ms,
+            bucket: None,
+            leases: HashMap::new(),
+            status: SessionStatus::Active,
+        });
+        if s.config_version >= session.config_version {
+            session.config = s.config.clone();
+            session.config_version = s.config_version;
+            session.broadcaster = s.broadcaster.clone();
+        }
+        session.leases.insert(lease.instance.to_owned(), now_ms.saturating_add(lease.ttl_ms));
+        inner.broadcasters.insert(s.broadcaster.clone(), s.overlay);
+        Ok(())
+    }
+
+    async fn renew(
+        &self,
+        sessions: &[(OverlayId, BroadcasterId)],
+        lease: Lease<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<OverlayId>, LiveStoreError> {
+        let mut inner = self.lock();
+        let mut missing = Vec::new();
+        for (overlay, _) in sessions {
+            match inner.sessions.get_mut(overlay) {
+                Some(s) => {
+                    s.leases.insert(lease.instance.to_owned(), now_ms.saturating_add(lease.ttl_ms));
+                }
+                None => missing.push(*overlay),
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn release(
+        &self,
+        overlay: OverlayId,
+        broadcaster: &BroadcasterId,
+        instance: &str,
+        now_ms: i64,
+    ) -> Result<bool, LiveStoreError> {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(&overlay) else { return Ok(false) };
+        session.leases.remove(instance);
+        if session.leases.values().any(|&until| until > now_ms) {
+            return Ok(false);
+        }
+        inner.sessions.remove(&overlay);
+        if inner.broadcasters.get(broadcaster) == Some(&overlay) {
+            inner.broadcasters.remove(broadcaster);
+        }
+        Ok(true)
+    }
+
+    async fn reset(&self, overlay: OverlayId, now_ms: i64) -> Result<bool, LiveStoreError> {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(&overlay) else { return Ok(false) };
+        session.value = 0.0;
+        session.last_update_ms = now_ms;
+        Ok(true)
+    }
+
+    async fn set_status(&self, overlay: OverlayId, status: SessionStatus, now_ms: i64) -> Result<bool, LiveStoreError> {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(&overlay) else { return Ok(false) };
+        session.status = status;
+        if status == SessionStatus::Live {
+            session.value = 0.0;
+            session.last_update_ms = now_ms;
+        }
+        Ok(true)
+    }
+
+    async fn session_for(&self, broadcaster: &BroadcasterId) -> Result<Option<ActiveSession>, LiveStoreError> {
+        let inner = self.lock();
+        Ok(inner.broadcasters.get(broadcaster).and_then(|overlay| {
+            inner.sessions.get(overlay).map(|s| ActiveSession {
+                overlay: *overlay,
+                config: s.config.clone(),
+                config_version: s.config_version,
+            })
+        }))
+    }
+
+    async fn vote(&self, vote: &VoteRequest<'_>, now_ms: i64) -> Result<VoteOutcome, LiveStoreError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.message_ids.expire(now_ms);
+        inner.debounce.expire(now_ms);
+
+        let Some(session) = inner.sessions.get_mut(&vote.overlay) else {
+            return Ok(VoteOutcome::NoSession);
+        };
+        // Order matters and is the same in Lua: a duplicate is recognised before
+        // anything else is touched; a debounced vote does not spend a token.
+        let msg_key = (vote.overlay, Box::<str>::from(vote.message_id));
+        if !inner.message_ids.insert_if_absent(msg_key, now_ms, self.limits.dedup_ms) {
+            return Ok(VoteOutcome::Duplicate);
+        }
+        let chatter_key = (vote.overlay, vote.chatter.clone());
+        if !inner.debounce.insert_if_absent(chatter_key, now_ms, self.limits.debounce_ms) {
+            return Ok(VoteOutcome::Debounced);
+        }
+        if !self.take_token(&mut session.bucket, now_ms) {
+            return Ok(VoteOutcome::RateLimited);
+        }
+        let k = sanitize_decay(session.config.decay_speed.get());
+        let current = decayed(session.value, session.last_update_ms, now_ms, k);
+        session.value = apply_vote(current, vote.direction);
+        session.last_update_ms = now_ms;
+        Ok(VoteOutcome::Applied(session.value))
+    }
+
+    async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
+        let inner = self.lock();
+        Ok(overlays
+            .iter()
+            .map(|overlay| {
+                inner.sessions.get(overlay).map(|s| Snapshot {
+                    value: decayed(s.value, s.last_update_ms, now_ms, s.config.decay_speed.get()),
+                    status: s.status,
+                })
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), LiveStoreError> {
+        Ok(())
+    }
+}
+
+/// Keys that expire at a given time, like Redis keys with a TTL.
+///
+/// Expired keys are dropped lazily from the front of an insertion-ordered
+/// queue, so memory stays proportional to the keys alive in the window.
+struct ExpiringSet<K> {
+    expiry: HashMap<K, i64>,
+    order: VecDeque<(i64, K)>,
+}
+
+impl<K> Default for ExpiringSet<K> {
+    fn default() -> Self {
+        Self { expiry: HashMap::new(), order: VecDeque::new() }
+    }
+}
+
+impl<K: Eq + Hash + Clone> ExpiringSet<K> {
+    /// Inserts `key` for `ttl_ms` unless it is present and unexpired (Redis
+    /// `SET NX PX`). Returns whether it was inserted.
+    fn insert_if_absent(&mut self, key: K, now_ms: i64, ttl_ms: i64) -> bool {
+        if self.expiry.get(&key).is_some_and(|&until| until > now_ms) {
+            return false;
+        }
+        let until = now_ms.saturating_add(ttl_ms);
+        self.order.push_back((until, key.clone()));
+        self.expiry.insert(key, until);
+        true
+    }
+
+    /// Drops keys expired at `now_ms` from the front of the queue. Entries
+    /// whose key was re-inserted later are skipped by comparing expiry times.
+    fn expire(&mut self, now_ms: i64) {
+        while let Some((until, _)) = self.order.front() {
+            if *until > now_ms {
+                break;
+            }
+            if let Some((until, key)) = self.order.pop_front()
+                && self.expiry.get(&key) == Some(&until)
+            {
+                self.expiry.remove(&key);
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Storage ports and their adapters.
+//!
+//! Two ports, each with one implementation per deployment shape:
+//!
+//! | port | embedded | distributed |
+//! |---|---|---|
+//! | [`Repository`] (accounts, configuration, subscriptions) | [`sqlite`] | PostgreSQL |
+//! | [`LiveStore`] (votes, decaying values, session mapping) | [`memory`] | Redis Functions |
+//!
+//! Adapters never call each other; `app` composes them. The contract tests in
+//! `tests/` run the same suite against every implementation.
+
+pub mod memory;
+pub mod postgres;
+pub mod redis;
+pub mod sqlite;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::domain::{BroadcasterId, ChatterId, Direction, OverlayConfig, OverlayId, SessionStatus, StreamerId};
+
+// ---------------------------------------------------------------------------
+// Live state
+// ---------------------------------------------------------------------------
+
+/// Limits the live store applies to every vote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VoteLimits {
+    /// Token bucket size per session.
+    pub bucket_capacity: u32,
+    /// Tokens added per minute.
+    pub bucket_refill_per_minute: f64,
+    /// One counted vote per chatter per session within this window.
+    pub debounce_ms: i64,
+    /// A message id seen within this window is not applied again.
+    pub dedup_ms: i64,
+}
+
+impl Default for VoteLimits {
+    fn default() -> Self {
+        Self { bucket_capacity: 100, bucket_refill_per_minute: 100.0, debounce_ms: 1_000, dedup_ms: 600_000 }
+    }
+}
+
+/// How long an idle token bucket is kept before it is forgotten (it would be
+/// full again by then anyway at the default refill rate).
+pub const BUCKET_IDLE_MS: i64 = 300_000;
+
+/// What the live store needs to know to run a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionActivation {
+    pub overlay: OverlayId,
+    pub broadcaster: BroadcasterId,
+    pub config: OverlayConfig,
+    pub config_version: i64,
+}
+
+/// An active session as the vote engine sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveSession {
+    pub overlay: OverlayId,
+    pub config: OverlayConfig,
+    pub config_version: i64,
+}
+
+/// One vote, already matched to a direction.
+#[derive(Debug, Clone, Copy)]
+pub struct VoteRequest<'a> {
+    pub overlay: OverlayId,
+    /// `Twitch-Eventsub-Message-Id` of the delivery (identical on redelivery).
+    pub message_id: &'a str,
+    pub chatter: &'a ChatterId,
+    pub direction: Direction,
+}
+
+/// The result of one atomic vote call. Expected outcomes are values, not errors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VoteOutcome {
+    /// Counted; the session's new value.
+    Applied(f64),
+    /// This message id was already seen within the de-duplication window.
+    Duplicate,
+    /// This chatter already voted in this session within the debounce window.
+    Debounced,
+    /// The session's token bucket is empty.
+    RateLimited,
+    /// No active session for this overlay.
+    NoSession,
+}
+
+/// A session's current state as overlays see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Snapshot {
+    /// The decayed value at the time of the read.
+    pub value: f64,
+    pub status: SessionStatus,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("live store unavailable: {0}")]
+pub struct LiveStoreError(pub String);
+
+/// One instance's claim on a session: the session lives while any instance
+/// holds an unexpired lease, so a crashed instance cannot keep it alive.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub instance: &'a str,
+    pub ttl_ms: i64,
+}
+
+/// Live, fast-changing state shared by every instance.
+///
+/// Every method that takes `now_ms` uses it as the only clock, so behaviour is
+/// reproducible and the same sequence of calls gives the same results in every
+/// implementation.
+#[async_trait]
+pub trait LiveStore: Send + Sync + 'static {
+    /// Creates the session (value 0) or updates the config of an existing one
+    /// (keeping its value and last-vote time, so a new decay speed applies to
+    /// the whole interval since the last vote; an older config version never
+    /// replaces a newer one), records `lease`, and maps the broadcaster to it.
+    async fn activate(&self, session: &SessionActivation, lease: Lease<'_>, now_ms: i64) -> Result<(), LiveStoreError>;
+
+    /// Extends this instance's lease on each session. Returns the sessions
+    /// that no longer exist (e.g. the store lost its data), for re-activation.
+    async fn renew(
+        &self,
+        sessions: &[(OverlayId, BroadcasterId)],
+        lease: Lease<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<OverlayId>, LiveStoreError>;
+
+    /// Gives up `instance`'s lease. When no unexpired lease remains, removes
+    /// the session, its token bucket and the broadcaster mapping (only if the
+    /// mapping still points at this overlay), and returns true. De-duplication
+    /// and debounce entries are left to expire: a redelivery after a quick
+    /// re-activation is still recognised.
+    async fn release(
+        &self,
+        overlay: OverlayId,
+        broadcaster: &BroadcasterId,
+        instance: &str,
+        now_ms: i64,
+    ) -> Result<bool, LiveStoreError>;
+
+    /// Centres the bar: value 0 as of `now_ms`. False when the session is not
+    /// active (nothing to reset).
+    async fn reset(&self, overlay: OverlayId, now_ms: i64) -> Result<bool, LiveStoreError>;
+
+    /// Records whether the channel is streaming. Going live centres the bar
+    /// (each broadcast starts from the middle). False when the session is not
+    /// active.
+    async fn set_status(&self, overlay: OverlayId, status: SessionStatus, now_ms: i64) -> Result<bool, LiveStoreError>;
+
+    /// The active session of a channel, if any.
+    async fn session_for(&self, broadcaster: &BroadcasterId) -> Result<Option<ActiveSession>, LiveStoreError>;
+
+    /// One atomic step, in this order: de-duplication, debounce, token bucket,
+    /// decay, apply. Each step that passes records itself before the next
+    /// runs, so a vote refused by the bucket has still used its message id
+    /// and its chatter's debounce slot (a redelivery of it is a `Duplicate`),
+    /// while a duplicate or debounced vote spends no token.
+    async fn vote(&self, vote: &VoteRequest<'_>, now_ms: i64) -> Result<VoteOutcome, LiveStoreError>;
+
+    /// The decayed values of many sessions in one batch, in the order asked;
+    /// `None` for sessions that are not active.
+    async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError>;
+
+    /// Cheap reachability check for readiness.
+    async fn ping(&self) -> Result<(), LiveStoreError>;
+}
+
+// ---------------------------------------------------------------------------
+// Durable data
+// ---------------------------------------------------------------------------
+
+/// A ChatPulse user: a Twitch channel owner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streamer {
+    pub id: StreamerId,
+    pub overlay_id: OverlayId,
+    pub twitch_user_id: BroadcasterId,
+    pub login: String,
+    pub display_name: String,
+    /// Their Twitch tokens were lost (revoked, or refused on refresh or
+    /// validation) and they must log in again; cleared by the next login.
+    pub needs_relogin: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStreamer {
+    pub twitch_user_id: BroadcasterId,
+    pub login: String,
+    pub display_name: String,
+}
+
+/// A configuration as stored, with its version (bumped on every update).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConfig {
+    pub config: OverlayConfig,
+    pub version: i64,
+    pub updated_at: OffsetDateTime,
+}
+
+/// What the overlay page and session activation need, in one read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverlaySetup {
+    pub streamer: Streamer,
+    pub config: StoredConfig,
+}
+
+/// A local record of an EventSub subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRecord {
+    pub streamer: Option<StreamerId>,
+    pub broadcaster: Option<BroadcasterId>,
+    pub subscription_type: String,
+    pub subscription_id: String,
+    pub conduit_id: Option<String>,
+    pub status: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// Twitch tokens as stored: both encrypted (see [`crate::crypto`]), opaque here.
+///
+/// Stored byte for byte. `expires_at` is stored with millisecond precision,
+/// like every timestamp. `scopes` are stored space-separated, in the order
+/// given: each scope must be non-empty and free of whitespace (as OAuth scope
+/// names are), otherwise it does not read back the same.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredTokens {
+    pub access_token: Vec<u8>,
+    pub refresh_token: Vec<u8>,
+    pub expires_at: OffsetDateTime,
+    pub scopes: Vec<String>,
+}
+
+/// Only the lengths of the tokens: even encrypted, they stay out of logs.
+impl std::fmt::Debug for StoredTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTokens")
+            .field("access_token", &format_args!("<{} bytes>", self.access_token.len()))
+            .field("refresh_token", &format_args!("<{} bytes>", self.refresh_token.len()))
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// The Twitch account the chat bot runs as (at most one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotAccount {
+    pub twitch_user_id: BroadcasterId,
+    pub login: String,
+    pub tokens: StoredTokens,
+    pub updated_at: OffsetDateTime,
+}
+
+/// The `scopes` column: the scopes joined by single spaces.
+fn scopes_column(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+/// Reads a `scopes` column back (an empty column is no scopes).
+fn parse_scopes(column: &str) -> Vec<String> {
+    column.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The token columns of a row: all present, or none (no tokens stored).
+/// Anything in between cannot be written through the repository: `Corrupt`.
+fn stored_tokens(
+    access_token: Option<Vec<u8>>,
+    refresh_token: Option<Vec<u8>>,
+    expires_at: Option<OffsetDateTime>,
+    scopes: &str,
+) -> Result<Option<StoredTokens>, RepositoryError> {
+    match (access_token, refresh_token, expires_at) {
+        (Some(access_token), Some(refresh_token), Some(expires_at)) => {
+            Ok(Some(StoredTokens { access_token, refresh_token, expires_at, scopes: parse_scopes(scopes) }))
+        }
+        (None, None, None) => Ok(None),
+        (access, refresh, expires) => Err(RepositoryError::Corrupt(format!(
+            "token columns only partly set (access token: {}, refresh token: {}, expiry: {})",
+            access.is_some(),
+            refresh.is_some(),
+            expires.is_some()
+        ))),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
+/// Accounts, configuration and EventSub bookkeeping: the source of truth.
+#[async_trait]
+pub trait Repository: Send + Sync + 'static {
+    /// Creates a streamer with a fresh overlay id and the default config.
+    async fn create_streamer(&self, new: &NewStreamer) -> Result<OverlaySetup, RepositoryError>;
+    async fn list_streamers(&self) -> Result<Vec<Streamer>, RepositoryError>;
+    /// Deletes a streamer and everything that belongs to them; false if unknown.
+    async fn remove_streamer(&self, twitch_user_id: &BroadcasterId) -> Result<bool, RepositoryError>;
+    async fn overlay_setup(&self, overlay: OverlayId) -> Result<Option<OverlaySetup>, RepositoryError>;
+    /// The current config version of each given overlay that still exists,
+    /// in one query (the reconciler's periodic check).
+    async fn config_versions(&self, overlays: &[OverlayId]) -> Result<HashMap<OverlayId, i64>, RepositoryError>;
+    /// Replaces a streamer's config; the version increases by one.
+    async fn save_config(&self, streamer: StreamerId, config: &OverlayConfig) -> Result<StoredConfig, RepositoryError>;
+    async fn upsert_subscription(&self, record: &SubscriptionRecord) -> Result<(), RepositoryError>;
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, RepositoryError>;
+    /// Sets the status of a known subscription (e.g. a revocation reason);
+    /// false if we have no record of it.
+    async fn set_subscription_status(&self, subscription_id: &str, status: &str) -> Result<bool, RepositoryError>;
+    async fn ping(&self) -> Result<(), RepositoryError>;
+
+    // --- Streamer login -----------------------------------------------------
+    // Every write to a streamer's row also sets its `updated_at`.
+
+    /// Records a successful Twitch login, in one transaction. The first login
+    /// of a Twitch user creates the streamer (fresh overlay id, default config
+    /// at version 1) and returns `true`. A later one updates the login, display
+    /// name and tokens, clears `needs_relogin`, keeps the overlay id and the
+    /// config, and returns `false`.
+    async fn record_login(
+        &self,
+        profile: &NewStreamer,
+        tokens: &StoredTokens,
+    ) -> Result<(OverlaySetup, bool), RepositoryError>;
+
+    /// A streamer and their config by our id; `None` if unknown.
+    async fn streamer(&self, id: StreamerId) -> Result<Option<OverlaySetup>, RepositoryError>;
+
+    /// Gives the streamer a fresh random overlay id and returns it; the old
+    /// one stops working at once. `NotFound` if the streamer is unknown.
+    async fn rotate_overlay(&self, id: StreamerId) -> Result<OverlayId, RepositoryError>;
+
+    /// A streamer's stored tokens; `None` if none are stored or the streamer
+    /// is unknown.
+    async fn tokens(&self, id: StreamerId) -> Result<Option<StoredTokens>, RepositoryError>;
+
+    /// Replaces a streamer's tokens, expiry and scopes (after a refresh).
+    /// Leaves `needs_relogin` as it is. `NotFound` if the streamer is unknown.
+    async fn set_tokens(&self, id: StreamerId, tokens: &StoredTokens) -> Result<(), RepositoryError>;
+
+    /// Deletes a streamer's tokens, expiry and scopes, and sets their
+    /// `needs_relogin` to the value given. `NotFound` if the streamer is unknown.
+    async fn clear_tokens(&self, id: StreamerId, needs_relogin: bool) -> Result<(), RepositoryError>;
+
+    /// Every streamer that has tokens stored, in creation order (for the
+    /// periodic token validation).
+    async fn streamers_with_tokens(&self) -> Result<Vec<(StreamerId, BroadcasterId, StoredTokens)>, RepositoryError>;
+
+    /// Stores the bot account, replacing the one stored before (if any).
+    async fn save_bot(&self, bot: &BotAccount) -> Result<(), RepositoryError>;
+
+    /// The bot account, if one was saved.
+    async fn bot(&self) -> Result<Option<BotAccount>, RepositoryError>;
+}

@@ -1,0 +1,497 @@
+//! Redis live store for the distributed shape (ARCHITECTURE §4–5).
+//!
+//! Every vote is exactly one `FCALL chatpulse_vote`; the broadcaster's read of
+//! all its sessions is one pipelined batch of `HMGET`s (one round trip per
+//! Redis node), decayed here with the same math as the Lua function. Every key
+//! of a session carries the overlay id as a hash tag, so this works unchanged
+//! on Redis Cluster.
+//!
+//! Redis may disappear or come back empty at any time. Commands time out
+//! quickly, a circuit breaker stops hammering a dead server, the Functions
+//! library is (re)loaded whenever a connection is (re)established or a call
+//! finds it missing, and lost sessions are re-activated by the session
+//! manager.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use failsafe::backoff::Exponential;
+use failsafe::failure_policy::ConsecutiveFailures;
+use failsafe::futures::CircuitBreaker;
+use fred::prelude::*;
+use fred::types::config::ReconnectPolicy;
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::{
+    ActiveSession, Lease, LiveStore, LiveStoreError, SessionActivation, Snapshot, VoteLimits, VoteOutcome, VoteRequest,
+};
+use crate::domain::sentiment::{decayed, sanitize_value};
+use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, SessionStatus};
+use crate::metrics::Metrics;
+
+/// The Functions library, compiled into the binary.
+pub const LIBRARY: &str = include_str!("../../redis-functions/chatpulse.lua");
+
+/// The `VERSION` constant of [`LIBRARY`].
+pub fn library_version() -> &'static str {
+    LIBRARY.lines().find_map(|l| l.trim().strip_prefix("local VERSION = '")?.strip_suffix('\'')).unwrap_or("unknown")
+}
+
+/// Key names (ARCHITECTURE §5). `{U}` is the hash tag that keeps a session's
+/// keys in one cluster slot.
+mod keys {
+    use crate::domain::{BroadcasterId, ChatterId, OverlayId};
+
+    pub fn session(o: OverlayId) -> String {
+        format!("session:{{{o}}}")
+    }
+    pub fn ratelimit(o: OverlayId) -> String {
+        format!("ratelimit:{{{o}}}")
+    }
+    pub fn instances(o: OverlayId) -> String {
+        format!("instances:{{{o}}}")
+    }
+    pub fn msgid(o: OverlayId, message_id: &str) -> String {
+        format!("msgid:{{{o}}}:{message_id}")
+    }
+    pub fn debounce(o: OverlayId, chatter: &ChatterId) -> String {
+        format!("debounce:{{{o}}}:{chatter}")
+    }
+    pub fn broadcaster(b: &BroadcasterId) -> String {
+        format!("broadcaster:{b}")
+    }
+}
+
+/// Session keys outlive the leases that hold them by this factor; a session
+/// nobody renews (every holder crashed) disappears on its own.
+const KEY_TTL_LEASES: i64 = 3;
+/// How long a channel → session lookup is trusted without asking Redis.
+const CACHE_HIT_TTL: Duration = Duration::from_secs(5);
+const CACHE_MISS_TTL: Duration = Duration::from_secs(1);
+const CACHE_MAX: usize = 50_000;
+
+type Breaker = failsafe::StateMachine<ConsecutiveFailures<Exponential>, BreakerGauge>;
+
+/// Exports the circuit breaker's state: 0 closed, 1 open, 2 half-open.
+#[derive(Clone)]
+pub struct BreakerGauge(Gauge);
+
+impl failsafe::Instrument for BreakerGauge {
+    fn on_call_rejected(&self) {}
+    fn on_open(&self) {
+        tracing::warn!("Redis circuit breaker opened");
+        self.0.set(1);
+    }
+    fn on_half_open(&self) {
+        self.0.set(2);
+    }
+    fn on_closed(&self) {
+        tracing::info!("Redis circuit breaker closed");
+        self.0.set(0);
+    }
+}
+
+struct Cached {
+    at: Instant,
+    session: Option<ActiveSession>,
+}
+
+pub struct RedisLiveStore {
+    client: Client,
+    limits: VoteLimits,
+    metrics: Metrics,
+    breaker: Breaker,
+    library_loaded: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    cache: Mutex<HashMap<BroadcasterId, Cached>>,
+}
+
+fn fred_err(e: Error) -> LiveStoreError {
+    LiveStoreError(e.to_string())
+}
+
+/// A stored number as Lua's `num()` reads it: plain decimal notation only,
+/// finite, else `None`.
+fn stored_number(raw: Option<&str>) -> Option<f64> {
+    let raw = raw?;
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit() || b"eE.+-".contains(&b)) {
+        return None;
+    }
+    raw.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// The decayed value of a session from its stored fields, exactly as the Lua
+/// `decayed()` computes it. `None` when the session does not exist.
+pub fn snapshot_from_fields(
+    value: Option<&str>,
+    last_update: Option<&str>,
+    decay: Option<&str>,
+    now_ms: i64,
+) -> Option<f64> {
+    if value.is_none() && last_update.is_none() && decay.is_none() {
+        return None;
+    }
+    let value = sanitize_value(stored_number(value).unwrap_or(0.0));
+    let Some(last) = stored_number(last_update) else { return Some(0.0) };
+    // The decay math is shared with the in-process store.
+    let k = stored_number(decay).unwrap_or(f64::NAN);
+    Some(decayed(value, last as i64, now_ms, k))
+}
+
+impl RedisLiveStore {
+    /// Builds the client without waiting for Redis: a server that is down at
+    /// start-up is retried in the background (see [`Self::maintain`]).
+    pub fn new(url: &str, limits: VoteLimits, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
+        let mut config = Config::from_url(url).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+        // Retry the first connection like any other instead of failing.
+        config.fail_fast = false;
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 2;
+            })
+            .with_performance_config(|p| p.default_command_timeout = Duration::from_millis(1500))
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()
+            .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+        let gauge = BreakerGauge(metrics.circuit_breaker_state.clone());
+        let breaker = failsafe::Config::new()
+            .failure_policy(failsafe::failure_policy::consecutive_failures(
+                5,
+                failsafe::backoff::exponential(Duration::from_secs(1), Duration::from_secs(5)),
+            ))
+            .instrument(gauge)
+            .build();
+        Ok(Arc::new(Self {
+            client,
+            limits,
+            metrics,
+            breaker,
+            library_loaded: AtomicBool::new(false),
+            last_error: Mutex::new(Some("not connected yet".into())),
+            cache: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Connects and keeps the Functions library loaded: on every (re)connect
+    /// it checks the loaded version and replaces it when it differs. Runs
+    /// until the client is dropped.
+    pub async fn maintain(self: Arc<Self>) {
+        let mut reconnects = self.client.reconnect_rx();
+        let _connection = self.client.connect();
+        loop {
+            if self.client.wait_for_connect().await.is_ok() {
+                while let Err(e) = self.ensure_library().await {
+                    self.set_error(Some(format!("cannot load the Functions library: {e}")));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            // Wait for the next reconnection (a restarted Redis has no library).
+            if reconnects.recv().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<BroadcasterId, Cached>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the library with `FUNCTION LOAD REPLACE` unless this version is
+    /// already loaded.
+    pub async fn ensure_library(&self) -> Result<(), Error> {
+        let loaded: Result<String, Error> =
+            self.client.fcall("chatpulse_version", Vec::<String>::new(), Vec::<String>::new()).await;
+        let want = library_version();
+        if loaded.as_deref().ok() != Some(want) {
+            tracing::info!(version = want, loaded = ?loaded.as_ref().ok(), "loading Redis Functions library");
+            if self.client.is_clustered() {
+                self.client.function_load_cluster::<(), _>(true, LIBRARY).await?;
+            } else {
+                self.client.function_load::<String, _>(true, LIBRARY).await?;
+            }
+        }
+        self.library_loaded.store(true, Ordering::Release);
+        self.set_error(None);
+        Ok(())
+    }
+
+    /// Runs one operation through the circuit breaker, timing it.
+    async fn call<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T, LiveStoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let started = Instant::now();
+        let mut result = self.breaker.call(f()).await;
+        // A restarted (empty) Redis has lost the library: load it and retry once.
+        if let Err(failsafe::Error::Inner(e)) = &result
+            && e.to_string().contains("Function not found")
+        {
+            self.library_loaded.store(false, Ordering::Release);
+            if self.ensure_library().await.is_ok() {
+                result = self.breaker.call(f()).await;
+            }
+        }
+        let ok = result.is_ok();
+        self.metrics.store_call("redis", operation, started.elapsed(), ok);
+        result.map_err(|e| match e {
+            failsafe::Error::Rejected => LiveStoreError("Redis circuit breaker is open".into()),
+            failsafe::Error::Inner(e) => fred_err(e),
+        })
+    }
+
+    fn forget_overlay(&self, overlay: OverlayId) {
+        self.cache().retain(|_, c| c.session.as_ref().is_none_or(|s| s.overlay != overlay));
+    }
+}
+
+fn parse_outcome(reply: &[String]) -> Result<VoteOutcome, LiveStoreError> {
+    match reply.first().map(String::as_str) {
+        Some("applied") => reply
+            .get(1)
+            .and_then(|v| stored_number(Some(v)))
+            .map(VoteOutcome::Applied)
+            .ok_or_else(|| LiveStoreError(format!("malformed vote reply {reply:?}"))),
+        Some("duplicate") => Ok(VoteOutcome::Duplicate),
+        Some("debounced") => Ok(VoteOutcome::Debounced),
+        Some("rate_limited") => Ok(VoteOutcome::RateLimited),
+        Some("no_session") => Ok(VoteOutcome::NoSession),
+        _ => Err(LiveStoreError(format!("unexpected vote reply {reply:?}"))),
+    }
+}
+
+#[async_trait]
+impl LiveStore for RedisLiveStore {
+    async fn activate(&self, s: &SessionActivation, lease: Lease<'_>, now_ms: i64) -> Result<(), LiveStoreError> {
+        let config = serde_json::to_string(&s.config).map_err(|e| LiveStoreError(e.to_string()))?;
+        let key_ttl = lease.ttl_ms.saturating_mul(KEY_TTL_LEASES);
+        let keys = vec![keys::session(s.overlay), keys::instances(s.overlay)];
+        let args = vec![
+            now_ms.to_string(),
+            s.broadcaster.to_string(),
+            config,
+            s.config_version.to_string(),
+            s.config.decay_speed.get().to_string(),
+            lease.instance.to_owned(),
+            now_ms.saturating_add(lease.ttl_ms).to_string(),
+            key_ttl.to_string(),
+        ];
+        let mapping = keys::broadcaster(&s.broadcaster);
+        let overlay = s.overlay.to_string();
+        self.call("activate", || async {
+            // Different slots (on a cluster, maybe different nodes): two
+            // commands, sent together.
+            let set =
+                self.client.set::<(), _, _>(&mapping, overlay.as_str(), Some(Expiration::PX(key_ttl)), None, false);
+            let activate = self.client.fcall::<i64, _, _, _>("chatpulse_activate", keys.clone(), args.clone());
+            tokio::try_join!(activate, set).map(|_| ())
+        })
+        .await?;
+        self.cache().remove(&s.broadcaster);
+        Ok(())
+    }
+
+    async fn renew(
+        &self,
+        sessions: &[(OverlayId, BroadcasterId)],
+        lease: Lease<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<OverlayId>, LiveStoreError> {
+        if sessions.is_empty() {
+            return Ok(vec![]);
+        }
+        let key_ttl = lease.ttl_ms.saturating_mul(KEY_TTL_LEASES);
+        let until = now_ms.saturating_add(lease.ttl_ms).to_string();
+        let exists: Vec<i64> = self
+            .call("renew", || async {
+                let pipeline = self.client.pipeline();
+                for (overlay, broadcaster) in sessions {
+                    let keys = vec![keys::session(*overlay), keys::instances(*overlay)];
+                    let args = vec![lease.instance.to_owned(), until.clone(), key_ttl.to_string()];
+                    pipeline.fcall::<(), _, _, _>("chatpulse_renew", keys, args).await?;
+                    pipeline.pexpire::<(), _>(keys::broadcaster(broadcaster), key_ttl, None).await?;
+                }
+                let replies: Vec<Value> = pipeline.all().await?;
+                // Every other reply is the renew result; the others are PEXPIREs.
+                Ok(replies.iter().step_by(2).map(|v| v.as_i64().unwrap_or(0)).collect())
+            })
+            .await?;
+        Ok(sessions.iter().zip(exists).filter(|(_, e)| *e == 0).map(|((o, _), _)| *o).collect())
+    }
+
+    async fn release(
+        &self,
+        overlay: OverlayId,
+        broadcaster: &BroadcasterId,
+        instance: &str,
+        now_ms: i64,
+    ) -> Result<bool, LiveStoreError> {
+        let keys = vec![keys::session(overlay), keys::ratelimit(overlay), keys::instances(overlay)];
+        let args = vec![instance.to_owned(), now_ms.to_string()];
+        let removed: i64 =
+            self.call("release", || self.client.fcall("chatpulse_release", keys.clone(), args.clone())).await?;
+        if removed == 1 {
+            let mapping = vec![keys::broadcaster(broadcaster)];
+            let overlay_arg = vec![overlay.to_string()];
+            self.call("unmap", || {
+                self.client.fcall::<i64, _, _, _>("chatpulse_unmap", mapping.clone(), overlay_arg.clone())
+            })
+            .await?;
+        }
+        self.forget_overlay(overlay);
+        Ok(removed == 1)
+    }
+
+    async fn reset(&self, overlay: OverlayId, now_ms: i64) -> Result<bool, LiveStoreError> {
+        let keys = vec![keys::session(overlay)];
+        let args = vec![now_ms.to_string()];
+        let done: i64 = self.call("reset", || self.client.fcall("chatpulse_reset", keys.clone(), args.clone())).await?;
+        Ok(done == 1)
+    }
+
+    async fn set_status(&self, overlay: OverlayId, status: SessionStatus, now_ms: i64) -> Result<bool, LiveStoreError> {
+        let keys = vec![keys::session(overlay)];
+        let args = vec![status.as_str().to_owned(), now_ms.to_string()];
+        let done: i64 =
+            self.call("set_status", || self.client.fcall("chatpulse_status", keys.clone(), args.clone())).await?;
+        Ok(done == 1)
+    }
+
+    async fn session_for(&self, broadcaster: &BroadcasterId) -> Result<Option<ActiveSession>, LiveStoreError> {
+        if let Some(c) = self.cache().get(broadcaster) {
+            let ttl = if c.session.is_some() { CACHE_HIT_TTL } else { CACHE_MISS_TTL };
+            if c.at.elapsed() < ttl {
+                return Ok(c.session.clone());
+            }
+        }
+        let mapping = keys::broadcaster(broadcaster);
+        let overlay: Option<String> = self.call("session_for", || self.client.get(&mapping)).await?;
+        let session = match overlay.and_then(|o| o.parse::<OverlayId>().ok()) {
+            None => None,
+            Some(overlay) => {
+                let key = keys::session(overlay);
+                let (config, version): (Option<String>, Option<String>) =
+                    self.call("session_for", || self.client.hmget(&key, vec!["config", "config_version"])).await?;
+                let config = config.and_then(|c| serde_json::from_str::<OverlayConfig>(&c).ok());
+                let version = version.and_then(|v| v.parse::<i64>().ok());
+                match (config, version) {
+                    (Some(config), Some(config_version)) => Some(ActiveSession { overlay, config, config_version }),
+                    _ => None,
+                }
+            }
+        };
+        let mut cache = self.cache();
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, c| c.at.elapsed() < CACHE_HIT_TTL);
+        }
+        cache.insert(broadcaster.clone(), Cached { at: Instant::now(), session: session.clone() });
+        Ok(session)
+    }
+
+    async fn vote(&self, vote: &VoteRequest<'_>, now_ms: i64) -> Result<VoteOutcome, LiveStoreError> {
+        let keys = vec![
+            keys::session(vote.overlay),
+            keys::ratelimit(vote.overlay),
+            keys::msgid(vote.overlay, vote.message_id),
+            keys::debounce(vote.overlay, vote.chatter),
+        ];
+        let l = &self.limits;
+        let args = vec![
+            now_ms.to_string(),
+            vote.direction.delta().to_string(),
+            l.bucket_capacity.to_string(),
+            l.bucket_refill_per_minute.to_string(),
+            l.debounce_ms.to_string(),
+            l.dedup_ms.to_string(),
+        ];
+        let reply: Vec<String> =
+            self.call("vote", || self.client.fcall("chatpulse_vote", keys.clone(), args.clone())).await?;
+        let outcome = parse_outcome(&reply)?;
+        if outcome == VoteOutcome::NoSession {
+            self.forget_overlay(vote.overlay);
+        }
+        Ok(outcome)
+    }
+
+    async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
+        if overlays.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows: Vec<Vec<Option<String>>> = self
+            .call("read_many", || async {
+                let pipeline = self.client.pipeline();
+                for overlay in overlays {
+                    pipeline
+                        .hmget::<(), _, _>(keys::session(*overlay), vec!["value", "last_update", "decay", "status"])
+                        .await?;
+                }
+                // A one-command pipeline returns the bare reply, not a list of replies.
+                if overlays.len() == 1 {
+                    return Ok(vec![pipeline.last::<Vec<Option<String>>>().await?]);
+                }
+                pipeline.all().await
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|fields| {
+                let field = |i: usize| fields.get(i).and_then(|f| f.as_deref());
+                snapshot_from_fields(field(0), field(1), field(2), now_ms)
+                    .map(|value| Snapshot { value, status: SessionStatus::parse_stored(field(3)) })
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), LiveStoreError> {
+        let pong: Result<String, Error> = self.client.ping(None).await;
+        pong.map_err(|e| LiveStoreError(format!("Redis unreachable: {e}")))?;
+        if !self.library_loaded.load(Ordering::Acquire) {
+            let reason = self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            return Err(LiveStoreError(reason.unwrap_or_else(|| "Functions library not loaded yet".into())));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_version_is_read_from_the_lua_source() {
+        assert_ne!(library_version(), "unknown");
+        assert!(LIBRARY.starts_with("#!lua name=chatpulse"));
+    }
+
+    #[test]
+    fn stored_numbers_accept_plain_decimals_only() {
+        assert_eq!(stored_number(Some("12.5")), Some(12.5));
+        assert_eq!(stored_number(Some("-1e3")), Some(-1000.0));
+        for garbage in ["abc", "nan", "inf", "-inf", "1e999", "0x10", "", " 5", "1,5"] {
+            assert_eq!(stored_number(Some(garbage)), None, "{garbage}");
+        }
+        assert_eq!(stored_number(None), None);
+    }
+
+    #[test]
+    fn garbage_fields_read_as_safe_values() {
+        let now = 1_000_000;
+        assert_eq!(snapshot_from_fields(None, None, None, now), None, "missing session");
+        assert_eq!(snapshot_from_fields(Some("banana"), Some("999000"), Some("0.5"), now), Some(0.0));
+        assert_eq!(snapshot_from_fields(Some("1e999"), Some("1000000"), Some("0.5"), now), Some(0.0));
+        assert_eq!(snapshot_from_fields(Some("250"), Some("1000000"), Some("0.5"), now), Some(100.0));
+        assert_eq!(snapshot_from_fields(Some("50"), Some("yesterday"), Some("0.5"), now), Some(0.0));
+        let with_bad_decay = snapshot_from_fields(Some("50"), Some("999000"), Some("-3"), now);
+        assert_eq!(with_bad_decay, Some(50.0 * (-0.5f64).exp()), "default decay 0.5");
+    }
+}

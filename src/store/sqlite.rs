@@ -1,0 +1,631 @@
+//! SQLite repository for the embedded shape.
+//!
+//! One connection behind a mutex, used from blocking threads. The database is
+//! in WAL mode with a busy timeout, so the CLI (`chatpulse streamers …`) can
+//! write while the server runs.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    BotAccount, NewStreamer, OverlaySetup, Repository, RepositoryError, StoredConfig, StoredTokens, Streamer,
+    SubscriptionRecord, parse_scopes, scopes_column, stored_tokens,
+};
+use crate::domain::{BroadcasterId, DecaySpeed, Label, OverlayConfig, OverlayId, StreamerId, Trigger};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+pub const DATABASE_FILE: &str = "chatpulse.db";
+
+#[derive(Clone)]
+pub struct SqliteRepository {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteRepository {
+    /// Opens (creating if needed) `DATA_DIR/chatpulse.db` and applies pending
+    /// migrations.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create DATA_DIR {}", data_dir.display()))?;
+        let path = data_dir.join(DATABASE_FILE);
+        let mut conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&mut conn, &lock_path(data_dir))?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, RepositoryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, RepositoryError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| RepositoryError::Unavailable(anyhow::anyhow!("database task failed: {e}")))?
+    }
+}
+
+fn lock_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!("{DATABASE_FILE}.migrate-lock"))
+}
+
+/// Applies migrations while holding an exclusive file lock, so a server and a
+/// CLI command starting at the same moment do not both try to create tables.
+fn migrate(conn: &mut Connection, lock_path: &Path) -> anyhow::Result<()> {
+    let lock = File::create(lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock().context("cannot lock the migration lock file")?;
+    let report = embedded::migrations::runner().run(conn).context("SQLite migrations failed");
+    // Dropping the file releases the lock.
+    drop(lock);
+    for m in report?.applied_migrations() {
+        tracing::info!(migration = %m, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+fn db_err(e: rusqlite::Error) -> RepositoryError {
+    if let rusqlite::Error::SqliteFailure(code, _) = &e
+        && code.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return RepositoryError::Conflict("a row with this key");
+    }
+    RepositoryError::Unavailable(anyhow::Error::new(e).context("SQLite query failed"))
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_ms(ms: i64) -> Result<OffsetDateTime, RepositoryError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| RepositoryError::Corrupt(format!("timestamp {ms}: {e}")))
+}
+
+/// Whole milliseconds, rounded down (also before 1970), as PostgreSQL's
+/// adapter truncates.
+fn to_ms(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos().div_euclid(1_000_000) as i64
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
+    RepositoryError::Corrupt(format!("{what}: {e}"))
+}
+
+const STREAMER_COLUMNS: &str =
+    "u.id, u.overlay_uuid, u.twitch_user_id, u.login, u.display_name, u.created_at, u.updated_at, u.needs_relogin";
+/// How many columns [`STREAMER_COLUMNS`] has (where the config columns start).
+const STREAMER_WIDTH: usize = 8;
+const CONFIG_COLUMNS: &str =
+    "c.for_trigger, c.against_trigger, c.left_label, c.right_label, c.decay_speed, c.version, c.updated_at";
+
+/// Raw columns of a streamer row, converted outside rusqlite's row closure so
+/// that invalid stored data becomes a `Corrupt` error instead of a panic.
+struct StreamerRow(String, String, String, String, String, i64, i64, bool);
+
+impl StreamerRow {
+    fn read(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        Ok(Self(
+            row.get(at)?,
+            row.get(at + 1)?,
+            row.get(at + 2)?,
+            row.get(at + 3)?,
+            row.get(at + 4)?,
+            row.get(at + 5)?,
+            row.get(at + 6)?,
+            row.get(at + 7)?,
+        ))
+    }
+
+    fn parse(self) -> Result<Streamer, RepositoryError> {
+        Ok(Streamer {
+            id: StreamerId::from_uuid(Uuid::parse_str(&self.0).map_err(|e| corrupt("users.id", e))?),
+            overlay_id: self.1.parse().map_err(|e| corrupt("users.overlay_uuid", e))?,
+            twitch_user_id: BroadcasterId::parse(&self.2).map_err(|e| corrupt("users.twitch_user_id", e))?,
+            login: self.3,
+            display_name: self.4,
+            needs_relogin: self.7,
+            created_at: from_ms(self.5)?,
+            updated_at: from_ms(self.6)?,
+        })
+    }
+}
+
+struct ConfigRow(String, String, String, String, f64, i64, i64);
+
+impl ConfigRow {
+    fn read(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        Ok(Self(
+            row.get(at)?,
+            row.get(at + 1)?,
+            row.get(at + 2)?,
+            row.get(at + 3)?,
+            row.get(at + 4)?,
+            row.get(at + 5)?,
+            row.get(at + 6)?,
+        ))
+    }
+
+    fn parse(self) -> Result<StoredConfig, RepositoryError> {
+        let field = |e| corrupt("configs", e);
+        let config = OverlayConfig::new(
+            Trigger::parse(&self.0).map_err(field)?,
+            Trigger::parse(&self.1).map_err(field)?,
+            Label::parse(&self.2).map_err(field)?,
+            Label::parse(&self.3).map_err(field)?,
+            DecaySpeed::new(self.4).map_err(field)?,
+        )
+        .map_err(field)?;
+        Ok(StoredConfig { config, version: self.5, updated_at: from_ms(self.6)? })
+    }
+}
+
+const TOKEN_COLUMNS: &str = "access_token, refresh_token, token_expires_at, scopes";
+
+/// Raw token columns ([`TOKEN_COLUMNS`]), parsed outside the row closure.
+struct TokenRow(Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>, String);
+
+impl TokenRow {
+    fn read(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        Ok(Self(row.get(at)?, row.get(at + 1)?, row.get(at + 2)?, row.get(at + 3)?))
+    }
+
+    fn parse(self) -> Result<Option<StoredTokens>, RepositoryError> {
+        stored_tokens(self.0, self.1, self.2.map(from_ms).transpose()?, &self.3)
+    }
+}
+
+/// A streamer and their config by our id.
+fn setup_by_id(conn: &Connection, id: &str) -> Result<Option<OverlaySetup>, RepositoryError> {
+    let sql = format!(
+        "SELECT {STREAMER_COLUMNS}, {CONFIG_COLUMNS} FROM users u JOIN configs c ON c.user_id = u.id WHERE u.id = ?1"
+    );
+    let row = conn
+        .query_row(&sql, [id], |r| Ok((StreamerRow::read(r, 0)?, ConfigRow::read(r, STREAMER_WIDTH)?)))
+        .optional()
+        .map_err(db_err)?;
+    row.map(|(s, c)| Ok(OverlaySetup { streamer: s.parse()?, config: c.parse()? })).transpose()
+}
+
+/// Runs an `UPDATE … WHERE id = ?1` on one streamer's row; `NotFound` if
+/// there is no such streamer.
+fn update_streamer(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<(), RepositoryError> {
+    match conn.execute(sql, params).map_err(db_err)? {
+        0 => Err(RepositoryError::NotFound("streamer")),
+        _ => Ok(()),
+    }
+}
+
+fn insert_config(conn: &Connection, user_id: &str, c: &OverlayConfig, now: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO configs (user_id, for_trigger, against_trigger, left_label, right_label, decay_speed, version, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
+        params![
+            user_id,
+            c.for_trigger.as_str(),
+            c.against_trigger.as_str(),
+            c.left_label.as_str(),
+            c.right_label.as_str(),
+            c.decay_speed.get(),
+            now
+        ],
+    )
+}
+
+#[async_trait]
+impl Repository for SqliteRepository {
+    async fn create_streamer(&self, new: &NewStreamer) -> Result<OverlaySetup, RepositoryError> {
+        let new = new.clone();
+        self.with_conn(move |conn| {
+            let now = now_ms();
+            let streamer = Streamer {
+                id: StreamerId::generate(),
+                overlay_id: OverlayId::random(),
+                twitch_user_id: new.twitch_user_id,
+                login: new.login,
+                display_name: new.display_name,
+                needs_relogin: false,
+                created_at: from_ms(now)?,
+                updated_at: from_ms(now)?,
+            };
+            let config = OverlayConfig::default();
+            let tx = conn.transaction().map_err(db_err)?;
+            let id = streamer.id.to_string();
+            tx.execute(
+                "INSERT INTO users (id, overlay_uuid, twitch_user_id, login, display_name, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![
+                    id,
+                    streamer.overlay_id.to_string(),
+                    streamer.twitch_user_id.as_str(),
+                    streamer.login,
+                    streamer.display_name,
+                    now
+                ],
+            )
+            .map_err(|e| match db_err(e) {
+                RepositoryError::Conflict(_) => RepositoryError::Conflict("a streamer with this Twitch user id"),
+                other => other,
+            })?;
+            insert_config(&tx, &id, &config, now).map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(OverlaySetup { streamer, config: StoredConfig { config, version: 1, updated_at: from_ms(now)? } })
+        })
+        .await
+    }
+
+    async fn list_streamers(&self) -> Result<Vec<Streamer>, RepositoryError> {
+        self.with_conn(|conn| {
+            let sql = format!("SELECT {STREAMER_COLUMNS} FROM users u ORDER BY u.created_at, u.id");
+            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+            let rows = stmt.query_map([], |r| StreamerRow::read(r, 0)).map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)?.parse()).collect()
+        })
+        .await
+    }
+
+    async fn remove_streamer(&self, twitch_user_id: &BroadcasterId) -> Result<bool, RepositoryError> {
+        let id = twitch_user_id.as_str().to_owned();
+        self.with_conn(move |conn| {
+            let n = conn.execute("DELETE FROM users WHERE twitch_user_id = ?1", [id]).map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn overlay_setup(&self, overlay: OverlayId) -> Result<Option<OverlaySetup>, RepositoryError> {
+        self.with_conn(move |conn| {
+            let sql = format!(
+                "SELECT {STREAMER_COLUMNS}, {CONFIG_COLUMNS} FROM users u JOIN configs c ON c.user_id = u.id
+                 WHERE u.overlay_uuid = ?1"
+            );
+            let row = conn
+                .query_row(&sql, [overlay.to_string()], |r| {
+                    Ok((StreamerRow::read(r, 0)?, ConfigRow::read(r, STREAMER_WIDTH)?))
+                })
+                .optional()
+                .map_err(db_err)?;
+            row.map(|(s, c)| Ok(OverlaySetup { streamer: s.parse()?, config: c.parse()? })).transpose()
+        })
+        .await
+    }
+
+    async fn config_versions(&self, overlays: &[OverlayId]) -> Result<HashMap<OverlayId, i64>, RepositoryError> {
+        let wanted: Vec<String> = overlays.iter().map(ToString::to_string).collect();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT c.version FROM users u JOIN configs c ON c.user_id = u.id WHERE u.overlay_uuid = ?1",
+                )
+                .map_err(db_err)?;
+            let mut versions = HashMap::with_capacity(wanted.len());
+            for raw in wanted {
+                if let Some(version) = stmt.query_row([&raw], |r| r.get::<_, i64>(0)).optional().map_err(db_err)? {
+                    let overlay = raw.parse().map_err(|e| corrupt("users.overlay_uuid", e))?;
+                    versions.insert(overlay, version);
+                }
+            }
+            Ok(versions)
+        })
+        .await
+    }
+
+    async fn save_config(&self, streamer: StreamerId, config: &OverlayConfig) -> Result<StoredConfig, RepositoryError> {
+        let c = config.clone();
+        self.with_conn(move |conn| {
+            let now = now_ms();
+            let version: Option<i64> = conn
+                .query_row(
+                    "UPDATE configs SET for_trigger = ?2, against_trigger = ?3, left_label = ?4, right_label = ?5,
+                            decay_speed = ?6, version = version + 1, updated_at = ?7
+                     WHERE user_id = ?1 RETURNING version",
+                    params![
+                        streamer.to_string(),
+                        c.for_trigger.as_str(),
+                        c.against_trigger.as_str(),
+                        c.left_label.as_str(),
+                        c.right_label.as_str(),
+                        c.decay_speed.get(),
+                        now
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let version = version.ok_or(RepositoryError::NotFound("config of this streamer"))?;
+            Ok(StoredConfig { config: c, version, updated_at: from_ms(now)? })
+        })
+        .await
+    }
+
+    async fn upsert_subscription(&self, r: &SubscriptionRecord) -> Result<(), RepositoryError> {
+        let r = r.clone();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO eventsub_subscriptions
+                    (subscription_id, user_id, broadcaster_user_id, type, conduit_id, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (subscription_id) DO UPDATE SET status = excluded.status",
+                params![
+                    r.subscription_id,
+                    r.streamer.map(|s| s.to_string()),
+                    r.broadcaster.as_ref().map(|b| b.as_str().to_owned()),
+                    r.subscription_type,
+                    r.conduit_id,
+                    r.status,
+                    to_ms(r.created_at)
+                ],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, RepositoryError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT subscription_id, user_id, broadcaster_user_id, type, conduit_id, status, created_at
+                     FROM eventsub_subscriptions ORDER BY created_at, subscription_id",
+                )
+                .map_err(db_err)?;
+            type Raw = (String, Option<String>, Option<String>, String, Option<String>, String, i64);
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok::<Raw, _>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                })
+                .map_err(db_err)?;
+            rows.map(|row| {
+                let (id, user, broadcaster, kind, conduit, status, created) = row.map_err(db_err)?;
+                let streamer = user
+                    .map(|u| Uuid::parse_str(&u).map(StreamerId::from_uuid))
+                    .transpose()
+                    .map_err(|e| corrupt("eventsub_subscriptions.user_id", e))?;
+                let broadcaster = broadcaster
+                    .map(|b| BroadcasterId::parse(&b))
+                    .transpose()
+                    .map_err(|e| corrupt("eventsub_subscriptions.broadcaster_user_id", e))?;
+                Ok(SubscriptionRecord {
+                    streamer,
+                    broadcaster,
+                    subscription_type: kind,
+                    subscription_id: id,
+                    conduit_id: conduit,
+                    status,
+                    created_at: from_ms(created)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn set_subscription_status(&self, subscription_id: &str, status: &str) -> Result<bool, RepositoryError> {
+        let (id, status) = (subscription_id.to_owned(), status.to_owned());
+        self.with_conn(move |conn| {
+            let n = conn
+                .execute("UPDATE eventsub_subscriptions SET status = ?2 WHERE subscription_id = ?1", [id, status])
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        self.with_conn(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_login(
+        &self,
+        profile: &NewStreamer,
+        tokens: &StoredTokens,
+    ) -> Result<(OverlaySetup, bool), RepositoryError> {
+        let (profile, tokens) = (profile.clone(), tokens.clone());
+        self.with_conn(move |conn| {
+            let now = now_ms();
+            let fresh_id = StreamerId::generate().to_string();
+            let tx = conn.transaction().map_err(db_err)?;
+            // The id that comes back is the fresh one only if the row is new.
+            let id: String = tx
+                .query_row(
+                    "INSERT INTO users (id, overlay_uuid, twitch_user_id, login, display_name, access_token,
+                                        refresh_token, token_expires_at, scopes, needs_relogin, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10)
+                     ON CONFLICT (twitch_user_id) DO UPDATE SET
+                        login = excluded.login, display_name = excluded.display_name,
+                        access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+                        token_expires_at = excluded.token_expires_at, scopes = excluded.scopes,
+                        needs_relogin = 0, updated_at = excluded.updated_at
+                     RETURNING id",
+                    params![
+                        fresh_id,
+                        OverlayId::random().to_string(),
+                        profile.twitch_user_id.as_str(),
+                        profile.login,
+                        profile.display_name,
+                        tokens.access_token,
+                        tokens.refresh_token,
+                        to_ms(tokens.expires_at),
+                        scopes_column(&tokens.scopes),
+                        now
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            let created = id == fresh_id;
+            if created {
+                insert_config(&tx, &id, &OverlayConfig::default(), now).map_err(db_err)?;
+            }
+            let setup = setup_by_id(&tx, &id)?
+                .ok_or_else(|| RepositoryError::Corrupt(format!("streamer {id} has no config")))?;
+            tx.commit().map_err(db_err)?;
+            Ok((setup, created))
+        })
+        .await
+    }
+
+    async fn streamer(&self, id: StreamerId) -> Result<Option<OverlaySetup>, RepositoryError> {
+        self.with_conn(move |conn| setup_by_id(conn, &id.to_string())).await
+    }
+
+    async fn rotate_overlay(&self, id: StreamerId) -> Result<OverlayId, RepositoryError> {
+        self.with_conn(move |conn| {
+            let overlay = OverlayId::random();
+            update_streamer(
+                conn,
+                "UPDATE users SET overlay_uuid = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id.to_string(), overlay.to_string(), now_ms()],
+            )?;
+            Ok(overlay)
+        })
+        .await
+    }
+
+    async fn tokens(&self, id: StreamerId) -> Result<Option<StoredTokens>, RepositoryError> {
+        self.with_conn(move |conn| {
+            let sql = format!("SELECT {TOKEN_COLUMNS} FROM users WHERE id = ?1");
+            let row = conn.query_row(&sql, [id.to_string()], |r| TokenRow::read(r, 0)).optional().map_err(db_err)?;
+            Ok(row.map(TokenRow::parse).transpose()?.flatten())
+        })
+        .await
+    }
+
+    async fn set_tokens(&self, id: StreamerId, tokens: &StoredTokens) -> Result<(), RepositoryError> {
+        let tokens = tokens.clone();
+        self.with_conn(move |conn| {
+            update_streamer(
+                conn,
+                "UPDATE users SET access_token = ?2, refresh_token = ?3, token_expires_at = ?4, scopes = ?5,
+                        updated_at = ?6
+                 WHERE id = ?1",
+                params![
+                    id.to_string(),
+                    tokens.access_token,
+                    tokens.refresh_token,
+                    to_ms(tokens.expires_at),
+                    scopes_column(&tokens.scopes),
+                    now_ms()
+                ],
+            )
+        })
+        .await
+    }
+
+    async fn clear_tokens(&self, id: StreamerId, needs_relogin: bool) -> Result<(), RepositoryError> {
+        self.with_conn(move |conn| {
+            update_streamer(
+                conn,
+                "UPDATE users SET access_token = NULL, refresh_token = NULL, token_expires_at = NULL, scopes = '',
+                        needs_relogin = ?2, updated_at = ?3
+                 WHERE id = ?1",
+                params![id.to_string(), needs_relogin, now_ms()],
+            )
+        })
+        .await
+    }
+
+    async fn streamers_with_tokens(&self) -> Result<Vec<(StreamerId, BroadcasterId, StoredTokens)>, RepositoryError> {
+        self.with_conn(|conn| {
+            let sql = format!(
+                "SELECT id, twitch_user_id, {TOKEN_COLUMNS} FROM users WHERE access_token IS NOT NULL
+                 ORDER BY created_at, id"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, TokenRow::read(r, 2)?)))
+                .map_err(db_err)?;
+            rows.map(|row| {
+                let (id, twitch_user_id, tokens) = row.map_err(db_err)?;
+                let id = StreamerId::from_uuid(Uuid::parse_str(&id).map_err(|e| corrupt("users.id", e))?);
+                let twitch_user_id =
+                    BroadcasterId::parse(&twitch_user_id).map_err(|e| corrupt("users.twitch_user_id", e))?;
+                let tokens = tokens.parse()?.ok_or_else(|| corrupt("users", "access token without the rest"))?;
+                Ok((id, twitch_user_id, tokens))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn save_bot(&self, bot: &BotAccount) -> Result<(), RepositoryError> {
+        let bot = bot.clone();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO bot_account (id, twitch_user_id, login, access_token, refresh_token, token_expires_at,
+                                          scopes, updated_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET
+                    twitch_user_id = excluded.twitch_user_id, login = excluded.login,
+                    access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+                    token_expires_at = excluded.token_expires_at, scopes = excluded.scopes,
+                    updated_at = excluded.updated_at",
+                params![
+                    bot.twitch_user_id.as_str(),
+                    bot.login,
+                    bot.tokens.access_token,
+                    bot.tokens.refresh_token,
+                    to_ms(bot.tokens.expires_at),
+                    scopes_column(&bot.tokens.scopes),
+                    to_ms(bot.updated_at)
+                ],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bot(&self) -> Result<Option<BotAccount>, RepositoryError> {
+        self.with_conn(|conn| {
+            type Raw = (String, String, Vec<u8>, Vec<u8>, i64, String, i64);
+            let row = conn
+                .query_row(
+                    "SELECT twitch_user_id, login, access_token, refresh_token, token_expires_at, scopes, updated_at
+                     FROM bot_account WHERE id = 1",
+                    [],
+                    |r| Ok::<Raw, _>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                )
+                .optional()
+                .map_err(db_err)?;
+            row.map(|(twitch_user_id, login, access_token, refresh_token, expires_at, scopes, updated_at)| {
+                Ok(BotAccount {
+                    twitch_user_id: BroadcasterId::parse(&twitch_user_id)
+                        .map_err(|e| corrupt("bot_account.twitch_user_id", e))?,
+                    login,
+                    tokens: StoredTokens {
+                        access_token,
+                        refresh_token,
+                        expires_at: from_ms(expires_at)?,
+                        scopes: parse_scopes(&scopes),
+                    },
+                    updated_at: from_ms(updated_at)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+}

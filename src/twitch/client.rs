@@ -1,0 +1,322 @@
+//! ChatPulse's client for Twitch's OAuth and Helix APIs
+//! (twitch-protocol.md §1–4). One client for the real Twitch and for the
+//! simulator: only the base URLs differ.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::Secret;
+
+/// Renew the app token this long before Twitch says it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TwitchError {
+    /// Twitch answered with an error status (body's `message` included).
+    #[error("Twitch answered {status}: {message}")]
+    Status { status: u16, message: String, retry_after: Option<Duration> },
+    #[error("Twitch is unreachable: {0}")]
+    Transport(String),
+    #[error("unexpected answer from Twitch: {0}")]
+    Malformed(String),
+}
+
+impl TwitchError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            TwitchError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Worth retrying later: rate limits, Twitch-side trouble, network errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TwitchError::Status { status, .. } => *status == 429 || *status >= 500,
+            TwitchError::Transport(_) => true,
+            TwitchError::Malformed(_) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Conduit {
+    pub id: String,
+    pub shard_count: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Shard {
+    pub id: String,
+    pub status: String,
+    pub transport: ShardTransport,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShardTransport {
+    pub method: String,
+    #[serde(default)]
+    pub callback: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShardError {
+    pub id: String,
+    pub message: String,
+    #[serde(default)]
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShardUpdate {
+    #[serde(default)]
+    pub data: Vec<Shard>,
+    #[serde(default)]
+    pub errors: Vec<ShardError>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub status: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub condition: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Data<T> {
+    data: Vec<T>,
+    #[serde(default)]
+    pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Pagination {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+}
+
+struct AppToken {
+    token: String,
+    renew_at: Instant,
+}
+
+/// Client credentials and endpoints of one Twitch application.
+pub struct TwitchClient {
+    http: reqwest::Client,
+    api_url: String,
+    auth_url: String,
+    client_id: String,
+    client_secret: Secret,
+    app_token: tokio::sync::Mutex<Option<AppToken>>,
+}
+
+#[derive(Serialize)]
+struct NewSubscription<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    version: &'a str,
+    condition: serde_json::Value,
+    transport: serde_json::Value,
+}
+
+impl TwitchClient {
+    pub fn new(api_url: &str, auth_url: &str, client_id: &str, client_secret: Secret) -> anyhow::Result<Self> {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("ChatPulse")
+            .build()?;
+        Ok(Self {
+            http,
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            auth_url: auth_url.trim_end_matches('/').to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret,
+            app_token: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The cached app access token, fetched (client credentials) when missing
+    /// or about to expire. One request at a time refreshes it.
+    pub async fn app_token(&self) -> Result<String, TwitchError> {
+        let mut cached = self.app_token.lock().await;
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.renew_at
+        {
+            return Ok(t.token.clone());
+        }
+        let response = self
+            .http
+            .post(format!("{}/token", self.auth_url))
+            .form(&[
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.expose()),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .await
+            .map_err(|e| TwitchError::Transport(e.to_string()))?;
+        let token: TokenResponse = decode(response).await?;
+        let lifetime = Duration::from_secs(token.expires_in).saturating_sub(RENEW_BEFORE);
+        let renew_at = Instant::now() + lifetime.max(Duration::from_secs(token.expires_in / 2));
+        *cached = Some(AppToken { token: token.access_token.clone(), renew_at });
+        Ok(token.access_token)
+    }
+
+    async fn forget_app_token(&self) {
+        *self.app_token.lock().await = None;
+    }
+
+    /// One Helix call with the app token; a 401 renews the token and retries once.
+    async fn helix<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, TwitchError> {
+        for attempt in 0..2 {
+            let token = self.app_token().await?;
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.api_url))
+                .bearer_auth(&token)
+                .header("Client-Id", &self.client_id)
+                .query(query);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
+            if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+                self.forget_app_token().await;
+                continue;
+            }
+            return decode(response).await;
+        }
+        Err(TwitchError::Malformed("unreachable retry loop".into()))
+    }
+
+    pub async fn conduits(&self) -> Result<Vec<Conduit>, TwitchError> {
+        let page: Data<Conduit> = self.helix(Method::GET, "/eventsub/conduits", &[], None).await?;
+        Ok(page.data)
+    }
+
+    pub async fn create_conduit(&self, shard_count: u32) -> Result<Conduit, TwitchError> {
+        let body = json!({ "shard_count": shard_count });
+        let page: Data<Conduit> = self.helix(Method::POST, "/eventsub/conduits", &[], Some(&body)).await?;
+        page.data.into_iter().next().ok_or_else(|| TwitchError::Malformed("no conduit in answer".into()))
+    }
+
+    pub async fn shards(&self, conduit_id: &str) -> Result<Vec<Shard>, TwitchError> {
+        let page: Data<Shard> =
+            self.helix(Method::GET, "/eventsub/conduits/shards", &[("conduit_id", conduit_id)], None).await?;
+        Ok(page.data)
+    }
+
+    /// Points one shard at a webhook; Twitch then sends it a challenge. The
+    /// 202 can carry per-shard `errors`: the caller must look at them.
+    pub async fn update_webhook_shard(
+        &self,
+        conduit_id: &str,
+        shard_id: &str,
+        callback: &str,
+        secret: &str,
+    ) -> Result<ShardUpdate, TwitchError> {
+        let body = json!({
+            "conduit_id": conduit_id,
+            "shards": [{ "id": shard_id, "transport": { "method": "webhook", "callback": callback, "secret": secret } }]
+        });
+        self.helix(Method::PATCH, "/eventsub/conduits/shards", &[], Some(&body)).await
+    }
+
+    /// Creates a subscription on a conduit. A 409 (it exists) comes back as
+    /// `TwitchError::Status { status: 409, .. }` for the caller to adopt.
+    pub async fn create_conduit_subscription(
+        &self,
+        kind: &str,
+        condition: serde_json::Value,
+        conduit_id: &str,
+    ) -> Result<Subscription, TwitchError> {
+        let body = NewSubscription {
+            kind,
+            version: "1",
+            condition,
+            transport: json!({ "method": "conduit", "conduit_id": conduit_id }),
+        };
+        let body = serde_json::to_value(body).map_err(|e| TwitchError::Malformed(e.to_string()))?;
+        let page: Data<Subscription> = self.helix(Method::POST, "/eventsub/subscriptions", &[], Some(&body)).await?;
+        page.data.into_iter().next().ok_or_else(|| TwitchError::Malformed("no subscription in answer".into()))
+    }
+
+    /// Every subscription whose condition mentions `user_id` (all pages).
+    pub async fn subscriptions_for_user(&self, user_id: &str) -> Result<Vec<Subscription>, TwitchError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query = vec![("user_id", user_id)];
+            if let Some(c) = cursor.as_deref() {
+                query.push(("after", c));
+            }
+            let page: Data<Subscription> = self.helix(Method::GET, "/eventsub/subscriptions", &query, None).await?;
+            all.extend(page.data);
+            match page.pagination.and_then(|p| p.cursor) {
+                Some(next) if !next.is_empty() => cursor = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn delete_subscription(&self, id: &str) -> Result<(), TwitchError> {
+        match self.helix::<serde_json::Value>(Method::DELETE, "/eventsub/subscriptions", &[("id", id)], None).await {
+            // 404: already gone, which is what we wanted.
+            Err(TwitchError::Status { status: 404, .. }) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+/// Decodes a JSON answer, or turns an error status into [`TwitchError`].
+async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, TwitchError> {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("ratelimit-reset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|reset| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+            Duration::from_secs(reset.saturating_sub(now))
+        });
+    let bytes = response.bytes().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<ErrorBody>(&bytes).map(|b| b.message).unwrap_or_default();
+        return Err(TwitchError::Status { status: status.as_u16(), message, retry_after });
+    }
+    // 204 and other empty answers decode as JSON null.
+    let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+    serde_json::from_slice(body).map_err(|e| TwitchError::Malformed(e.to_string()))
+}

@@ -1,0 +1,9 @@
+//! The Twitch protocol as ChatPulse speaks it (`shared/twitch-protocol.md`):
+//! EventSub webhook payloads and their HMAC signatures, the Helix/OAuth
+//! client, and a faithful local simulator of Twitch for demos and tests.
+
+pub mod client;
+pub mod eventsub;
+pub mod oauth;
+pub mod signature;
+pub mod sim;

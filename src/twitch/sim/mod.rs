@@ -1,0 +1,561 @@
+//! A faithful local Twitch, served over real HTTP (`shared/twitch-protocol.md`):
+//!
+//! - OAuth under `/oauth2` (authorize page, token, validate, revoke) — §1;
+//! - Helix under `/helix` (users, streams, clips, conduits, shards, EventSub
+//!   subscriptions) with Twitch's auth rules, error bodies and rate-limit
+//!   headers — §2–§4, §7;
+//! - an EventSub webhook sender (signed, retried, with shard disabling and
+//!   revocations) — §5;
+//! - controls under `/sim` (chat page, users, grants, streams, faults,
+//!   revocations, state, synthetic chat) that stand in for the rest of Twitch.
+//!
+//! Point a client at it with `TWITCH_AUTH_URL=http://HOST:PORT/oauth2` and
+//! `TWITCH_API_URL=http://HOST:PORT/helix`.
+//!
+//! The simulator only ever calls plain `http://` loopback callbacks (besides
+//! `https://…:443` ones it is told about), so it needs no TLS of its own.
+
+mod control;
+mod delivery;
+mod eventsub;
+mod generator;
+mod helix;
+mod oauth;
+mod state;
+mod util;
+mod websocket;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub use generator::{ChatGenerator, GeneratorReport};
+use state::{Fault, State};
+
+/// Configuration of the simulated Twitch application and its timings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The one registered client ID.
+    pub client_id: String,
+    pub client_secret: String,
+    /// How browsers reach the simulator, e.g. `http://localhost:8081`.
+    pub public_url: String,
+    /// Registered redirect URIs; `/oauth2/authorize` requires an exact match.
+    pub redirect_uris: Vec<String>,
+    pub user_token_ttl: Duration,
+    pub app_token_ttl: Duration,
+    pub code_ttl: Duration,
+    /// Per-attempt timeout for webhook deliveries.
+    pub delivery_timeout: Duration,
+    /// Pauses before the attempts after the first (one entry per retry).
+    pub retry_delays: Vec<Duration>,
+    /// Consecutive failed delivery attempts before a webhook shard (or a
+    /// plain webhook subscription) is disabled.
+    pub failures_before_disable: u32,
+    /// User ids are `first_user_id + 7·n` in creation order, so they are the
+    /// same on every start. Simulators whose users share one database (tests)
+    /// use different bases.
+    pub first_user_id: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            client_id: "chatpulsesimclient0000000000000".into(),
+            client_secret: "chatpulsesimsecret000000000000".into(),
+            public_url: "http://localhost:8081".into(),
+            redirect_uris: vec!["http://localhost:8080/auth/callback".into()],
+            user_token_ttl: Duration::from_secs(4 * 3600),
+            app_token_ttl: Duration::from_secs(60 * 24 * 3600),
+            code_ttl: Duration::from_secs(600),
+            delivery_timeout: Duration::from_secs(3),
+            retry_delays: vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)],
+            failures_before_disable: 10,
+            first_user_id: 41_245_000,
+        }
+    }
+}
+
+/// A simulated Twitch account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimUser {
+    /// Numeric, but a string — like every Twitch id.
+    pub id: String,
+    pub login: String,
+    pub display_name: String,
+}
+
+/// A misbehaviour of Twitch's delivery that a receiver must survive
+/// (twitch-protocol.md §5.5, §8.3), applied to the next notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryFault {
+    /// Delivered, then delivered again with the same message id.
+    Duplicate,
+    /// Sent with a timestamp 11 minutes old (a replay).
+    Stale,
+    /// Signed with the wrong secret.
+    BadSignature,
+}
+
+/// One chat message typed into a channel.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChatInput {
+    pub broadcaster_user_id: String,
+    /// An unknown id is registered on the fly (with `chatter_login`, or a
+    /// generated login). Empty means "look the chatter up by login".
+    pub chatter_user_id: String,
+    pub chatter_login: Option<String>,
+    pub text: String,
+}
+
+/// One webhook attempt (or a dropped message) in the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRecord {
+    /// When the attempt finished (RFC 3339, nanoseconds).
+    pub at: String,
+    /// `Twitch-Eventsub-Message-Id`, identical across retries.
+    pub message_id: String,
+    /// `notification`, `webhook_callback_verification` or `revocation`.
+    pub message_type: String,
+    pub subscription_type: Option<String>,
+    pub subscription_id: Option<String>,
+    /// The webhook URL, or `websocket:<session id>`; empty when the message
+    /// was dropped before any attempt.
+    pub callback: String,
+    /// `Twitch-Eventsub-Message-Retry` of this attempt.
+    pub attempt: u32,
+    /// The HTTP status the callback answered, if it answered (`None` for WebSocket frames).
+    pub status: Option<u16>,
+    /// Transport error, timeout, or why the message was dropped.
+    pub error: Option<String>,
+}
+
+impl DeliveryRecord {
+    /// Delivered: a 2xx answer (webhooks), or a frame written to the socket
+    /// (WebSocket shards: no status, no error).
+    pub fn delivered(&self) -> bool {
+        self.error.is_none() && self.status.is_none_or(|s| (200..300).contains(&s))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// Statuses a subscription can be revoked with (§4.4).
+pub const REVOCATION_STATUSES: [&str; 7] = [
+    "authorization_revoked",
+    "moderator_removed",
+    "user_removed",
+    "chat_user_banned",
+    "version_removed",
+    "beta_maintenance",
+    "notification_failures_exceeded",
+];
+
+pub(crate) struct Inner {
+    config: SimConfig,
+    state: Mutex<State>,
+    /// Client for webhook deliveries; `None` only if it could not be built.
+    http: Option<reqwest::Client>,
+    /// Cancelled when [`Simulator::serve`] shuts down, to close WebSocket sessions.
+    closing: CancellationToken,
+}
+
+/// The simulator; cheap to clone (all clones share one state).
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+fn build_http_client(timeout: Duration) -> Option<reqwest::Client> {
+    // Deliveries go to http:// loopback callbacks in practice; an explicit
+    // provider keeps reqwest from needing a process-wide default.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| tracing::error!(error = %e, "simulator: cannot build the webhook client"))
+        .ok()
+}
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Self {
+        let http = build_http_client(config.delivery_timeout);
+        let closing = CancellationToken::new();
+        let state = State { first_user_id: config.first_user_id, ..State::default() };
+        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), http, closing }) }
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn http(&self) -> Option<&reqwest::Client> {
+        self.inner.http.as_ref()
+    }
+
+    pub(crate) fn closing(&self) -> CancellationToken {
+        self.inner.closing.clone()
+    }
+
+    /// Every route: `/oauth2/*`, `/helix/*`, `/ws` (EventSub WebSocket), `/sim/*` and `/` (→ the chat page).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .nest("/helix", helix::router(self.clone()))
+            .route("/oauth2/authorize", get(oauth::authorize_page).post(oauth::authorize_decision))
+            .route("/oauth2/token", post(oauth::token))
+            .route("/oauth2/validate", get(oauth::validate))
+            .route("/oauth2/revoke", post(oauth::revoke))
+            .route("/ws", get(websocket::upgrade))
+            .merge(control::router())
+            .with_state(self.clone())
+    }
+
+    /// Serves [`Self::router`] on `listener` until `shutdown` is cancelled.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let app = self.router();
+        let closing = self.closing();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                closing.cancel();
+            })
+            .await
+    }
+
+    /// Creates a user; idempotent per login (returns the existing one).
+    pub fn create_user(&self, login: &str, display_name: &str) -> SimUser {
+        self.state().create_user(login, display_name, None)
+    }
+
+    pub fn user_by_login(&self, login: &str) -> Option<SimUser> {
+        self.state().user_by_login(login).cloned()
+    }
+
+    pub fn user(&self, id: &str) -> Option<SimUser> {
+        self.state().user(id).cloned()
+    }
+
+    pub fn users(&self) -> Vec<SimUser> {
+        self.state().users_in_order()
+    }
+
+    /// Records that the user authorized our client with these scopes (added
+    /// to any earlier grant), as if the consent screen had been approved.
+    pub fn grant(&self, user_id: &str, scopes: &[&str]) {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.state().grant(&self.inner.config.client_id, user_id, &scopes);
+    }
+
+    /// Scopes the user has granted our client (empty if none).
+    pub fn granted_scopes(&self, user_id: &str) -> Vec<String> {
+        let key = (self.inner.config.client_id.clone(), user_id.to_owned());
+        self.state().grants.get(&key).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Makes `user_id` a moderator (or not) in `broadcaster_user_id`'s channel.
+    pub fn set_moderator(&self, broadcaster_user_id: &str, user_id: &str, moderator: bool) {
+        let key = (broadcaster_user_id.to_owned(), user_id.to_owned());
+        let mut state = self.state();
+        if moderator {
+            state.moderators.insert(key);
+        } else {
+            state.moderators.remove(&key);
+        }
+    }
+
+    /// Types a chat message; every enabled `channel.chat.message`
+    /// subscription of the channel gets a notification. Returns the chat
+    /// message id (`event.message_id`).
+    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
+    pub async fn post_chat(&self, message: ChatInput) -> Result<String, SimError> {
+        if message.text.trim().is_empty() {
+            return Err(SimError::BadRequest("text is required".into()));
+        }
+        if message.text.chars().count() > 500 {
+            return Err(SimError::BadRequest("text is longer than 500 characters".into()));
+        }
+        let (broadcaster, chatter) = {
+            let mut state = self.state();
+            let broadcaster = state
+                .user(&message.broadcaster_user_id)
+                .cloned()
+                .ok_or_else(|| SimError::NotFound(format!("broadcaster {}", message.broadcaster_user_id)))?;
+            let chatter = resolve_chatter(&mut state, &message)?;
+            (broadcaster, chatter)
+        };
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let event = json!({
+            "broadcaster_user_id": broadcaster.id,
+            "broadcaster_user_login": broadcaster.login,
+            "broadcaster_user_name": broadcaster.display_name,
+            "chatter_user_id": chatter.id,
+            "chatter_user_login": chatter.login,
+            "chatter_user_name": chatter.display_name,
+            "message_id": message_id,
+            "message": {
+                "text": message.text,
+                "fragments": [
+                    {"type": "text", "text": message.text, "cheermote": null, "emote": null, "mention": null}
+                ]
+            },
+            "message_type": "text",
+            "badges": [],
+            "cheer": null,
+            "color": "",
+            "reply": null,
+            "channel_points_custom_reward_id": null,
+            "source_broadcaster_user_id": null,
+            "source_broadcaster_user_login": null,
+            "source_broadcaster_user_name": null,
+            "source_message_id": null,
+            "source_badges": null,
+        });
+        let id = broadcaster.id.clone();
+        delivery::emit(self, "channel.chat.message", &id, &event, |s| {
+            s.condition_str("broadcaster_user_id") == Some(&id)
+        });
+        Ok(message_id)
+    }
+
+    /// Takes a channel live or offline, emitting `stream.online` /
+    /// `stream.offline`. Repeating the current state is a no-op.
+    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
+    pub async fn set_live(&self, broadcaster_user_id: &str, live: bool) -> Result<(), SimError> {
+        let (user, started) = {
+            let mut state = self.state();
+            let user = state
+                .user(broadcaster_user_id)
+                .cloned()
+                .ok_or_else(|| SimError::NotFound(format!("broadcaster {broadcaster_user_id}")))?;
+            let started = if live {
+                if state.streams.contains_key(&user.id) {
+                    return Ok(());
+                }
+                state.next_stream += 1;
+                let stream = state::LiveStream {
+                    id: (50_123_456_789 + state.next_stream * 13).to_string(),
+                    started_at: util::now_seconds(),
+                    title: format!("{} is live (simulated)", user.display_name),
+                };
+                state.streams.insert(user.id.clone(), stream.clone());
+                Some(stream)
+            } else {
+                if state.streams.remove(&user.id).is_none() {
+                    return Ok(());
+                }
+                None
+            };
+            (user, started)
+        };
+        let id = user.id.clone();
+        let matches = |s: &state::Subscription| s.condition_str("broadcaster_user_id") == Some(&id);
+        match started {
+            Some(stream) => {
+                let event = json!({
+                    "id": stream.id, "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
+                    "broadcaster_user_name": user.display_name, "type": "live", "started_at": stream.started_at,
+                });
+                delivery::emit(self, "stream.online", &id, &event, matches);
+            }
+            None => {
+                let event = json!({
+                    "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
+                    "broadcaster_user_name": user.display_name,
+                });
+                delivery::emit(self, "stream.offline", &id, &event, matches);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the channel is live, and the current stream id.
+    pub fn live_stream_id(&self, broadcaster_user_id: &str) -> Option<String> {
+        self.state().streams.get(broadcaster_user_id).map(|s| s.id.clone())
+    }
+
+    /// Revokes a subscription with `status` (§4.4): it gets that status, a
+    /// `revocation` message is sent, and nothing more is delivered for it.
+    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
+    pub async fn revoke_subscription(&self, subscription_id: &str, status: &str) -> Result<(), SimError> {
+        if !REVOCATION_STATUSES.contains(&status) {
+            return Err(SimError::BadRequest(format!("status must be one of {}", REVOCATION_STATUSES.join(", "))));
+        }
+        let outgoing = {
+            let mut state = self.state();
+            let sub = state
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.id == subscription_id)
+                .ok_or_else(|| SimError::NotFound(format!("subscription {subscription_id}")))?;
+            if !sub.is_active() {
+                return Err(SimError::BadRequest(format!("subscription is already {}", sub.status)));
+            }
+            sub.status = status.to_owned();
+            let sub = sub.clone();
+            delivery::revocation(&mut state, &sub)
+        };
+        delivery::spawn(self, outgoing);
+        Ok(())
+    }
+
+    /// The user disconnects our app (§8.1): their tokens, refresh tokens and
+    /// grant are gone, their subscriptions are revoked with
+    /// `authorization_revoked`, and `user.authorization.revoke` is emitted.
+    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
+    pub async fn disconnect_app(&self, user_id: &str) -> Result<(), SimError> {
+        let client_id = self.inner.config.client_id.clone();
+        let (user, revocations) = {
+            let mut state = self.state();
+            let user = state.user(user_id).cloned().ok_or_else(|| SimError::NotFound(format!("user {user_id}")))?;
+            state.grants.remove(&(client_id.clone(), user.id.clone()));
+            state.tokens.retain(|_, t| t.user_id.as_deref() != Some(&user.id));
+            state.refresh_tokens.retain(|_, r| r.user_id != user.id);
+            state.codes.retain(|_, c| c.user_id != user.id);
+            let mut revoked = Vec::new();
+            for sub in state.subscriptions.iter_mut() {
+                if sub.client_id == client_id && sub.is_active() && sub.mentions_user(&user.id) {
+                    sub.status = "authorization_revoked".into();
+                    revoked.push(sub.clone());
+                }
+            }
+            let revocations: Vec<_> = revoked.iter().map(|s| delivery::revocation(&mut state, s)).collect();
+            (user, revocations)
+        };
+        for outgoing in revocations {
+            delivery::spawn(self, outgoing);
+        }
+        let event = json!({
+            "client_id": client_id, "user_id": user.id, "user_login": user.login, "user_name": user.display_name,
+        });
+        delivery::emit(self, "user.authorization.revoke", &user.id, &event, |s| {
+            s.condition_str("client_id") == Some(&client_id)
+        });
+        Ok(())
+    }
+
+    /// Fault switch: the next `count` Helix calls answer `status` (429 comes
+    /// with `Ratelimit-Remaining: 0` and a real `Ratelimit-Reset`). `count` 0 clears it.
+    /// Applies `fault` to each of the next `count` webhook notifications.
+    pub fn inject_delivery_faults(&self, fault: DeliveryFault, count: u32) {
+        let mut state = self.state();
+        for _ in 0..count {
+            state.delivery_faults.push_back(fault);
+        }
+    }
+
+    pub fn fail_next(&self, status: u16, count: u32) {
+        self.state().fault = (count > 0).then_some(Fault { status, remaining: count });
+    }
+
+    /// Every subscription, in Helix shape, oldest first.
+    pub fn subscriptions(&self) -> Vec<Value> {
+        let state = self.state();
+        let mut subs: Vec<_> = state.subscriptions.iter().collect();
+        subs.sort_by_key(|s| s.seq);
+        subs.iter().map(|s| s.to_json()).collect()
+    }
+
+    /// Every conduit with its shards (never secrets).
+    pub fn conduits(&self) -> Vec<Value> {
+        let state = self.state();
+        state
+            .conduits
+            .iter()
+            .map(|c| {
+                let shards: Vec<Value> = c.shards.iter().enumerate().map(|(i, s)| s.to_json(i)).collect();
+                json!({"id": c.id, "shard_count": c.shards.len(), "shards": shards})
+            })
+            .collect()
+    }
+
+    /// The webhook attempt log (most recent last; bounded).
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.state().deliveries.iter().cloned().collect()
+    }
+
+    /// A JSON snapshot of everything, for debugging (`GET /sim/state`).
+    pub fn snapshot(&self) -> Value {
+        let users = self.users();
+        let conduits = self.conduits();
+        let subscriptions = self.subscriptions();
+        let deliveries = self.deliveries();
+        let sessions = self.websocket_sessions();
+        let state = self.state();
+        let grants: Vec<Value> = state
+            .grants
+            .iter()
+            .map(|((client_id, user_id), scopes)| json!({"client_id": client_id, "user_id": user_id, "scopes": scopes}))
+            .collect();
+        let streams: Vec<Value> = state
+            .streams
+            .iter()
+            .map(|(user_id, s)| json!({"user_id": user_id, "id": s.id, "started_at": s.started_at}))
+            .collect();
+        let fault = state.fault.map(|f| json!({"status": f.status, "remaining": f.remaining}));
+        json!({
+            "client_id": self.inner.config.client_id,
+            "users": users,
+            "grants": grants,
+            "live_streams": streams,
+            "conduits": conduits,
+            "websocket_sessions": sessions,
+            "subscriptions": subscriptions,
+            "deliveries": deliveries,
+            "fault": fault,
+            "active_tokens": state.tokens.len(),
+        })
+    }
+}
+
+/// Finds (or registers) the chatting user of a message.
+fn resolve_chatter(state: &mut State, message: &ChatInput) -> Result<SimUser, SimError> {
+    let login = message.chatter_login.as_deref().map(str::trim).filter(|l| !l.is_empty());
+    if let Some(login) = login
+        && !util::valid_login(&login.to_ascii_lowercase())
+    {
+        return Err(SimError::BadRequest(format!("invalid chatter login {login:?}")));
+    }
+    let id = message.chatter_user_id.trim();
+    if !id.is_empty() {
+        if let Some(user) = state.user(id) {
+            return Ok(user.clone());
+        }
+        if !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SimError::BadRequest("chatter_user_id must be numeric".into()));
+        }
+        let generated = format!("viewer{id}");
+        let login = login.map_or(generated, str::to_owned);
+        if state.user_by_login(&login).is_some() {
+            return Err(SimError::BadRequest(format!("login {login} belongs to another user id")));
+        }
+        return Ok(state.create_user(&login, &login, Some(id)));
+    }
+    match login {
+        Some(login) => Ok(state.create_user(login, login, None)),
+        None => Err(SimError::BadRequest("chatter_user_id or chatter_login is required".into())),
+    }
+}

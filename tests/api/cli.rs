@@ -1,0 +1,161 @@
+//! The `chatpulse` command line: streamer management (also while the server
+//! runs on the same data) and start-up configuration errors.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use chatpulse::domain::OverlayId;
+
+use crate::helpers::*;
+
+fn chatpulse(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .env("PUBLIC_URL", "http://overlay.test:8080")
+        .current_dir(data_dir)
+        .output()
+        .expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn streamers_can_be_added_listed_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let added = chatpulse(dir.path(), &["streamers", "add", "41245072", "PixelPaws"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let url = stdout(&added).trim().to_owned();
+    let overlay = url.strip_prefix("http://overlay.test:8080/overlay/").expect("prints the overlay URL");
+    assert!(overlay.parse::<OverlayId>().is_ok(), "{url}");
+
+    let listed = chatpulse(dir.path(), &["streamers", "list"]);
+    assert_eq!(stdout(&listed), format!("41245072\tpixelpaws\t{url}\n"));
+
+    let duplicate = chatpulse(dir.path(), &["streamers", "add", "41245072", "other"]);
+    assert!(!duplicate.status.success());
+    assert!(stderr(&duplicate).contains("already exists"), "{}", stderr(&duplicate));
+
+    let removed = chatpulse(dir.path(), &["streamers", "remove", "41245072"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let again = chatpulse(dir.path(), &["streamers", "remove", "41245072"]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("no streamer"), "{}", stderr(&again));
+    assert!(stdout(&chatpulse(dir.path(), &["streamers", "list"])).starts_with("no streamers yet"));
+}
+
+#[test]
+fn invalid_arguments_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["streamers", "add", "12 34", "pixelpaws"][..], &["streamers", "add", "41245072", "not a login!"][..]]
+    {
+        let out = chatpulse(dir.path(), args);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(stderr(&out).lines().count(), 1, "one clear line: {}", stderr(&out));
+    }
+    assert!(stdout(&chatpulse(dir.path(), &["streamers", "list"])).starts_with("no streamers yet"));
+}
+
+#[test]
+fn a_bad_variable_stops_start_up_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .env("PORT", "eighty")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: invalid configuration: PORT:"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .env("APP_ENV", "production")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("TWITCH_CLIENT_ID"), "{}", stderr(&out));
+}
+
+#[test]
+fn migrate_creates_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chatpulse(dir.path(), &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("chatpulse.db").exists());
+}
+
+#[tokio::test]
+async fn the_cli_works_against_a_running_server() {
+    let app = spawn_app_with(|c| c.tuning.reconcile_interval = Duration::from_millis(100)).await;
+    let data = app.data.path().to_path_buf();
+
+    let added = chatpulse(&data, &["streamers", "add", "55501234", "livestreamer"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let overlay: OverlayId = stdout(&added).trim().rsplit('/').next().unwrap().parse().unwrap();
+    let page = app.http.get(format!("{}/overlay/{overlay}", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200, "a streamer added by the CLI is served at once");
+
+    let mut client = app.connect(&overlay).await;
+    client.next_frame(Duration::from_secs(2)).await.expect("initial frame");
+    let removed = chatpulse(&data, &["streamers", "remove", "55501234"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+
+    let close = client.wait_for_close(Duration::from_secs(3)).await.expect("closed").expect("close frame");
+    assert_eq!(u16::from(close.code), 4404);
+    let page = app.http.get(format!("{}/overlay/{overlay}", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+}
+
+#[tokio::test]
+async fn the_cli_manages_streamers_in_postgres_too() {
+    let Some((db, redis)) = distributed_urls() else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let dir = tempfile::tempdir().unwrap();
+    let id = random_twitch_id();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", &db)
+            .env("REDIS_URL", &redis)
+            .env("PUBLIC_URL", "http://overlay.test:8080")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+
+    let added = run(&["streamers", "add", &id, "pgstreamer"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let url = stdout(&added).trim().to_owned();
+    assert!(url.starts_with("http://overlay.test:8080/overlay/"), "{url}");
+    let listed = stdout(&run(&["streamers", "list"]));
+    assert!(listed.lines().any(|l| l == format!("{id}\tpgstreamer\t{url}")), "{listed}");
+    assert!(run(&["streamers", "remove", &id]).status.success());
+    assert!(!stdout(&run(&["streamers", "list"])).contains(&id));
+    assert!(!dir.path().join("data").exists(), "nothing embedded was created");
+
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+        .args(["streamers", "list"])
+        .env_clear()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+    assert!(stderr(&unreachable).contains("DATABASE_URL"), "{}", stderr(&unreachable));
+}

@@ -1,0 +1,594 @@
+//! Streamer login through the Twitch simulator, the dashboard, and account
+//! security: real HTTP with a cookie jar, in both storage shapes.
+
+use std::time::Duration;
+
+use chatpulse::crypto::TokenCipher;
+use chatpulse::domain::OverlayId;
+use futures_util::StreamExt;
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+/// A browser-like client: keeps cookies, follows redirects (or not).
+fn browser(follow: bool) -> reqwest::Client {
+    let policy = if follow { reqwest::redirect::Policy::limited(10) } else { reqwest::redirect::Policy::none() };
+    reqwest::Client::builder().cookie_store(true).redirect(policy).build().unwrap()
+}
+
+fn sim_url(app: &TestApp) -> String {
+    app.demo.as_ref().expect("simulator").simulator_url.clone()
+}
+
+/// Logs `login` in through the simulator (auto-approved) and returns the
+/// client and the dashboard HTML.
+async fn log_in(app: &TestApp, login: &str) -> (reqwest::Client, String) {
+    let client = browser(true);
+    let response = client.get(format!("{}/auth/login?as={login}", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.url().path().ends_with("/dashboard"), "landed on {}", response.url());
+    let html = response.text().await.unwrap();
+    (client, html)
+}
+
+fn csrf(html: &str) -> String {
+    let pattern = "name=\"csrf_token\" value=\"";
+    let start = html.find(pattern).expect("a CSRF field") + pattern.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+fn overlay_in(html: &str) -> OverlayId {
+    let start = html.find("/overlay/").expect("an overlay URL") + 9;
+    html[start..start + 36].parse().unwrap()
+}
+
+async fn streamer_by_login(app: &TestApp, login: &str) -> chatpulse::store::Streamer {
+    app.repo.list_streamers().await.unwrap().into_iter().find(|s| s.login == login).expect("stored")
+}
+
+fn unique_login() -> String {
+    format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+both_modes! {
+async fn logging_in_with_twitch_creates_the_account_and_opens_the_dashboard() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let login = unique_login();
+
+    let (client, html) = log_in(&app, &login).await;
+
+    assert!(html.contains(&login), "greets the streamer");
+    let streamer = streamer_by_login(&app, &login).await;
+    let setup = app.repo.overlay_setup(streamer.overlay_id).await.unwrap().unwrap();
+    assert_eq!(setup.config.version, 1, "default config on first login");
+    assert_eq!(overlay_in(&html), streamer.overlay_id);
+    // Already logged in: /auth/login goes straight to the dashboard.
+    let again = client.get(format!("{}/auth/login", app.base)).send().await.unwrap();
+    assert!(again.url().path().ends_with("/dashboard"));
+    // Logging in again keeps the same account and overlay.
+    let (_, html2) = log_in(&app, &login).await;
+    assert_eq!(overlay_in(&html2), streamer.overlay_id);
+}
+}
+
+both_modes! {
+async fn tokens_are_stored_encrypted_and_decrypt_to_a_valid_twitch_token() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let login = unique_login();
+    log_in(&app, &login).await;
+    let streamer = streamer_by_login(&app, &login).await;
+
+    let stored = app.repo.tokens(streamer.id).await.unwrap().expect("tokens stored");
+
+    let cipher = TokenCipher::new(chatpulse::config::DEV_TOKEN_ENCRYPTION_KEY, None).unwrap();
+    let access = cipher.decrypt(&stored.access_token, streamer.twitch_user_id.as_str()).unwrap();
+    let refresh = cipher.decrypt(&stored.refresh_token, streamer.twitch_user_id.as_str()).unwrap();
+    for (plain, bytes) in [(&access, &stored.access_token), (&refresh, &stored.refresh_token)] {
+        assert!(!bytes.windows(plain.len()).any(|w| w == plain.as_bytes()), "no plaintext in the database");
+    }
+    assert_eq!(stored.scopes, vec!["channel:bot".to_owned()]);
+    let validate = reqwest::Client::new()
+        .get(format!("{}/oauth2/validate", sim_url(&app)))
+        .header("Authorization", format!("OAuth {access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(validate.status(), 200, "the decrypted token is the real one");
+    // A copy of the ciphertext under another streamer's id does not open.
+    assert!(cipher.decrypt(&stored.access_token, "12345").is_err());
+}
+}
+
+#[tokio::test]
+async fn no_plaintext_token_is_in_the_sqlite_file() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let login = unique_login();
+    log_in(&app, &login).await;
+    let streamer = streamer_by_login(&app, &login).await;
+    let cipher = TokenCipher::new(chatpulse::config::DEV_TOKEN_ENCRYPTION_KEY, None).unwrap();
+    let stored = app.repo.tokens(streamer.id).await.unwrap().unwrap();
+    let access = cipher.decrypt(&stored.access_token, streamer.twitch_user_id.as_str()).unwrap();
+
+    let db = rusqlite::Connection::open(app.data.path().join("chatpulse.db")).unwrap();
+    let hits: i64 = db
+        .query_row(
+            "SELECT count(*) FROM users WHERE instr(access_token, ?1) > 0 OR instr(refresh_token, ?1) > 0
+                 OR instr(CAST(access_token AS TEXT), ?1) > 0",
+            [access.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(hits, 0);
+}
+
+both_modes! {
+async fn denied_consent_shows_a_friendly_page_and_logs_nobody_in() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let client = browser(false);
+    let start = client.get(format!("{}/auth/login", app.base)).send().await.unwrap();
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/oauth2/authorize?", sim_url(&app))), "{location}");
+    assert!(location.contains("scope=channel%3Abot"), "{location}");
+    let state = location.split("state=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let before = app.repo.list_streamers().await.unwrap().len();
+
+    let denied = client
+        .get(format!("{}/auth/callback?error=access_denied&error_description=The+user+denied+you+access&state={state}", app.base))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(denied.status(), 403);
+    let html = denied.text().await.unwrap();
+    assert!(html.contains("The user denied you access"), "{html}");
+    let dashboard = client.get(format!("{}/dashboard", app.base)).send().await.unwrap();
+    assert_eq!(dashboard.headers()["location"], "/auth/login", "no session");
+    if mode() == Mode::Embedded {
+        // (The distributed database is shared with tests running in parallel.)
+        assert_eq!(app.repo.list_streamers().await.unwrap().len(), before, "nothing stored");
+    }
+}
+}
+
+both_modes! {
+async fn a_wrong_state_or_a_reused_code_is_refused_and_stores_nothing() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let login = unique_login();
+    // Walks the flow by hand up to Twitch's redirect back, returning the
+    // callback URL (with code and state).
+    let callback_of = |client: reqwest::Client| {
+        let (base, login) = (app.base.clone(), login.clone());
+        async move {
+            let start = client.get(format!("{base}/auth/login?as={login}")).send().await.unwrap();
+            let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+            let approved = client.get(&authorize).send().await.unwrap();
+            approved.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+
+    let forger = browser(false);
+    let callback = callback_of(forger.clone()).await;
+    let forged = callback.replace("state=", "state=x");
+    assert_eq!(forger.get(&forged).send().await.unwrap().status(), 400, "wrong state");
+    assert!(app.repo.list_streamers().await.unwrap().iter().all(|s| s.login != login), "nothing stored");
+    assert_eq!(forger.get(&callback).send().await.unwrap().status(), 400, "a state is good for one callback");
+
+    // A code is spent by its first exchange...
+    let first = browser(false);
+    let spent = callback_of(first.clone()).await;
+    assert_eq!(first.get(&spent).send().await.unwrap().status(), 303);
+    // ...so replaying it with a fresh, valid state is refused by Twitch.
+    let second = browser(false);
+    let start = second.get(format!("{}/auth/login", app.base)).send().await.unwrap();
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    let state = location.split("state=").nth(1).unwrap().split('&').next().unwrap();
+    let code = spent.split("code=").nth(1).unwrap().split('&').next().unwrap();
+    let reused = second.get(format!("{}/auth/callback?code={code}&state={state}", app.base)).send().await.unwrap();
+    assert_eq!(reused.status(), 502, "Twitch refuses a used code");
+    let dashboard = second.get(format!("{}/dashboard", app.base)).send().await.unwrap();
+    assert_eq!(dashboard.headers()["location"], "/auth/login");
+}
+}
+
+both_modes! {
+async fn logout_needs_the_csrf_token_and_ends_the_session() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let (client, html) = log_in(&app, &unique_login()).await;
+
+    let forged = client.post(format!("{}/auth/logout", app.base)).form(&[("csrf_token", "nope")]).send().await.unwrap();
+    assert_eq!(forged.status(), 403);
+    let still = client.get(format!("{}/dashboard", app.base)).send().await.unwrap();
+    assert!(still.url().path().ends_with("/dashboard"));
+
+    let out = client.post(format!("{}/auth/logout", app.base)).form(&[("csrf_token", csrf(&html))]).send().await.unwrap();
+    assert_eq!(out.status(), 200);
+    assert_eq!(out.url().path(), "/");
+    assert!(out.text().await.unwrap().contains("Log in with Twitch"), "back on the login page");
+    // The old session cookie no longer opens the dashboard.
+    let cookieless = browser(false);
+    let after = cookieless.get(format!("{}/dashboard", app.base)).send().await.unwrap();
+    assert_eq!(after.headers()["location"], "/auth/login");
+}
+}
+
+both_modes! {
+async fn saving_the_config_bumps_the_version_and_updates_open_overlays() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let (client, html) = log_in(&app, &unique_login()).await;
+    let overlay = overlay_in(&html);
+    let mut ws = app.connect(&overlay).await;
+    ws.next_frame(WAIT).await.expect("initial frame");
+
+    let saved = client
+        .post(format!("{}/dashboard/config", app.base))
+        .form(&[
+            ("csrf_token", csrf(&html).as_str()),
+            ("for_trigger", "pizza"),
+            ("against_trigger", "pasta"),
+            ("left_label", "Team <Pasta>"),
+            ("right_label", "Team Pizza"),
+            ("decay_speed", "1.5"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    assert!(saved.url().query().unwrap_or("").contains("saved"));
+    let page = saved.text().await.unwrap();
+    assert!(page.contains("Team &#60;Pasta&#62;") || page.contains("Team &lt;Pasta&gt;"), "escaped");
+
+    // The open overlay gets the new labels within a second, without a reload.
+    let labelled = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match ws.ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) if t.contains("left_label") => return t,
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("labels within a second");
+    let frame: serde_json::Value = serde_json::from_str(&labelled).unwrap();
+    assert_eq!(frame["left_label"], "Team <Pasta>");
+    assert_eq!(frame["right_label"], "Team Pizza");
+    let setup = app.repo.overlay_setup(overlay).await.unwrap().unwrap();
+    assert_eq!(setup.config.version, 2);
+    assert_eq!(setup.config.config.for_trigger.as_str(), "pizza");
+}
+}
+
+both_modes! {
+async fn invalid_settings_are_explained_kept_in_the_form_and_not_saved() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let (client, html) = log_in(&app, &unique_login()).await;
+    let overlay = overlay_in(&html);
+    let token = csrf(&html);
+    let long = "x".repeat(51);
+    type Case<'a> = (&'a str, [(&'a str, &'a str); 5], &'a str);
+    let cases: Vec<Case> = vec![
+        ("empty word", [("for_trigger", ""), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "0.5")], "for_trigger-error"),
+        ("too long", [("for_trigger", "yes"), ("against_trigger", &long), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "0.5")], "against_trigger-error"),
+        ("whitespace label", [("for_trigger", "yes"), ("against_trigger", "no"), ("left_label", "   "), ("right_label", "R"), ("decay_speed", "0.5")], "left_label-error"),
+        ("same words", [("for_trigger", "Yes"), ("against_trigger", "yES"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "0.5")], "against_trigger-error"),
+        ("decay too high", [("for_trigger", "yes"), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "2.5")], "decay_speed-error"),
+        ("decay not a number", [("for_trigger", "yes"), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "fast")], "decay_speed-error"),
+    ];
+    for (what, fields, error_id) in cases {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf_token", &token));
+        let response = client.post(format!("{}/dashboard/config", app.base)).form(&form).send().await.unwrap();
+        assert_eq!(response.status(), 422, "{what}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains(&format!("id=\"{error_id}\"")), "{what}: error shown next to the field");
+        for (_, value) in fields.iter().filter(|(_, v)| !v.trim().is_empty() && v.len() < 40) {
+            assert!(page.contains(&format!("value=\"{value}\"")), "{what}: typed value {value} kept");
+        }
+    }
+    let huge = "x".repeat(20 * 1024);
+    let oversized = client
+        .post(format!("{}/dashboard/config", app.base))
+        .form(&[("csrf_token", token.as_str()), ("for_trigger", &huge)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
+    assert_eq!(app.repo.overlay_setup(overlay).await.unwrap().unwrap().config.version, 1, "nothing saved");
+}
+}
+
+both_modes! {
+async fn without_the_csrf_token_nothing_changes() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let (client, html) = log_in(&app, &unique_login()).await;
+    let overlay = overlay_in(&html);
+    let config = [("for_trigger", "a"), ("against_trigger", "b"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "1")];
+
+    let missing = client.post(format!("{}/dashboard/config", app.base)).form(&config).send().await.unwrap();
+    assert_eq!(missing.status(), 403);
+    let mut wrong = config.to_vec();
+    wrong.push(("csrf_token", "0000"));
+    let wrong = client.post(format!("{}/dashboard/config", app.base)).form(&wrong).send().await.unwrap();
+    assert_eq!(wrong.status(), 403);
+    let rotate = client.post(format!("{}/api/rotate-overlay-uuid", app.base)).send().await.unwrap();
+    assert_eq!(rotate.status(), 403);
+    let reset = client.post(format!("{}/api/reset/{overlay}", app.base)).header("X-CSRF-Token", "bad").send().await.unwrap();
+    assert_eq!(reset.status(), 403);
+
+    let setup = app.repo.overlay_setup(overlay).await.unwrap().expect("same overlay URL");
+    assert_eq!(setup.config.version, 1);
+}
+}
+
+both_modes! {
+async fn reset_centres_the_bar_and_rotation_kills_the_old_url() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let login = unique_login();
+    let (client, html) = log_in(&app, &login).await;
+    let token = csrf(&html);
+    let old = overlay_in(&html);
+    let streamer = streamer_by_login(&app, &login).await;
+    let mut ws = app.connect(&old).await;
+    ws.next_frame(WAIT).await;
+    app.chat(&streamer.twitch_user_id, "1", "yes").await;
+    ws.wait_for(WAIT, |f| f.value > 9.0).await.expect("moved");
+
+    let reset = client.post(format!("{}/api/reset/{old}", app.base)).header("X-CSRF-Token", &token).send().await.unwrap();
+    assert_eq!(reset.status(), 204);
+    ws.wait_for(WAIT, |f| f.value == 0.0).await.expect("centred");
+    // Someone else's overlay cannot be reset.
+    let other = app.add_streamer().await;
+    let foreign = client
+        .post(format!("{}/api/reset/{}", app.base, other.streamer.overlay_id))
+        .header("X-CSRF-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+
+    let rotated = client.post(format!("{}/api/rotate-overlay-uuid", app.base)).header("X-CSRF-Token", &token).send().await.unwrap();
+    assert_eq!(rotated.status(), 200);
+    let body: serde_json::Value = rotated.json().await.unwrap();
+    let new: OverlayId = body["overlay_url"].as_str().unwrap().rsplit('/').next().unwrap().parse().unwrap();
+    assert_ne!(new, old);
+    let close = ws.wait_for_close(WAIT).await.expect("old overlay closed").expect("close frame");
+    assert_eq!(u16::from(close.code), 4404);
+    assert_eq!(app.http.get(format!("{}/overlay/{old}", app.base)).send().await.unwrap().status(), 404);
+    assert_eq!(app.http.get(format!("{}/overlay/{new}", app.base)).send().await.unwrap().status(), 200);
+    assert!(app.try_connect(&old).await.is_err());
+    let mut fresh = app.connect(&new).await;
+    assert!(fresh.next_frame(WAIT).await.is_some());
+}
+}
+
+#[tokio::test]
+async fn login_pages_are_rate_limited_per_address() {
+    let app = spawn_demo_app_with(|c| c.tuning.auth_rate = (1, 3)).await;
+    let client = browser(false);
+    let mut statuses = vec![];
+    for _ in 0..5 {
+        let r = client.get(format!("{}/auth/login", app.base)).send().await.unwrap();
+        statuses.push((r.status().as_u16(), r.headers().get("retry-after").is_some()));
+    }
+    assert_eq!(&statuses[..3], &[(303, false); 3]);
+    assert_eq!(statuses[3], (429, true));
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let (client, _) = log_in(&app, &unique_login()).await;
+    let dashboard = client.get(format!("{}/dashboard", app.base)).send().await.unwrap();
+    let h = dashboard.headers();
+    assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h.get("strict-transport-security").is_none(), "HSTS only in production");
+    let cookie = client.get(format!("{}/", app.base)).send().await.unwrap();
+    assert_eq!(cookie.status(), 200);
+    let s = app.add_streamer().await;
+    let overlay = app.http.get(format!("{}/overlay/{}", app.base, s.streamer.overlay_id)).send().await.unwrap();
+    assert!(overlay.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'self'"));
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_lax_and_signed() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let client = browser(false);
+    let start = client.get(format!("{}/auth/login", app.base)).send().await.unwrap();
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("chatpulse_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "not Secure in development: {cookie}");
+}
+
+#[tokio::test]
+async fn a_login_on_one_instance_is_valid_on_another() {
+    let Some((db, redis)) = distributed_urls() else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let distributed = |c: &mut chatpulse::config::Config| {
+        c.storage = chatpulse::config::StorageMode::Distributed {
+            database_url: chatpulse::config::Secret::new(db.clone()),
+            redis_url: chatpulse::config::Secret::new(redis.clone()),
+        };
+    };
+    let one = spawn_demo_app_with(distributed).await;
+    let two = spawn_app_with(|c| {
+        distributed(c);
+        c.public_url = one.base.clone();
+    })
+    .await;
+    let login = unique_login();
+    let (client, _) = log_in(&one, &login).await;
+
+    let there = client.get(format!("{}/dashboard", two.base)).send().await.unwrap();
+
+    assert_eq!(there.status(), 200);
+    assert!(there.url().path().ends_with("/dashboard"));
+    assert!(there.text().await.unwrap().contains(&login));
+}
+
+async fn sim_user_id(app: &TestApp, login: &str) -> String {
+    let state: serde_json::Value =
+        reqwest::get(format!("{}/sim/state", sim_url(app))).await.unwrap().json().await.unwrap();
+    let users = state["users"].as_array().expect("users in the simulator state");
+    users.iter().find(|u| u["login"] == login).and_then(|u| u["id"].as_str()).expect("user exists").to_owned()
+}
+
+async fn decrypted_access_token(app: &TestApp, login: &str) -> (chatpulse::store::Streamer, Option<String>) {
+    let streamer = streamer_by_login(app, login).await;
+    let stored = app.repo.tokens(streamer.id).await.unwrap();
+    let cipher = TokenCipher::new(chatpulse::config::DEV_TOKEN_ENCRYPTION_KEY, None).unwrap();
+    let token = stored.map(|t| cipher.decrypt(&t.access_token, streamer.twitch_user_id.as_str()).unwrap());
+    (streamer, token)
+}
+
+#[tokio::test]
+async fn a_token_twitch_no_longer_accepts_is_refreshed() {
+    let app = spawn_demo_app_with(|c| c.tuning.token_check_interval = Duration::from_millis(200)).await;
+    let login = unique_login();
+    log_in(&app, &login).await;
+    let (_, old) = decrypted_access_token(&app, &login).await;
+    let old = old.unwrap();
+    let client_id = chatpulse::twitch::sim::SimConfig::default().client_id;
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/oauth2/revoke", sim_url(&app)))
+        .form(&[("client_id", client_id.as_str()), ("token", old.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+
+    let refreshed = eventually(Duration::from_secs(5), || async {
+        decrypted_access_token(&app, &login).await.1.is_some_and(|t| t != old)
+    })
+    .await;
+
+    assert!(refreshed, "a new access token was stored");
+    let (streamer, new) = decrypted_access_token(&app, &login).await;
+    assert!(!app.repo.streamer(streamer.id).await.unwrap().unwrap().streamer.needs_relogin);
+    let validate = reqwest::Client::new()
+        .get(format!("{}/oauth2/validate", sim_url(&app)))
+        .header("Authorization", format!("OAuth {}", new.unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(validate.status(), 200);
+    let counted =
+        eventually(WAIT, || async { app.metric("chatpulse_token_checks_total{outcome=\"refreshed\"}").await >= 1.0 })
+            .await;
+    assert!(counted, "the refresh is counted");
+}
+
+#[tokio::test]
+async fn a_streamer_who_disconnected_the_app_must_log_in_again() {
+    let app = spawn_demo_app_with(|c| c.tuning.token_check_interval = Duration::from_millis(200)).await;
+    let login = unique_login();
+    let (client, _) = log_in(&app, &login).await;
+    let id = sim_user_id(&app, &login).await;
+    let disconnected =
+        reqwest::Client::new().post(format!("{}/sim/users/{id}/disconnect", sim_url(&app))).send().await.unwrap();
+    assert!(disconnected.status().is_success(), "{}", disconnected.status());
+
+    let flagged = eventually(Duration::from_secs(5), || async {
+        let (streamer, token) = decrypted_access_token(&app, &login).await;
+        token.is_none() && app.repo.streamer(streamer.id).await.unwrap().unwrap().streamer.needs_relogin
+    })
+    .await;
+
+    assert!(flagged, "tokens deleted and the streamer flagged");
+    let html = client.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("log in again"), "the dashboard says so");
+    // Logging in again clears the flag.
+    log_in(&app, &login).await;
+    let (streamer, token) = decrypted_access_token(&app, &login).await;
+    assert!(token.is_some());
+    assert!(!app.repo.streamer(streamer.id).await.unwrap().unwrap().streamer.needs_relogin);
+}
+
+#[tokio::test]
+async fn only_the_configured_bot_account_can_be_linked() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let client = browser(true);
+    let page = client.get(format!("{}/auth/bot", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Authorize the bot account"));
+
+    let wrong = client.get(format!("{}/auth/bot/start?as={}", app.base, unique_login())).send().await.unwrap();
+    assert_eq!(wrong.status(), 403);
+    assert!(wrong.text().await.unwrap().contains("but the bot account is"));
+    assert!(app.repo.bot().await.unwrap().is_none_or(|b| b.login == "chatpulse_bot"), "nothing stored");
+
+    let linked = client.get(format!("{}/auth/bot/start?as=chatpulse_bot", app.base)).send().await.unwrap();
+    assert_eq!(linked.status(), 200);
+    assert!(linked.url().path().ends_with("/auth/bot"));
+    let bot = app.repo.bot().await.unwrap().expect("bot linked");
+    assert_eq!(bot.login, "chatpulse_bot");
+    assert!(bot.tokens.scopes.iter().any(|s| s == "user:bot"));
+}
+
+#[tokio::test]
+async fn the_dashboard_says_whether_chat_can_be_read() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let (client, html) = log_in(&app, &unique_login()).await;
+    assert!(html.contains("Chat connects as soon as your overlay is open"), "before any overlay");
+    let mut overlay = app.connect(&overlay_in(&html)).await;
+    overlay.next_frame(WAIT).await;
+    let connected = eventually(Duration::from_secs(10), || async {
+        let page = client.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
+        page.contains("Connected to your chat.")
+    })
+    .await;
+    assert!(connected, "subscribed once the overlay opened");
+
+    // The bot account disconnects the app: new channels cannot be subscribed.
+    let bot = sim_user_id(&app, "chatpulse_bot").await;
+    reqwest::Client::new().post(format!("{}/sim/users/{bot}/disconnect", sim_url(&app))).send().await.unwrap();
+    let (second, html) = log_in(&app, &unique_login()).await;
+    let mut overlay = app.connect(&overlay_in(&html)).await;
+    overlay.next_frame(WAIT).await;
+    let explained = eventually(Duration::from_secs(10), || async {
+        let page = second.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
+        page.contains("Chat cannot be read yet") && page.contains("authorize the bot account")
+    })
+    .await;
+    assert!(explained, "the dashboard explains why chat is not connected");
+}
+
+#[tokio::test]
+async fn rotating_the_encryption_key_keeps_everyone_logged_in() {
+    const OLD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const NEW: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    let first = spawn_demo_app_with(|c| c.token_encryption_key = chatpulse::config::Secret::new(OLD)).await;
+    let login = unique_login();
+    log_in(&first, &login).await;
+    let streamer = streamer_by_login(&first, &login).await;
+    let data_path = first.data.path().to_path_buf();
+    let sim = sim_url(&first);
+    let sim_defaults = chatpulse::twitch::sim::SimConfig::default();
+
+    // The operator restarts with a new key and the old one as "previous";
+    // Twitch (the first instance's simulator) is still the same Twitch.
+    let second = spawn_in(tempfile::TempDir::with_prefix("unused").unwrap(), |c| {
+        c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path.clone() };
+        c.twitch_client_id = Some(sim_defaults.client_id.clone());
+        c.twitch_client_secret = Some(chatpulse::config::Secret::new(sim_defaults.client_secret.clone()));
+        c.twitch_api_url = format!("{sim}/helix");
+        c.twitch_auth_url = format!("{sim}/oauth2");
+        c.token_encryption_key = chatpulse::config::Secret::new(NEW);
+        c.token_encryption_key_previous = Some(chatpulse::config::Secret::new(OLD));
+        c.tuning.token_check_interval = Duration::from_millis(200);
+    })
+    .await;
+
+    // The token check reads the old ciphertext and rewrites it under the new key.
+    let only_new = TokenCipher::new(NEW, None).unwrap();
+    let owner = streamer.twitch_user_id.to_string();
+    let rewritten = eventually(Duration::from_secs(5), || async {
+        let stored = second.repo.tokens(streamer.id).await.unwrap();
+        stored.is_some_and(|t| only_new.decrypt(&t.access_token, &owner).is_ok())
+    })
+    .await;
+    assert!(rewritten, "tokens re-encrypted under the new key");
+    let setup = second.repo.streamer(streamer.id).await.unwrap().unwrap();
+    assert!(!setup.streamer.needs_relogin, "nobody was logged out");
+}

@@ -1,0 +1,203 @@
+//! The distributed shape only: several instances sharing PostgreSQL and
+//! Redis, outages of either server, and the cost of a vote in round trips.
+
+use std::time::{Duration, Instant};
+
+use chatpulse::config::{Secret, StorageMode};
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+fn database_url() -> Option<String> {
+    distributed_urls().map(|(db, _)| db)
+}
+
+/// Points a test app at the test PostgreSQL (through `database_url`) and at
+/// the given Redis.
+fn distributed(database_url: String, redis_url: String) -> impl FnOnce(&mut chatpulse::config::Config) {
+    move |c| {
+        c.storage =
+            StorageMode::Distributed { database_url: Secret::new(database_url), redis_url: Secret::new(redis_url) };
+        c.tuning.reconcile_interval = Duration::from_millis(200);
+    }
+}
+
+async fn readiness(app: &TestApp) -> (u16, serde_json::Value) {
+    let r = app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_vote_on_one_instance_moves_an_overlay_held_by_another() {
+    let Some((db, redis)) = distributed_urls() else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let one = spawn_app_with(distributed(db.clone(), redis.clone())).await;
+    let two = spawn_app_with(distributed(db, redis)).await;
+    let s = one.add_streamer().await;
+    let mut overlay = two.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+
+    assert_eq!(one.chat(&s.streamer.twitch_user_id, "1", "yes").await, 204);
+
+    let frame = overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("instance two's overlay moved");
+    assert!(frame.value <= 10.0);
+    assert_eq!(one.votes("applied").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_vote_is_exactly_one_redis_call() {
+    let Some(db) = database_url() else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let redis = RedisServer::start().await;
+    let app = spawn_app_with(|c| {
+        distributed(db, redis.url())(c);
+        // No background traffic during the measurement: no ticks, no renewals.
+        c.tuning.broadcast_tick = Duration::from_secs(3600);
+        c.tuning.reconcile_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let s = app.add_streamer().await;
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await;
+    // The first vote resolves the channel's session (and caches it).
+    app.chat(&s.streamer.twitch_user_id, "0", "yes").await;
+    let before = redis.command_calls().await;
+
+    for chatter in 1..=20 {
+        assert_eq!(app.chat(&s.streamer.twitch_user_id, &chatter.to_string(), "yes").await, 204);
+    }
+
+    let after = redis.command_calls().await;
+    let mut delta: Vec<(String, u64)> = after
+        .iter()
+        .map(|(cmd, calls)| (cmd.clone(), calls - before.get(cmd).unwrap_or(&0)))
+        // Connection handshakes of clients that are still connecting (session
+        // store, signal bus) are not part of any vote.
+        .filter(|(cmd, d)| *d > 0 && !["info", "ping", "hello", "subscribe", "select"].contains(&cmd.as_str()))
+        .filter(|(cmd, _)| !cmd.starts_with("client|"))
+        .collect();
+    delta.sort();
+    // 20 FCALLs from the service; everything else ran inside them: per vote,
+    // EXISTS session, GET+SET message id, GET+SET debounce, HMGET+HSET+PEXPIRE
+    // bucket, HMGET+HSET session.
+    let expected: Vec<(String, u64)> =
+        [("exists", 20), ("fcall", 20), ("get", 40), ("hmget", 40), ("hset", 40), ("pexpire", 20), ("set", 40)]
+            .into_iter()
+            .map(|(c, n)| (c.to_owned(), n))
+            .collect();
+    assert_eq!(delta, expected);
+    assert_eq!(app.votes("applied").await, 21.0);
+}
+
+#[tokio::test]
+async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
+    let Some(db) = database_url() else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let mut redis = RedisServer::start().await;
+    let app = spawn_app_with(distributed(db, redis.url())).await;
+    let s = app.add_streamer().await;
+    let b = s.streamer.twitch_user_id.clone();
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await;
+    app.chat(&b, "1", "yes").await;
+    overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("vote applied");
+
+    // Redis goes away: webhooks are still answered quickly, votes are dropped
+    // and counted, readiness fails, overlays show "reconnecting".
+    redis.kill();
+    for chatter in 2..=6 {
+        let started = Instant::now();
+        assert_eq!(app.chat(&b, &chatter.to_string(), "no").await, 204);
+        assert!(started.elapsed() < Duration::from_secs(4), "answered within Twitch's deadline");
+    }
+    assert!(app.votes("error").await >= 5.0);
+    let (status, body) = readiness(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["live_store"]["ok"], false);
+    overlay.wait_for(Duration::from_secs(5), |f| f.status == "reconnecting").await.expect("reconnecting shown");
+
+    // Redis comes back empty (no persistence): the service reloads its
+    // functions, re-activates the open session, and votes apply again.
+    redis.restart().await;
+    app.wait_until_ready().await;
+    overlay.wait_for(Duration::from_secs(15), |f| f.status == "active").await.expect("active again");
+    let moved = eventually(Duration::from_secs(15), || async {
+        app.chat(&b, &uuid::Uuid::new_v4().as_u128().to_string()[..12], "yes").await;
+        app.votes("applied").await >= 2.0
+    })
+    .await;
+    assert!(moved, "votes apply again after Redis returned");
+    overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect("the bar moves again");
+}
+
+#[tokio::test]
+async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone() {
+    let Some((db, redis)) = distributed_urls() else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let target: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = TcpProxy::new(target);
+    let proxied = db.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(proxied, db, "TEST_DATABASE_URL points at 127.0.0.1:5432");
+
+    // Start with PostgreSQL unreachable: the service serves, but is not ready.
+    let data = tempfile::tempdir().unwrap();
+    let mut config = chatpulse::config::Config::for_tests(data.path().to_path_buf());
+    distributed(proxied.clone(), redis)(&mut config);
+    let app = chatpulse::startup::Application::build(config).await.expect("starts without PostgreSQL");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    let body: serde_json::Value = http.get(format!("{base}/health/ready")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["ready"], false);
+    assert!(body["checks"]["durable_store"]["error"].as_str().unwrap_or("").contains("PostgreSQL"), "{body}");
+
+    // PostgreSQL appears: the service migrates and becomes ready by itself.
+    proxy.start().await;
+    let ready = eventually(Duration::from_secs(20), || async {
+        http.get(format!("{base}/health/ready")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ready, "ready once PostgreSQL is reachable");
+
+    // PostgreSQL goes away while an overlay is open: the overlay keeps working.
+    let repo = test_repository_at(&proxied).await;
+    let s = repo
+        .create_streamer(&chatpulse::store::NewStreamer {
+            twitch_user_id: chatpulse::domain::BroadcasterId::parse(&random_twitch_id()).unwrap(),
+            login: "outage".into(),
+            display_name: "Outage".into(),
+        })
+        .await
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/ws/overlay/{}", base.rsplit(':').next().unwrap(), s.streamer.overlay_id);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut overlay = OverlayClient { ws };
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    proxy.stop();
+
+    let delivery = Delivery::chat(s.streamer.twitch_user_id.as_str(), "1", "yes");
+    let status = http
+        .post(format!("{base}/webhooks/eventsub"))
+        .header("Twitch-Eventsub-Message-Id", &delivery.id)
+        .header("Twitch-Eventsub-Message-Retry", "0")
+        .header("Twitch-Eventsub-Message-Type", "notification")
+        .header("Twitch-Eventsub-Message-Signature", delivery.signature_header())
+        .header("Twitch-Eventsub-Message-Timestamp", &delivery.timestamp)
+        .header("Twitch-Eventsub-Subscription-Type", "channel.chat.message")
+        .header("Twitch-Eventsub-Subscription-Version", "1")
+        .body(delivery.body.clone())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("votes still move the bar without PostgreSQL");
+    let page = http.get(format!("{base}/overlay/{}", s.streamer.overlay_id)).send().await.unwrap();
+    assert_eq!(page.status(), 503, "pages that need PostgreSQL say so");
+
+    proxy.start().await;
+    let page_back = eventually(Duration::from_secs(15), || async {
+        http.get(format!("{base}/overlay/{}", s.streamer.overlay_id)).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(page_back, "recovers without a restart");
+    shutdown.cancel();
+}
