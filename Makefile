@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build run test test-unit lint fmt services clean
+.PHONY: build run test test-unit lint fmt services clean bench bench-quick
 
 build:
 	$(CARGO) build
@@ -36,6 +36,21 @@ fmt:
 
 services:
 	@scripts/test-services.sh >/dev/null
+
+## Benchmarks (docs/PERFORMANCE.md): release builds of the server and the
+## load harness, which starts the server itself in embedded and distributed
+## mode (local PostgreSQL, a private redis-server) and prints a Markdown
+## table. Not part of `test`. 10,000 overlay sockets need a high open-files
+## limit, hence the ulimit. `bench-quick` is the CI-sized run (about a minute).
+BENCH = $${CARGO_TARGET_DIR:-target}/release/chatpulse-bench
+
+bench:
+	$(CARGO) build --release --bin chatpulse --bin chatpulse-bench
+	ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)"; $(BENCH)
+
+bench-quick:
+	$(CARGO) build --release --bin chatpulse --bin chatpulse-bench
+	ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)"; $(BENCH) --quick
 
 clean:
 	$(CARGO) clean

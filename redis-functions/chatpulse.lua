@@ -3,7 +3,8 @@
 -- ChatPulse live state as Redis Functions (ARCHITECTURE §4–5).
 --
 -- Every function touches only keys of one session, which all carry the
--- overlay id as a hash tag ({U}), so each call runs on one Redis Cluster slot.
+-- overlay id as a hash tag ({U}), or one single key (the leader lease), so
+-- each call runs on one Redis Cluster slot.
 -- The caller passes the time (`now`, ms since the epoch) so that results are
 -- reproducible and identical to the in-process store (src/store/memory.rs);
 -- TTLs on keys only collect garbage, the decisions compare stored expiry times
@@ -12,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '5'
+local VERSION = '6'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -181,9 +182,9 @@ local function reset(keys, args)
   return 1
 end
 
--- KEYS: session:{U}   ARGV: status ('live' | 'offline' | 'active'), now
--- Records the stream state; going live centres the bar. Returns 0 when the
--- session does not exist.
+-- KEYS: session:{U}   ARGV: status ('live' | 'offline' | 'active' | 'disconnected'), now
+-- Records the session's status; going live centres the bar, any other status
+-- keeps the value. Returns 0 when the session does not exist.
 local function set_status(keys, args)
   if redis.call('EXISTS', keys[1]) == 0 then
     return 0
@@ -205,6 +206,33 @@ local function unmap(keys, args)
   return 0
 end
 
+-- KEYS: the lease key (e.g. cleanup:leader), a hash: instance, until
+-- ARGV: instance id, now, lease ttl ms, key ttl ms
+-- Leader election: takes the lease when nobody holds it or the holder's lease
+-- expired at `now`, extends it when this instance already holds it. Returns 1
+-- if this instance leads after the call.
+local function lead(keys, args)
+  local instance, now, ttl = args[1], tonumber(args[2]), tonumber(args[3])
+  local held = redis.call('HMGET', keys[1], 'instance', 'until')
+  local holder, until_ms = held[1], num(held[2], nil)
+  if holder and holder ~= instance and until_ms ~= nil and until_ms > now then
+    return 0
+  end
+  redis.call('HSET', keys[1], 'instance', instance, 'until', fmt(now + ttl))
+  redis.call('PEXPIRE', keys[1], args[4])
+  return 1
+end
+
+-- KEYS: the lease key   ARGV: instance id
+-- Releases the lease only if this instance holds it. Returns 1 if released.
+local function resign(keys, args)
+  if redis.call('HGET', keys[1], 'instance') == args[1] then
+    redis.call('DEL', keys[1])
+    return 1
+  end
+  return 0
+end
+
 redis.register_function{function_name = 'chatpulse_version', callback = function() return VERSION end,
   flags = {'no-writes'}}
 redis.register_function('chatpulse_vote', vote)
@@ -214,3 +242,5 @@ redis.register_function('chatpulse_release', release)
 redis.register_function('chatpulse_unmap', unmap)
 redis.register_function('chatpulse_reset', reset)
 redis.register_function('chatpulse_status', set_status)
+redis.register_function('chatpulse_lead', lead)
+redis.register_function('chatpulse_resign', resign)

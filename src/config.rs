@@ -16,6 +16,7 @@ pub const DEV_TOKEN_ENCRYPTION_KEY: &str = "000000000000000000000000000000000000
 
 pub const TWITCH_AUTH_URL: &str = "https://id.twitch.tv/oauth2";
 pub const TWITCH_API_URL: &str = "https://api.twitch.tv/helix";
+pub const TWITCH_EVENTSUB_WS_URL: &str = "wss://eventsub.wss.twitch.tv/ws";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -58,6 +59,15 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// How Twitch reaches our conduit's shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSubTransport {
+    /// Shard 0 is `WEBHOOK_CALLBACK_URL`; any instance receives.
+    Webhook,
+    /// Shard 0 is a WebSocket session the leader holds open.
+    WebSocket,
+}
+
 /// Internal timings and limits. Not environment variables: the defaults are
 /// the product's behaviour; tests shorten them to observe it quickly.
 #[derive(Debug, Clone)]
@@ -98,6 +108,20 @@ pub struct Tuning {
     /// autotuning. A small buffer makes a stalled overlay reach its queue
     /// limit (and eviction) after kilobytes instead of megabytes of backlog.
     pub socket_send_buffer: Option<u32>,
+    /// The live-store key instances compete for to lead (EventSub set-up and
+    /// reconciliation). Tests sharing one Redis give each deployment its own.
+    pub leader_key: String,
+    /// How long leadership lasts without renewal, and how often it is renewed.
+    pub leader_ttl: Duration,
+    pub leader_renew: Duration,
+    /// How often the leader reconciles EventSub subscriptions with Twitch.
+    pub eventsub_reconcile_interval: Duration,
+    /// First pause of the 1 s, 2 s, 4 s retries of a transient Twitch error.
+    pub twitch_retry_base: Duration,
+    /// Longest wait for a rate-limit reset before giving up on a call.
+    pub twitch_rate_limit_wait: Duration,
+    /// How long a new webhook shard may take to be verified and enabled.
+    pub shard_verify_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -119,6 +143,13 @@ impl Default for Tuning {
             simulator_first_user_id: 41_245_000,
             token_check_interval: Duration::from_secs(3600),
             socket_send_buffer: None,
+            leader_key: "cleanup:leader".to_owned(),
+            leader_ttl: Duration::from_secs(30),
+            leader_renew: Duration::from_secs(10),
+            eventsub_reconcile_interval: Duration::from_secs(600),
+            twitch_retry_base: Duration::from_secs(1),
+            twitch_rate_limit_wait: Duration::from_secs(70),
+            shard_verify_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -160,6 +191,12 @@ pub struct Config {
     pub webhook_secret: Secret,
     /// `BOT_USER_ID`: the account that reads chat; its own messages never vote.
     pub bot_user_id: Option<String>,
+    /// `EVENTSUB_TRANSPORT`: how our conduit's shard receives events —
+    /// `webhook` (production) or `websocket` (self-hosting without a public
+    /// HTTPS URL).
+    pub eventsub_transport: EventSubTransport,
+    /// `TWITCH_EVENTSUB_WS_URL`: the EventSub WebSocket endpoint.
+    pub twitch_eventsub_ws_url: String,
     /// `TOKEN_ENCRYPTION_KEY`: 32 bytes (64 hex digits) for stored Twitch tokens.
     pub token_encryption_key: Secret,
     /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`: the key before a rotation; tokens it
@@ -208,6 +245,8 @@ pub const VARIABLES: &[&str] = &[
     "WEBHOOK_CALLBACK_URL",
     "WEBHOOK_SECRET",
     "BOT_USER_ID",
+    "EVENTSUB_TRANSPORT",
+    "TWITCH_EVENTSUB_WS_URL",
     "SESSION_SECRET",
     "TOKEN_ENCRYPTION_KEY",
     "TOKEN_ENCRYPTION_KEY_PREVIOUS",
@@ -384,6 +423,18 @@ impl Config {
             return Err(err("WEBHOOK_SECRET", "must be 10-100 printable ASCII characters"));
         }
         let bot_user_id = src.get("BOT_USER_ID");
+        let eventsub_transport = match src.get("EVENTSUB_TRANSPORT").as_deref().map(str::trim) {
+            None | Some("webhook") => EventSubTransport::Webhook,
+            Some("websocket") => EventSubTransport::WebSocket,
+            Some(_) => return Err(err("EVENTSUB_TRANSPORT", "must be webhook or websocket")),
+        };
+        let twitch_eventsub_ws_url =
+            src.get("TWITCH_EVENTSUB_WS_URL").unwrap_or_else(|| TWITCH_EVENTSUB_WS_URL.to_owned());
+        if !(twitch_eventsub_ws_url.starts_with("wss://") || twitch_eventsub_ws_url.starts_with("ws://"))
+            || reqwest::Url::parse(&twitch_eventsub_ws_url).is_err()
+        {
+            return Err(err("TWITCH_EVENTSUB_WS_URL", "must be a ws:// or wss:// URL"));
+        }
         let token_encryption_key =
             Secret(src.get("TOKEN_ENCRYPTION_KEY").unwrap_or_else(|| DEV_TOKEN_ENCRYPTION_KEY.to_owned()));
         if token_encryption_key.0.len() != 64 || !token_encryption_key.0.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -441,6 +492,8 @@ impl Config {
             webhook_callback_url,
             webhook_secret,
             bot_user_id,
+            eventsub_transport,
+            twitch_eventsub_ws_url,
             token_encryption_key,
             token_encryption_key_previous,
             max_websocket_connections,

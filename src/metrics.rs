@@ -50,6 +50,19 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    /// `create`, `adopt`, `delete`.
+    pub operation: &'static str,
+    /// `ok`, `transient` (retries exhausted), `rate_limited`, `rejected` (4xx, not retried).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs … ~3.3 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -77,6 +90,26 @@ pub struct Metrics {
     pub circuit_breaker_state: Gauge,
     /// Stored user-token checks by outcome (valid, refreshed, login_needed, skipped).
     pub token_checks: Family<OutcomeLabels, Counter>,
+    /// 1 while this instance holds `cleanup:leader`.
+    pub leader: Gauge,
+    /// EventSub set-up: 1 once the conduit (and its shard, on this transport) is in place.
+    pub eventsub_ready: Gauge,
+    pub eventsub_setup_failures: Counter,
+    pub eventsub_subscription_calls: Family<SubscriptionLabels, Counter>,
+    /// Reconciliation repairs by kind (missing, duplicate, orphan, stale_record, not_enabled).
+    pub eventsub_repairs: Family<KindLabels, Counter>,
+    pub eventsub_reconciliations: Family<OutcomeLabels, Counter>,
+    /// Revocations received, by reason (§4.4 status).
+    pub eventsub_revocations: Family<ReasonLabels, Counter>,
+    /// `conduit.shard.disabled` alarms and shard re-assignments.
+    pub eventsub_shard_disabled: Counter,
+    pub eventsub_shard_repairs: Family<OutcomeLabels, Counter>,
+    /// Twitch's own subscription totals, from the last reconciliation.
+    pub eventsub_total: Gauge,
+    pub eventsub_total_cost: Gauge,
+    pub eventsub_max_total_cost: Gauge,
+    /// Streamers whose Twitch authorization was withdrawn.
+    pub authorizations_revoked: Counter,
 }
 
 impl Metrics {
@@ -100,6 +133,19 @@ impl Metrics {
             store_call_errors: Family::default(),
             circuit_breaker_state: Gauge::default(),
             token_checks: Family::default(),
+            leader: Gauge::default(),
+            eventsub_ready: Gauge::default(),
+            eventsub_setup_failures: Counter::default(),
+            eventsub_subscription_calls: Family::default(),
+            eventsub_repairs: Family::default(),
+            eventsub_reconciliations: Family::default(),
+            eventsub_revocations: Family::default(),
+            eventsub_shard_disabled: Counter::default(),
+            eventsub_shard_repairs: Family::default(),
+            eventsub_total: Gauge::default(),
+            eventsub_total_cost: Gauge::default(),
+            eventsub_max_total_cost: Gauge::default(),
+            authorizations_revoked: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("chatpulse");
         r.register("http_requests", "HTTP requests by method, route and status", m.http_requests.clone());
@@ -143,7 +189,62 @@ impl Metrics {
             "Failed PostgreSQL and Redis calls by store and operation",
             m.store_call_errors.clone(),
         );
+        r.register("leader", "1 while this instance is the leader (EventSub set-up, reconciliation)", m.leader.clone());
+        r.register("eventsub_ready", "1 once the EventSub conduit and its shard are set up", m.eventsub_ready.clone());
+        r.register("eventsub_setup_failures", "Failed EventSub set-up attempts", m.eventsub_setup_failures.clone());
+        r.register(
+            "eventsub_subscription_calls",
+            "EventSub subscription calls to Twitch by operation and outcome",
+            m.eventsub_subscription_calls.clone(),
+        );
+        r.register(
+            "eventsub_repairs",
+            "Subscriptions repaired by reconciliation, by kind (missing, duplicate, orphan, stale_record, not_enabled)",
+            m.eventsub_repairs.clone(),
+        );
+        r.register(
+            "eventsub_reconciliations",
+            "EventSub reconciliation runs by outcome",
+            m.eventsub_reconciliations.clone(),
+        );
+        r.register("eventsub_revocations", "Subscription revocations by reason", m.eventsub_revocations.clone());
+        r.register(
+            "eventsub_shard_disabled",
+            "conduit.shard.disabled alarms for our conduit",
+            m.eventsub_shard_disabled.clone(),
+        );
+        r.register("eventsub_shard_repairs", "Shard re-assignments by outcome", m.eventsub_shard_repairs.clone());
+        r.register(
+            "eventsub_subscriptions",
+            "Twitch's count of our subscriptions (its total)",
+            m.eventsub_total.clone(),
+        );
+        r.register(
+            "eventsub_subscription_cost",
+            "Twitch's total cost of our subscriptions (total_cost)",
+            m.eventsub_total_cost.clone(),
+        );
+        r.register(
+            "eventsub_subscription_max_cost",
+            "Twitch's subscription budget (max_total_cost)",
+            m.eventsub_max_total_cost.clone(),
+        );
+        r.register(
+            "authorizations_revoked",
+            "Streamers who withdrew their Twitch authorization",
+            m.authorizations_revoked.clone(),
+        );
         m
+    }
+
+    pub fn subscription_call(&self, operation: &'static str, outcome: &'static str) {
+        self.eventsub_subscription_calls.get_or_create(&SubscriptionLabels { operation, outcome }).inc();
+    }
+
+    pub fn repaired(&self, kind: &'static str, n: u64) {
+        if n > 0 {
+            self.eventsub_repairs.get_or_create(&KindLabels { kind }).inc_by(n);
+        }
     }
 
     pub fn vote(&self, outcome: &'static str) {

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppSettings;
-use crate::app::eventsub::EventSub;
+use crate::app::eventsub::{EventSub, EventSubSettings, Inbound};
 use crate::app::signals::SignalBus;
 use crate::app::{App, SessionManager, SessionSettings};
 use crate::broadcast::Broadcaster;
@@ -142,12 +142,39 @@ struct Twitch {
     tasks: Vec<JoinHandle<()>>,
 }
 
-async fn start_twitch(
-    config: &Config,
-    repo: &Arc<dyn Repository>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Twitch> {
-    let secret = config.webhook_secret.expose();
+/// What the EventSub manager needs besides its Twitch client.
+struct EventSubDeps<'a> {
+    config: &'a Config,
+    repo: &'a Arc<dyn Repository>,
+    live: &'a Arc<dyn LiveStore>,
+    metrics: &'a Metrics,
+    instance_id: &'a str,
+}
+
+impl EventSubDeps<'_> {
+    fn build(&self, client: Arc<TwitchClient>, bot_user_id: &str, ws_url: &str) -> Arc<EventSub> {
+        let c = self.config;
+        let settings = EventSubSettings {
+            transport: c.eventsub_transport,
+            callback_url: c.webhook_callback_url.clone(),
+            secret: c.webhook_secret.expose().to_owned(),
+            bot_user_id: bot_user_id.to_owned(),
+            ws_url: ws_url.to_owned(),
+            instance_id: self.instance_id.to_owned(),
+            leader_key: c.tuning.leader_key.clone(),
+            leader_ttl: c.tuning.leader_ttl,
+            leader_renew: c.tuning.leader_renew,
+            reconcile_interval: c.tuning.eventsub_reconcile_interval,
+            retry_base: c.tuning.twitch_retry_base,
+            rate_limit_wait: c.tuning.twitch_rate_limit_wait,
+            shard_verify_timeout: c.tuning.shard_verify_timeout,
+        };
+        Arc::new(EventSub::new(client, Arc::clone(self.repo), Arc::clone(self.live), self.metrics.clone(), settings))
+    }
+}
+
+async fn start_twitch(deps: &EventSubDeps<'_>, shutdown: &CancellationToken) -> anyhow::Result<Twitch> {
+    let (config, repo) = (deps.config, deps.repo);
     if let (Some(id), Some(client_secret)) = (&config.twitch_client_id, &config.twitch_client_secret) {
         let client =
             Arc::new(TwitchClient::new(&config.twitch_api_url, &config.twitch_auth_url, id, client_secret.clone())?);
@@ -159,7 +186,7 @@ async fn start_twitch(
             &config.twitch_redirect_uri,
         )?;
         let eventsub = match &config.bot_user_id {
-            Some(bot) => Some(Arc::new(EventSub::new(client, &config.webhook_callback_url, secret, bot))),
+            Some(bot) => Some(deps.build(client, bot, &config.twitch_eventsub_ws_url)),
             None => {
                 tracing::warn!("BOT_USER_ID is not set: chat cannot be subscribed to");
                 None
@@ -231,7 +258,7 @@ async fn start_twitch(
         &sim_secret,
         &config.twitch_redirect_uri,
     )?;
-    let eventsub = Arc::new(EventSub::new(client, &config.webhook_callback_url, secret, &bot.id));
+    let eventsub = deps.build(client, &bot.id, &format!("ws://127.0.0.1:{port}/ws"));
     let demo = match demo_streamer(repo, &streamer.id, &streamer.login, &streamer.display_name).await {
         Ok(overlay) => Some(Demo {
             overlay_url: config.overlay_url(overlay),
@@ -287,7 +314,15 @@ impl Application {
         let metrics = Metrics::register(&mut registry);
         let stores = open_stores(&config, &metrics).await?;
         let shutdown = CancellationToken::new();
-        let twitch = start_twitch(&config, &stores.repo, &shutdown).await?;
+        let instance_id = uuid::Uuid::new_v4().to_string();
+        let deps = EventSubDeps {
+            config: &config,
+            repo: &stores.repo,
+            live: &stores.live,
+            metrics: &metrics,
+            instance_id: &instance_id,
+        };
+        let twitch = start_twitch(&deps, &shutdown).await?;
         let (missing_tx, missing_rx) = tokio::sync::mpsc::channel(1024);
         let (broadcaster, broadcaster_task) = Broadcaster::spawn(
             Arc::clone(&stores.live),
@@ -297,7 +332,7 @@ impl Application {
             shutdown.child_token(),
         );
         let settings = SessionSettings {
-            instance_id: uuid::Uuid::new_v4().to_string(),
+            instance_id,
             lease_ttl: config.tuning.lease_ttl,
             grace: config.tuning.session_grace,
             max_clients: config.tuning.max_clients_per_session,
@@ -309,6 +344,7 @@ impl Application {
             metrics.clone(),
             settings,
             twitch.eventsub.clone(),
+            shutdown.clone(),
         );
         let mut background = stores.tasks;
         background.extend(twitch.tasks);
@@ -423,9 +459,23 @@ impl Application {
         );
 
         // The conduit's shard is verified through our own webhook, so this
-        // starts once the server is listening.
+        // starts once the server is listening. Messages from the WebSocket
+        // shard take the webhook's path after its transport checks.
         if let Some(eventsub) = eventsub {
-            background.push(tokio::spawn(eventsub.run_setup(shutdown.child_token())));
+            let (inbound, mut messages) = tokio::sync::mpsc::channel::<Inbound>(1024);
+            background.push(tokio::spawn(eventsub.run(inbound, shutdown.child_token())));
+            let state = state.clone();
+            background.push(tokio::spawn(async move {
+                while let Some(m) = messages.recv().await {
+                    let kind = m.subscription_type.as_deref();
+                    match http::webhook::dispatch(&state, &m.message_id, &m.message_type, kind, m.payload.as_bytes())
+                        .await
+                    {
+                        Ok(outcome) => state.metrics.webhook(http::webhook::type_label(&m.message_type), outcome),
+                        Err(e) => tracing::warn!(error = %e, "EventSub WebSocket message rejected"),
+                    }
+                }
+            }));
         }
 
         tokio::select! {

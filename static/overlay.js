@@ -16,6 +16,8 @@
   var leftLabel = document.getElementById("left-label");
   var rightLabel = document.getElementById("right-label");
   var indicator = document.getElementById("status-indicator");
+  // Shown while the streamer's Twitch authorization is gone (status "disconnected").
+  var authNotice = document.getElementById("auth-notice");
 
   var overlayId = body.dataset.overlayId || "";
   var url = (location.protocol === "https:" ? "wss://" : "ws://") +
@@ -44,6 +46,7 @@
     body.dataset.connection = open ? "open" : "closed";
     // After a drop, keep the indicator up until the new socket sends state.
     indicator.hidden = fresh ? status !== "reconnecting" : !everClosed;
+    authNotice.hidden = !(fresh && status === "disconnected");
   }
 
   // Returns the parsed frame, or null if it is not a usable frame.

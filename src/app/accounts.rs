@@ -187,6 +187,7 @@ impl App {
         let profile = NewStreamer { twitch_user_id: id, login: me.login, display_name: me.display_name };
         let (setup, created) = self.repo.record_login(&profile, &stored).await?;
         tracing::info!(streamer = %setup.streamer.id, created, "streamer logged in");
+        self.reconnected(&setup).await;
         Ok(setup.streamer.id)
     }
 
@@ -222,6 +223,17 @@ impl App {
                 level: "warning",
                 text: "Twitch no longer accepts your login: log out and log in again to reconnect Twitch.".into(),
             });
+        }
+        // A blocking revocation is recorded on the channel's rows: every
+        // instance shows it, until the streamer logs in again.
+        let records = self.repo.subscriptions_of(&setup.streamer.twitch_user_id).await.unwrap_or_default();
+        let blocked = records.iter().find_map(|r| match r.status.as_str() {
+            "chat_user_banned" => Some("Twitch says the bot account is banned from your chat: unban it, then log out and log in again."),
+            "moderator_removed" => Some("Chat was read because the bot was a moderator, and it no longer is: log out and log in again to grant access."),
+            _ => None,
+        });
+        if let Some(text) = blocked {
+            notices.push(Notice { level: "error", text: text.into() });
         }
         let chat_status = match &self.eventsub {
             None => {

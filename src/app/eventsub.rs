@@ -1,146 +1,1091 @@
-//! EventSub plumbing: our conduit, its webhook shard, and the chat
-//! subscription of every channel that has an overlay open.
+//! The EventSub lifecycle (twitch-protocol.md §3–§6): our conduit and its
+//! shard, the subscriptions that follow sessions, the two app-wide alarms,
+//! reconciliation with Twitch, and shard repair.
 //!
-//! This is the first cut of the EventSub lifecycle: set-up at start-up with
-//! retries, and `channel.chat.message` + `stream.online`/`stream.offline`
-//! ensured when a session activates (a 409 counts as success). Persisting the
-//! subscriptions, reconciliation, revocation handling and clean-up follow.
+//! Who does what:
+//! - **Every instance** learns the conduit id (remembered in the durable
+//!   store, checked against Twitch) and, when a session activates here,
+//!   ensures that channel's three subscriptions; when the last lease of a
+//!   session is released here, it deletes them.
+//! - **The leader** (one instance at a time, elected on the live store's
+//!   `cleanup:leader` key) creates the conduit if there is none, binds
+//!   shard 0 (our webhook, or a WebSocket session it holds open), keeps the
+//!   `user.authorization.revoke` and `conduit.shard.disabled` webhooks, and
+//!   reconciles everything with Twitch at start-up and every 10 minutes.
+//!
+//! Helix calls follow one policy: transient errors (5xx, network) are retried
+//! after 1 s, 2 s and 4 s; a 429 with an exhausted bucket waits until
+//! `Ratelimit-Reset`; other 4xx answers are not retried and are reported.
 
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::BroadcasterId;
-use crate::twitch::client::{TwitchClient, TwitchError};
+use crate::config::EventSubTransport;
+use crate::domain::{BroadcasterId, StreamerId};
+use crate::metrics::Metrics;
+use crate::store::{LiveStore, Repository, SubscriptionRecord};
+use crate::twitch::client::{Subscription, TwitchClient, TwitchError};
+use crate::twitch::eventsub::{
+    CHANNEL_CHAT_MESSAGE, CONDUIT_SHARD_DISABLED, STREAM_OFFLINE, STREAM_ONLINE, USER_AUTHORIZATION_REVOKE,
+};
+use crate::twitch::eventsub_ws::{self, WsEvent, WsSettings};
 
 /// Types subscribed per channel on the conduit.
-const CHANNEL_TYPES: [&str; 3] = ["channel.chat.message", "stream.online", "stream.offline"];
+pub const CHANNEL_TYPES: [&str; 3] = [CHANNEL_CHAT_MESSAGE, STREAM_ONLINE, STREAM_OFFLINE];
+
+/// Revocation reasons after which the chat subscription is not re-created
+/// automatically (§5.8): the streamer has to act, then log in again.
+pub const BLOCKING_REASONS: [&str; 2] = ["chat_user_banned", "moderator_removed"];
+
+/// How a channel whose chat subscription is blocked is reported.
+const BLOCKED: &str = "Twitch revoked the chat subscription";
+
+/// Status of a subscription record while Twitch has it enabled.
+const ENABLED: &str = "enabled";
+
+/// How the EventSub manager behaves; from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct EventSubSettings {
+    pub transport: EventSubTransport,
+    pub callback_url: String,
+    pub secret: String,
+    pub bot_user_id: String,
+    pub ws_url: String,
+    pub instance_id: String,
+    pub leader_key: String,
+    pub leader_ttl: Duration,
+    pub leader_renew: Duration,
+    pub reconcile_interval: Duration,
+    pub retry_base: Duration,
+    pub rate_limit_wait: Duration,
+    pub shard_verify_timeout: Duration,
+}
+
+/// One EventSub message that arrived over the WebSocket shard, for the same
+/// handling as a webhook delivery.
+#[derive(Debug)]
+pub struct Inbound {
+    pub message_id: String,
+    pub message_type: String,
+    pub subscription_type: Option<String>,
+    pub payload: String,
+}
+
+/// What `/health/ready` shows about EventSub (it never fails readiness:
+/// overlays work without it).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EventSubStatus {
+    pub transport: &'static str,
+    pub leader: bool,
+    pub conduit_id: Option<String>,
+    /// Shard 0 is bound and enabled (as far as this instance knows: the
+    /// leader binds and checks it).
+    pub shard_ready: bool,
+    /// The leader finished its set-up (conduit, shard, alarms); on other
+    /// instances, the conduit is known.
+    pub set_up: bool,
+    /// The last set-up or repair problem, cleared on success.
+    pub last_error: Option<String>,
+}
+
+/// What one reconciliation changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Repairs {
+    pub kept: u64,
+    pub missing: u64,
+    pub duplicate: u64,
+    pub orphan: u64,
+    pub not_enabled: u64,
+    pub stale_record: u64,
+    pub failed: u64,
+}
 
 pub struct EventSub {
     client: Arc<TwitchClient>,
-    callback_url: String,
-    secret: String,
-    bot_user_id: String,
-    /// Our conduit, once set up with an enabled webhook shard.
-    conduit: RwLock<Option<String>>,
-    /// Outcome of the last attempt to subscribe each channel (for the dashboard).
-    channels: std::sync::Mutex<std::collections::HashMap<BroadcasterId, Result<(), String>>>,
-    ready: tokio::sync::Notify,
+    repo: Arc<dyn Repository>,
+    live: Arc<dyn LiveStore>,
+    metrics: Metrics,
+    settings: EventSubSettings,
+    conduit: watch::Sender<Option<String>>,
+    shard_ready: AtomicBool,
+    set_up: AtomicBool,
+    leading: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    /// Outcome of the last attempt to subscribe each channel here (dashboard).
+    channels: Mutex<HashMap<BroadcasterId, Result<(), String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn channel_condition(kind: &str, broadcaster: &BroadcasterId, bot: &str) -> Value {
+    if kind == CHANNEL_CHAT_MESSAGE {
+        json!({ "broadcaster_user_id": broadcaster.as_str(), "user_id": bot })
+    } else {
+        json!({ "broadcaster_user_id": broadcaster.as_str() })
+    }
+}
+
+/// A short, bounded label for a Helix failure.
+fn failure_label(e: &TwitchError) -> &'static str {
+    match e.status() {
+        Some(429) => "rate_limited",
+        _ if e.is_transient() => "transient",
+        _ => "rejected",
+    }
+}
+
+/// What the dashboard says about a failed subscription.
+fn explain(e: &TwitchError) -> String {
+    match e {
+        TwitchError::Status { status: 403, message, .. } if message.starts_with(BLOCKED) => message.clone(),
+        _ => explain_status(e),
+    }
+}
+
+fn explain_status(e: &TwitchError) -> String {
+    match e.status() {
+        Some(403) => "Twitch says the channel has not granted access to the bot (channel:bot), \
+                      or the bot is not authorized"
+            .to_owned(),
+        _ => e.to_string(),
+    }
 }
 
 impl EventSub {
-    pub fn new(client: Arc<TwitchClient>, callback_url: &str, secret: &str, bot_user_id: &str) -> Self {
+    pub fn new(
+        client: Arc<TwitchClient>,
+        repo: Arc<dyn Repository>,
+        live: Arc<dyn LiveStore>,
+        metrics: Metrics,
+        settings: EventSubSettings,
+    ) -> Self {
         Self {
             client,
-            callback_url: callback_url.to_owned(),
-            secret: secret.to_owned(),
-            bot_user_id: bot_user_id.to_owned(),
-            conduit: RwLock::new(None),
-            channels: std::sync::Mutex::new(std::collections::HashMap::new()),
-            ready: tokio::sync::Notify::new(),
+            repo,
+            live,
+            metrics,
+            settings,
+            conduit: watch::channel(None).0,
+            shard_ready: AtomicBool::new(false),
+            set_up: AtomicBool::new(false),
+            leading: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            channels: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn conduit_id(&self) -> Option<String> {
-        self.conduit.read().unwrap_or_else(|p| p.into_inner()).clone()
+    pub fn client(&self) -> &TwitchClient {
+        &self.client
     }
 
-    /// Sets up the conduit and its shard, retrying with backoff until it
-    /// works. Never stops the service: failures are logged and retried.
-    pub async fn run_setup(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut delay = Duration::from_millis(500);
+    pub fn conduit_id(&self) -> Option<String> {
+        self.conduit.borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    pub fn status(&self) -> EventSubStatus {
+        EventSubStatus {
+            transport: match self.settings.transport {
+                EventSubTransport::Webhook => "webhook",
+                EventSubTransport::WebSocket => "websocket",
+            },
+            leader: self.is_leader(),
+            conduit_id: self.conduit_id(),
+            shard_ready: self.shard_ready.load(Ordering::Acquire),
+            set_up: self.set_up.load(Ordering::Acquire),
+            last_error: lock(&self.last_error).clone(),
+        }
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *lock(&self.last_error) = error;
+    }
+
+    fn set_conduit(&self, id: &str) {
+        self.conduit.send_if_modified(|current| {
+            let changed = current.as_deref() != Some(id);
+            if changed {
+                *current = Some(id.to_owned());
+            }
+            changed
+        });
+    }
+
+    fn set_shard_ready(&self, ready: bool) {
+        self.shard_ready.store(ready, Ordering::Release);
+        self.metrics.eventsub_ready.set(i64::from(ready));
+    }
+
+    // --- The Helix call policy ----------------------------------------------
+
+    /// Runs one Helix call under the retry policy. A 409 is returned at once
+    /// (the caller adopts the existing subscription).
+    async fn call<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, TwitchError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, TwitchError>>,
+    {
+        let mut retries = 0u32;
+        let mut rate_waits = 0u32;
         loop {
-            match self.set_up().await {
-                Ok(conduit) => {
-                    tracing::info!(conduit_id = %conduit, callback = %self.callback_url, "EventSub conduit ready");
-                    *self.conduit.write().unwrap_or_else(|p| p.into_inner()) = Some(conduit);
-                    self.ready.notify_waiters();
-                    return;
+            let error = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let pause = match &error {
+                TwitchError::Status { status: 409, .. } => return Err(error),
+                TwitchError::Status { status: 429, retry_after: Some(wait), .. }
+                    if rate_waits < 3 && *wait <= self.settings.rate_limit_wait =>
+                {
+                    rate_waits += 1;
+                    // Wait for the reset, plus a little so we land after it.
+                    *wait + Duration::from_millis(100 + u64::from(rand_jitter()))
                 }
-                Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "EventSub set-up failed"),
+                e if e.is_transient() && e.status() != Some(429) && retries < 3 => {
+                    let pause = self.settings.retry_base * 2u32.pow(retries);
+                    retries += 1;
+                    pause
+                }
+                _ => {
+                    tracing::warn!(call = what, error = %error, "Twitch call failed");
+                    return Err(error);
+                }
+            };
+            tracing::info!(call = what, error = %error, retry_in = ?pause, "Twitch call will be retried");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    // --- Conduit and shard ----------------------------------------------------
+
+    /// Finds our conduit: the remembered one if Twitch still has it, else the
+    /// first Twitch lists; creates one only when `create` (the leader).
+    async fn find_conduit(&self, create: bool) -> anyhow::Result<String> {
+        let client_id = self.client.client_id();
+        let remembered = match self.repo.conduit(client_id).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.metrics.durable_error("conduit");
+                tracing::warn!(error = %e, "cannot read the remembered conduit; asking Twitch");
+                None
+            }
+        };
+        let conduits = self.call("get conduits", || self.client.conduits()).await?;
+        let known = remembered.clone().filter(|id| conduits.iter().any(|c| &c.id == id));
+        let id = match known.or_else(|| conduits.first().map(|c| c.id.clone())) {
+            Some(id) => id,
+            None if create => {
+                let conduit = self.call("create conduit", || self.client.create_conduit(1)).await?;
+                tracing::info!(conduit_id = %conduit.id, "EventSub conduit created");
+                conduit.id
+            }
+            None => anyhow::bail!("no conduit yet (the leader creates it)"),
+        };
+        if remembered.as_deref() != Some(id.as_str())
+            && let Err(e) = self.repo.save_conduit(client_id, &id).await
+        {
+            self.metrics.durable_error("save_conduit");
+            tracing::warn!(error = %e, "cannot remember the conduit");
+        }
+        self.set_conduit(&id);
+        Ok(id)
+    }
+
+    /// Points shard 0 at our webhook (unless it already is, enabled) and
+    /// waits until Twitch has verified it through our own endpoint.
+    async fn bind_webhook_shard(&self, conduit: &str) -> anyhow::Result<()> {
+        let callback = self.settings.callback_url.as_str();
+        let ours = |shards: &[crate::twitch::client::Shard]| {
+            shards
+                .iter()
+                .any(|s| s.id == "0" && s.status == ENABLED && s.transport.callback.as_deref() == Some(callback))
+        };
+        if ours(&self.call("get shards", || self.client.shards(conduit)).await?) {
+            self.set_shard_ready(true);
+            return Ok(());
+        }
+        self.set_shard_ready(false);
+        let update = self
+            .call("update shards", || self.client.update_webhook_shard(conduit, "0", callback, &self.settings.secret))
+            .await?;
+        if let Some(e) = update.errors.first() {
+            anyhow::bail!("Twitch refused shard {}: {} ({})", e.id, e.message, e.code);
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.shard_verify_timeout;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let shards = self.call("get shards", || self.client.shards(conduit)).await?;
+            if ours(&shards) {
+                tracing::info!(conduit_id = %conduit, callback, "webhook shard enabled");
+                self.set_shard_ready(true);
+                return Ok(());
+            }
+            if shards.iter().any(|s| s.id == "0" && s.status == "webhook_callback_verification_failed") {
+                anyhow::bail!("Twitch could not verify {callback} (did it answer the challenge?)");
+            }
+        }
+        anyhow::bail!("shard 0 was not enabled; can Twitch reach {callback}?")
+    }
+
+    /// Binds shard 0 to a WebSocket session we hold.
+    async fn bind_websocket_shard(&self, conduit: &str, session_id: &str) -> anyhow::Result<()> {
+        let update =
+            self.call("update shards", || self.client.update_websocket_shard(conduit, "0", session_id)).await?;
+        if let Some(e) = update.errors.first() {
+            anyhow::bail!("Twitch refused shard {}: {} ({})", e.id, e.message, e.code);
+        }
+        tracing::info!(conduit_id = %conduit, "WebSocket shard bound");
+        self.set_shard_ready(true);
+        Ok(())
+    }
+
+    /// The leader's set-up: the conduit, the webhook shard and the app-wide
+    /// alarms (webhook transport; the WebSocket holder binds its own shard).
+    async fn set_up(&self) -> anyhow::Result<String> {
+        let conduit = self.find_conduit(true).await?;
+        if self.settings.transport == EventSubTransport::Webhook {
+            self.bind_webhook_shard(&conduit).await?;
+            self.ensure_app_subscriptions(&conduit).await;
+        }
+        Ok(conduit)
+    }
+
+    /// Waits (bounded) until the conduit id is known.
+    async fn wait_conduit(&self, limit: Duration) -> Result<String, TwitchError> {
+        let mut rx = self.conduit.subscribe();
+        let found = tokio::time::timeout(limit, rx.wait_for(Option::is_some)).await;
+        match found {
+            Ok(Ok(id)) => id.clone().ok_or_else(|| TwitchError::Transport("no conduit".into())),
+            _ => Err(TwitchError::Transport("the EventSub conduit is not set up yet".into())),
+        }
+    }
+
+    // --- Running --------------------------------------------------------------
+
+    /// Runs until shutdown: learns the conduit, competes for leadership and,
+    /// while leading, does the leader's duties. `inbound` receives what the
+    /// WebSocket shard delivers.
+    pub async fn run(self: Arc<Self>, inbound: mpsc::Sender<Inbound>, shutdown: CancellationToken) {
+        let discover = tokio::spawn(Arc::clone(&self).discover(shutdown.child_token()));
+        let ttl_ms = i64::try_from(self.settings.leader_ttl.as_millis()).unwrap_or(i64::MAX);
+        let mut ticker = tokio::time::interval(self.settings.leader_renew);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut duties: Option<CancellationToken> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let (key, me) = (&self.settings.leader_key, &self.settings.instance_id);
+            let leads = match self.live.lead(key, me, ttl_ms, crate::now_ms()).await {
+                Ok(leads) => leads,
+                Err(e) => {
+                    // Without the live store nobody can be sure who leads: step down.
+                    self.metrics.live_error("lead");
+                    tracing::warn!(error = %e, "cannot renew leadership");
+                    false
+                }
+            };
+            match (leads, duties.is_some()) {
+                (true, false) => {
+                    tracing::info!(instance = %me, "this instance is now the leader");
+                    self.leading.store(true, Ordering::Release);
+                    self.metrics.leader.set(1);
+                    let token = shutdown.child_token();
+                    tokio::spawn(Arc::clone(&self).lead(inbound.clone(), token.clone()));
+                    duties = Some(token);
+                }
+                (false, true) => {
+                    tracing::warn!(instance = %me, "this instance is no longer the leader");
+                    self.leading.store(false, Ordering::Release);
+                    self.metrics.leader.set(0);
+                    if let Some(token) = duties.take() {
+                        token.cancel();
+                    }
+                }
+                _ => {}
+            }
+        }
+        discover.abort();
+        if let Some(token) = duties.take() {
+            token.cancel();
+            let _ = self.live.resign(&self.settings.leader_key, &self.settings.instance_id).await;
+            self.leading.store(false, Ordering::Release);
+            self.metrics.leader.set(0);
+        }
+    }
+
+    /// Every instance: learns the conduit id the leader set up.
+    async fn discover(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut delay = Duration::from_millis(200);
+        while self.conduit_id().is_none() {
+            match self.find_conduit(false).await {
+                Ok(_) if !self.is_leader() => self.set_up.store(true, Ordering::Release),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "conduit not known yet"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// The leader's duties until `token` is cancelled: set-up with backoff,
+    /// the WebSocket shard (if that is the transport), and a shard check plus
+    /// reconciliation at once and every interval.
+    async fn lead(self: Arc<Self>, inbound: mpsc::Sender<Inbound>, token: CancellationToken) {
+        let mut delay = Duration::from_millis(500);
+        let conduit = loop {
+            match self.set_up().await {
+                Ok(conduit) => {
+                    self.set_error(None);
+                    self.set_up.store(true, Ordering::Release);
+                    tracing::info!(conduit_id = %conduit, "EventSub conduit ready");
+                    break conduit;
+                }
+                Err(e) => {
+                    self.metrics.eventsub_setup_failures.inc();
+                    self.set_error(Some(e.to_string()));
+                    tracing::warn!(error = %e, retry_in = ?delay, "EventSub set-up failed");
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
             delay = (delay * 2).min(Duration::from_secs(60));
-        }
-    }
-
-    /// Finds or creates our conduit and points shard 0 at our webhook,
-    /// waiting until Twitch has verified it.
-    async fn set_up(&self) -> Result<String, anyhow::Error> {
-        let conduit = match self.client.conduits().await?.into_iter().next() {
-            Some(c) => c,
-            None => self.client.create_conduit(1).await?,
         };
-        let ours = |shards: &[crate::twitch::client::Shard]| {
-            shards.iter().any(|s| {
-                s.id == "0" && s.status == "enabled" && s.transport.callback.as_deref() == Some(&self.callback_url)
-            })
-        };
-        if ours(&self.client.shards(&conduit.id).await?) {
-            return Ok(conduit.id);
+        if self.settings.transport == EventSubTransport::WebSocket {
+            tokio::spawn(Arc::clone(&self).hold_websocket(conduit.clone(), inbound, token.child_token()));
         }
-        let update = self.client.update_webhook_shard(&conduit.id, "0", &self.callback_url, &self.secret).await?;
-        if let Some(e) = update.errors.first() {
-            anyhow::bail!("shard {} refused: {} ({})", e.id, e.message, e.code);
-        }
-        // Twitch verifies the callback by sending it a challenge, which our
-        // own webhook answers; wait for the shard to become enabled.
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if ours(&self.client.shards(&conduit.id).await?) {
-                return Ok(conduit.id);
+        let mut ticker = tokio::time::interval(self.settings.reconcile_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = ticker.tick() => {
+                    let conduit = self.conduit_id().unwrap_or_else(|| conduit.clone());
+                    self.check_shard(&conduit).await;
+                    let _ = self.reconcile().await;
+                }
             }
         }
-        anyhow::bail!("shard 0 was not enabled; is {} reachable from Twitch?", self.callback_url)
     }
 
-    /// The last subscription outcome for a channel; `None` if never tried.
+    /// The leader checks shard 0 and re-binds a webhook shard that is not
+    /// enabled (a WebSocket shard is re-bound by its holder on reconnect).
+    async fn check_shard(&self, conduit: &str) {
+        if self.settings.transport != EventSubTransport::Webhook {
+            return;
+        }
+        match self.bind_webhook_shard(conduit).await {
+            Ok(()) => self.set_error(None),
+            Err(e) => {
+                self.metrics
+                    .eventsub_shard_repairs
+                    .get_or_create(&crate::metrics::OutcomeLabels { outcome: "failed" })
+                    .inc();
+                self.set_error(Some(e.to_string()));
+                tracing::error!(error = %e, "EventSub shard is not enabled and could not be re-assigned");
+                // The conduit itself may be gone (Twitch deletes one whose
+                // shards stayed disabled for 72 h): look again next time.
+                if matches!(e.downcast_ref::<TwitchError>(), Some(TwitchError::Status { status: 404, .. })) {
+                    let _ = self.find_conduit(true).await;
+                }
+            }
+        }
+    }
+
+    /// `conduit.shard.disabled` for one of our shards: alert. Returns whether
+    /// it was about our conduit (then the caller starts [`Self::repair_shard`]).
+    pub fn shard_disabled(&self, conduit_id: &str, shard_id: &str, status: &str) -> bool {
+        if self.conduit_id().as_deref() != Some(conduit_id) {
+            return false;
+        }
+        self.metrics.eventsub_shard_disabled.inc();
+        self.set_shard_ready(false);
+        tracing::error!(conduit_id, shard_id, status, "Twitch disabled our EventSub shard; re-assigning it");
+        true
+    }
+
+    /// Re-assigns a disabled shard now (any instance may; the leader also
+    /// does it on its next check).
+    pub async fn repair_shard(&self) {
+        let Some(conduit) = self.conduit_id() else { return };
+        if self.settings.transport != EventSubTransport::Webhook {
+            return;
+        }
+        let outcome = match self.bind_webhook_shard(&conduit).await {
+            Ok(()) => {
+                tracing::info!(conduit_id = %conduit, "EventSub shard re-assigned");
+                self.set_error(None);
+                "repaired"
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "EventSub shard could not be re-assigned");
+                self.set_error(Some(e.to_string()));
+                "failed"
+            }
+        };
+        self.metrics.eventsub_shard_repairs.get_or_create(&crate::metrics::OutcomeLabels { outcome }).inc();
+    }
+
+    /// Holds the WebSocket shard while leading: binds every new session to
+    /// shard 0 within Twitch's window and forwards messages.
+    async fn hold_websocket(
+        self: Arc<Self>,
+        conduit: String,
+        inbound: mpsc::Sender<Inbound>,
+        token: CancellationToken,
+    ) {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let settings = WsSettings {
+            url: self.settings.ws_url.clone(),
+            keepalive_timeout: None,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        };
+        let socket = tokio::spawn(eventsub_ws::run(settings, tx, token.clone()));
+        while let Some(event) = rx.recv().await {
+            match event {
+                WsEvent::Session { session_id } => {
+                    let conduit = self.conduit_id().unwrap_or_else(|| conduit.clone());
+                    if let Err(e) = self.bind_websocket_shard(&conduit, &session_id).await {
+                        self.set_error(Some(e.to_string()));
+                        tracing::error!(error = %e, "cannot bind the WebSocket session to the shard");
+                    } else {
+                        self.set_error(None);
+                    }
+                }
+                WsEvent::Message { message_id, message_type, subscription_type, payload } => {
+                    let message = Inbound { message_id, message_type, subscription_type, payload };
+                    if inbound.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                WsEvent::Disconnected { code, reason } => {
+                    self.set_shard_ready(false);
+                    tracing::warn!(?code, %reason, "EventSub WebSocket lost; reconnecting");
+                }
+            }
+        }
+        self.set_shard_ready(false);
+        token.cancel();
+        let _ = socket.await;
+    }
+
+    // --- Channels ----------------------------------------------------------
+
+    /// The last subscription outcome for a channel on this instance.
     pub fn channel_status(&self, broadcaster: &BroadcasterId) -> Option<Result<(), String>> {
-        self.channels.lock().unwrap_or_else(|p| p.into_inner()).get(broadcaster).cloned()
+        lock(&self.channels).get(broadcaster).cloned()
     }
 
-    /// Makes sure the channel's subscriptions exist on our conduit, and
-    /// records the outcome for the dashboard.
-    pub async fn ensure_channel(&self, broadcaster: &BroadcasterId) -> Result<(), TwitchError> {
-        let result = self.subscribe_channel(broadcaster).await;
-        let status = result.as_ref().map(|_| ()).map_err(|e| match e {
-            TwitchError::Status { status: 403, .. } => {
-                "Twitch says the channel has not granted access to the bot (channel:bot), or the bot is not authorized"
-                    .to_owned()
-            }
-            other => other.to_string(),
-        });
-        self.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(broadcaster.clone(), status);
+    /// Makes sure the channel's subscriptions exist on our conduit, records
+    /// their ids, and remembers the outcome for the dashboard. Always asks
+    /// Twitch: a stored record never stands in for a live subscription.
+    pub async fn ensure_channel(
+        &self,
+        streamer: Option<StreamerId>,
+        broadcaster: &BroadcasterId,
+    ) -> Result<(), TwitchError> {
+        let result = self.subscribe_channel(streamer, broadcaster).await;
+        let status = result.as_ref().map(|_| ()).map_err(explain);
+        lock(&self.channels).insert(broadcaster.clone(), status);
         result
     }
 
-    /// Creates the channel's subscriptions, waiting (up to a limit) for the
-    /// conduit set-up first. A 409 means it exists: success.
-    async fn subscribe_channel(&self, broadcaster: &BroadcasterId) -> Result<(), TwitchError> {
-        let conduit = match self.conduit_id() {
-            Some(c) => c,
-            None => {
-                let _ = tokio::time::timeout(Duration::from_secs(30), self.ready.notified()).await;
-                self.conduit_id().ok_or_else(|| TwitchError::Transport("EventSub conduit is not set up yet".into()))?
+    async fn subscribe_channel(
+        &self,
+        streamer: Option<StreamerId>,
+        broadcaster: &BroadcasterId,
+    ) -> Result<(), TwitchError> {
+        let conduit = self.wait_conduit(Duration::from_secs(30)).await?;
+        let records = self.repo.subscriptions_of(broadcaster).await.unwrap_or_default();
+        let blocked = records
+            .iter()
+            .find(|r| r.subscription_type == CHANNEL_CHAT_MESSAGE && BLOCKING_REASONS.contains(&r.status.as_str()));
+        for kind in CHANNEL_TYPES {
+            if kind == CHANNEL_CHAT_MESSAGE && blocked.is_some() {
+                continue;
+            }
+            self.ensure_one(&conduit, streamer, broadcaster, kind, &records).await?;
+        }
+        match blocked {
+            Some(r) => Err(TwitchError::Status {
+                status: 403,
+                message: format!("{BLOCKED} ({}); log in again once fixed", r.status),
+                retry_after: None,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates one subscription (or adopts the existing one on 409) and
+    /// records it, replacing stale records of the same channel and type.
+    async fn ensure_one(
+        &self,
+        conduit: &str,
+        streamer: Option<StreamerId>,
+        broadcaster: &BroadcasterId,
+        kind: &'static str,
+        records: &[SubscriptionRecord],
+    ) -> Result<String, TwitchError> {
+        let condition = channel_condition(kind, broadcaster, &self.settings.bot_user_id);
+        let created = self
+            .call("create subscription", || self.client.create_conduit_subscription(kind, condition.clone(), conduit))
+            .await;
+        let id = match created {
+            Ok(sub) => {
+                self.metrics.subscription_call("create", "ok");
+                tracing::info!(subscription_id = %sub.id, %broadcaster, kind, "EventSub subscription created");
+                sub.id
+            }
+            Err(TwitchError::Status { status: 409, .. }) => {
+                let found = self
+                    .call("get subscriptions", || self.client.subscriptions_for_user(broadcaster.as_str()))
+                    .await
+                    .inspect_err(|e| self.metrics.subscription_call("adopt", failure_label(e)))?;
+                let existing = found
+                    .into_iter()
+                    .find(|s| {
+                        s.kind == kind
+                            && s.on_conduit(conduit)
+                            && s.status == ENABLED
+                            && s.condition_str("broadcaster_user_id") == Some(broadcaster.as_str())
+                    })
+                    .ok_or_else(|| {
+                        TwitchError::Malformed(format!("409 for {kind}, but no such subscription listed"))
+                    })?;
+                self.metrics.subscription_call("adopt", "ok");
+                existing.id
+            }
+            Err(e) => {
+                self.metrics.subscription_call("create", failure_label(&e));
+                return Err(e);
             }
         };
-        for kind in CHANNEL_TYPES {
-            let condition = if kind == "channel.chat.message" {
-                json!({ "broadcaster_user_id": broadcaster.as_str(), "user_id": self.bot_user_id })
-            } else {
-                json!({ "broadcaster_user_id": broadcaster.as_str() })
-            };
-            match self.client.create_conduit_subscription(kind, condition, &conduit).await {
-                Ok(s) => tracing::info!(subscription_id = %s.id, %broadcaster, kind, "EventSub subscription created"),
-                Err(TwitchError::Status { status: 409, .. }) => {}
-                Err(e) => return Err(e),
+        self.record(streamer, Some(broadcaster), kind, &id, Some(conduit), ENABLED, records).await;
+        Ok(id)
+    }
+
+    /// Stores a subscription's id, forgetting other records of the same
+    /// channel and type. Store failures are logged: reconciliation repairs.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        streamer: Option<StreamerId>,
+        broadcaster: Option<&BroadcasterId>,
+        kind: &str,
+        id: &str,
+        conduit: Option<&str>,
+        status: &str,
+        records: &[SubscriptionRecord],
+    ) {
+        for old in records.iter().filter(|r| r.subscription_type == kind && r.subscription_id != id) {
+            if let Err(e) = self.repo.delete_subscription(&old.subscription_id).await {
+                self.metrics.durable_error("delete_subscription");
+                tracing::warn!(error = %e, "cannot forget a replaced subscription record");
             }
         }
-        Ok(())
+        let record = SubscriptionRecord {
+            streamer,
+            broadcaster: broadcaster.cloned(),
+            subscription_type: kind.to_owned(),
+            subscription_id: id.to_owned(),
+            conduit_id: conduit.map(str::to_owned),
+            status: status.to_owned(),
+            created_at: OffsetDateTime::now_utc(),
+        };
+        if let Err(e) = self.repo.upsert_subscription(&record).await {
+            self.metrics.durable_error("upsert_subscription");
+            tracing::warn!(error = %e, subscription_id = id, "cannot record a subscription");
+        }
     }
+
+    /// A session was cleaned up: deletes the channel's subscriptions on
+    /// Twitch and their records. If a session came back meanwhile (another
+    /// instance), they are ensured again.
+    pub async fn forget_channel(&self, streamer: Option<StreamerId>, broadcaster: &BroadcasterId) {
+        self.drop_channel(broadcaster).await;
+        if matches!(self.live.session_for(broadcaster).await, Ok(Some(_))) {
+            let _ = self.ensure_channel(streamer, broadcaster).await;
+        }
+    }
+
+    /// Deletes the channel's subscriptions on Twitch and their records
+    /// (records of a blocking revocation stay: they say why).
+    pub async fn drop_channel(&self, broadcaster: &BroadcasterId) {
+        let records = match self.repo.subscriptions_of(broadcaster).await {
+            Ok(records) => records,
+            Err(e) => {
+                self.metrics.durable_error("subscriptions_of");
+                tracing::warn!(%broadcaster, error = %e, "cannot list the channel's subscriptions; reconciliation removes them");
+                return;
+            }
+        };
+        for record in records.iter().filter(|r| CHANNEL_TYPES.contains(&r.subscription_type.as_str())) {
+            if BLOCKING_REASONS.contains(&record.status.as_str()) {
+                continue; // kept as the reason the dashboard shows
+            }
+            self.delete(&record.subscription_id).await;
+        }
+        lock(&self.channels).remove(broadcaster);
+    }
+
+    /// Deletes a subscription on Twitch (404 counts as done) and its record.
+    async fn delete(&self, id: &str) -> bool {
+        match self.call("delete subscription", || self.client.delete_subscription(id)).await {
+            Ok(()) => {
+                self.metrics.subscription_call("delete", "ok");
+                if let Err(e) = self.repo.delete_subscription(id).await {
+                    self.metrics.durable_error("delete_subscription");
+                    tracing::warn!(error = %e, "cannot forget a deleted subscription");
+                }
+                true
+            }
+            Err(e) => {
+                self.metrics.subscription_call("delete", failure_label(&e));
+                false
+            }
+        }
+    }
+
+    // --- App-wide alarms (plain webhooks) -----------------------------------
+
+    fn app_conditions(&self, conduit: &str) -> [(&'static str, Value); 2] {
+        let client_id = self.client.client_id();
+        [
+            (USER_AUTHORIZATION_REVOKE, json!({ "client_id": client_id })),
+            (CONDUIT_SHARD_DISABLED, json!({ "client_id": client_id, "conduit_id": conduit })),
+        ]
+    }
+
+    /// Is this one of our app-wide alarm subscriptions (right type, our
+    /// callback, our conduit)?
+    fn is_our_alarm(&self, sub: &Subscription, conduit: &str) -> bool {
+        let ours = sub.transport.method == "webhook"
+            && sub.transport.callback.as_deref() == Some(self.settings.callback_url.as_str())
+            && sub.condition_str("client_id") == Some(self.client.client_id());
+        match sub.kind.as_str() {
+            USER_AUTHORIZATION_REVOKE => ours,
+            CONDUIT_SHARD_DISABLED => ours && sub.condition_str("conduit_id") == Some(conduit),
+            _ => false,
+        }
+    }
+
+    /// Ensures `user.authorization.revoke` and `conduit.shard.disabled`
+    /// exist as plain webhooks (a shard alarm must not ride on the shard it
+    /// reports on). Failures are logged; reconciliation tries again.
+    async fn ensure_app_subscriptions(&self, conduit: &str) {
+        for (kind, condition) in self.app_conditions(conduit) {
+            let (callback, secret) = (&self.settings.callback_url, &self.settings.secret);
+            let created = self
+                .call("create subscription", || {
+                    self.client.create_webhook_subscription(kind, condition.clone(), callback, secret)
+                })
+                .await;
+            let sub = match created {
+                Ok(sub) => {
+                    self.metrics.subscription_call("create", "ok");
+                    Some(sub)
+                }
+                Err(TwitchError::Status { status: 409, .. }) => {
+                    match self.call("get subscriptions", || self.client.all_subscriptions()).await {
+                        Ok(list) => {
+                            self.metrics.subscription_call("adopt", "ok");
+                            list.subscriptions.into_iter().find(|s| s.kind == kind && self.is_our_alarm(s, conduit))
+                        }
+                        Err(e) => {
+                            self.metrics.subscription_call("adopt", failure_label(&e));
+                            None
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.metrics.subscription_call("create", failure_label(&e));
+                    tracing::warn!(kind, error = %e, "cannot subscribe to an app-wide alarm");
+                    None
+                }
+            };
+            if let Some(sub) = sub {
+                self.record(None, None, kind, &sub.id, None, &sub.status, &[]).await;
+            }
+        }
+    }
+
+    // --- Reconciliation -----------------------------------------------------
+
+    /// Compares Twitch's subscriptions (all pages) with the active sessions
+    /// and our records: keeps one enabled subscription per wanted channel and
+    /// type, creates what is missing, deletes duplicates, orphans and dead
+    /// ones, forgets stale records, and exports Twitch's totals.
+    pub async fn reconcile(&self) -> Result<Repairs, TwitchError> {
+        let result = self.reconcile_once().await;
+        match &result {
+            Ok(r) => {
+                self.metrics
+                    .eventsub_reconciliations
+                    .get_or_create(&crate::metrics::OutcomeLabels { outcome: "ok" })
+                    .inc();
+                for (kind, n) in [
+                    ("missing", r.missing),
+                    ("duplicate", r.duplicate),
+                    ("orphan", r.orphan),
+                    ("not_enabled", r.not_enabled),
+                    ("stale_record", r.stale_record),
+                ] {
+                    self.metrics.repaired(kind, n);
+                }
+                let changed = r.missing + r.duplicate + r.orphan + r.not_enabled + r.stale_record;
+                if changed > 0 || r.failed > 0 {
+                    tracing::warn!(
+                        kept = r.kept,
+                        missing = r.missing,
+                        duplicate = r.duplicate,
+                        orphan = r.orphan,
+                        not_enabled = r.not_enabled,
+                        stale_record = r.stale_record,
+                        failed = r.failed,
+                        "EventSub reconciled with repairs"
+                    );
+                } else {
+                    tracing::info!(kept = r.kept, "EventSub reconciled; nothing to repair");
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .eventsub_reconciliations
+                    .get_or_create(&crate::metrics::OutcomeLabels { outcome: "failed" })
+                    .inc();
+                tracing::warn!(error = %e, "EventSub reconciliation failed; trying again next time");
+            }
+        }
+        result
+    }
+
+    async fn reconcile_once(&self) -> Result<Repairs, TwitchError> {
+        let conduit = self.conduit_id().ok_or_else(|| TwitchError::Transport("no conduit yet".into()))?;
+        let list = self.call("get subscriptions", || self.client.all_subscriptions()).await?;
+        self.metrics.eventsub_total.set(i64::try_from(list.total).unwrap_or(i64::MAX));
+        self.metrics.eventsub_total_cost.set(i64::try_from(list.total_cost).unwrap_or(i64::MAX));
+        self.metrics.eventsub_max_total_cost.set(i64::try_from(list.max_total_cost).unwrap_or(i64::MAX));
+        let records = self.repo.subscriptions().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
+        let streamers = self.repo.list_streamers().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
+        let mut repairs = Repairs::default();
+
+        // Channel subscriptions exactly as we make them (our conduit, our
+        // condition, enabled), by channel and type. Everything else of a
+        // channel type that is ours to clean: dead ones on our conduit, and
+        // leftovers on other conduits (a deployment uses one conduit).
+        let mut on_twitch: BTreeMap<(BroadcasterId, &'static str), Vec<&Subscription>> = BTreeMap::new();
+        let mut dead: Vec<&Subscription> = Vec::new();
+        let mut elsewhere: Vec<(Option<(BroadcasterId, &'static str)>, &Subscription)> = Vec::new();
+        for sub in &list.subscriptions {
+            let Some(kind) = CHANNEL_TYPES.iter().copied().find(|k| *k == sub.kind) else { continue };
+            let broadcaster = sub.condition_str("broadcaster_user_id").and_then(|b| BroadcasterId::parse(b).ok());
+            let exact = broadcaster.as_ref().is_some_and(|b| {
+                let wanted = channel_condition(kind, b, &self.settings.bot_user_id);
+                wanted.as_object().is_some_and(|w| *w == sub.condition)
+            });
+            if !sub.on_conduit(&conduit) {
+                if sub.transport.method == "conduit" {
+                    elsewhere.push((broadcaster.map(|b| (b, kind)), sub));
+                }
+                continue;
+            }
+            match broadcaster {
+                _ if sub.status != ENABLED => dead.push(sub),
+                Some(b) if exact => on_twitch.entry((b, kind)).or_default().push(sub),
+                // Enabled, but not a condition we would make: not ours to keep.
+                _ => elsewhere.push((None, sub)),
+            }
+        }
+
+        // Which channels want subscriptions: streamers with an active session
+        // whose authorization is intact.
+        let known: HashMap<&BroadcasterId, &crate::store::Streamer> =
+            streamers.iter().map(|s| (&s.twitch_user_id, s)).collect();
+        let mut candidates: HashSet<BroadcasterId> = streamers.iter().map(|s| s.twitch_user_id.clone()).collect();
+        candidates.extend(on_twitch.keys().map(|(b, _)| b.clone()));
+        let live = &self.live;
+        let active: HashSet<BroadcasterId> = futures_util::stream::iter(candidates)
+            .map(|b| async move {
+                let active = matches!(live.session_for(&b).await, Ok(Some(_)));
+                (b, active)
+            })
+            .buffer_unordered(16)
+            .filter_map(|(b, active)| async move { active.then_some(b) })
+            .collect()
+            .await;
+        let blocked: HashSet<&BroadcasterId> = records
+            .iter()
+            .filter(|r| r.subscription_type == CHANNEL_CHAT_MESSAGE && BLOCKING_REASONS.contains(&r.status.as_str()))
+            .filter_map(|r| r.broadcaster.as_ref())
+            .collect();
+        let wanted = |b: &BroadcasterId, kind: &str| {
+            active.contains(b)
+                && known.get(b).is_some_and(|s| !s.needs_relogin)
+                && !(kind == CHANNEL_CHAT_MESSAGE && blocked.contains(b))
+        };
+
+        let mut keep: HashSet<String> = HashSet::new();
+        let mut remove: Vec<(&'static str, String)> = Vec::new();
+        let mut orphaned: HashSet<BroadcasterId> = HashSet::new();
+        for ((b, kind), subs) in &on_twitch {
+            if wanted(b, kind) {
+                // Keep the one we have a record of, else the oldest.
+                let kept = subs.iter().find(|s| records.iter().any(|r| r.subscription_id == s.id)).unwrap_or(&subs[0]);
+                keep.insert(kept.id.clone());
+                repairs.kept += 1;
+                let owner = known.get(b).map(|s| s.id);
+                let same: Vec<SubscriptionRecord> =
+                    records.iter().filter(|r| r.broadcaster.as_ref() == Some(b)).cloned().collect();
+                if !records.iter().any(|r| r.subscription_id == kept.id && r.status == ENABLED) {
+                    self.record(owner, Some(b), kind, &kept.id, Some(&conduit), ENABLED, &same).await;
+                }
+                for s in subs.iter().filter(|s| s.id != kept.id) {
+                    remove.push(("duplicate", s.id.clone()));
+                }
+            } else {
+                for s in subs {
+                    remove.push(("orphan", s.id.clone()));
+                }
+                orphaned.insert(b.clone());
+            }
+        }
+        for s in dead {
+            remove.push(("not_enabled", s.id.clone()));
+        }
+        for (key, s) in elsewhere {
+            let kept_here = key.is_some_and(|(b, kind)| wanted(&b, kind));
+            remove.push((if kept_here { "duplicate" } else { "orphan" }, s.id.clone()));
+        }
+        for (kind, id) in remove {
+            if self.delete(&id).await {
+                match kind {
+                    "duplicate" => repairs.duplicate += 1,
+                    "orphan" => repairs.orphan += 1,
+                    _ => repairs.not_enabled += 1,
+                }
+            } else {
+                repairs.failed += 1;
+            }
+        }
+
+        // Missing subscriptions of wanted channels.
+        for b in active.iter().filter(|b| known.contains_key(b)) {
+            for kind in CHANNEL_TYPES {
+                if !wanted(b, kind) || on_twitch.contains_key(&(b.clone(), kind)) {
+                    continue;
+                }
+                let owner = known.get(b).map(|s| s.id);
+                let same: Vec<SubscriptionRecord> =
+                    records.iter().filter(|r| r.broadcaster.as_ref() == Some(b)).cloned().collect();
+                match self.ensure_one(&conduit, owner, b, kind, &same).await {
+                    Ok(id) => {
+                        keep.insert(id);
+                        repairs.missing += 1;
+                    }
+                    Err(e) => {
+                        repairs.failed += 1;
+                        tracing::warn!(broadcaster = %b, kind, error = %e, "cannot create a missing subscription");
+                    }
+                }
+            }
+        }
+
+        // Records of our conduit's subscriptions that Twitch no longer has
+        // enabled (kept: the reasons the dashboard shows).
+        for r in records.iter().filter(|r| r.conduit_id.as_deref() == Some(conduit.as_str())) {
+            if keep.contains(&r.subscription_id) || BLOCKING_REASONS.contains(&r.status.as_str()) {
+                continue;
+            }
+            let listed = list.subscriptions.iter().any(|s| s.id == r.subscription_id && s.status == ENABLED);
+            if !listed {
+                match self.repo.delete_subscription(&r.subscription_id).await {
+                    Ok(_) => repairs.stale_record += 1,
+                    Err(e) => {
+                        self.metrics.durable_error("delete_subscription");
+                        tracing::warn!(error = %e, "cannot forget a stale subscription record");
+                    }
+                }
+            }
+        }
+
+        // A session may have started on some instance since the snapshot,
+        // and adopted what was just deleted as an orphan: subscribe it again.
+        for b in orphaned {
+            if matches!(self.live.session_for(&b).await, Ok(Some(_))) {
+                let owner = known.get(&b).map(|s| s.id);
+                if self.ensure_channel(owner, &b).await.is_ok() {
+                    repairs.missing += 1;
+                }
+            }
+        }
+
+        if self.settings.transport == EventSubTransport::Webhook {
+            self.reconcile_alarms(&conduit, &list.subscriptions, &mut repairs).await;
+        }
+        Ok(repairs)
+    }
+
+    /// Exactly one working subscription per app-wide alarm.
+    async fn reconcile_alarms(&self, conduit: &str, subs: &[Subscription], repairs: &mut Repairs) {
+        let mut missing = false;
+        for kind in [USER_AUTHORIZATION_REVOKE, CONDUIT_SHARD_DISABLED] {
+            let (ours, others): (Vec<&Subscription>, Vec<&Subscription>) =
+                subs.iter().filter(|s| s.kind == kind).partition(|s| self.is_our_alarm(s, conduit));
+            let working: Vec<&&Subscription> = ours
+                .iter()
+                .filter(|s| s.status == ENABLED || s.status == "webhook_callback_verification_pending")
+                .collect();
+            let mut delete: Vec<(&str, &str)> = others.iter().map(|s| ("orphan", s.id.as_str())).collect();
+            delete.extend(
+                ours.iter().filter(|s| !working.iter().any(|w| w.id == s.id)).map(|s| ("not_enabled", s.id.as_str())),
+            );
+            delete.extend(working.iter().skip(1).map(|s| ("duplicate", s.id.as_str())));
+            if working.is_empty() {
+                missing = true;
+            } else {
+                repairs.kept += 1;
+            }
+            for (why, id) in delete {
+                if self.delete(id).await {
+                    match why {
+                        "duplicate" => repairs.duplicate += 1,
+                        "orphan" => repairs.orphan += 1,
+                        _ => repairs.not_enabled += 1,
+                    }
+                } else {
+                    repairs.failed += 1;
+                }
+            }
+        }
+        if missing {
+            repairs.missing += 1;
+            self.ensure_app_subscriptions(conduit).await;
+        }
+    }
+}
+
+/// 0–255 ms of jitter, so instances waiting for the same reset spread out.
+fn rand_jitter() -> u8 {
+    uuid::Uuid::new_v4().as_bytes()[0]
 }

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod eventsub;
+pub mod revocations;
 pub mod sessions;
 pub mod signals;
 pub mod tokens;
@@ -50,11 +51,16 @@ pub struct AppSettings {
 pub struct Readiness {
     pub durable_store: Result<(), String>,
     pub live_store: Result<(), String>,
+    /// Instance-to-instance signals (config changes, rotations) are heard.
+    pub signals: Result<(), String>,
+    /// EventSub set-up, for information only: overlays and the dashboard
+    /// work without it, so it never makes the instance unready.
+    pub eventsub: Option<eventsub::EventSubStatus>,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.durable_store.is_ok() && self.live_store.is_ok()
+        self.durable_store.is_ok() && self.live_store.is_ok() && self.signals.is_ok()
     }
 }
 
@@ -88,17 +94,13 @@ impl App {
         }
     }
 
-    /// Records that Twitch revoked a subscription (`status` is the reason).
-    /// Returns whether we had a record of it.
-    pub async fn record_revocation(&self, subscription_id: &str, status: &str) -> Result<bool, RepositoryError> {
-        self.repo
-            .set_subscription_status(subscription_id, status)
-            .await
-            .inspect_err(|_| self.metrics.durable_error("set_subscription_status"))
-    }
-
     pub async fn readiness(&self) -> Readiness {
         let (durable, live) = tokio::join!(self.repo.ping(), self.live.ping());
-        Readiness { durable_store: durable.map_err(|e| e.to_string()), live_store: live.map_err(|e| e.to_string()) }
+        Readiness {
+            durable_store: durable.map_err(|e| e.to_string()),
+            live_store: live.map_err(|e| e.to_string()),
+            signals: self.signals.ready(),
+            eventsub: self.eventsub.as_ref().map(|e| e.status()),
+        }
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::eventsub::EventSub;
 use super::signals::Signal;
 use crate::broadcast::{Broadcaster, CloseReason};
-use crate::domain::{BroadcasterId, OverlayId};
+use crate::domain::{BroadcasterId, OverlayId, StreamerId};
 use crate::metrics::Metrics;
 use crate::store::{Lease, LiveStore, OverlaySetup, Repository, SessionActivation};
 
@@ -62,6 +62,7 @@ struct Inner {
     /// Subscribes channels to chat on activation (absent without Twitch).
     eventsub: Option<Arc<EventSub>>,
     local: Mutex<HashMap<OverlayId, Local>>,
+    shutdown: CancellationToken,
 }
 
 struct Local {
@@ -107,8 +108,10 @@ impl SessionManager {
         metrics: Metrics,
         settings: SessionSettings,
         eventsub: Option<Arc<EventSub>>,
+        shutdown: CancellationToken,
     ) -> Self {
-        let inner = Inner { repo, live, broadcaster, metrics, settings, eventsub, local: Mutex::new(HashMap::new()) };
+        let local = Mutex::new(HashMap::new());
+        let inner = Inner { repo, live, broadcaster, metrics, settings, eventsub, local, shutdown };
         Self { inner: Arc::new(inner) }
     }
 
@@ -139,7 +142,14 @@ impl SessionManager {
             .activate(&activation(&setup), self.lease(), crate::now_ms())
             .await
             .map_err(|e| AcquireError::Unavailable(e.to_string()))?;
-        self.ensure_subscriptions(&setup.streamer.twitch_user_id);
+        if setup.streamer.needs_relogin {
+            // Their Twitch authorization is gone: the overlay says so.
+            let status = crate::domain::SessionStatus::Disconnected;
+            if let Err(e) = self.inner.live.set_status(overlay, status, crate::now_ms()).await {
+                tracing::warn!(%overlay, error = %e, "cannot mark the session disconnected");
+            }
+        }
+        self.ensure_subscriptions(setup.streamer.id, &setup.streamer.twitch_user_id);
         let mut local = self.local();
         let entry = local.entry(overlay).or_insert_with(|| Local {
             clients: 0,
@@ -160,14 +170,21 @@ impl SessionManager {
 
     /// Makes sure Twitch delivers this channel's chat to us, in the
     /// background: an overlay works at once, votes flow once subscribed.
-    fn ensure_subscriptions(&self, broadcaster: &BroadcasterId) {
+    pub fn ensure_subscriptions(&self, streamer: StreamerId, broadcaster: &BroadcasterId) {
         let Some(eventsub) = self.inner.eventsub.clone() else { return };
         let broadcaster = broadcaster.clone();
         tokio::spawn(async move {
-            if let Err(e) = eventsub.ensure_channel(&broadcaster).await {
+            if let Err(e) = eventsub.ensure_channel(Some(streamer), &broadcaster).await {
                 tracing::warn!(%broadcaster, error = %e, "cannot subscribe to the channel's chat");
             }
         });
+    }
+
+    /// Deletes a cleaned-up channel's subscriptions, in the background.
+    fn forget_subscriptions(&self, broadcaster: &BroadcasterId) {
+        let Some(eventsub) = self.inner.eventsub.clone() else { return };
+        let broadcaster = broadcaster.clone();
+        tokio::spawn(async move { eventsub.forget_channel(None, &broadcaster).await });
     }
 
     /// Joins an already active local session. `Ok(false)` means there is none.
@@ -200,8 +217,15 @@ impl SessionManager {
         // Without a runtime (process teardown) there is nothing left to clean.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                tokio::time::sleep(manager.inner.settings.grace).await;
-                manager.deactivate_if_idle(overlay, generation).await;
+                // A process that is shutting down leaves its sessions to
+                // their leases (and the leader's reconciliation): overlays
+                // are about to reconnect to another instance.
+                tokio::select! {
+                    _ = manager.inner.shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(manager.inner.settings.grace) => {
+                        manager.deactivate_if_idle(overlay, generation).await;
+                    }
+                }
             });
         }
     }
@@ -218,9 +242,14 @@ impl SessionManager {
             }
         };
         let instance = &self.inner.settings.instance_id;
-        if let Err(e) = self.inner.live.release(overlay, &broadcaster, instance, crate::now_ms()).await {
-            self.inner.metrics.live_error("release");
-            tracing::warn!(%overlay, error = %e, "session release failed; its lease will expire");
+        match self.inner.live.release(overlay, &broadcaster, instance, crate::now_ms()).await {
+            // The last lease anywhere: the channel's subscriptions go too.
+            Ok(true) => self.forget_subscriptions(&broadcaster),
+            Ok(false) => {}
+            Err(e) => {
+                self.inner.metrics.live_error("release");
+                tracing::warn!(%overlay, error = %e, "session release failed; its lease will expire");
+            }
         }
         let rejoined = {
             let mut local = self.local();

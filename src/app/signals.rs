@@ -3,6 +3,8 @@
 //! pub/sub, so a change saved on one instance reaches overlays held open on
 //! every other within a moment.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -24,7 +26,12 @@ pub enum Signal {
 
 pub enum SignalBus {
     Local(broadcast::Sender<Signal>),
-    Redis { publisher: Client, local: broadcast::Sender<Signal> },
+    Redis {
+        publisher: Client,
+        subscriber: fred::clients::SubscriberClient,
+        subscribed: Arc<AtomicBool>,
+        local: broadcast::Sender<Signal>,
+    },
 }
 
 impl SignalBus {
@@ -47,6 +54,8 @@ impl SignalBus {
         // The connection task runs on its own; its handle is not needed.
         drop(publisher.connect());
         let forward = local.clone();
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let (flag, handle) = (subscribed.clone(), subscriber.clone());
         tokio::spawn(async move {
             let mut messages = subscriber.message_rx();
             let _connection = subscriber.connect();
@@ -60,6 +69,7 @@ impl SignalBus {
                 tracing::warn!(error = %e, "cannot subscribe to instance signals; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            flag.store(true, Ordering::Release);
             while let Ok(message) = messages.recv().await {
                 let Some(text) = message.value.as_str() else { continue };
                 match serde_json::from_str::<Signal>(&text) {
@@ -70,7 +80,25 @@ impl SignalBus {
                 }
             }
         });
-        Ok(Self::Redis { publisher, local })
+        Ok(Self::Redis { publisher, subscriber: handle, subscribed, local })
+    }
+
+    /// Whether signals from other instances can reach this one: always in
+    /// embedded mode; in distributed mode once the subscription is in place
+    /// and while its connection is up (it is renewed after a reconnect).
+    pub fn ready(&self) -> Result<(), String> {
+        match self {
+            Self::Local(_) => Ok(()),
+            Self::Redis { subscriber, subscribed, .. } => {
+                if !subscribed.load(Ordering::Acquire) {
+                    Err("not yet subscribed to instance signals".into())
+                } else if !subscriber.is_connected() {
+                    Err("instance signal subscription is reconnecting".into())
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 
     /// Sends a signal to every instance (this one included).

@@ -45,6 +45,11 @@ pub enum SessionStatus {
     /// The live store cannot be read right now; the overlay shows its
     /// "reconnecting" indicator until it can.
     Reconnecting,
+    /// The streamer's Twitch authorization is gone (revoked, or refused on
+    /// refresh): no chat arrives until they log in again, so the overlay asks
+    /// them to reconnect Twitch. Setting it keeps the value; setting `Active`
+    /// (or `Live`/`Offline`) clears it.
+    Disconnected,
 }
 
 impl SessionStatus {
@@ -54,14 +59,18 @@ impl SessionStatus {
             SessionStatus::Live => "live",
             SessionStatus::Offline => "offline",
             SessionStatus::Reconnecting => "reconnecting",
+            SessionStatus::Disconnected => "disconnected",
         }
     }
 
-    /// A stored status; anything unknown reads as `Active`.
+    /// A stored status; anything unknown reads as `Active`. `Reconnecting`
+    /// describes the store, not a session, so a stored one reads as `Active`
+    /// too.
     pub fn parse_stored(raw: Option<&str>) -> Self {
         match raw {
             Some("live") => SessionStatus::Live,
             Some("offline") => SessionStatus::Offline,
+            Some("disconnected") => SessionStatus::Disconnected,
             _ => SessionStatus::Active,
         }
     }
@@ -116,6 +125,19 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn session_statuses_round_trip_through_storage() {
+        use SessionStatus::*;
+        for status in [Active, Live, Offline, Disconnected] {
+            assert_eq!(SessionStatus::parse_stored(Some(status.as_str())), status);
+        }
+        assert_eq!(SessionStatus::parse_stored(Some(Reconnecting.as_str())), Active);
+        assert_eq!(SessionStatus::parse_stored(Some("garbage")), Active);
+        assert_eq!(SessionStatus::parse_stored(None), Active);
+        assert_eq!(serde_json::to_string(&Disconnected).unwrap(), r#""disconnected""#);
+        assert_eq!(Disconnected.as_str(), "disconnected");
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         "checks": {
             "durable_store": check(&readiness.durable_store),
             "live_store": check(&readiness.live_store),
-        }
+            "signals": check(&readiness.signals),
+        },
+        "eventsub": readiness.eventsub,
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))

@@ -10,7 +10,7 @@ mod overlay;
 mod pages;
 mod security;
 pub mod session;
-mod webhook;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,7 +14,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{AppState, Error};
-use crate::twitch::eventsub::{self, ChatMessageEvent, Notification, Revocation, StreamEvent, Verification};
+use crate::twitch::eventsub::{
+    self, AuthorizationRevokeEvent, ChatMessageEvent, Notification, Revocation, ShardDisabledEvent, StreamEvent,
+    Verification,
+};
 use crate::twitch::signature;
 
 /// Deliveries older than this are replays (twitch-protocol.md §5.5).
@@ -76,7 +79,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("malformed body: {e}")))
 }
 
-fn type_label(message_type: &str) -> &'static str {
+pub fn type_label(message_type: &str) -> &'static str {
     match message_type {
         eventsub::MESSAGE_NOTIFICATION => eventsub::MESSAGE_NOTIFICATION,
         eventsub::MESSAGE_VERIFICATION => eventsub::MESSAGE_VERIFICATION,
@@ -126,40 +129,67 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(&
             let response = (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], v.challenge).into_response();
             Ok(("challenge_answered", response))
         }
+        other => {
+            let outcome = dispatch(state, d.id, other, d.subscription_type, body).await?;
+            Ok((outcome, StatusCode::NO_CONTENT.into_response()))
+        }
+    }
+}
+
+/// Handles one authenticated EventSub message, whichever transport brought
+/// it (our webhook, or the WebSocket shard): notifications by subscription
+/// type, revocations by reason. Returns the outcome (a metric label).
+pub async fn dispatch(
+    state: &AppState,
+    message_id: &str,
+    message_type: &str,
+    subscription_type: Option<&str>,
+    body: &[u8],
+) -> Result<&'static str, Error> {
+    match message_type {
         eventsub::MESSAGE_NOTIFICATION => {
-            let kind = d.subscription_type.ok_or_else(|| Error::BadRequest(format!("missing header {H_SUB_TYPE}")))?;
-            let outcome = match kind {
+            let kind = subscription_type.ok_or_else(|| Error::BadRequest(format!("missing header {H_SUB_TYPE}")))?;
+            Ok(match kind {
                 eventsub::CHANNEL_CHAT_MESSAGE => {
                     let n: Notification<ChatMessageEvent> = parse(body)?;
-                    state.engine.handle_chat(d.id, &n.event).await.label()
+                    state.engine.handle_chat(message_id, &n.event).await.label()
                 }
                 eventsub::STREAM_ONLINE | eventsub::STREAM_OFFLINE => {
                     let n: Notification<StreamEvent> = parse(body)?;
                     let live = kind == eventsub::STREAM_ONLINE;
                     state.app.stream_changed(&n.event.broadcaster_user_id, live).await
                 }
+                eventsub::USER_AUTHORIZATION_REVOKE => {
+                    let n: Notification<AuthorizationRevokeEvent> = parse(body)?;
+                    state.app.authorization_revoked(&n.event.user_id).await.map_err(|e| Error::Internal(e.into()))?
+                }
+                eventsub::CONDUIT_SHARD_DISABLED => {
+                    let n: Notification<ShardDisabledEvent> = parse(body)?;
+                    let e = &n.event;
+                    match &state.app.eventsub {
+                        Some(eventsub) if eventsub.shard_disabled(&e.conduit_id, &e.shard_id, &e.status) => {
+                            // Any instance may re-assign it; the leader checks again too.
+                            let eventsub = std::sync::Arc::clone(eventsub);
+                            tokio::spawn(async move { eventsub.repair_shard().await });
+                            "shard_repair_started"
+                        }
+                        _ => "ignored",
+                    }
+                }
                 _ => {
-                    // Other types are validated as notifications and acknowledged;
-                    // their handling belongs to the EventSub lifecycle.
+                    // Tolerant: a valid notification of a type we do not use.
                     let n: Notification<serde_json::Value> = parse(body)?;
                     tracing::debug!(subscription_type = %n.subscription.kind, "notification acknowledged");
                     "acknowledged"
                 }
-            };
-            Ok((outcome, StatusCode::NO_CONTENT.into_response()))
+            })
         }
         eventsub::MESSAGE_REVOCATION => {
             let r: Revocation = parse(body)?;
-            let s = &r.subscription;
-            tracing::warn!(subscription_id = %s.id, subscription_type = %s.kind, reason = %s.status, "subscription revoked by Twitch");
-            let known = state.app.record_revocation(&s.id, &s.status).await.map_err(|e| Error::Internal(e.into()))?;
-            Ok((
-                if known { "revocation_recorded" } else { "revocation_unknown" },
-                StatusCode::NO_CONTENT.into_response(),
-            ))
+            state.app.revoked(&r.subscription).await.map_err(|e| Error::Internal(e.into()))
         }
-        // Tolerant: a type we do not know is acknowledged and ignored.
-        _ => Ok(("ignored", StatusCode::NO_CONTENT.into_response())),
+        // Tolerant: a message type we do not know is acknowledged and ignored.
+        _ => Ok("ignored"),
     }
 }
 

@@ -29,6 +29,8 @@ struct Inner {
     broadcasters: HashMap<BroadcasterId, OverlayId>,
     message_ids: ExpiringSet<(OverlayId, Box<str>)>,
     debounce: ExpiringSet<(OverlayId, ChatterId)>,
+    /// Lease key → (holder, lease expiry in ms), for [`LiveStore::lead`].
+    leaders: HashMap<String, (String, i64)>,
 }
 
 struct Session {
@@ -215,6 +217,31 @@ impl LiveStore for MemoryLiveStore {
                 })
             })
             .collect())
+    }
+
+    async fn lead(&self, key: &str, instance: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, LiveStoreError> {
+        let mut inner = self.lock();
+        let until = now_ms.saturating_add(ttl_ms);
+        match inner.leaders.get_mut(key) {
+            Some((holder, expiry)) if *expiry > now_ms => {
+                if holder != instance {
+                    return Ok(false);
+                }
+                *expiry = until;
+            }
+            _ => {
+                inner.leaders.insert(key.to_owned(), (instance.to_owned(), until));
+            }
+        }
+        Ok(true)
+    }
+
+    async fn resign(&self, key: &str, instance: &str) -> Result<(), LiveStoreError> {
+        let mut inner = self.lock();
+        if inner.leaders.get(key).is_some_and(|(holder, _)| holder == instance) {
+            inner.leaders.remove(key);
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), LiveStoreError> {

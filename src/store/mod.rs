@@ -150,9 +150,11 @@ pub trait LiveStore: Send + Sync + 'static {
     /// active (nothing to reset).
     async fn reset(&self, overlay: OverlayId, now_ms: i64) -> Result<bool, LiveStoreError>;
 
-    /// Records whether the channel is streaming. Going live centres the bar
-    /// (each broadcast starts from the middle). False when the session is not
-    /// active.
+    /// Records the session's status: whether the channel is streaming, or
+    /// that its Twitch authorization is gone (`Disconnected`, which keeps the
+    /// value; a later status replaces it). Going live centres the bar (each
+    /// broadcast starts from the middle). Re-activation keeps the status.
+    /// False when the session is not active.
     async fn set_status(&self, overlay: OverlayId, status: SessionStatus, now_ms: i64) -> Result<bool, LiveStoreError>;
 
     /// The active session of a channel, if any.
@@ -169,9 +171,24 @@ pub trait LiveStore: Send + Sync + 'static {
     /// `None` for sessions that are not active.
     async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError>;
 
+    /// Leader election on the lease `key` (the deployment uses
+    /// [`LEADER_KEY`]), in one atomic step: if nobody holds the key, or the
+    /// holder's lease expired by `now_ms`, `instance` takes it until
+    /// `now_ms + ttl_ms`; if `instance` already holds it, its lease is
+    /// extended to that time. Returns whether `instance` leads after the call.
+    async fn lead(&self, key: &str, instance: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, LiveStoreError>;
+
+    /// Releases the lease `key` if `instance` holds it (so another instance
+    /// can lead at once); does nothing otherwise.
+    async fn resign(&self, key: &str, instance: &str) -> Result<(), LiveStoreError>;
+
     /// Cheap reachability check for readiness.
     async fn ping(&self) -> Result<(), LiveStoreError>;
 }
+
+/// The lease key of the leader: the one instance that runs the deployment-wide
+/// duties (ARCHITECTURE §5).
+pub const LEADER_KEY: &str = "cleanup:leader";
 
 // ---------------------------------------------------------------------------
 // Durable data
@@ -319,11 +336,27 @@ pub trait Repository: Send + Sync + 'static {
     async fn config_versions(&self, overlays: &[OverlayId]) -> Result<HashMap<OverlayId, i64>, RepositoryError>;
     /// Replaces a streamer's config; the version increases by one.
     async fn save_config(&self, streamer: StreamerId, config: &OverlayConfig) -> Result<StoredConfig, RepositoryError>;
+    /// Records a subscription. For an id already recorded only the status is
+    /// replaced: streamer, broadcaster, type, conduit and creation time stay
+    /// as first written.
     async fn upsert_subscription(&self, record: &SubscriptionRecord) -> Result<(), RepositoryError>;
+    /// Every recorded subscription, ordered by `created_at`, then
+    /// `subscription_id`.
     async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, RepositoryError>;
+    /// The recorded subscriptions whose broadcaster is this channel, ordered
+    /// by `created_at`, then `subscription_id`.
+    async fn subscriptions_of(&self, broadcaster: &BroadcasterId) -> Result<Vec<SubscriptionRecord>, RepositoryError>;
     /// Sets the status of a known subscription (e.g. a revocation reason);
     /// false if we have no record of it.
     async fn set_subscription_status(&self, subscription_id: &str, status: &str) -> Result<bool, RepositoryError>;
+    /// Forgets one subscription record; false if we have no record of it.
+    async fn delete_subscription(&self, subscription_id: &str) -> Result<bool, RepositoryError>;
+    /// The EventSub conduit this deployment uses for a Twitch client id, if
+    /// one was saved (so a restart reuses it).
+    async fn conduit(&self, client_id: &str) -> Result<Option<String>, RepositoryError>;
+    /// Remembers the conduit for a Twitch client id, replacing the one saved
+    /// before (if any).
+    async fn save_conduit(&self, client_id: &str, conduit_id: &str) -> Result<(), RepositoryError>;
     async fn ping(&self) -> Result<(), RepositoryError>;
 
     // --- Streamer login -----------------------------------------------------
@@ -342,6 +375,13 @@ pub trait Repository: Send + Sync + 'static {
 
     /// A streamer and their config by our id; `None` if unknown.
     async fn streamer(&self, id: StreamerId) -> Result<Option<OverlaySetup>, RepositoryError>;
+
+    /// A streamer and their config by their Twitch user id, in one query;
+    /// `None` if unknown.
+    async fn streamer_by_twitch_id(
+        &self,
+        twitch_user_id: &BroadcasterId,
+    ) -> Result<Option<OverlaySetup>, RepositoryError>;
 
     /// Gives the streamer a fresh random overlay id and returns it; the old
     /// one stops working at once. `NotFound` if the streamer is unknown.

@@ -346,6 +346,13 @@ fn config_at(row: &Row, at: usize) -> Result<StoredConfig, RepositoryError> {
     })
 }
 
+macro_rules! subscription_columns {
+    () => {
+        "subscription_id, user_id, broadcaster_user_id, type, conduit_id, status, created_at"
+    };
+}
+
+/// The subscription in a row of [`subscription_columns!`].
 fn subscription(row: &Row) -> Result<SubscriptionRecord, RepositoryError> {
     let broadcaster: Option<&str> = get(row, 2, "eventsub_subscriptions.broadcaster_user_id")?;
     Ok(SubscriptionRecord {
@@ -547,14 +554,77 @@ impl Repository for PostgresRepository {
             // `COLLATE "C"`: byte order, as SQLite sorts text, whatever the
             // database's default collation.
             let stmt = conn
-                .prepare_cached(
-                    "SELECT subscription_id, user_id, broadcaster_user_id, type, conduit_id, status, created_at
-                     FROM eventsub_subscriptions ORDER BY created_at, subscription_id COLLATE \"C\"",
-                )
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    subscription_columns!(),
+                    " FROM eventsub_subscriptions ORDER BY created_at, subscription_id COLLATE \"C\""
+                ))
                 .await
                 .map_err(db_err)?;
             let rows = conn.query(&stmt, &[]).await.map_err(db_err)?;
             rows.iter().map(subscription).collect()
+        })
+        .await
+    }
+
+    async fn subscriptions_of(&self, broadcaster: &BroadcasterId) -> Result<Vec<SubscriptionRecord>, RepositoryError> {
+        self.call("subscriptions_of", async {
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    subscription_columns!(),
+                    " FROM eventsub_subscriptions WHERE broadcaster_user_id = $1
+                     ORDER BY created_at, subscription_id COLLATE \"C\""
+                ))
+                .await
+                .map_err(db_err)?;
+            let rows = conn.query(&stmt, &[&broadcaster.as_str()]).await.map_err(db_err)?;
+            rows.iter().map(subscription).collect()
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, subscription_id: &str) -> Result<bool, RepositoryError> {
+        self.call("delete_subscription", async {
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached("DELETE FROM eventsub_subscriptions WHERE subscription_id = $1")
+                .await
+                .map_err(db_err)?;
+            let n = conn.execute(&stmt, &[&subscription_id]).await.map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn conduit(&self, client_id: &str) -> Result<Option<String>, RepositoryError> {
+        self.call("conduit", async {
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached("SELECT conduit_id FROM eventsub_conduits WHERE client_id = $1")
+                .await
+                .map_err(db_err)?;
+            let row = conn.query_opt(&stmt, &[&client_id]).await.map_err(db_err)?;
+            row.map(|row| get(&row, 0, "eventsub_conduits.conduit_id")).transpose()
+        })
+        .await
+    }
+
+    async fn save_conduit(&self, client_id: &str, conduit_id: &str) -> Result<(), RepositoryError> {
+        self.call("save_conduit", async {
+            let now = whole_ms(OffsetDateTime::now_utc());
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached(
+                    "INSERT INTO eventsub_conduits (client_id, conduit_id, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (client_id) DO UPDATE SET
+                        conduit_id = excluded.conduit_id, updated_at = excluded.updated_at",
+                )
+                .await
+                .map_err(db_err)?;
+            conn.execute(&stmt, &[&client_id, &conduit_id, &now]).await.map_err(db_err)?;
+            Ok(())
         })
         .await
     }
@@ -646,6 +716,31 @@ impl Repository for PostgresRepository {
         self.call("streamer", async {
             let conn = self.conn().await?;
             setup_by_id(&conn, id).await
+        })
+        .await
+    }
+
+    async fn streamer_by_twitch_id(
+        &self,
+        twitch_user_id: &BroadcasterId,
+    ) -> Result<Option<OverlaySetup>, RepositoryError> {
+        self.call("streamer_by_twitch_id", async {
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    streamer_columns!(),
+                    ", ",
+                    config_columns!(),
+                    " FROM users u JOIN configs c ON c.user_id = u.id WHERE u.twitch_user_id = $1"
+                ))
+                .await
+                .map_err(db_err)?;
+            let row = conn.query_opt(&stmt, &[&twitch_user_id.as_str()]).await.map_err(db_err)?;
+            row.map(|row| {
+                Ok(OverlaySetup { streamer: streamer_at(&row, 0)?, config: config_at(&row, STREAMER_WIDTH)? })
+            })
+            .transpose()
         })
         .await
     }

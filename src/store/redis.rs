@@ -66,8 +66,9 @@ mod keys {
     }
 }
 
-/// Session keys outlive the leases that hold them by this factor; a session
-/// nobody renews (every holder crashed) disappears on its own.
+/// Session keys (and the leader lease key) outlive the leases that hold them
+/// by this factor; a session nobody renews (every holder crashed) disappears
+/// on its own.
 const KEY_TTL_LEASES: i64 = 3;
 /// How long a channel → session lookup is trusted without asking Redis.
 const CACHE_HIT_TTL: Duration = Duration::from_secs(5);
@@ -450,6 +451,25 @@ impl LiveStore for RedisLiveStore {
                     .map(|value| Snapshot { value, status: SessionStatus::parse_stored(field(3)) })
             })
             .collect())
+    }
+
+    async fn lead(&self, key: &str, instance: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, LiveStoreError> {
+        // Like a session's keys, the lease key outlives the lease; the
+        // decision compares the stored expiry with `now_ms`. (PEXPIRE refuses
+        // an expiry past i64::MAX ms from now, hence the upper bound.)
+        let key_ttl = ttl_ms.saturating_mul(KEY_TTL_LEASES).clamp(1, i64::MAX / 4);
+        let keys = vec![key.to_owned()];
+        let args = vec![instance.to_owned(), now_ms.to_string(), ttl_ms.to_string(), key_ttl.to_string()];
+        let leads: i64 = self.call("lead", || self.client.fcall("chatpulse_lead", keys.clone(), args.clone())).await?;
+        Ok(leads == 1)
+    }
+
+    async fn resign(&self, key: &str, instance: &str) -> Result<(), LiveStoreError> {
+        let keys = vec![key.to_owned()];
+        let args = vec![instance.to_owned()];
+        self.call("resign", || self.client.fcall::<i64, _, _, _>("chatpulse_resign", keys.clone(), args.clone()))
+            .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), LiveStoreError> {

@@ -193,6 +193,41 @@ impl TokenRow {
     }
 }
 
+const SUBSCRIPTION_COLUMNS: &str =
+    "subscription_id, user_id, broadcaster_user_id, type, conduit_id, status, created_at";
+
+/// Raw columns of a subscription row ([`SUBSCRIPTION_COLUMNS`]), parsed
+/// outside the row closure.
+struct SubscriptionRow(String, Option<String>, Option<String>, String, Option<String>, String, i64);
+
+impl SubscriptionRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+    }
+
+    fn parse(self) -> Result<SubscriptionRecord, RepositoryError> {
+        let streamer = self
+            .1
+            .map(|u| Uuid::parse_str(&u).map(StreamerId::from_uuid))
+            .transpose()
+            .map_err(|e| corrupt("eventsub_subscriptions.user_id", e))?;
+        let broadcaster = self
+            .2
+            .map(|b| BroadcasterId::parse(&b))
+            .transpose()
+            .map_err(|e| corrupt("eventsub_subscriptions.broadcaster_user_id", e))?;
+        Ok(SubscriptionRecord {
+            streamer,
+            broadcaster,
+            subscription_type: self.3,
+            subscription_id: self.0,
+            conduit_id: self.4,
+            status: self.5,
+            created_at: from_ms(self.6)?,
+        })
+    }
+}
+
 /// A streamer and their config by our id.
 fn setup_by_id(conn: &Connection, id: &str) -> Result<Option<OverlaySetup>, RepositoryError> {
     let sql = format!(
@@ -382,39 +417,61 @@ impl Repository for SqliteRepository {
 
     async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, RepositoryError> {
         self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT subscription_id, user_id, broadcaster_user_id, type, conduit_id, status, created_at
-                     FROM eventsub_subscriptions ORDER BY created_at, subscription_id",
-                )
-                .map_err(db_err)?;
-            type Raw = (String, Option<String>, Option<String>, String, Option<String>, String, i64);
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok::<Raw, _>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-                })
-                .map_err(db_err)?;
-            rows.map(|row| {
-                let (id, user, broadcaster, kind, conduit, status, created) = row.map_err(db_err)?;
-                let streamer = user
-                    .map(|u| Uuid::parse_str(&u).map(StreamerId::from_uuid))
-                    .transpose()
-                    .map_err(|e| corrupt("eventsub_subscriptions.user_id", e))?;
-                let broadcaster = broadcaster
-                    .map(|b| BroadcasterId::parse(&b))
-                    .transpose()
-                    .map_err(|e| corrupt("eventsub_subscriptions.broadcaster_user_id", e))?;
-                Ok(SubscriptionRecord {
-                    streamer,
-                    broadcaster,
-                    subscription_type: kind,
-                    subscription_id: id,
-                    conduit_id: conduit,
-                    status,
-                    created_at: from_ms(created)?,
-                })
-            })
-            .collect()
+            let sql = format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM eventsub_subscriptions ORDER BY created_at, subscription_id"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+            let rows = stmt.query_map([], SubscriptionRow::read).map_err(db_err)?;
+            rows.map(|row| row.map_err(db_err)?.parse()).collect()
+        })
+        .await
+    }
+
+    async fn subscriptions_of(&self, broadcaster: &BroadcasterId) -> Result<Vec<SubscriptionRecord>, RepositoryError> {
+        let broadcaster = broadcaster.as_str().to_owned();
+        self.with_conn(move |conn| {
+            let sql = format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM eventsub_subscriptions WHERE broadcaster_user_id = ?1
+                 ORDER BY created_at, subscription_id"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+            let rows = stmt.query_map([broadcaster], SubscriptionRow::read).map_err(db_err)?;
+            rows.map(|row| row.map_err(db_err)?.parse()).collect()
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, subscription_id: &str) -> Result<bool, RepositoryError> {
+        let id = subscription_id.to_owned();
+        self.with_conn(move |conn| {
+            let n =
+                conn.execute("DELETE FROM eventsub_subscriptions WHERE subscription_id = ?1", [id]).map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn conduit(&self, client_id: &str) -> Result<Option<String>, RepositoryError> {
+        let client_id = client_id.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row("SELECT conduit_id FROM eventsub_conduits WHERE client_id = ?1", [client_id], |r| r.get(0))
+                .optional()
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn save_conduit(&self, client_id: &str, conduit_id: &str) -> Result<(), RepositoryError> {
+        let (client_id, conduit_id) = (client_id.to_owned(), conduit_id.to_owned());
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO eventsub_conduits (client_id, conduit_id, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (client_id) DO UPDATE SET
+                    conduit_id = excluded.conduit_id, updated_at = excluded.updated_at",
+                params![client_id, conduit_id, now_ms()],
+            )
+            .map_err(db_err)?;
+            Ok(())
         })
         .await
     }
@@ -489,6 +546,27 @@ impl Repository for SqliteRepository {
 
     async fn streamer(&self, id: StreamerId) -> Result<Option<OverlaySetup>, RepositoryError> {
         self.with_conn(move |conn| setup_by_id(conn, &id.to_string())).await
+    }
+
+    async fn streamer_by_twitch_id(
+        &self,
+        twitch_user_id: &BroadcasterId,
+    ) -> Result<Option<OverlaySetup>, RepositoryError> {
+        let twitch_user_id = twitch_user_id.as_str().to_owned();
+        self.with_conn(move |conn| {
+            let sql = format!(
+                "SELECT {STREAMER_COLUMNS}, {CONFIG_COLUMNS} FROM users u JOIN configs c ON c.user_id = u.id
+                 WHERE u.twitch_user_id = ?1"
+            );
+            let row = conn
+                .query_row(&sql, [twitch_user_id], |r| {
+                    Ok((StreamerRow::read(r, 0)?, ConfigRow::read(r, STREAMER_WIDTH)?))
+                })
+                .optional()
+                .map_err(db_err)?;
+            row.map(|(s, c)| Ok(OverlaySetup { streamer: s.parse()?, config: c.parse()? })).transpose()
+        })
+        .await
     }
 
     async fn rotate_overlay(&self, id: StreamerId) -> Result<OverlayId, RepositoryError> {

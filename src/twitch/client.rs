@@ -33,10 +33,12 @@ impl TwitchError {
         }
     }
 
-    /// Worth retrying later: rate limits, Twitch-side trouble, network errors.
+    /// Worth retrying later: an exhausted rate limit, Twitch-side trouble,
+    /// network errors. (A 429 with points left is a subscription limit.)
     pub fn is_transient(&self) -> bool {
         match self {
-            TwitchError::Status { status, .. } => *status == 429 || *status >= 500,
+            TwitchError::Status { status: 429, retry_after, .. } => retry_after.is_some(),
+            TwitchError::Status { status, .. } => *status >= 500,
             TwitchError::Transport(_) => true,
             TwitchError::Malformed(_) => false,
         }
@@ -61,6 +63,9 @@ pub struct ShardTransport {
     pub method: String,
     #[serde(default)]
     pub callback: Option<String>,
+    /// The bound EventSub WebSocket session (WebSocket shards only).
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +92,55 @@ pub struct Subscription {
     pub kind: String,
     #[serde(default)]
     pub condition: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub transport: SubscriptionTransport,
+    #[serde(default)]
+    pub cost: u64,
+}
+
+impl Subscription {
+    /// A string value of the condition (`broadcaster_user_id`, `user_id`, ...).
+    pub fn condition_str(&self, key: &str) -> Option<&str> {
+        self.condition.get(key).and_then(|v| v.as_str())
+    }
+
+    /// Delivered through this conduit.
+    pub fn on_conduit(&self, conduit_id: &str) -> bool {
+        self.transport.method == "conduit" && self.transport.conduit_id.as_deref() == Some(conduit_id)
+    }
+}
+
+/// Where Twitch delivers a subscription's events.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SubscriptionTransport {
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub conduit_id: Option<String>,
+    #[serde(default)]
+    pub callback: Option<String>,
+}
+
+/// Every subscription of the client, with Twitch's totals (§4.2, §4.5).
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionList {
+    pub subscriptions: Vec<Subscription>,
+    pub total: u64,
+    pub total_cost: u64,
+    pub max_total_cost: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubscriptionPage {
+    data: Vec<Subscription>,
+    #[serde(default)]
+    total: u64,
+    #[serde(default)]
+    total_cost: u64,
+    #[serde(default)]
+    max_total_cost: u64,
+    #[serde(default)]
+    pagination: Option<Pagination>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +307,23 @@ impl TwitchClient {
         self.helix(Method::PATCH, "/eventsub/conduits/shards", &[], Some(&body)).await
     }
 
+    /// Points one shard at an EventSub WebSocket session (the id from its
+    /// welcome, §6.3), within the 10 s window. The 202 can carry per-shard
+    /// `errors` ("websocket session is not connected"): the caller must look
+    /// at them.
+    pub async fn update_websocket_shard(
+        &self,
+        conduit_id: &str,
+        shard_id: &str,
+        session_id: &str,
+    ) -> Result<ShardUpdate, TwitchError> {
+        let body = json!({
+            "conduit_id": conduit_id,
+            "shards": [{ "id": shard_id, "transport": { "method": "websocket", "session_id": session_id } }]
+        });
+        self.helix(Method::PATCH, "/eventsub/conduits/shards", &[], Some(&body)).await
+    }
+
     /// Creates a subscription on a conduit. A 409 (it exists) comes back as
     /// `TwitchError::Status { status: 409, .. }` for the caller to adopt.
     pub async fn create_conduit_subscription(
@@ -290,6 +361,46 @@ impl TwitchClient {
         }
     }
 
+    /// Every subscription of this client (all pages), with the totals of
+    /// the last page.
+    pub async fn all_subscriptions(&self) -> Result<SubscriptionList, TwitchError> {
+        let mut list = SubscriptionList::default();
+        let mut cursor: Option<String> = None;
+        // Bounded: Twitch's budget allows at most 10,000 costed subscriptions,
+        // so even 100 per page ends long before this.
+        for _ in 0..1_000 {
+            let query: Vec<(&str, &str)> = cursor.as_deref().map(|c| vec![("after", c)]).unwrap_or_default();
+            let page: SubscriptionPage = self.helix(Method::GET, "/eventsub/subscriptions", &query, None).await?;
+            list.subscriptions.extend(page.data);
+            (list.total, list.total_cost, list.max_total_cost) = (page.total, page.total_cost, page.max_total_cost);
+            match page.pagination.and_then(|p| p.cursor) {
+                Some(next) if !next.is_empty() => cursor = Some(next),
+                _ => return Ok(list),
+            }
+        }
+        Err(TwitchError::Malformed("subscription list does not end".into()))
+    }
+
+    /// Creates an app-wide subscription delivered by plain webhook (Twitch
+    /// then verifies the callback with a challenge). A 409 means it exists.
+    pub async fn create_webhook_subscription(
+        &self,
+        kind: &str,
+        condition: serde_json::Value,
+        callback: &str,
+        secret: &str,
+    ) -> Result<Subscription, TwitchError> {
+        let body = NewSubscription {
+            kind,
+            version: "1",
+            condition,
+            transport: json!({ "method": "webhook", "callback": callback, "secret": secret }),
+        };
+        let body = serde_json::to_value(body).map_err(|e| TwitchError::Malformed(e.to_string()))?;
+        let page: Data<Subscription> = self.helix(Method::POST, "/eventsub/subscriptions", &[], Some(&body)).await?;
+        page.data.into_iter().next().ok_or_else(|| TwitchError::Malformed("no subscription in answer".into()))
+    }
+
     pub async fn delete_subscription(&self, id: &str) -> Result<(), TwitchError> {
         match self.helix::<serde_json::Value>(Method::DELETE, "/eventsub/subscriptions", &[("id", id)], None).await {
             // 404: already gone, which is what we wanted.
@@ -302,14 +413,14 @@ impl TwitchClient {
 /// Decodes a JSON answer, or turns an error status into [`TwitchError`].
 async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, TwitchError> {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get("ratelimit-reset")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|reset| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-            Duration::from_secs(reset.saturating_sub(now))
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // Only an exhausted bucket is worth waiting for (§2.3, §4.1): a 429 with
+    // points left is a subscription limit, which waiting does not fix.
+    let exhausted = header("ratelimit-remaining").is_none_or(|r| r.trim() == "0");
+    let retry_after =
+        header("ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok()).filter(|_| exhausted).map(|reset| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            Duration::from_secs(reset).saturating_sub(now)
         });
     let bytes = response.bytes().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
     if !status.is_success() {

@@ -89,6 +89,21 @@ pub struct ChatMessage {
     pub text: String,
 }
 
+/// `user.authorization.revoke` (§5.13): a user disconnected the app.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthorizationRevokeEvent {
+    pub client_id: String,
+    pub user_id: String,
+}
+
+/// `conduit.shard.disabled` (§5.13).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShardDisabledEvent {
+    pub conduit_id: String,
+    pub shard_id: String,
+    pub status: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +125,24 @@ mod tests {
         assert_eq!(n.event.chatter_user_id, "73310458");
         assert_eq!(n.event.message.text, "Cheer100 YES");
         assert_eq!(n.event.source_broadcaster_user_id, None);
+    }
+
+    #[test]
+    fn the_documented_app_wide_events_parse() {
+        let revoke = r#"{"subscription":{"id":"d41c","status":"enabled","type":"user.authorization.revoke","version":"1",
+            "condition":{"client_id":"cp1"},"transport":{"method":"webhook","callback":"https://x.example/webhooks/eventsub"},
+            "created_at":"2026-03-14T17:00:00.384920117Z","cost":1},
+            "event":{"client_id":"cp1","user_id":"41245072","user_login":null,"user_name":null}}"#;
+        let n: Notification<AuthorizationRevokeEvent> = serde_json::from_str(revoke).unwrap();
+        assert_eq!((n.event.client_id.as_str(), n.event.user_id.as_str()), ("cp1", "41245072"));
+        let disabled = r#"{"subscription":{"id":"5a8e","status":"enabled","type":"conduit.shard.disabled","version":"1",
+            "condition":{"client_id":"cp1","conduit_id":"e3a1"},"transport":{"method":"webhook","callback":"https://x.example/w"},
+            "created_at":"2026-03-14T17:00:01.002281994Z","cost":0},
+            "event":{"conduit_id":"e3a1","shard_id":"0","status":"websocket_disconnected",
+            "transport":{"method":"websocket","session_id":"AgoQ","connected_at":"2026-03-14T18:00:01Z","disconnected_at":null}}}"#;
+        let n: Notification<ShardDisabledEvent> = serde_json::from_str(disabled).unwrap();
+        assert_eq!((n.event.conduit_id.as_str(), n.event.shard_id.as_str()), ("e3a1", "0"));
+        assert_eq!(n.event.status, "websocket_disconnected");
     }
 
     #[test]

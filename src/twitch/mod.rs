@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod eventsub;
+pub mod eventsub_ws;
 pub mod oauth;
 pub mod signature;
 pub mod sim;

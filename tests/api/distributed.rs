@@ -113,11 +113,16 @@ async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["live_store"]["ok"], false);
     overlay.wait_for(Duration::from_secs(5), |f| f.status == "reconnecting").await.expect("reconnecting shown");
+    let deaf =
+        eventually(Duration::from_secs(5), || async { readiness(&app).await.1["checks"]["signals"]["ok"] == false })
+            .await;
+    assert!(deaf, "readiness reports the lost signal subscription");
 
     // Redis comes back empty (no persistence): the service reloads its
     // functions, re-activates the open session, and votes apply again.
     redis.restart().await;
     app.wait_until_ready().await;
+    assert_eq!(readiness(&app).await.1["checks"]["signals"]["ok"], true, "re-subscribed to instance signals");
     overlay.wait_for(Duration::from_secs(15), |f| f.status == "active").await.expect("active again");
     let moved = eventually(Duration::from_secs(15), || async {
         app.chat(&b, &uuid::Uuid::new_v4().as_u128().to_string()[..12], "yes").await;

@@ -83,6 +83,9 @@ pub async fn spawn_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestAp
     chatpulse::telemetry::init("warn", chatpulse::config::LogFormat::Text);
     chatpulse::install_crypto_provider();
     let mut config = Config::for_tests(data.path().to_path_buf());
+    // Apps of one test run share Redis: each is its own deployment, with its
+    // own leader (tests of several instances share one key on purpose).
+    config.tuning.leader_key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
     if mode() == Mode::Distributed {
         let (database_url, redis_url) = distributed_urls().expect("distributed URLs");
         config.storage =
@@ -364,6 +367,7 @@ impl OverlayClient {
                         "live" => "live",
                         "offline" => "offline",
                         "reconnecting" => "reconnecting",
+                        "disconnected" => "disconnected",
                         other => panic!("unexpected status {other}"),
                     };
                     let value = v["value"].as_f64().expect("value is a number");

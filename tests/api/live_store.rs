@@ -6,9 +6,10 @@
 //! To add a backend, add one line at the bottom: a name and a constructor
 //! `|limits: VoteLimits| async move { (store, guard) }`, where `guard` is kept
 //! alive for the test (use `()` if there is nothing to keep). Every test builds
-//! a fresh store and uses random overlay and broadcaster ids, so backends that
-//! share one server across tests do not collide. Time is only ever the explicit
-//! `now_ms` argument: synthetic timestamps, no sleeping.
+//! a fresh store and uses random overlay and broadcaster ids (and leader lease
+//! keys), so backends that share one server across tests do not collide. Time
+//! is only ever the explicit `now_ms` argument: synthetic timestamps, no
+//! sleeping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chatpulse::domain::{
@@ -397,6 +398,66 @@ async fn going_live_centres_the_bar_and_the_status_is_read_back(store: &dyn Live
     assert!(!store.set_status(OverlayId::random(), SessionStatus::Live, T0).await.unwrap());
 }
 
+async fn a_disconnected_session_keeps_its_value_until_another_status_replaces_it(store: &dyn LiveStore) {
+    let (overlay, b) = start(store, 0.5, T0).await;
+    assert_eq!(vote(store, overlay, "m1", "c1", For, T0).await, Applied(10.0));
+
+    assert!(store.set_status(overlay, SessionStatus::Disconnected, T0 + 100).await.unwrap());
+    let read = store.read_many(&[overlay], T0 + 100).await.unwrap()[0].unwrap();
+    assert_eq!(read.status, SessionStatus::Disconnected);
+    assert_close(read.value, decay(10.0, 100, 0.5));
+
+    // A config update (re-activation) keeps it; votes still count.
+    store.activate(&activation(overlay, &b, 0.5, 2), LEASE, T0 + 200).await.unwrap();
+    let read = store.read_many(&[overlay], T0 + 200).await.unwrap()[0].unwrap();
+    assert_eq!(read.status, SessionStatus::Disconnected);
+    let after = applied(vote(store, overlay, "m2", "c2", For, T0 + 300).await);
+    assert_close(after, decay(10.0, 300, 0.5) + 10.0);
+
+    assert!(store.set_status(overlay, SessionStatus::Active, T0 + 400).await.unwrap());
+    let read = store.read_many(&[overlay], T0 + 400).await.unwrap()[0].unwrap();
+    assert_eq!(read.status, SessionStatus::Active);
+    assert_close(read.value, decay(after, 100, 0.5));
+    assert!(!store.set_status(OverlayId::random(), SessionStatus::Disconnected, T0).await.unwrap());
+}
+
+/// A lease key of its own for each test (the deployment uses `cleanup:leader`).
+fn leader_key() -> String {
+    format!("test:leader:{}", Uuid::new_v4())
+}
+
+async fn one_instance_leads_until_its_lease_expires_and_the_holder_extends_it(store: &dyn LiveStore) {
+    let key = leader_key();
+    assert!(store.lead(&key, "a", 1_000, T0).await.unwrap(), "nobody held it");
+    assert!(!store.lead(&key, "b", 1_000, T0 + 500).await.unwrap(), "a holds it");
+    assert!(store.lead(&key, "a", 1_000, T0 + 900).await.unwrap(), "a extends to T0 + 1_900");
+    assert!(!store.lead(&key, "b", 1_000, T0 + 1_899).await.unwrap());
+    assert!(store.lead(&key, "b", 1_000, T0 + 1_900).await.unwrap(), "a's lease expired");
+    assert!(!store.lead(&key, "a", 1_000, T0 + 1_901).await.unwrap(), "b holds it now");
+    assert!(store.lead(&key, "b", 1_000, T0 + 1_901).await.unwrap());
+
+    // Another key is another election.
+    let other = leader_key();
+    assert!(store.lead(&other, "a", 1_000, T0 + 1_901).await.unwrap());
+    assert!(!store.lead(&key, "a", 1_000, T0 + 1_902).await.unwrap());
+
+    // A lease as long as it gets.
+    let forever = leader_key();
+    assert!(store.lead(&forever, "a", i64::MAX, T0).await.unwrap());
+    assert!(!store.lead(&forever, "b", 1_000, T0 + RESET_AFTER_MS * 24 * 365).await.unwrap());
+}
+
+async fn resigning_frees_the_lease_only_for_its_holder(store: &dyn LiveStore) {
+    let key = leader_key();
+    store.resign(&key, "a").await.unwrap();
+    assert!(store.lead(&key, "a", 30_000, T0).await.unwrap());
+    store.resign(&key, "b").await.unwrap();
+    assert!(!store.lead(&key, "b", 30_000, T0 + 1).await.unwrap(), "b did not hold it: nothing changed");
+    store.resign(&key, "a").await.unwrap();
+    assert!(store.lead(&key, "b", 30_000, T0 + 2).await.unwrap(), "free at once");
+    assert!(!store.lead(&key, "a", 30_000, T0 + 3).await.unwrap());
+}
+
 async fn ping_succeeds(store: &dyn LiveStore) {
     store.ping().await.unwrap();
 }
@@ -427,6 +488,9 @@ macro_rules! live_store_contract {
                 read_many_answers_in_request_order_with_none_for_inactive_sessions => default_limits(),
                 reset_centres_an_active_session_and_ignores_unknown_ones => default_limits(),
                 going_live_centres_the_bar_and_the_status_is_read_back => default_limits(),
+                a_disconnected_session_keeps_its_value_until_another_status_replaces_it => default_limits(),
+                one_instance_leads_until_its_lease_expires_and_the_holder_extends_it => default_limits(),
+                resigning_frees_the_lease_only_for_its_holder => default_limits(),
                 ping_succeeds => default_limits(),
             );
         }

@@ -29,9 +29,11 @@ macro_rules! both_modes {
 
 mod browser;
 mod cli;
+mod conduit;
 mod dashboard;
 mod distributed;
 mod equivalence;
+mod eventsub_ws;
 mod helpers;
 mod live_store;
 mod overlay;

@@ -148,7 +148,10 @@ async fn removing_a_streamer_removes_the_overlay_and_its_subscriptions(repo: &dy
 
     assert!(repo.remove_streamer(&s.twitch_user_id).await.unwrap());
     assert_eq!(repo.overlay_setup(s.overlay_id).await.unwrap(), None);
+    assert_eq!(repo.streamer_by_twitch_id(&s.twitch_user_id).await.unwrap(), None);
     assert_eq!(stored_subscription(repo, &gone.subscription_id).await, None);
+    assert_eq!(repo.subscriptions_of(&s.twitch_user_id).await.unwrap(), vec![]);
+    assert_eq!(repo.subscriptions_of(&k.twitch_user_id).await.unwrap(), vec![kept.clone()]);
     assert_eq!(listed(repo, &[&s.twitch_user_id, &k.twitch_user_id]).await, vec![k.clone()]);
     assert_eq!(stored_subscription(repo, &kept.subscription_id).await, Some(kept));
     assert_eq!(stored_subscription(repo, &app_wide.subscription_id).await, Some(app_wide));
@@ -196,6 +199,75 @@ async fn subscriptions_are_upserted_listed_and_their_status_updated(repo: &dyn R
     let unknown = format!("sub-{}", Uuid::new_v4());
     assert!(!repo.set_subscription_status(&unknown, "enabled").await.unwrap());
     assert_eq!(stored_subscription(repo, &unknown).await, None);
+}
+
+async fn a_channels_subscriptions_are_listed_in_order_and_deleted_one_by_one(repo: &dyn Repository) {
+    let mine = repo.create_streamer(&new_streamer()).await.unwrap().streamer;
+    let other = repo.create_streamer(&new_streamer()).await.unwrap().streamer;
+    let at = |s| OffsetDateTime::from_unix_timestamp(s).unwrap();
+    // Recorded out of order: listed by creation time, then id.
+    let later =
+        SubscriptionRecord { created_at: at(1_700_000_100), ..subscription(Some(&mine), "stream.online", "enabled") };
+    let unique = Uuid::new_v4();
+    let first = SubscriptionRecord {
+        subscription_id: format!("sub-a-{unique}"),
+        ..subscription(Some(&mine), "stream.offline", "enabled")
+    };
+    let second = SubscriptionRecord {
+        subscription_id: format!("sub-b-{unique}"),
+        ..subscription(Some(&mine), "channel.chat.message", "enabled")
+    };
+    let theirs = subscription(Some(&other), "channel.chat.message", "enabled");
+    let app_wide = subscription(None, "user.authorization.revoke", "enabled");
+    for record in [&later, &second, &theirs, &first, &app_wide] {
+        repo.upsert_subscription(record).await.unwrap();
+    }
+
+    let expected = vec![first.clone(), second.clone(), later.clone()];
+    assert_eq!(repo.subscriptions_of(&mine.twitch_user_id).await.unwrap(), expected);
+    assert_eq!(repo.subscriptions_of(&other.twitch_user_id).await.unwrap(), vec![theirs.clone()]);
+    assert_eq!(repo.subscriptions_of(&random_twitch_id()).await.unwrap(), vec![]);
+
+    // Re-recording a subscription never moves it to another channel or conduit.
+    let moved = SubscriptionRecord {
+        streamer: Some(other.id),
+        broadcaster: Some(other.twitch_user_id.clone()),
+        subscription_type: "stream.online".into(),
+        conduit_id: Some("another-conduit".into()),
+        status: "authorization_revoked".into(),
+        ..second.clone()
+    };
+    repo.upsert_subscription(&moved).await.unwrap();
+    let second = SubscriptionRecord { status: "authorization_revoked".into(), ..second };
+    let expected = vec![first.clone(), second.clone(), later.clone()];
+    assert_eq!(repo.subscriptions_of(&mine.twitch_user_id).await.unwrap(), expected);
+    assert_eq!(repo.subscriptions_of(&other.twitch_user_id).await.unwrap(), vec![theirs.clone()]);
+
+    assert!(repo.delete_subscription(&second.subscription_id).await.unwrap());
+    assert!(!repo.delete_subscription(&second.subscription_id).await.unwrap(), "already gone");
+    assert!(!repo.delete_subscription(&format!("sub-{}", Uuid::new_v4())).await.unwrap(), "never known");
+    assert_eq!(repo.subscriptions_of(&mine.twitch_user_id).await.unwrap(), vec![first, later]);
+    assert_eq!(stored_subscription(repo, &second.subscription_id).await, None);
+    assert_eq!(stored_subscription(repo, &theirs.subscription_id).await, Some(theirs));
+    assert!(repo.delete_subscription(&app_wide.subscription_id).await.unwrap());
+    assert_eq!(stored_subscription(repo, &app_wide.subscription_id).await, None);
+}
+
+async fn the_conduit_of_a_client_id_is_remembered_and_replaced(repo: &dyn Repository) {
+    let (client, other_client) = (format!("client-{}", Uuid::new_v4()), format!("client-{}", Uuid::new_v4()));
+    assert_eq!(repo.conduit(&client).await.unwrap(), None);
+
+    repo.save_conduit(&client, "conduit-1").await.unwrap();
+    assert_eq!(repo.conduit(&client).await.unwrap().as_deref(), Some("conduit-1"));
+    assert_eq!(repo.conduit(&other_client).await.unwrap(), None, "per client id");
+
+    repo.save_conduit(&other_client, "conduit-2").await.unwrap();
+    repo.save_conduit(&client, "conduit-3").await.unwrap();
+    assert_eq!(repo.conduit(&client).await.unwrap().as_deref(), Some("conduit-3"), "replaced");
+    assert_eq!(repo.conduit(&other_client).await.unwrap().as_deref(), Some("conduit-2"));
+    // Saving the same one again is fine.
+    repo.save_conduit(&client, "conduit-3").await.unwrap();
+    assert_eq!(repo.conduit(&client).await.unwrap().as_deref(), Some("conduit-3"));
 }
 
 async fn config_versions_cover_existing_overlays_at_their_current_version(repo: &dyn Repository) {
@@ -322,6 +394,16 @@ async fn a_streamer_is_found_by_id(repo: &dyn Repository) {
     let created = repo.create_streamer(&new_streamer()).await.unwrap();
     assert_eq!(repo.streamer(created.streamer.id).await.unwrap(), Some(created));
     assert_eq!(repo.streamer(StreamerId::generate()).await.unwrap(), None);
+}
+
+async fn a_streamer_is_found_by_twitch_id(repo: &dyn Repository) {
+    let (setup, _) = logged_in(repo).await;
+    let twitch_id = &setup.streamer.twitch_user_id;
+    assert_eq!(repo.streamer_by_twitch_id(twitch_id).await.unwrap(), Some(setup.clone()));
+    let saved = repo.save_config(setup.streamer.id, &config("up", "down", 1.5)).await.unwrap();
+    let found = repo.streamer_by_twitch_id(twitch_id).await.unwrap().unwrap();
+    assert_eq!(found, OverlaySetup { config: saved, ..setup });
+    assert_eq!(repo.streamer_by_twitch_id(&random_twitch_id()).await.unwrap(), None);
 }
 
 async fn rotating_the_overlay_retires_the_old_id_at_once(repo: &dyn Repository) {
@@ -478,11 +560,14 @@ macro_rules! repository_contract {
                 saving_a_config_for_an_unknown_streamer_fails_and_creates_nothing,
                 removing_a_streamer_removes_the_overlay_and_its_subscriptions,
                 subscriptions_are_upserted_listed_and_their_status_updated,
+                a_channels_subscriptions_are_listed_in_order_and_deleted_one_by_one,
+                the_conduit_of_a_client_id_is_remembered_and_replaced,
                 config_versions_cover_existing_overlays_at_their_current_version,
                 ping_succeeds,
                 a_first_login_creates_the_streamer_and_a_later_one_updates_it,
                 tokens_and_scopes_round_trip_exactly,
                 a_streamer_is_found_by_id,
+                a_streamer_is_found_by_twitch_id,
                 rotating_the_overlay_retires_the_old_id_at_once,
                 tokens_are_replaced_and_cleared_and_a_login_clears_the_relogin_flag,
                 a_streamer_added_without_a_login_has_no_tokens,

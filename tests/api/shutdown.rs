@@ -40,6 +40,7 @@ async fn readiness_reports_each_store() {
     assert_eq!(body["ready"], true);
     assert_eq!(body["checks"]["durable_store"]["ok"], true);
     assert_eq!(body["checks"]["live_store"]["ok"], true);
+    assert_eq!(body["checks"]["signals"]["ok"], true);
     let live = app.http.get(format!("{}/health/live", app.base)).send().await.unwrap();
     assert_eq!(live.status(), 200);
 }

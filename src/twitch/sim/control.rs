@@ -31,6 +31,7 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/sim/streams/{broadcaster_id}/{action}", post(stream))
         .route("/sim/subscriptions/{id}/revoke", post(revoke))
         .route("/sim/faults", post(faults))
+        .route("/sim/conduits/{conduit_id}/shards/{shard_id}/disable", post(disable_shard))
         .route("/sim/delivery-faults", post(delivery_faults))
         .route("/sim/state", get(state))
         .route("/sim/generator", post(generator))
@@ -392,6 +393,15 @@ async fn revoke(State(sim): State<Simulator>, Path(id): Path<String>, body: Byte
     };
     match sim.revoke_subscription(&id, &body.status).await {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({"id": id, "status": body.status}))).into_response(),
+        Err(e) => sim_error(&e),
+    }
+}
+
+/// `POST /sim/conduits/{conduit_id}/shards/{shard_id}/disable`: the shard
+/// fails as after a long delivery outage.
+async fn disable_shard(State(sim): State<Simulator>, Path((conduit_id, shard_id)): Path<(String, String)>) -> Response {
+    match sim.disable_shard(&conduit_id, &shard_id) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"conduit_id": conduit_id, "shard_id": shard_id}))).into_response(),
         Err(e) => sim_error(&e),
     }
 }

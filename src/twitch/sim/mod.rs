@@ -457,6 +457,35 @@ impl Simulator {
         Ok(())
     }
 
+    /// Disables a webhook shard as Twitch does after a long run of failed
+    /// deliveries (§3.9, §5.7): status `notification_failures_exceeded`, and
+    /// `conduit.shard.disabled` sent to the client's plain-webhook alarms.
+    pub fn disable_shard(&self, conduit_id: &str, shard_id: &str) -> Result<(), SimError> {
+        let (client_id, event) = {
+            let mut state = self.state();
+            let conduit = state
+                .conduits
+                .iter_mut()
+                .find(|c| c.id == conduit_id)
+                .ok_or_else(|| SimError::NotFound(format!("conduit {conduit_id}")))?;
+            let index: usize =
+                shard_id.parse().map_err(|_| SimError::BadRequest("shard id must be a number".into()))?;
+            let client_id = conduit.client_id.clone();
+            let shard = conduit.shards.get_mut(index).ok_or_else(|| SimError::NotFound(format!("shard {shard_id}")))?;
+            if shard.status != "enabled" {
+                return Err(SimError::BadRequest(format!("shard is {}", shard.status)));
+            }
+            shard.status = "notification_failures_exceeded".into();
+            let event = json!({
+                "conduit_id": conduit_id, "shard_id": shard_id, "status": "notification_failures_exceeded",
+                "transport": shard.transport_json(),
+            });
+            (client_id, event)
+        };
+        delivery::emit_shard_disabled(self, &client_id, conduit_id, &event);
+        Ok(())
+    }
+
     /// Fault switch: the next `count` Helix calls answer `status` (429 comes
     /// with `Ratelimit-Remaining: 0` and a real `Ratelimit-Reset`). `count` 0 clears it.
     /// Applies `fault` to each of the next `count` webhook notifications.
