@@ -16,7 +16,7 @@ pub const DEV_TOKEN_ENCRYPTION_KEY: &str = "000000000000000000000000000000000000
 
 pub const TWITCH_AUTH_URL: &str = "https://id.twitch.tv/oauth2";
 pub const TWITCH_API_URL: &str = "https://api.twitch.tv/helix";
-pub const TWITCH_EVENTSUB_WS_URL: &str = "wss://eventsub.wss.twitch.tv/ws";
+pub use crate::twitch::eventsub_ws::TWITCH_EVENTSUB_WS_URL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -647,10 +647,23 @@ mod tests {
     }
 
     #[test]
+    fn the_eventsub_transport_is_webhook_unless_websocket_is_asked_for() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.eventsub_transport, EventSubTransport::Webhook);
+        assert_eq!(c.twitch_eventsub_ws_url, TWITCH_EVENTSUB_WS_URL);
+        let c =
+            load(&[("EVENTSUB_TRANSPORT", "websocket"), ("TWITCH_EVENTSUB_WS_URL", "ws://127.0.0.1:9/ws")]).unwrap();
+        assert_eq!(c.eventsub_transport, EventSubTransport::WebSocket);
+        assert_eq!(c.twitch_eventsub_ws_url, "ws://127.0.0.1:9/ws");
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let cases: &[(&str, &str)] = &[
             ("PORT", "eighty"),
             ("PORT", "70000"),
+            ("EVENTSUB_TRANSPORT", "carrier-pigeon"),
+            ("TWITCH_EVENTSUB_WS_URL", "https://eventsub.example/ws"),
             ("APP_ENV", "staging"),
             ("LOG_FORMAT", "xml"),
             ("LOG_LEVEL", "[[["),

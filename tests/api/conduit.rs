@@ -712,3 +712,21 @@ async fn a_bot_banned_from_a_channel_is_explained_on_the_dashboard_and_not_resub
     assert!(!page.contains("banned from your chat"));
 }
 }
+
+#[tokio::test]
+async fn the_app_token_is_cached_and_renewed_after_a_401() {
+    let twitch = Twitch::start().await;
+    let first = twitch.client.app_token().await.unwrap();
+    assert_eq!(twitch.client.app_token().await.unwrap(), first, "cached, not fetched per call");
+    assert!(twitch.client.conduits().await.is_ok());
+
+    // Twitch stops accepting it (revoked): the next Helix call gets a 401,
+    // fetches a new token once, and succeeds.
+    let form = [("client_id", twitch.sim.config().client_id.clone()), ("token", first.clone())];
+    let revoked =
+        reqwest::Client::new().post(format!("{}/oauth2/revoke", twitch.base)).form(&form).send().await.unwrap();
+    assert_eq!(revoked.status(), 200);
+    let created = twitch.client.create_conduit(1).await.expect("renewed on 401 and retried");
+    assert!(twitch.conduits().iter().any(|c| c["id"] == created.id.as_str()));
+    assert_ne!(twitch.client.app_token().await.unwrap(), first, "a new token is cached");
+}
