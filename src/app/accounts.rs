@@ -126,6 +126,9 @@ pub struct DashboardView {
     pub setup: OverlaySetup,
     pub notices: Vec<Notice>,
     pub chat_status: String,
+    /// The channel's stream as the overlay sees it (`stream.online` /
+    /// `stream.offline`), while an overlay is open.
+    pub stream_status: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,7 +261,25 @@ impl App {
                 }
             },
         };
-        Ok(Some(DashboardView { setup, notices, chat_status }))
+        let stream_status = self.stream_status(setup.streamer.overlay_id).await.to_owned();
+        Ok(Some(DashboardView { setup, notices, chat_status, stream_status }))
+    }
+
+    /// What the dashboard says about the stream: read from the live session.
+    async fn stream_status(&self, overlay: OverlayId) -> &'static str {
+        use crate::domain::SessionStatus;
+        match self.live.read_many(&[overlay], crate::now_ms()).await.map(|mut v| v.pop().flatten()) {
+            Ok(Some(snapshot)) => match snapshot.status {
+                SessionStatus::Live => "Live now: the bar started from the centre.",
+                SessionStatus::Offline => "Offline.",
+                SessionStatus::Disconnected => "Your overlay shows \"reconnect Twitch\".",
+                SessionStatus::Active | SessionStatus::Reconnecting => {
+                    "Not known yet: it updates when your stream goes live or offline."
+                }
+            },
+            Ok(None) => "Shown once your overlay is open.",
+            Err(_) => "Not available right now.",
+        }
     }
 
     /// Validates and saves the settings; every instance applies them to open

@@ -48,6 +48,7 @@ fn page(
         rotated: flags.rotated.is_some(),
         notices: view.notices.into_iter().map(|n| Notice { level: n.level.to_owned(), text: n.text }).collect(),
         chat_status: view.chat_status,
+        stream_status: view.stream_status,
     }
 }
 

@@ -40,6 +40,7 @@ pub struct DashboardPage {
     pub rotated: bool,
     pub notices: Vec<Notice>,
     pub chat_status: String,
+    pub stream_status: String,
 }
 
 #[derive(Template, WebTemplate)]

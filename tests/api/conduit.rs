@@ -730,3 +730,25 @@ async fn the_app_token_is_cached_and_renewed_after_a_401() {
     assert!(twitch.conduits().iter().any(|c| c["id"] == created.id.as_str()));
     assert_ne!(twitch.client.app_token().await.unwrap(), first, "a new token is cached");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_whether_the_stream_is_live() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let sim = app.demo.as_ref().unwrap().simulator_url.clone();
+    let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let browser = log_in(&app, &login).await;
+    let user_id = sim_user_id(&app, &login).await;
+    let dashboard =
+        || async { browser.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap() };
+    assert!(dashboard().await.contains("Shown once your overlay is open."));
+    let s = app.repo.streamer_by_twitch_id(&BroadcasterId::parse(&user_id).unwrap()).await.unwrap().unwrap();
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    assert!(eventually(WAIT, || async { recorded_ids(&app, &user_id).await.len() == 3 }).await);
+    for (action, frame, text) in [("online", "live", "Live now"), ("offline", "offline", "Offline.")] {
+        let r = app.http.post(format!("{sim}/sim/streams/{user_id}/{action}")).send().await.unwrap();
+        assert!(r.status().is_success(), "{action}: {}", r.status());
+        overlay.wait_for(WAIT, |f| f.status == frame).await.expect("frame status");
+        assert!(dashboard().await.contains(text), "dashboard says {text}");
+    }
+}
