@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '6'
+local VERSION = '7'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -233,6 +233,21 @@ local function resign(keys, args)
   return 0
 end
 
+-- KEYS: session:{U} of many sessions (one node: a standalone Redis)
+-- Returns value, last_update, decay, status for each key in order (nil for a
+-- missing session or field); the caller decays, like the pipelined HMGETs a
+-- cluster gets. One reply instead of one per session.
+local function read(keys, args)
+  local out = {}
+  for i = 1, #keys do
+    local f = redis.call('HMGET', keys[i], 'value', 'last_update', 'decay', 'status')
+    local base = (i - 1) * 4
+    out[base + 1], out[base + 2], out[base + 3], out[base + 4] = f[1], f[2], f[3], f[4]
+  end
+  return out
+end
+
+redis.register_function{function_name = 'chatpulse_read', callback = read, flags = {'no-writes'}}
 redis.register_function{function_name = 'chatpulse_version', callback = function() return VERSION end,
   flags = {'no-writes'}}
 redis.register_function('chatpulse_vote', vote)

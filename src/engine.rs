@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::domain::{BroadcasterId, ChatterId, match_vote};
+use crate::domain::{BroadcasterId, ChatterId, OverlayId, match_vote};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, VoteOutcome, VoteRequest};
 use crate::twitch::eventsub::ChatMessageEvent;
@@ -16,7 +16,11 @@ use crate::twitch::eventsub::ChatMessageEvent;
 /// What happened to one chat message. Every variant is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ChatOutcome {
-    Applied(f64),
+    /// Counted: the session's new value.
+    Applied {
+        value: f64,
+        overlay: OverlayId,
+    },
     Duplicate,
     Debounced,
     RateLimited,
@@ -34,7 +38,7 @@ pub enum ChatOutcome {
 impl ChatOutcome {
     pub fn label(self) -> &'static str {
         match self {
-            ChatOutcome::Applied(_) => "applied",
+            ChatOutcome::Applied { .. } => "applied",
             ChatOutcome::Duplicate => "duplicate",
             ChatOutcome::Debounced => "debounced",
             ChatOutcome::RateLimited => "rate_limited",
@@ -46,10 +50,10 @@ impl ChatOutcome {
     }
 }
 
-impl From<VoteOutcome> for ChatOutcome {
-    fn from(o: VoteOutcome) -> Self {
+impl ChatOutcome {
+    fn of_vote(o: VoteOutcome, overlay: OverlayId) -> Self {
         match o {
-            VoteOutcome::Applied(v) => ChatOutcome::Applied(v),
+            VoteOutcome::Applied(value) => ChatOutcome::Applied { value, overlay },
             VoteOutcome::Duplicate => ChatOutcome::Duplicate,
             VoteOutcome::Debounced => ChatOutcome::Debounced,
             VoteOutcome::RateLimited => ChatOutcome::RateLimited,
@@ -106,7 +110,7 @@ impl VoteEngine {
         };
         let request = VoteRequest { overlay: session.overlay, message_id: delivery_id, chatter: &chatter, direction };
         match tokio::time::timeout(self.timeout, self.live.vote(&request, crate::now_ms())).await {
-            Ok(Ok(outcome)) => outcome.into(),
+            Ok(Ok(outcome)) => ChatOutcome::of_vote(outcome, session.overlay),
             Ok(Err(e)) => self.failed("vote", &e),
             Err(_) => self.failed("vote", &"timed out"),
         }

@@ -309,6 +309,7 @@ impl App {
             return Err(ActionError::Forbidden);
         }
         self.live.reset(overlay, crate::now_ms()).await.map_err(|e| ActionError::Unavailable(e.to_string()))?;
+        self.sessions.touch(overlay);
         Ok(())
     }
 

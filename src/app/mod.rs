@@ -85,7 +85,10 @@ impl App {
             }
         };
         match self.live.set_status(session.overlay, status, crate::now_ms()).await {
-            Ok(true) => "status_updated",
+            Ok(true) => {
+                self.sessions.touch(session.overlay);
+                "status_updated"
+            }
             Ok(false) => "no_session",
             Err(e) => {
                 tracing::warn!(error = %e, "cannot record the stream state");

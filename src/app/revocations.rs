@@ -127,10 +127,10 @@ impl App {
             tracing::warn!(streamer = %setup.streamer.id, "streamer withdrew their Twitch authorization");
         }
         self.repo.clear_tokens(setup.streamer.id, true).await?;
-        if let Err(e) =
-            self.live.set_status(setup.streamer.overlay_id, SessionStatus::Disconnected, crate::now_ms()).await
-        {
-            tracing::warn!(error = %e, "cannot show the overlay as disconnected");
+        let overlay = setup.streamer.overlay_id;
+        match self.live.set_status(overlay, SessionStatus::Disconnected, crate::now_ms()).await {
+            Ok(_) => self.sessions.touch(overlay),
+            Err(e) => tracing::warn!(error = %e, "cannot show the overlay as disconnected"),
         }
         if let Some(eventsub) = self.eventsub.clone() {
             let b = broadcaster.clone();
@@ -165,8 +165,9 @@ impl App {
             }
         }
         let Ok(Some(session)) = self.live.session_for(b).await else { return };
-        if let Err(e) = self.live.set_status(session.overlay, SessionStatus::Active, crate::now_ms()).await {
-            tracing::warn!(error = %e, "cannot clear the overlay's disconnected status");
+        match self.live.set_status(session.overlay, SessionStatus::Active, crate::now_ms()).await {
+            Ok(_) => self.sessions.touch(session.overlay),
+            Err(e) => tracing::warn!(error = %e, "cannot clear the overlay's disconnected status"),
         }
         self.sessions.ensure_subscriptions(setup.streamer.id, b);
     }

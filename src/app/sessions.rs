@@ -180,6 +180,12 @@ impl SessionManager {
         });
     }
 
+    /// A session's value or status changed here: its overlays on this
+    /// instance see it on the next tick.
+    pub fn touch(&self, overlay: OverlayId) {
+        self.inner.broadcaster.touch(overlay);
+    }
+
     /// Deletes a cleaned-up channel's subscriptions, in the background.
     fn forget_subscriptions(&self, broadcaster: &BroadcasterId) {
         let Some(eventsub) = self.inner.eventsub.clone() else { return };

@@ -9,7 +9,7 @@
 pub mod connection;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -77,6 +77,7 @@ enum Command {
 #[derive(Clone)]
 pub struct Broadcaster {
     tx: mpsc::Sender<Command>,
+    touched: Arc<Mutex<HashSet<OverlayId>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +98,28 @@ impl Broadcaster {
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(1024);
-        let actor = Actor { live, metrics, sessions: HashMap::new(), rx, missing, reported: HashSet::new() };
+        let touched = Arc::new(Mutex::new(HashSet::new()));
+        let rest_every = (RESTING_READ_EVERY.as_millis() / tick.as_millis().max(1)).max(1) as u64;
+        let actor = Actor {
+            live,
+            metrics,
+            sessions: HashMap::new(),
+            rx,
+            missing,
+            reported: HashSet::new(),
+            touched: Arc::clone(&touched),
+            ticks: 0,
+            rest_every,
+        };
         let task = tokio::spawn(actor.run(tick, shutdown));
-        (Self { tx }, task)
+        (Self { tx, touched }, task)
+    }
+
+    /// This session's value or status just changed here (a vote, a reset, a
+    /// stream going live): its overlays get the change on the next tick even
+    /// if the session was resting. Cheap; called on the vote path.
+    pub fn touch(&self, overlay: OverlayId) {
+        self.touched.lock().unwrap_or_else(|p| p.into_inner()).insert(overlay);
     }
 
     pub async fn register(&self, client: ClientRegistration) -> Result<(), Stopped> {
@@ -134,6 +154,8 @@ struct SessionClients {
     clients: Vec<Client>,
     /// The last frame sent to this session's clients, as (shown value, status).
     last: Option<(f64, SessionStatus)>,
+    /// Consecutive reads that found the bar resting at the centre, unchanged.
+    quiet: u32,
 }
 
 struct Actor {
@@ -144,7 +166,20 @@ struct Actor {
     missing: mpsc::Sender<OverlayId>,
     /// Sessions already reported missing, so each is reported once.
     reported: HashSet<OverlayId>,
+    /// Sessions changed on this instance since the last tick.
+    touched: Arc<Mutex<HashSet<OverlayId>>>,
+    ticks: u64,
+    /// A resting session is read every this many ticks.
+    rest_every: u64,
 }
+
+/// How often a session whose bar rests at the centre is read. Moving
+/// sessions, and sessions changed on this instance, are read every tick; a
+/// resting one only needs to notice a vote made through another instance.
+pub const RESTING_READ_EVERY: Duration = Duration::from_secs(1);
+
+/// Unchanged reads at the centre before a session counts as resting.
+const QUIET_READS: u32 = 3;
 
 /// The JSON text frame an overlay receives.
 pub fn encode_frame(value: f64, status: SessionStatus) -> Utf8Bytes {
@@ -242,7 +277,22 @@ impl Actor {
             return;
         }
         let started = Instant::now();
-        let overlays: Vec<OverlayId> = self.sessions.keys().copied().collect();
+        self.ticks = self.ticks.wrapping_add(1);
+        let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()));
+        // Resting sessions are spread over the ticks of a period, so their
+        // reads do not arrive in bursts.
+        let (turn, every) = (self.ticks % self.rest_every, self.rest_every);
+        let overlays: Vec<OverlayId> = self
+            .sessions
+            .iter()
+            .filter(|(o, s)| {
+                s.quiet < QUIET_READS || touched.contains(*o) || (o.as_uuid().as_u128() as u64) % every == turn
+            })
+            .map(|(o, _)| *o)
+            .collect();
+        if overlays.is_empty() {
+            return;
+        }
         let snapshots = match self.live.read_many(&overlays, crate::now_ms()).await {
             Ok(s) => s,
             Err(e) => {
@@ -277,8 +327,12 @@ impl Actor {
             };
             let shown = (value, snapshot.status);
             if session.last == Some(shown) {
+                if shown.0 == 0.0 && !snapshot.value.is_nan() {
+                    session.quiet = session.quiet.saturating_add(1);
+                }
                 continue;
             }
+            session.quiet = 0;
             session.last = Some(shown);
             let frame = encode_frame(shown.0, shown.1);
             let metrics = &self.metrics;

@@ -85,6 +85,9 @@ pub async fn websocket(
     let (broadcaster, tuning, metrics) = (state.broadcaster.clone(), state.tuning.clone(), state.metrics.clone());
     Ok(upgrade
         .max_message_size(4 * 1024)
+        // Overlays only ever send pongs and a close: a small read buffer
+        // instead of the library's 128 KiB keeps an idle connection cheap.
+        .read_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
             connection::serve(socket, overlay, broadcaster, tuning, metrics).await;
             drop(lease);

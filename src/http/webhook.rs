@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{AppState, Error};
+use crate::engine::ChatOutcome;
 use crate::twitch::eventsub::{
     self, AuthorizationRevokeEvent, ChatMessageEvent, Notification, Revocation, ShardDisabledEvent, StreamEvent,
     Verification,
@@ -152,7 +153,11 @@ pub async fn dispatch(
             Ok(match kind {
                 eventsub::CHANNEL_CHAT_MESSAGE => {
                     let n: Notification<ChatMessageEvent> = parse(body)?;
-                    state.engine.handle_chat(message_id, &n.event).await.label()
+                    let outcome = state.engine.handle_chat(message_id, &n.event).await;
+                    if let ChatOutcome::Applied { overlay, .. } = outcome {
+                        state.broadcaster.touch(overlay);
+                    }
+                    outcome.label()
                 }
                 eventsub::STREAM_ONLINE | eventsub::STREAM_OFFLINE => {
                     let n: Notification<StreamEvent> = parse(body)?;

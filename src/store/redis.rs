@@ -143,6 +143,10 @@ pub fn snapshot_from_fields(
     Some(decayed(value, last as i64, now_ms, k))
 }
 
+/// Sessions per `chatpulse_read` call: small enough that one call never
+/// holds Redis for long, large enough that a tick needs few replies.
+const READ_CHUNK: usize = 256;
+
 impl RedisLiveStore {
     /// Builds the client without waiting for Redis: a server that is down at
     /// start-up is retried in the background (see [`Self::maintain`]).
@@ -224,6 +228,42 @@ impl RedisLiveStore {
         self.library_loaded.store(true, Ordering::Release);
         self.set_error(None);
         Ok(())
+    }
+
+    /// `read_many` on a standalone Redis: `FCALL_RO chatpulse_read` over
+    /// chunks of sessions, pipelined — a few replies per tick instead of one
+    /// per session. (On a cluster the sessions live on different slots, so
+    /// each is read on its own, pipelined.)
+    async fn read_batched(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
+        let chunks: Vec<Vec<String>> =
+            overlays.chunks(READ_CHUNK).map(|c| c.iter().map(|o| keys::session(*o)).collect()).collect();
+        let replies: Vec<Vec<Option<String>>> = self
+            .call("read_many", || async {
+                let pipeline = self.client.pipeline();
+                for keys in &chunks {
+                    pipeline.fcall_ro::<(), _, _, _>("chatpulse_read", keys.clone(), Vec::<String>::new()).await?;
+                }
+                if chunks.len() == 1 {
+                    return Ok(vec![pipeline.last::<Vec<Option<String>>>().await?]);
+                }
+                pipeline.all().await
+            })
+            .await?;
+        let fields: Vec<Option<String>> = replies.into_iter().flatten().collect();
+        if fields.len() != overlays.len() * 4 {
+            return Err(LiveStoreError(format!(
+                "chatpulse_read returned {} fields for {} sessions",
+                fields.len(),
+                overlays.len()
+            )));
+        }
+        Ok(fields
+            .chunks(4)
+            .map(|f| {
+                snapshot_from_fields(f[0].as_deref(), f[1].as_deref(), f[2].as_deref(), now_ms)
+                    .map(|value| Snapshot { value, status: SessionStatus::parse_stored(f[3].as_deref()) })
+            })
+            .collect())
     }
 
     /// Runs one operation through the circuit breaker, timing it.
@@ -427,6 +467,9 @@ impl LiveStore for RedisLiveStore {
     async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
         if overlays.is_empty() {
             return Ok(vec![]);
+        }
+        if !self.client.is_clustered() {
+            return self.read_batched(overlays, now_ms).await;
         }
         let rows: Vec<Vec<Option<String>>> = self
             .call("read_many", || async {

@@ -206,3 +206,41 @@ async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone
     assert!(page_back, "recovers without a restart");
     shutdown.cancel();
 }
+
+/// An overlay whose bar rests at the centre is read about once a second,
+/// not every tick; a vote through this instance is shown at once, and one
+/// through another instance within that second.
+#[tokio::test]
+async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anywhere() {
+    let Some(db) = database_url() else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let redis = RedisServer::start().await;
+    let here = spawn_app_with(distributed(db.clone(), redis.url())).await;
+    let elsewhere = spawn_app_with(distributed(db, redis.url())).await;
+    let s = here.add_streamer().await;
+    let b = s.streamer.twitch_user_id.clone();
+    let mut overlay = here.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+
+    // Resting: over two seconds a few batched reads, not the 40 ticks' worth.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = redis.command_calls().await.get("fcall_ro").copied().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reads = redis.command_calls().await.get("fcall_ro").copied().unwrap_or(0) - before;
+    assert!((1..=5).contains(&reads), "a resting session is still read, about once a second: {reads} reads in 2 s");
+
+    // A vote on this instance shows on the next tick.
+    let sent = Instant::now();
+    here.chat(&b, "1", "yes").await;
+    overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("vote shown");
+    assert!(sent.elapsed() < Duration::from_millis(900), "shown without waiting for the resting read");
+
+    // Another resting bar: a vote through another instance shows within
+    // about a second (the resting read), not never.
+    let other = here.add_streamer().await;
+    let mut resting = here.connect(&other.streamer.overlay_id).await;
+    resting.next_frame(WAIT).await.expect("initial frame");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(elsewhere.chat(&other.streamer.twitch_user_id, "2", "no").await, 204);
+    assert_eq!(elsewhere.votes("applied").await, 1.0, "applied through the other instance");
+    resting.wait_for(Duration::from_secs(3), |f| f.value < 0.0).await.expect("a vote from another instance shows");
+}

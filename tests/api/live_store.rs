@@ -335,15 +335,16 @@ async fn read_many_answers_in_request_order_with_none_for_inactive_sessions(stor
     let speeds = [0.1, 0.5, 1.0, 2.0];
     let read_at = T0 + 2_000;
     let (mut request, mut expected) = (Vec::new(), Vec::new());
-    for i in 0..50i32 {
-        if i % 20 == 0 {
+    // More than one batch of a standalone Redis read (256 sessions).
+    for i in 0..600i32 {
+        if i % 200 == 0 {
             request.push(OverlayId::random());
             expected.push(None);
         }
         let k = speeds[i as usize % speeds.len()];
         let (overlay, _) = start(store, k, T0).await;
         let (dir, delta) = if i % 2 == 0 { (For, 10.0) } else { (Against, -10.0) };
-        let at = T0 + i64::from(i) * 7;
+        let at = T0 + i64::from(i);
         assert_eq!(vote(store, overlay, "m", "c", dir, at).await, Applied(delta));
         request.push(overlay);
         expected.push(Some(decay(delta, read_at - at, k)));
