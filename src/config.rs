@@ -86,11 +86,11 @@ pub struct Tuning {
     pub write_timeout: Duration,
     /// How long a session stays active after its last overlay disconnected.
     pub session_grace: Duration,
-    /// How often active sessions are checked against durable configuration
-    /// and their leases renewed.
+    /// How often active sessions are checked against durable configuration.
     pub reconcile_interval: Duration,
-    /// How long a session lease lasts without renewal (several reconcile
-    /// intervals, so one missed renewal does not drop a session).
+    /// How long a session lease lasts without renewal. Leases are renewed
+    /// every third of it (on a reconcile tick), so one missed renewal does
+    /// not drop a session.
     pub lease_ttl: Duration,
     /// Upper bound for one live-store call on the vote path.
     pub vote_timeout: Duration,

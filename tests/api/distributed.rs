@@ -244,3 +244,37 @@ async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anyw
     assert_eq!(elsewhere.votes("applied").await, 1.0, "applied through the other instance");
     resting.wait_for(Duration::from_secs(3), |f| f.value < 0.0).await.expect("a vote from another instance shows");
 }
+
+/// Leases are renewed a third of a lease apart, not on every reconcile tick,
+/// and a held session never lapses.
+#[tokio::test]
+async fn leases_are_renewed_three_times_per_lease_and_never_lapse() {
+    let Some(db) = database_url() else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let redis = RedisServer::start().await;
+    let configure = distributed(db, redis.url());
+    let app = spawn_app_with(|c| {
+        configure(c);
+        c.tuning.reconcile_interval = Duration::from_millis(100);
+        c.tuning.lease_ttl = Duration::from_millis(900);
+    })
+    .await;
+    let s = app.add_streamer().await;
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    let before = redis.command_calls().await.get("fcall").copied().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No votes meanwhile: the function calls are renewals (every 300 ms:
+    // about 10), not one per 100 ms tick (30). The leader lease adds one.
+    let calls = redis.command_calls().await.get("fcall").copied().unwrap_or(0) - before;
+    assert!((6..=16).contains(&calls), "{calls} renewals in 3 s");
+    // Three lease periods later the lease is still held and the session alive.
+    let lease = tokio::process::Command::new("redis-cli")
+        .args(["-u", &redis.url(), "HVALS", &format!("instances:{{{}}}", s.streamer.overlay_id)])
+        .output()
+        .await
+        .unwrap();
+    let expiry: i64 = String::from_utf8_lossy(&lease.stdout).trim().parse().expect("one lease");
+    assert!(expiry > chatpulse::now_ms(), "the lease is current");
+    assert_eq!(app.chat(&s.streamer.twitch_user_id, "1", "yes").await, 204);
+    assert_eq!(app.votes("applied").await, 1.0);
+}
