@@ -309,22 +309,37 @@ async fn insert_config(
     Ok(())
 }
 
-/// A streamer and their config by our id, on a pooled connection or in a
-/// transaction.
-async fn setup_by_id(client: &impl GenericClient, id: StreamerId) -> Result<Option<OverlaySetup>, RepositoryError> {
-    let stmt = client
-        .prepare_cached(concat!(
+/// Selects one streamer and their config; `$1` is the key in the `WHERE`.
+macro_rules! setup_where {
+    ($condition:literal) => {
+        concat!(
             "SELECT ",
             streamer_columns!(),
             ", ",
             config_columns!(),
-            " FROM users u JOIN configs c ON c.user_id = u.id WHERE u.id = $1"
-        ))
-        .await
-        .map_err(db_err)?;
-    let row = client.query_opt(&stmt, &[&id.as_uuid()]).await.map_err(db_err)?;
+            " FROM users u JOIN configs c ON c.user_id = u.id WHERE ",
+            $condition
+        )
+    };
+}
+
+/// One streamer and their config by `sql` (a [`setup_where!`] query) and
+/// its key, on a pooled connection or in a transaction.
+async fn setup_by(
+    client: &impl GenericClient,
+    sql: &str,
+    key: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<Option<OverlaySetup>, RepositoryError> {
+    let stmt = client.prepare_cached(sql).await.map_err(db_err)?;
+    let row = client.query_opt(&stmt, &[key]).await.map_err(db_err)?;
     row.map(|row| Ok(OverlaySetup { streamer: streamer_at(&row, 0)?, config: config_at(&row, STREAMER_WIDTH)? }))
         .transpose()
+}
+
+/// A streamer and their config by our id, on a pooled connection or in a
+/// transaction.
+async fn setup_by_id(client: &impl GenericClient, id: StreamerId) -> Result<Option<OverlaySetup>, RepositoryError> {
+    setup_by(client, setup_where!("u.id = $1"), &id.as_uuid()).await
 }
 
 /// The config in columns `at..at + 7` ([`config_columns!`]).
@@ -443,21 +458,7 @@ impl Repository for PostgresRepository {
     async fn overlay_setup(&self, overlay: OverlayId) -> Result<Option<OverlaySetup>, RepositoryError> {
         self.call("overlay_setup", async {
             let conn = self.conn().await?;
-            let stmt = conn
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    streamer_columns!(),
-                    ", ",
-                    config_columns!(),
-                    " FROM users u JOIN configs c ON c.user_id = u.id WHERE u.overlay_uuid = $1"
-                ))
-                .await
-                .map_err(db_err)?;
-            let row = conn.query_opt(&stmt, &[&overlay.as_uuid()]).await.map_err(db_err)?;
-            row.map(|row| {
-                Ok(OverlaySetup { streamer: streamer_at(&row, 0)?, config: config_at(&row, STREAMER_WIDTH)? })
-            })
-            .transpose()
+            setup_by(&conn, setup_where!("u.overlay_uuid = $1"), &overlay.as_uuid()).await
         })
         .await
     }
@@ -726,21 +727,7 @@ impl Repository for PostgresRepository {
     ) -> Result<Option<OverlaySetup>, RepositoryError> {
         self.call("streamer_by_twitch_id", async {
             let conn = self.conn().await?;
-            let stmt = conn
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    streamer_columns!(),
-                    ", ",
-                    config_columns!(),
-                    " FROM users u JOIN configs c ON c.user_id = u.id WHERE u.twitch_user_id = $1"
-                ))
-                .await
-                .map_err(db_err)?;
-            let row = conn.query_opt(&stmt, &[&twitch_user_id.as_str()]).await.map_err(db_err)?;
-            row.map(|row| {
-                Ok(OverlaySetup { streamer: streamer_at(&row, 0)?, config: config_at(&row, STREAMER_WIDTH)? })
-            })
-            .transpose()
+            setup_by(&conn, setup_where!("u.twitch_user_id = $1"), &twitch_user_id.as_str()).await
         })
         .await
     }

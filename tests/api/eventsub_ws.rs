@@ -388,6 +388,21 @@ fn notification(text: &str) -> Message {
     )
 }
 
+/// After a loss: the next connection goes to the base URL, its welcome is
+/// reported, and stopping closes it with 1000.
+async fn starts_afresh_at_the_base_url(
+    mut ws: Transport,
+    connections: &mut mpsc::UnboundedReceiver<(String, ServerSocket)>,
+) {
+    let (uri, mut fresh) = accepted(connections).await;
+    assert_eq!(uri, "/ws", "from scratch, at the base URL");
+    fresh.send(welcome("B", 10)).await.unwrap();
+    assert_eq!(ws.session().await, "B");
+    let closing = tokio::spawn(async move { client_close_code(&mut fresh).await });
+    assert!(ws.stop().await.is_empty());
+    assert_eq!(closing.await.unwrap(), Some(1000));
+}
+
 /// Reads what the client sends until its Close; panics on a data frame.
 async fn client_close_code(socket: &mut ServerSocket) -> Option<u16> {
     loop {
@@ -454,13 +469,7 @@ async fn a_silent_socket_is_declared_dead_and_replaced() {
         other => panic!("expected Disconnected, got {other:?}"),
     }
     assert_eq!(client_close_code(&mut silent).await, Some(1000));
-    let (uri, mut fresh) = accepted(&mut connections).await;
-    assert_eq!(uri, "/ws", "from scratch, at the base URL");
-    fresh.send(welcome("B", 10)).await.unwrap();
-    assert_eq!(ws.session().await, "B");
-    let closing = tokio::spawn(async move { client_close_code(&mut fresh).await });
-    assert!(ws.stop().await.is_empty());
-    assert_eq!(closing.await.unwrap(), Some(1000));
+    starts_afresh_at_the_base_url(ws, &mut connections).await;
 }
 
 #[tokio::test]
@@ -486,13 +495,7 @@ async fn an_invalid_reconnect_url_falls_back_to_the_base_url() {
         other => panic!("expected Disconnected, got {other:?}"),
     }
     assert_eq!(client_close_code(&mut old).await, Some(1000), "the old socket is given up");
-    let (uri, mut fresh) = accepted(&mut connections).await;
-    assert_eq!(uri, "/ws", "back to the base URL");
-    fresh.send(welcome("B", 10)).await.unwrap();
-    assert_eq!(ws.session().await, "B");
-    let closing = tokio::spawn(async move { client_close_code(&mut fresh).await });
-    assert!(ws.stop().await.is_empty());
-    assert_eq!(closing.await.unwrap(), Some(1000));
+    starts_afresh_at_the_base_url(ws, &mut connections).await;
 }
 
 #[tokio::test]
