@@ -123,7 +123,7 @@ async fn the_cli_works_against_a_running_server() {
 
 #[tokio::test]
 async fn the_cli_manages_streamers_in_postgres_too() {
-    let Some((db, redis)) = distributed_urls() else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
     let dir = tempfile::tempdir().unwrap();
     let id = random_twitch_id();
     let run = |args: &[&str]| {

@@ -405,7 +405,7 @@ async fn the_session_cookie_is_http_only_lax_and_signed() {
 
 #[tokio::test]
 async fn a_login_on_one_instance_is_valid_on_another() {
-    let Some((db, redis)) = distributed_urls() else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
     let distributed = |c: &mut chatpulse::config::Config| {
         c.storage = chatpulse::config::StorageMode::Distributed {
             database_url: chatpulse::config::Secret::new(db.clone()),

@@ -9,8 +9,8 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(3);
 
-fn database_url() -> Option<String> {
-    distributed_urls().map(|(db, _)| db)
+async fn database_url() -> Option<String> {
+    distributed_urls().await.map(|(db, _)| db)
 }
 
 /// Points a test app at the test PostgreSQL (through `database_url`) and at
@@ -30,7 +30,7 @@ async fn readiness(app: &TestApp) -> (u16, serde_json::Value) {
 
 #[tokio::test]
 async fn a_vote_on_one_instance_moves_an_overlay_held_by_another() {
-    let Some((db, redis)) = distributed_urls() else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
     let one = spawn_app_with(distributed(db.clone(), redis.clone())).await;
     let two = spawn_app_with(distributed(db, redis)).await;
     let s = one.add_streamer().await;
@@ -46,7 +46,7 @@ async fn a_vote_on_one_instance_moves_an_overlay_held_by_another() {
 
 #[tokio::test]
 async fn a_vote_is_exactly_one_redis_call() {
-    let Some(db) = database_url() else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let redis = RedisServer::start().await;
     let app = spawn_app_with(|c| {
         distributed(db, redis.url())(c);
@@ -90,7 +90,7 @@ async fn a_vote_is_exactly_one_redis_call() {
 
 #[tokio::test]
 async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
-    let Some(db) = database_url() else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let mut redis = RedisServer::start().await;
     let app = spawn_app_with(distributed(db, redis.url())).await;
     let s = app.add_streamer().await;
@@ -135,7 +135,7 @@ async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
 
 #[tokio::test]
 async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone() {
-    let Some((db, redis)) = distributed_urls() else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
     let target: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
     let proxy = TcpProxy::new(target);
     let proxied = db.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
@@ -212,7 +212,7 @@ async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone
 /// through another instance within that second.
 #[tokio::test]
 async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anywhere() {
-    let Some(db) = database_url() else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let redis = RedisServer::start().await;
     let here = spawn_app_with(distributed(db.clone(), redis.url())).await;
     let elsewhere = spawn_app_with(distributed(db, redis.url())).await;
@@ -249,7 +249,7 @@ async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anyw
 /// and a held session never lapses.
 #[tokio::test]
 async fn leases_are_renewed_three_times_per_lease_and_never_lapse() {
-    let Some(db) = database_url() else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let redis = RedisServer::start().await;
     let configure = distributed(db, redis.url());
     let app = spawn_app_with(|c| {

@@ -34,6 +34,8 @@ pub enum Mode {
 
 tokio::task_local! {
     static MODE: Mode;
+    /// The distributed test's own deployment: its PostgreSQL URL and Redis URL.
+    static DEPLOYMENT: (String, String);
 }
 
 /// The storage shape `spawn_app` starts in this test.
@@ -41,17 +43,45 @@ pub fn mode() -> Mode {
     MODE.try_with(|m| *m).unwrap_or(Mode::Embedded)
 }
 
-pub fn distributed_urls() -> Option<(String, String)> {
-    Some((std::env::var("TEST_DATABASE_URL").ok()?, std::env::var("TEST_REDIS_URL").ok()?))
+/// A new deployment's PostgreSQL and Redis URLs, or `None` (the caller skips,
+/// loudly) when `TEST_DATABASE_URL`/`TEST_REDIS_URL` are unset.
+///
+/// Every call gets a fresh, empty PostgreSQL schema: tests run at once, and a
+/// service's background jobs (token checks, EventSub reconciliation, the bot
+/// account) act on every streamer in its database, so two tests that shared
+/// one would act on each other's streamers with the wrong Twitch. Instances
+/// of one test share a deployment by sharing these URLs. Redis is shared: all
+/// its keys are per overlay or per Twitch user, which tests never share.
+pub async fn distributed_urls() -> Option<(String, String)> {
+    let base = std::env::var("TEST_DATABASE_URL").ok()?;
+    let redis = std::env::var("TEST_REDIS_URL").ok()?;
+    Some((isolated_database_url(&base).await, redis))
 }
 
-/// Runs a test body with `spawn_app` set to `mode`.
+/// `base` (the test database) with a new, empty schema of its own: a fresh
+/// database for one test, at the cost of a `CREATE SCHEMA`. Panics when the
+/// server is unreachable: a set URL must work.
+pub async fn isolated_database_url(base: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+    tokio::spawn(connection);
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create the test schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
+}
+
+/// Runs a test body with `spawn_app` set to `mode` (distributed: on a
+/// deployment of its own, see [`distributed_urls`]).
 pub async fn run_in(mode: Mode, body: impl std::future::Future<Output = ()>) {
-    if mode == Mode::Distributed && distributed_urls().is_none() {
-        eprintln!("SKIPPED: TEST_DATABASE_URL/TEST_REDIS_URL are not set (make test sets them)");
-        return;
+    match mode {
+        Mode::Embedded => MODE.scope(mode, body).await,
+        Mode::Distributed => match distributed_urls().await {
+            Some(urls) => MODE.scope(mode, DEPLOYMENT.scope(urls, body)).await,
+            None => eprintln!("SKIPPED: TEST_DATABASE_URL/TEST_REDIS_URL are not set (make test sets them)"),
+        },
     }
-    MODE.scope(mode, body).await
 }
 
 /// A running service on an ephemeral port with its own data directory.
@@ -87,7 +117,7 @@ pub async fn spawn_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestAp
     // own leader (tests of several instances share one key on purpose).
     config.tuning.leader_key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
     if mode() == Mode::Distributed {
-        let (database_url, redis_url) = distributed_urls().expect("distributed URLs");
+        let (database_url, redis_url) = DEPLOYMENT.try_with(Clone::clone).expect("run_in sets the deployment");
         config.storage =
             StorageMode::Distributed { database_url: Secret::new(database_url), redis_url: Secret::new(redis_url) };
     }

@@ -602,7 +602,7 @@ repository_contract!(sqlite, || async {
 });
 
 repository_contract!(optional postgres, || async {
-    let url = test_database_url()?;
+    let url = crate::helpers::isolated_database_url(&test_database_url()?).await;
     Some((migrated_postgres(&url).await, ()))
 });
 
