@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '7'
+local VERSION = '8'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -183,14 +183,17 @@ local function reset(keys, args)
 end
 
 -- KEYS: session:{U}   ARGV: status ('live' | 'offline' | 'active' | 'disconnected'), now
--- Records the session's status; going live centres the bar, any other status
--- keeps the value. Returns 0 when the session does not exist.
+-- Records the session's status; going live centres the bar (only when the
+-- session was not live already: a redelivered stream.online must not wipe a
+-- running stream's bar), any other status keeps the value. Returns 0 when
+-- the session does not exist.
 local function set_status(keys, args)
   if redis.call('EXISTS', keys[1]) == 0 then
     return 0
   end
+  local was = redis.call('HGET', keys[1], 'status')
   redis.call('HSET', keys[1], 'status', args[1])
-  if args[1] == 'live' then
+  if args[1] == 'live' and was ~= 'live' then
     redis.call('HSET', keys[1], 'value', '0', 'last_update', fmt(tonumber(args[2])))
   end
   return 1

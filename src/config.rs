@@ -122,6 +122,11 @@ pub struct Tuning {
     pub twitch_rate_limit_wait: Duration,
     /// How long a new webhook shard may take to be verified and enabled.
     pub shard_verify_timeout: Duration,
+    /// On shutdown, how long the instance keeps serving while readiness
+    /// already fails, so the load balancer stops sending it new requests
+    /// before it closes its overlays and stops listening. Production: a
+    /// third of `SHUTDOWN_TIMEOUT`, at most 5 s; development: none.
+    pub shutdown_drain: Duration,
 }
 
 impl Default for Tuning {
@@ -150,6 +155,7 @@ impl Default for Tuning {
             twitch_retry_base: Duration::from_secs(1),
             twitch_rate_limit_wait: Duration::from_secs(70),
             shard_verify_timeout: Duration::from_secs(10),
+            shutdown_drain: Duration::ZERO,
         }
     }
 }
@@ -475,6 +481,10 @@ impl Config {
             Some(raw) => parse_duration("SHUTDOWN_TIMEOUT", &raw)?,
         };
 
+        let mut tuning = Tuning::default();
+        if app_env == AppEnv::Production {
+            tuning.shutdown_drain = (shutdown_timeout / 3).min(Duration::from_secs(5));
+        }
         let config = Config {
             port,
             app_env,
@@ -505,7 +515,7 @@ impl Config {
             db_min_conns,
             db_max_conns,
             shutdown_timeout,
-            tuning: Tuning::default(),
+            tuning,
         };
         if app_env == AppEnv::Production {
             config.check_production()?;
@@ -537,6 +547,20 @@ impl Config {
         ] {
             if !url.starts_with("https://") {
                 return Err(err(name, "must be an https:// URL in production (cookies are Secure)"));
+            }
+        }
+        // Twitch is only ever reached over TLS: a plain-HTTP Twitch is a
+        // simulator (`chatpulse twitch-sim`), which production refuses.
+        for (name, url, secure) in [
+            ("TWITCH_AUTH_URL", &self.twitch_auth_url, "https://"),
+            ("TWITCH_API_URL", &self.twitch_api_url, "https://"),
+            ("TWITCH_EVENTSUB_WS_URL", &self.twitch_eventsub_ws_url, "wss://"),
+        ] {
+            if !url.starts_with(secure) {
+                return Err(err(
+                    name,
+                    format!("must be a {secure} URL in production (the Twitch simulator is refused)"),
+                ));
             }
         }
         Ok(())
@@ -620,6 +644,10 @@ mod tests {
         let c = load(&production()).unwrap();
         assert_eq!(c.app_env, AppEnv::Production);
         assert_eq!(c.twitch_sim_port, None);
+        assert_eq!(c.tuning.shutdown_drain, Duration::from_secs(5), "a third of 30 s, at most 5 s");
+        let quick = load(&with(production(), "SHUTDOWN_TIMEOUT", "6s")).unwrap();
+        assert_eq!(quick.tuning.shutdown_drain, Duration::from_secs(2));
+        assert_eq!(load(&[]).unwrap().tuning.shutdown_drain, Duration::ZERO, "development stops at once");
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(
             c.overlay_url("6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e".parse().unwrap()),
@@ -636,6 +664,9 @@ mod tests {
             ("TOKEN_ENCRYPTION_KEY", DEV_TOKEN_ENCRYPTION_KEY),
             ("BOT_USER_ID", ""),
             ("PUBLIC_URL", "http://chatpulse.example"),
+            ("TWITCH_AUTH_URL", "http://localhost:8090/oauth2"),
+            ("TWITCH_API_URL", "http://localhost:8090/helix"),
+            ("TWITCH_EVENTSUB_WS_URL", "ws://localhost:8090/ws"),
         ] {
             let mut vars = with(production(), var, value);
             if var == "TWITCH_CLIENT_ID" {

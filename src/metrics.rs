@@ -110,6 +110,9 @@ pub struct Metrics {
     pub eventsub_max_total_cost: Gauge,
     /// Streamers whose Twitch authorization was withdrawn.
     pub authorizations_revoked: Counter,
+    /// The bot account lost its authorization: chat stops in every channel
+    /// until the operator re-authorizes it (`/auth/bot`). Alert on any rise.
+    pub bot_authorization_lost: Counter,
 }
 
 impl Metrics {
@@ -146,6 +149,7 @@ impl Metrics {
             eventsub_total_cost: Gauge::default(),
             eventsub_max_total_cost: Gauge::default(),
             authorizations_revoked: Counter::default(),
+            bot_authorization_lost: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("chatpulse");
         r.register("http_requests", "HTTP requests by method, route and status", m.http_requests.clone());
@@ -233,6 +237,11 @@ impl Metrics {
             "authorizations_revoked",
             "Streamers who withdrew their Twitch authorization",
             m.authorizations_revoked.clone(),
+        );
+        r.register(
+            "bot_authorization_lost",
+            "Times the bot account's Twitch authorization was found withdrawn (chat stops everywhere)",
+            m.bot_authorization_lost.clone(),
         );
         m
     }

@@ -303,6 +303,9 @@ pub struct Application {
     state: AppState,
     config: Config,
     shutdown: CancellationToken,
+    /// Cancelled once a shutdown's drain period is over: stops the listener
+    /// and closes every overlay (1001).
+    serving: CancellationToken,
     broadcaster_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
@@ -314,6 +317,7 @@ impl Application {
         let metrics = Metrics::register(&mut registry);
         let stores = open_stores(&config, &metrics).await?;
         let shutdown = CancellationToken::new();
+        let serving = CancellationToken::new();
         let instance_id = uuid::Uuid::new_v4().to_string();
         let deps = EventSubDeps {
             config: &config,
@@ -329,10 +333,10 @@ impl Application {
             metrics.clone(),
             config.tuning.broadcast_tick,
             missing_tx,
-            shutdown.child_token(),
+            serving.child_token(),
         );
         let settings = SessionSettings {
-            instance_id,
+            instance_id: instance_id.clone(),
             lease_ttl: config.tuning.lease_ttl,
             grace: config.tuning.session_grace,
             max_clients: config.tuning.max_clients_per_session,
@@ -383,6 +387,8 @@ impl Application {
             eventsub: twitch.eventsub.clone(),
             settings: AppSettings {
                 public_url: config.public_url.clone(),
+                instance_id: instance_id.clone(),
+                leader_key: config.tuning.leader_key.clone(),
                 bot_user_id: twitch.bot_user_id,
                 simulator: twitch.simulator,
             },
@@ -408,6 +414,7 @@ impl Application {
             state,
             config,
             shutdown,
+            serving,
             broadcaster_task,
             background,
         })
@@ -432,7 +439,7 @@ impl Application {
     /// turns false, new connections are refused, every overlay gets close code
     /// 1001, in-flight requests finish — all within `SHUTDOWN_TIMEOUT`.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, state, config, shutdown, broadcaster_task, mut background, eventsub, .. } = self;
+        let Self { listener, state, config, shutdown, serving, broadcaster_task, mut background, eventsub, .. } = self;
         background.push(tokio::spawn(
             state.app.sessions.clone().run_reconciler(config.tuning.reconcile_interval, shutdown.child_token()),
         ));
@@ -451,7 +458,7 @@ impl Application {
                 return Err(e.context("cannot build the HTTP router"));
             }
         };
-        let server_shutdown = shutdown.clone();
+        let server_shutdown = serving.clone();
         let mut server = tokio::spawn(
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
@@ -482,6 +489,7 @@ impl Application {
             result = &mut server => {
                 // The server stopped by itself: that is an error worth reporting.
                 shutdown.cancel();
+                serving.cancel();
                 background.iter().for_each(JoinHandle::abort);
                 return match result {
                     Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
@@ -491,8 +499,14 @@ impl Application {
             }
             _ = shutdown.cancelled() => {}
         }
-        tracing::info!(timeout = ?config.shutdown_timeout, "shutting down");
+        tracing::info!(timeout = ?config.shutdown_timeout, drain = ?config.tuning.shutdown_drain, "shutting down");
+        // Readiness fails first; requests keep being served for the drain
+        // period, so the load balancer takes this instance out of rotation
+        // before its overlays are told to go elsewhere.
         state.accepting.store(false, Ordering::Release);
+        let drain_period = config.tuning.shutdown_drain.min(config.shutdown_timeout);
+        tokio::time::sleep(drain_period).await;
+        serving.cancel();
         let drain = async {
             let _ = broadcaster_task.await;
             // Give every connection the moment it needs to write its close frame.
@@ -501,7 +515,7 @@ impl Application {
             }
             let _ = server.await;
         };
-        if tokio::time::timeout(config.shutdown_timeout, drain).await.is_err() {
+        if tokio::time::timeout(config.shutdown_timeout.saturating_sub(drain_period), drain).await.is_err() {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }
         background.iter().for_each(JoinHandle::abort);

@@ -621,11 +621,19 @@ impl EventSub {
         let blocked = records
             .iter()
             .find(|r| r.subscription_type == CHANNEL_CHAT_MESSAGE && BLOCKING_REASONS.contains(&r.status.as_str()));
+        // Every type is tried: a chat subscription Twitch refuses must not
+        // cost the channel its live status.
+        let mut first_error = None;
         for kind in CHANNEL_TYPES {
             if kind == CHANNEL_CHAT_MESSAGE && blocked.is_some() {
                 continue;
             }
-            self.ensure_one(&conduit, streamer, broadcaster, kind, &records).await?;
+            if let Err(e) = self.ensure_one(&conduit, streamer, broadcaster, kind, &records).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         match blocked {
             Some(r) => Err(TwitchError::Status {
@@ -751,9 +759,19 @@ impl EventSub {
 
     /// Deletes a subscription on Twitch (404 counts as done) and its record.
     async fn delete(&self, id: &str) -> bool {
+        self.delete_on_twitch(id, true).await
+    }
+
+    /// Deletes a subscription on Twitch (404 counts as done), and its record
+    /// if `forget` (the record of a blocking revocation is kept: it is why the
+    /// channel is not subscribed again, and what the dashboard shows).
+    async fn delete_on_twitch(&self, id: &str, forget: bool) -> bool {
         match self.call("delete subscription", || self.client.delete_subscription(id)).await {
             Ok(()) => {
                 self.metrics.subscription_call("delete", "ok");
+                if !forget {
+                    return true;
+                }
                 if let Err(e) = self.repo.delete_subscription(id).await {
                     self.metrics.durable_error("delete_subscription");
                     tracing::warn!(error = %e, "cannot forget a deleted subscription");
@@ -970,7 +988,11 @@ impl EventSub {
                 orphaned.insert(b.clone());
             }
         }
-        for s in dead {
+        // Revoked for a reason that forbids subscribing again (the bot was
+        // banned): gone from Twitch's list, but the record stays.
+        let blocking: HashSet<&str> =
+            dead.iter().filter(|s| BLOCKING_REASONS.contains(&s.status.as_str())).map(|s| s.id.as_str()).collect();
+        for s in &dead {
             remove.push(("not_enabled", s.id.clone()));
         }
         for (key, s) in elsewhere {
@@ -978,7 +1000,7 @@ impl EventSub {
             remove.push((if kept_here { "duplicate" } else { "orphan" }, s.id.clone()));
         }
         for (kind, id) in remove {
-            if self.delete(&id).await {
+            if self.delete_on_twitch(&id, !blocking.contains(id.as_str())).await {
                 match kind {
                     "duplicate" => repairs.duplicate += 1,
                     "orphan" => repairs.orphan += 1,
@@ -1032,6 +1054,9 @@ impl EventSub {
         // A session may have started on some instance since the snapshot,
         // and adopted what was just deleted as an orphan: subscribe it again.
         for b in orphaned {
+            if known.get(&b).is_some_and(|s| s.needs_relogin) {
+                continue; // their grant is gone: nothing to subscribe with
+            }
             if matches!(self.live.session_for(&b).await, Ok(Some(_))) {
                 let owner = known.get(&b).map(|s| s.id);
                 if self.ensure_channel(owner, &b).await.is_ok() {

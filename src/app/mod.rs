@@ -40,6 +40,10 @@ pub struct App {
 #[derive(Debug, Clone)]
 pub struct AppSettings {
     pub public_url: String,
+    /// This instance's id (in leases).
+    pub instance_id: String,
+    /// Prefix of the keys that elect one instance for a periodic job.
+    pub leader_key: String,
     pub bot_user_id: Option<String>,
     /// Running on the built-in simulator: `/auth/login?as=<login>` may ask it
     /// to approve as that user at once (demo and tests).
@@ -99,8 +103,10 @@ impl App {
 
     pub async fn readiness(&self) -> Readiness {
         let (durable, live) = tokio::join!(self.repo.ping(), self.live.ping());
+        // Reachable is not enough: the schema must be migrated too.
+        let migrated = self.migrations.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Readiness {
-            durable_store: durable.map_err(|e| e.to_string()),
+            durable_store: migrated.and(durable.map_err(|e| e.to_string())),
             live_store: live.map_err(|e| e.to_string()),
             signals: self.signals.ready(),
             eventsub: self.eventsub.as_ref().map(|e| e.status()),

@@ -49,13 +49,18 @@ impl App {
         );
         match reason {
             "authorization_revoked" => {
-                if condition("user_id").is_some_and(|u| self.is_bot(&u)) {
-                    tracing::error!(
-                        "the bot account's authorization was revoked: chat cannot be read in any channel until the operator re-authorizes it at /auth/bot"
-                    );
-                }
-                if let Some(b) = &broadcaster {
-                    self.streamer_disconnected(b).await?;
+                // A chat subscription's condition names the streamer and the
+                // bot: either may have withdrawn. Only a streamer whose own
+                // grant is gone is flagged; otherwise it is the bot, and
+                // flagging would log out every streamer at once.
+                let names_bot = condition("user_id").is_some_and(|u| self.is_bot(&u));
+                match &broadcaster {
+                    Some(b) if names_bot && self.grant_intact(b).await => self.bot_lost(),
+                    Some(b) => {
+                        self.streamer_disconnected(b).await?;
+                    }
+                    None if names_bot => self.bot_lost(),
+                    None => {}
                 }
             }
             "user_removed" => {
@@ -105,12 +110,34 @@ impl App {
         }
     }
 
+    /// The bot account's authorization is gone: an alarm for the operator.
+    fn bot_lost(&self) {
+        self.metrics.bot_authorization_lost.inc();
+        tracing::error!(
+            "the bot account's Twitch authorization was withdrawn: chat cannot be read in any channel until the operator re-authorizes it at /auth/bot"
+        );
+    }
+
+    /// Whether Twitch still accepts the streamer's own grant (`channel:bot`
+    /// on a valid token). `false` when it cannot be told (no stored token,
+    /// Twitch unreachable): the streamer is then asked to log in again,
+    /// which is harmless if their grant was in fact fine.
+    async fn grant_intact(&self, broadcaster: &BroadcasterId) -> bool {
+        let Some(oauth) = &self.oauth else { return false };
+        let Ok(Some(setup)) = self.repo.streamer_by_twitch_id(broadcaster).await else { return false };
+        let Ok(Some(tokens)) = self.repo.tokens(setup.streamer.id).await else { return false };
+        let Ok(access) = self.cipher.decrypt(&tokens.access_token, broadcaster.as_str()) else { return false };
+        // Bounded: this runs while Twitch waits for the webhook's answer.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), oauth.validate(&access)).await {
+            Ok(Ok(Some(v))) => v.scopes.iter().any(|s| s == "channel:bot"),
+            _ => false,
+        }
+    }
+
     /// `user.authorization.revoke`: a user disconnected our app.
     pub async fn authorization_revoked(&self, user_id: &str) -> Result<&'static str, RepositoryError> {
         if self.is_bot(user_id) {
-            tracing::error!(
-                "the bot account disconnected this app: chat cannot be read until the operator re-authorizes it at /auth/bot"
-            );
+            self.bot_lost();
             return Ok("bot_revoked");
         }
         let Ok(broadcaster) = BroadcasterId::parse(user_id) else { return Ok("ignored") };

@@ -143,13 +143,15 @@ impl SessionManager {
             .await
             .map_err(|e| AcquireError::Unavailable(e.to_string()))?;
         if setup.streamer.needs_relogin {
-            // Their Twitch authorization is gone: the overlay says so.
+            // Their Twitch authorization is gone: the overlay says so, and
+            // there is nothing to subscribe with until they log in again.
             let status = crate::domain::SessionStatus::Disconnected;
             if let Err(e) = self.inner.live.set_status(overlay, status, crate::now_ms()).await {
                 tracing::warn!(%overlay, error = %e, "cannot mark the session disconnected");
             }
+        } else {
+            self.ensure_subscriptions(setup.streamer.id, &setup.streamer.twitch_user_id);
         }
-        self.ensure_subscriptions(setup.streamer.id, &setup.streamer.twitch_user_id);
         let mut local = self.local();
         let entry = local.entry(overlay).or_insert_with(|| Local {
             clients: 0,
@@ -279,7 +281,7 @@ impl SessionManager {
     fn active(&self) -> Vec<(OverlayId, BroadcasterId, i64)> {
         self.local()
             .iter()
-            .filter(|(_, e)| e.clients > 0)
+            .filter(|(_, e)| e.clients > 0 && !e.retired)
             .map(|(o, e)| (*o, e.broadcaster.clone(), e.config_version))
             .collect()
     }
@@ -326,11 +328,17 @@ impl SessionManager {
     pub async fn apply(&self, signal: Signal) {
         match signal {
             Signal::ConfigChanged { overlay } => {
+                // Every instance may take this channel's webhooks: none may
+                // keep matching the old trigger words.
+                self.inner.live.forget_cached(overlay);
                 if self.local().get(&overlay).is_some_and(|e| e.clients > 0) {
                     self.refresh(overlay).await;
                 }
             }
-            Signal::OverlayRotated { old } => self.retire(old).await,
+            Signal::OverlayRotated { old } => {
+                self.inner.live.forget_cached(old);
+                self.retire(old).await;
+            }
         }
     }
 

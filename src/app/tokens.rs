@@ -27,6 +27,10 @@ pub enum TokenOutcome {
     LoginNeeded,
     /// Twitch or the database could not be reached: try again next round.
     Skipped,
+    /// The stored tokens do not decrypt with the configured keys (a key
+    /// changed without `TOKEN_ENCRYPTION_KEY_PREVIOUS`): kept as they are,
+    /// so restoring the key restores every login; logged as an error.
+    Undecryptable,
 }
 
 impl TokenOutcome {
@@ -36,6 +40,7 @@ impl TokenOutcome {
             TokenOutcome::Refreshed => "refreshed",
             TokenOutcome::LoginNeeded => "login_needed",
             TokenOutcome::Skipped => "skipped",
+            TokenOutcome::Undecryptable => "undecryptable",
         }
     }
 }
@@ -71,8 +76,13 @@ impl App {
         let (Ok(access), Ok(refresh)) =
             (self.cipher.decrypt(&stored.access_token, owner), self.cipher.decrypt(&stored.refresh_token, owner))
         else {
-            tracing::error!(streamer = %id, "stored tokens cannot be decrypted (wrong TOKEN_ENCRYPTION_KEY?)");
-            return self.login_needed(id).await;
+            // Never delete on this: a wrong key is an operator's mistake that
+            // restoring the key (or setting it as the previous one) undoes.
+            tracing::error!(
+                streamer = %id,
+                "stored tokens cannot be decrypted (TOKEN_ENCRYPTION_KEY changed without TOKEN_ENCRYPTION_KEY_PREVIOUS?); kept"
+            );
+            return TokenOutcome::Undecryptable;
         };
         let must_refresh = match oauth.validate(&access).await {
             Ok(Some(v)) => Duration::from_secs(v.expires_in) < REFRESH_BEFORE,
@@ -142,14 +152,33 @@ impl App {
     }
 }
 
-/// Checks tokens at start-up and then every `interval` (hourly in production).
+/// Checks tokens at start-up and then every `interval` (hourly in
+/// production), on one instance at a time: each round goes to the instance
+/// that holds the token-check lease (`<leader key>:tokens`, two intervals
+/// long, renewed by its holder every round), so N instances do not validate
+/// and refresh every token N times, nor race each other's refreshes (Twitch
+/// rotates refresh tokens: the loser's refresh would be refused).
 pub async fn run_token_hygiene(app: Arc<App>, interval: Duration, shutdown: CancellationToken) {
+    if app.oauth.is_none() {
+        return; // no Twitch: no tokens to check (and no lease to hold)
+    }
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let key = format!("{}:tokens", app.settings.leader_key);
+    let ttl_ms = i64::try_from(interval.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
+        }
+        match app.live.lead(&key, &app.settings.instance_id, ttl_ms, crate::now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                app.metrics.live_error("lead");
+                tracing::warn!(error = %e, "token check skipped: cannot tell which instance runs it");
+                continue;
+            }
         }
         let outcomes = app.check_tokens().await;
         if !outcomes.is_empty() {

@@ -116,10 +116,11 @@ impl LiveStore for MemoryLiveStore {
     ) -> Result<Vec<OverlayId>, LiveStoreError> {
         let mut inner = self.lock();
         let mut missing = Vec::new();
-        for (overlay, _) in sessions {
+        for (overlay, broadcaster) in sessions {
             match inner.sessions.get_mut(overlay) {
                 Some(s) => {
                     s.leases.insert(lease.instance.to_owned(), now_ms.saturating_add(lease.ttl_ms));
+                    inner.broadcasters.insert(broadcaster.clone(), *overlay);
                 }
                 None => missing.push(*overlay),
             }
@@ -158,8 +159,11 @@ impl LiveStore for MemoryLiveStore {
     async fn set_status(&self, overlay: OverlayId, status: SessionStatus, now_ms: i64) -> Result<bool, LiveStoreError> {
         let mut inner = self.lock();
         let Some(session) = inner.sessions.get_mut(&overlay) else { return Ok(false) };
+        // Going live centres the bar once; a repeated "live" (a redelivered
+        // stream.online) keeps the running stream's value.
+        let was_live = session.status == SessionStatus::Live;
         session.status = status;
-        if status == SessionStatus::Live {
+        if status == SessionStatus::Live && !was_live {
             session.value = 0.0;
             session.last_update_ms = now_ms;
         }

@@ -124,8 +124,10 @@ pub trait LiveStore: Send + Sync + 'static {
     /// replaces a newer one), records `lease`, and maps the broadcaster to it.
     async fn activate(&self, session: &SessionActivation, lease: Lease<'_>, now_ms: i64) -> Result<(), LiveStoreError>;
 
-    /// Extends this instance's lease on each session. Returns the sessions
-    /// that no longer exist (e.g. the store lost its data), for re-activation.
+    /// Extends this instance's lease on each session and maps its channel to
+    /// it again (a release racing an activation elsewhere may have removed
+    /// the mapping). Returns the sessions that no longer exist (e.g. the
+    /// store lost its data), for re-activation.
     async fn renew(
         &self,
         sessions: &[(OverlayId, BroadcasterId)],
@@ -153,9 +155,15 @@ pub trait LiveStore: Send + Sync + 'static {
     /// Records the session's status: whether the channel is streaming, or
     /// that its Twitch authorization is gone (`Disconnected`, which keeps the
     /// value; a later status replaces it). Going live centres the bar (each
-    /// broadcast starts from the middle). Re-activation keeps the status.
+    /// broadcast starts from the middle) unless the session was live already
+    /// (a redelivered `stream.online`). Re-activation keeps the status.
     /// False when the session is not active.
     async fn set_status(&self, overlay: OverlayId, status: SessionStatus, now_ms: i64) -> Result<bool, LiveStoreError>;
+
+    /// Drops whatever this process remembers of the overlay's session (its
+    /// config, for [`session_for`](Self::session_for)): another instance
+    /// changed it. A store that remembers nothing has nothing to drop.
+    fn forget_cached(&self, _overlay: OverlayId) {}
 
     /// The active session of a channel, if any.
     async fn session_for(&self, broadcaster: &BroadcasterId) -> Result<Option<ActiveSession>, LiveStoreError>;

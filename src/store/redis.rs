@@ -360,13 +360,32 @@ impl LiveStore for RedisLiveStore {
                     let keys = vec![keys::session(*overlay), keys::instances(*overlay)];
                     let args = vec![lease.instance.to_owned(), until.clone(), key_ttl.to_string()];
                     pipeline.fcall::<(), _, _, _>("chatpulse_renew", keys, args).await?;
-                    pipeline.pexpire::<(), _>(keys::broadcaster(broadcaster), key_ttl, None).await?;
+                    // Set, not just extended: the mapping lives on another
+                    // slot than the session, so a release elsewhere can remove
+                    // it between two calls; renewal puts it back.
+                    pipeline
+                        .set::<(), _, _>(
+                            keys::broadcaster(broadcaster),
+                            overlay.to_string(),
+                            Some(Expiration::PX(key_ttl)),
+                            None,
+                            false,
+                        )
+                        .await?;
                 }
                 let replies: Vec<Value> = pipeline.all().await?;
-                // Every other reply is the renew result; the others are PEXPIREs.
+                // Every other reply is the renew result; the others are the SETs.
                 Ok(replies.iter().step_by(2).map(|v| v.as_i64().unwrap_or(0)).collect())
             })
             .await?;
+        // A remembered "no session" for these channels is wrong now.
+        let mut cache = self.cache();
+        for (_, broadcaster) in sessions {
+            if cache.get(broadcaster).is_some_and(|c| c.session.is_none()) {
+                cache.remove(broadcaster);
+            }
+        }
+        drop(cache);
         Ok(sessions.iter().zip(exists).filter(|(_, e)| *e == 0).map(|((o, _), _)| *o).collect())
     }
 
@@ -406,6 +425,10 @@ impl LiveStore for RedisLiveStore {
         let done: i64 =
             self.call("set_status", || self.client.fcall("chatpulse_status", keys.clone(), args.clone())).await?;
         Ok(done == 1)
+    }
+
+    fn forget_cached(&self, overlay: OverlayId) {
+        self.forget_overlay(overlay);
     }
 
     async fn session_for(&self, broadcaster: &BroadcasterId) -> Result<Option<ActiveSession>, LiveStoreError> {

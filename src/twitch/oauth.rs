@@ -156,9 +156,20 @@ pub struct TwitchOAuth {
     client_id: String,
 }
 
+/// Whether an HTTP status is Twitch's final word on a request (a 4xx other
+/// than 429) rather than a moment's trouble (429, 5xx).
+fn is_refusal(status: u16) -> bool {
+    (400..500).contains(&status) && status != 429
+}
+
 fn map_token_error(e: RequestTokenError<HttpError, TwitchOAuthError>) -> OAuthError {
     match e {
-        RequestTokenError::ServerResponse(body) => OAuthError::Refused(body.to_string()),
+        // oauth2 hands over any non-2xx JSON body as a "server response":
+        // only a 4xx is a refusal; a 5xx or 429 is worth another try.
+        RequestTokenError::ServerResponse(body) if body.status.is_some_and(is_refusal) => {
+            OAuthError::Refused(body.to_string())
+        }
+        RequestTokenError::ServerResponse(body) => OAuthError::Unreachable(format!("Twitch answered {body}")),
         RequestTokenError::Request(e) => OAuthError::Unreachable(e.to_string()),
         RequestTokenError::Parse(e, _) => OAuthError::Malformed(e.to_string()),
         RequestTokenError::Other(e) => OAuthError::Malformed(e),
@@ -255,7 +266,8 @@ impl TwitchOAuth {
         match response.status().as_u16() {
             401 => Ok(None),
             200 => response.json().await.map(Some).map_err(|e| OAuthError::Malformed(e.to_string())),
-            other => Err(OAuthError::Refused(format!("validate answered {other}"))),
+            other if is_refusal(other) => Err(OAuthError::Refused(format!("validate answered {other}"))),
+            other => Err(OAuthError::Unreachable(format!("validate answered {other}"))),
         }
     }
 
@@ -273,8 +285,12 @@ impl TwitchOAuth {
             .send()
             .await
             .map_err(|e| OAuthError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        if is_refusal(status) {
+            return Err(OAuthError::Refused(format!("Get Users answered {status}")));
+        }
         if !response.status().is_success() {
-            return Err(OAuthError::Refused(format!("Get Users answered {}", response.status())));
+            return Err(OAuthError::Unreachable(format!("Get Users answered {status}")));
         }
         let users: Users = response.json().await.map_err(|e| OAuthError::Malformed(e.to_string()))?;
         users.data.into_iter().next().ok_or_else(|| OAuthError::Malformed("Get Users returned nobody".into()))
@@ -292,6 +308,29 @@ impl TwitchOAuth {
         match response.status().as_u16() {
             200 | 400 => Ok(()),
             other => Err(OAuthError::Refused(format!("revoke answered {other}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(status: Option<u16>) -> OAuthError {
+        let body = TwitchOAuthError { status, message: "Invalid refresh token".into() };
+        map_token_error(RequestTokenError::ServerResponse(body))
+    }
+
+    #[test]
+    fn a_4xx_answer_is_a_refusal() {
+        assert!(matches!(answered(Some(400)), OAuthError::Refused(_)));
+        assert!(matches!(answered(Some(401)), OAuthError::Refused(_)));
+    }
+
+    #[test]
+    fn a_5xx_a_429_or_an_answer_without_status_is_worth_another_try() {
+        for status in [Some(500), Some(503), Some(429), None] {
+            assert!(matches!(answered(status), OAuthError::Unreachable(_)), "{status:?}");
         }
     }
 }

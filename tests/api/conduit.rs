@@ -462,7 +462,13 @@ async fn server_errors_are_retried_and_a_forbidden_answer_is_not() {
     let reported = eventually(WAIT, || async { calls(&app, "create", "rejected").await == 1.0 }).await;
     assert!(reported, "the 403 is counted");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(twitch.enabled_for(&refused.id).is_empty(), "not retried: {:#?}", twitch.enabled_for(&refused.id));
+    // The refused type (chat, tried first) is not retried; the channel's
+    // other types are still created, so its live status keeps working.
+    let enabled = twitch.enabled_for(&refused.id);
+    let kinds: Vec<&str> = enabled.iter().filter_map(|s| s["type"].as_str()).collect();
+    assert_eq!(kinds.len(), 2, "not retried: {enabled:#?}");
+    assert!(!kinds.contains(&"channel.chat.message"), "{kinds:?}");
+    assert_eq!(calls(&app, "create", "rejected").await, 1.0, "reported once");
 }
 
 #[tokio::test]
@@ -659,9 +665,79 @@ async fn set_up_failures_keep_the_service_serving_and_it_sets_up_once_twitch_app
     stop.cancel();
 }
 
+/// Revokes one subscription the way Twitch does (the simulator's control API).
+async fn revoke(app: &TestApp, subscription: &str, status: &str) {
+    let sim = &app.demo.as_ref().unwrap().simulator_url;
+    let url = format!("{sim}/sim/subscriptions/{subscription}/revoke");
+    let revoked = app.http.post(url).json(&json!({ "status": status })).send().await.unwrap();
+    assert_eq!(revoked.status(), 202);
+}
+
+/// A logged-in streamer with an open overlay and their three subscriptions.
+async fn subscribed_streamer(app: &TestApp) -> (OverlaySetup, OverlayClient, String) {
+    let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    log_in(app, &login).await;
+    let user_id = sim_user_id(app, &login).await;
+    let s = app.repo.streamer_by_twitch_id(&BroadcasterId::parse(&user_id).unwrap()).await.unwrap().unwrap();
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    assert!(eventually(WAIT, || async { recorded_ids(app, &user_id).await.len() == 3 }).await, "subscribed");
+    (s, overlay, user_id)
+}
+
+async fn chat_subscription(app: &TestApp, s: &OverlaySetup) -> String {
+    let records = app.repo.subscriptions_of(&s.streamer.twitch_user_id).await.unwrap();
+    records.into_iter().find(|r| r.subscription_type == "channel.chat.message").unwrap().subscription_id
+}
+
+both_modes! {
+async fn a_chat_revocation_flags_the_streamer_whose_own_grant_is_gone() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let (s, mut overlay, _) = subscribed_streamer(&app).await;
+    // The streamer's token no longer works on Twitch (revoked there).
+    let stored = app.repo.tokens(s.streamer.id).await.unwrap().unwrap();
+    let cipher = chatpulse::crypto::TokenCipher::new(chatpulse::config::DEV_TOKEN_ENCRYPTION_KEY, None).unwrap();
+    let access = cipher.decrypt(&stored.access_token, s.streamer.twitch_user_id.as_str()).unwrap();
+    let sim = &app.demo.as_ref().unwrap().simulator_url;
+    let client_id = chatpulse::twitch::sim::SimConfig::default().client_id;
+    let form = [("client_id", client_id.as_str()), ("token", access.as_str())];
+    assert_eq!(app.http.post(format!("{sim}/oauth2/revoke")).form(&form).send().await.unwrap().status(), 200);
+
+    revoke(&app, &chat_subscription(&app, &s).await, "authorization_revoked").await;
+
+    let flagged = eventually(WAIT, || async {
+        app.repo.streamer(s.streamer.id).await.unwrap().unwrap().streamer.needs_relogin
+            && app.repo.tokens(s.streamer.id).await.unwrap().is_none()
+    })
+    .await;
+    assert!(flagged, "tokens deleted, streamer asked to log in again");
+    overlay.wait_for(WAIT, |f| f.status == "disconnected").await.expect("the overlay says so");
+    assert_eq!(app.metric("chatpulse_bot_authorization_lost_total").await, 0.0, "not the bot");
+}
+}
+
+both_modes! {
+async fn a_chat_revocation_while_the_streamers_grant_holds_is_the_bots_and_flags_nobody() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let (s, mut overlay, _) = subscribed_streamer(&app).await;
+
+    revoke(&app, &chat_subscription(&app, &s).await, "authorization_revoked").await;
+
+    let alarmed =
+        eventually(WAIT, || async { app.metric("chatpulse_bot_authorization_lost_total").await >= 1.0 }).await;
+    assert!(alarmed, "the operator is alerted");
+    let streamer = app.repo.streamer(s.streamer.id).await.unwrap().unwrap();
+    assert!(!streamer.streamer.needs_relogin, "the streamer did nothing wrong");
+    assert!(app.repo.tokens(s.streamer.id).await.unwrap().is_some(), "their tokens are kept");
+    assert!(overlay.wait_for(Duration::from_millis(500), |f| f.status == "disconnected").await.is_none());
+    assert_eq!(app.metric("chatpulse_authorizations_revoked_total").await, 0.0);
+}
+}
+
 both_modes! {
 async fn a_bot_banned_from_a_channel_is_explained_on_the_dashboard_and_not_resubscribed() {
-    let app = spawn_demo_app_with(|_| {}).await;
+    // Reconciliation runs often here: it must not undo the block.
+    let app = spawn_demo_app_with(|c| c.tuning.eventsub_reconcile_interval = Duration::from_millis(300)).await;
     let sim = app.demo.as_ref().unwrap().simulator_url.clone();
     let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let browser = log_in(&app, &login).await;
@@ -687,6 +763,14 @@ async fn a_bot_banned_from_a_channel_is_explained_on_the_dashboard_and_not_resub
     })
     .await;
     assert!(recorded, "the reason is recorded");
+    // Reconciliation removes the dead subscription from Twitch's list but
+    // keeps the record that blocks re-subscribing.
+    let cleaned = eventually(WAIT, || async {
+        app.metric("chatpulse_eventsub_repairs_total{kind=\"not_enabled\"}").await >= 1.0
+    })
+    .await;
+    assert!(cleaned, "reconciliation ran over the revoked subscription");
+    assert!(app.repo.subscriptions_of(&b).await.unwrap().iter().any(|r| r.status == "chat_user_banned"), "kept");
     let page = browser.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("banned from your chat"), "the dashboard explains");
     // Not re-created by reconnecting overlays either.

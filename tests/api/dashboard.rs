@@ -481,6 +481,125 @@ async fn a_token_twitch_no_longer_accepts_is_refreshed() {
 }
 
 #[tokio::test]
+async fn a_twitch_outage_during_a_refresh_keeps_the_tokens() {
+    let app = spawn_demo_app_with(|c| c.tuning.token_check_interval = Duration::from_millis(200)).await;
+    let login = unique_login();
+    log_in(&app, &login).await;
+    let (streamer, old) = decrypted_access_token(&app, &login).await;
+    let old = old.unwrap();
+    let stored_before = app.repo.tokens(streamer.id).await.unwrap().unwrap();
+    // The access token is dead, so the check must refresh; Twitch's token
+    // endpoint is down (503 with its JSON error body) meanwhile.
+    let faulted = reqwest::Client::new()
+        .post(format!("{}/sim/faults", sim_url(&app)))
+        .json(&serde_json::json!({"status": 503, "count": 1000, "target": "oauth_token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faulted.status(), 200);
+    let client_id = chatpulse::twitch::sim::SimConfig::default().client_id;
+    let form = [("client_id", client_id.as_str()), ("token", old.as_str())];
+    let revoked = reqwest::Client::new().post(format!("{}/oauth2/revoke", sim_url(&app))).form(&form).send().await;
+    assert_eq!(revoked.unwrap().status(), 200);
+
+    let skipped = eventually(Duration::from_secs(5), || async {
+        app.metric("chatpulse_token_checks_total{outcome=\"skipped\"}").await >= 2.0
+    })
+    .await;
+
+    assert!(skipped, "the failed refreshes are counted as skipped");
+    let kept = app.repo.tokens(streamer.id).await.unwrap().expect("tokens kept through the outage");
+    assert_eq!(kept.access_token, stored_before.access_token, "unchanged");
+    assert!(!app.repo.streamer(streamer.id).await.unwrap().unwrap().streamer.needs_relogin);
+    assert_eq!(app.metric("chatpulse_token_checks_total{outcome=\"login_needed\"}").await, 0.0);
+
+    // Twitch is back: the next check refreshes.
+    let cleared = reqwest::Client::new()
+        .post(format!("{}/sim/faults", sim_url(&app)))
+        .json(&serde_json::json!({"status": 503, "count": 0, "target": "oauth_token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 200);
+    let refreshed = eventually(Duration::from_secs(5), || async {
+        decrypted_access_token(&app, &login).await.1.is_some_and(|t| t != old)
+    })
+    .await;
+    assert!(refreshed, "refreshed once Twitch answered again");
+}
+
+#[tokio::test]
+async fn tokens_that_no_longer_decrypt_are_kept_and_reported_not_deleted() {
+    const OLD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const WRONG: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+    let first = spawn_demo_app_with(|c| c.token_encryption_key = chatpulse::config::Secret::new(OLD)).await;
+    let login = unique_login();
+    log_in(&first, &login).await;
+    let streamer = streamer_by_login(&first, &login).await;
+    let before = first.repo.tokens(streamer.id).await.unwrap().unwrap();
+    let (data_path, sim) = (first.data.path().to_path_buf(), sim_url(&first));
+    let sim_defaults = chatpulse::twitch::sim::SimConfig::default();
+
+    // The operator restarts with a new key and forgets the previous one.
+    let second = spawn_in(tempfile::TempDir::with_prefix("unused").unwrap(), |c| {
+        c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path.clone() };
+        c.twitch_client_id = Some(sim_defaults.client_id.clone());
+        c.twitch_client_secret = Some(chatpulse::config::Secret::new(sim_defaults.client_secret.clone()));
+        c.twitch_api_url = format!("{sim}/helix");
+        c.twitch_auth_url = format!("{sim}/oauth2");
+        c.token_encryption_key = chatpulse::config::Secret::new(WRONG);
+        c.tuning.token_check_interval = Duration::from_millis(200);
+    })
+    .await;
+
+    let reported = eventually(Duration::from_secs(5), || async {
+        second.metric("chatpulse_token_checks_total{outcome=\"undecryptable\"}").await >= 2.0
+    })
+    .await;
+    assert!(reported, "reported on every check");
+    let after = second.repo.tokens(streamer.id).await.unwrap().expect("not deleted");
+    assert_eq!(after.access_token, before.access_token, "left as they were: restoring the key restores them");
+    assert!(!second.repo.streamer(streamer.id).await.unwrap().unwrap().streamer.needs_relogin, "nobody logged out");
+}
+
+#[tokio::test]
+async fn one_instance_at_a_time_checks_the_tokens() {
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let distributed = |c: &mut chatpulse::config::Config| {
+        c.storage = chatpulse::config::StorageMode::Distributed {
+            database_url: chatpulse::config::Secret::new(db.clone()),
+            redis_url: chatpulse::config::Secret::new(redis.clone()),
+        };
+        c.tuning.token_check_interval = Duration::from_millis(200);
+    };
+    // One deployment: both instances compete for the same leases.
+    let key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
+    let one = spawn_demo_app_with(|c| {
+        distributed(c);
+        c.tuning.leader_key = key.clone();
+    })
+    .await;
+    log_in(&one, &unique_login()).await;
+    let (sim, sim_defaults) = (sim_url(&one), chatpulse::twitch::sim::SimConfig::default());
+    let two = spawn_app_with(|c| {
+        distributed(c);
+        c.tuning.leader_key = key.clone();
+        c.twitch_client_id = Some(sim_defaults.client_id.clone());
+        c.twitch_client_secret = Some(chatpulse::config::Secret::new(sim_defaults.client_secret.clone()));
+        c.twitch_api_url = format!("{sim}/helix");
+        c.twitch_auth_url = format!("{sim}/oauth2");
+    })
+    .await;
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let valid = "chatpulse_token_checks_total{outcome=\"valid\"}";
+    let (a, b) = (one.metric(valid).await, two.metric(valid).await);
+    assert!(a + b >= 3.0, "checks ran: {a} + {b}");
+    assert!(a == 0.0 || b == 0.0, "only one instance checks: {a} and {b}");
+}
+
+#[tokio::test]
 async fn a_streamer_who_disconnected_the_app_must_log_in_again() {
     let app = spawn_demo_app_with(|c| c.tuning.token_check_interval = Duration::from_millis(200)).await;
     let login = unique_login();

@@ -175,6 +175,22 @@ async fn renewal_extends_leases_and_reports_missing_sessions(store: &dyn LiveSto
     assert!(store.release(overlay, &b, "instance-b", T0 + 1_901).await.unwrap());
 }
 
+async fn renewal_maps_the_channel_to_its_session_again(store: &dyn LiveStore) {
+    // A release elsewhere removed the channel's mapping while this session
+    // lives (here: a second overlay of the channel came and went).
+    let (overlay, b) = start(store, 0.5, T0).await;
+    let passing = OverlayId::random();
+    store.activate(&activation(passing, &b, 0.5, 1), LEASE, T0 + 10).await.unwrap();
+    assert!(store.release(passing, &b, ME, T0 + 20).await.unwrap());
+    assert_eq!(store.session_for(&b).await.unwrap().map(|s| s.overlay), None, "the mapping went with it");
+
+    let missing = store.renew(&[(overlay, b.clone())], LEASE, T0 + 30).await.unwrap();
+
+    assert!(missing.is_empty());
+    assert_eq!(store.session_for(&b).await.unwrap().map(|s| s.overlay), Some(overlay), "votes find it again");
+    assert_eq!(vote(store, overlay, "m1", "c1", For, T0 + 40).await, Applied(10.0));
+}
+
 async fn an_older_config_version_never_replaces_a_newer_one(store: &dyn LiveStore) {
     let (overlay, b) = (OverlayId::random(), random_broadcaster());
     store.activate(&activation(overlay, &b, 2.0, 5), LEASE, T0).await.unwrap();
@@ -388,6 +404,10 @@ async fn going_live_centres_the_bar_and_the_status_is_read_back(store: &dyn Live
     assert_eq!(status(read), Some(SessionStatus::Live));
 
     assert_eq!(vote(store, overlay, "m2", "c2", For, T0 + 200).await, Applied(10.0));
+    // Live again (a redelivered stream.online): the running stream keeps its bar.
+    assert!(store.set_status(overlay, SessionStatus::Live, T0 + 250).await.unwrap());
+    let read = store.read_many(&[overlay], T0 + 250).await.unwrap();
+    assert!(read[0].is_some_and(|s| s.value > 9.0), "a repeated online keeps the value: {read:?}");
     assert!(store.set_status(overlay, SessionStatus::Offline, T0 + 300).await.unwrap());
     let read = store.read_many(&[overlay], T0 + 300).await.unwrap();
     assert!(read[0].is_some_and(|s| s.value > 9.0), "going offline keeps the value");
@@ -473,6 +493,7 @@ macro_rules! live_store_contract {
                 a_session_lives_while_any_instance_holds_an_unexpired_lease => default_limits(),
                 an_expired_lease_does_not_keep_a_session_alive => default_limits(),
                 renewal_extends_leases_and_reports_missing_sessions => default_limits(),
+                renewal_maps_the_channel_to_its_session_again => default_limits(),
                 an_older_config_version_never_replaces_a_newer_one => default_limits(),
                 activation_maps_the_broadcaster_and_reactivation_updates_the_config => default_limits(),
                 a_for_vote_moves_plus_ten_and_an_against_vote_minus_ten => default_limits(),

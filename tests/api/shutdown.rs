@@ -1,5 +1,6 @@
-//! Graceful shutdown: readiness turns false, every overlay gets 1001, the
-//! server stops within SHUTDOWN_TIMEOUT.
+//! Graceful shutdown: readiness turns false (and stays false through the
+//! drain period while requests are still served), every overlay gets 1001,
+//! the server stops within SHUTDOWN_TIMEOUT.
 
 use std::time::Duration;
 
@@ -29,6 +30,39 @@ async fn shutdown_sends_1001_to_every_client_and_stops() {
         assert_eq!(close.reason.as_str(), "server shutting down");
     }
     assert!(app.http.get(format!("{}/health/live", app.base)).send().await.is_err(), "no longer listening");
+}
+}
+
+both_modes! {
+async fn readiness_fails_first_and_requests_are_served_until_the_drain_period_ends() {
+    let mut app = spawn_app_with(|c| {
+        c.tuning.shutdown_drain = Duration::from_millis(800);
+        c.shutdown_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let s = app.add_streamer().await;
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(Duration::from_secs(2)).await.expect("initial frame");
+    let started = std::time::Instant::now();
+
+    app.shutdown.cancel();
+
+    let ready = app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "the load balancer is told at once");
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["shutting_down"], true);
+    // Still serving: votes move the open overlay, the page still loads...
+    assert_eq!(app.chat(&s.streamer.twitch_user_id, "1", "yes").await, 204);
+    overlay.wait_for(Duration::from_secs(2), |f| f.value > 9.0).await.expect("still served during the drain");
+    let page = app.http.get(format!("{}/overlay/{}", app.base, s.streamer.overlay_id)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    // ...but new overlays are sent elsewhere.
+    assert!(app.try_connect(&s.streamer.overlay_id).await.is_err(), "no new overlay connections while draining");
+
+    let close = overlay.wait_for_close(Duration::from_secs(4)).await.expect("closed").expect("close frame");
+    assert_eq!(u16::from(close.code), 1001);
+    assert!(started.elapsed() >= Duration::from_millis(800), "closed after the drain: {:?}", started.elapsed());
+    app.stop().await.expect("clean stop");
 }
 }
 

@@ -410,9 +410,22 @@ async fn disable_shard(State(sim): State<Simulator>, Path((conduit_id, shard_id)
 struct FaultBody {
     status: u16,
     count: u32,
+    /// `helix` (the default) or `oauth_token` (`/oauth2/token`).
+    #[serde(default)]
+    target: FaultTarget,
 }
 
-/// `POST /sim/faults` `{"status": 429, "count": 2}` (count 0 clears).
+#[derive(Debug, serde::Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum FaultTarget {
+    #[default]
+    Helix,
+    OauthToken,
+}
+
+/// `POST /sim/faults` `{"status": 429, "count": 2}` (count 0 clears): the
+/// next Helix calls fail; with `"target": "oauth_token"`, the next calls to
+/// `/oauth2/token` instead.
 async fn faults(State(sim): State<Simulator>, body: Bytes) -> Response {
     let body: FaultBody = match parse_json(&body) {
         Ok(b) => b,
@@ -421,8 +434,17 @@ async fn faults(State(sim): State<Simulator>, body: Bytes) -> Response {
     if !(400..=599).contains(&body.status) {
         return error(StatusCode::BAD_REQUEST, "status must be an HTTP error status (400–599)");
     }
-    sim.fail_next(body.status, body.count);
-    Json(json!({"status": body.status, "count": body.count})).into_response()
+    let target = match body.target {
+        FaultTarget::Helix => {
+            sim.fail_next(body.status, body.count);
+            "helix"
+        }
+        FaultTarget::OauthToken => {
+            sim.fail_next_token_calls(body.status, body.count);
+            "oauth_token"
+        }
+    };
+    Json(json!({"status": body.status, "count": body.count, "target": target})).into_response()
 }
 
 #[derive(serde::Deserialize)]

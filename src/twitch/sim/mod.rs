@@ -500,6 +500,13 @@ impl Simulator {
         self.state().fault = (count > 0).then_some(Fault { status, remaining: count });
     }
 
+    /// Fault switch of the token endpoint: the next `count` calls to
+    /// `/oauth2/token` answer `status` with Twitch's OAuth error body, as
+    /// during an outage. `count` 0 clears it.
+    pub fn fail_next_token_calls(&self, status: u16, count: u32) {
+        self.state().token_fault = (count > 0).then_some(Fault { status, remaining: count });
+    }
+
     /// Every subscription, in Helix shape, oldest first.
     pub fn subscriptions(&self) -> Vec<Value> {
         let state = self.state();
@@ -545,6 +552,7 @@ impl Simulator {
             .map(|(user_id, s)| json!({"user_id": user_id, "id": s.id, "started_at": s.started_at}))
             .collect();
         let fault = state.fault.map(|f| json!({"status": f.status, "remaining": f.remaining}));
+        let token_fault = state.token_fault.map(|f| json!({"status": f.status, "remaining": f.remaining}));
         json!({
             "client_id": self.inner.config.client_id,
             "users": users,
@@ -555,6 +563,7 @@ impl Simulator {
             "subscriptions": subscriptions,
             "deliveries": deliveries,
             "fault": fault,
+            "token_fault": token_fault,
             "active_tokens": state.tokens.len(),
         })
     }

@@ -22,6 +22,18 @@ use super::{SimUser, Simulator, delivery};
 const SESSION_COOKIE: &str = "sim_twitch_user";
 
 /// OAuth errors are `{"status", "message"}` (no `error` field, unlike Helix).
+/// One use of the token endpoint's fault switch, if it is on.
+fn take_token_fault(sim: &Simulator) -> Option<u16> {
+    let mut state = sim.state();
+    let fault = state.token_fault.as_mut()?;
+    fault.remaining = fault.remaining.saturating_sub(1);
+    let status = fault.status;
+    if fault.remaining == 0 {
+        state.token_fault = None;
+    }
+    Some(status)
+}
+
 fn oauth_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"status": status.as_u16(), "message": message}))).into_response()
 }
@@ -331,6 +343,10 @@ fn issue_user_token(sim: &Simulator, user_id: &str, scopes: &[String]) -> Value 
 
 /// `POST /oauth2/token` (form body, or query string).
 pub(crate) async fn token(State(sim): State<Simulator>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+    if let Some(status) = take_token_fault(&sim) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return oauth_error(status, "simulated failure");
+    }
     let mut params = Params::parse(Some(&String::from_utf8_lossy(&body)));
     params.extend(Params::parse(query.as_deref()));
     let config = sim.config();

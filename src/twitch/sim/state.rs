@@ -258,6 +258,8 @@ pub(crate) struct State {
     pub clips: Vec<Clip>,
     pub buckets: HashMap<(String, Option<String>), Bucket>,
     pub fault: Option<Fault>,
+    /// The fault switch of `/oauth2/token` (refresh, code exchange, app tokens).
+    pub token_fault: Option<Fault>,
     /// Faults applied to the next webhook notifications, one each.
     pub delivery_faults: std::collections::VecDeque<super::DeliveryFault>,
     pub deliveries: VecDeque<DeliveryRecord>,
