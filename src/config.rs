@@ -74,6 +74,9 @@ pub enum EventSubTransport {
 pub struct Tuning {
     /// Broadcaster tick: how often overlays are brought up to date.
     pub broadcast_tick: Duration,
+    /// How often a session whose bar rests at the centre is read (moving
+    /// ones are read every tick).
+    pub resting_read: Duration,
     /// Frames queued per overlay connection; a client this far behind is evicted.
     pub client_queue: usize,
     /// Overlay connections per session (on one instance).
@@ -133,6 +136,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             broadcast_tick: Duration::from_millis(50),
+            resting_read: Duration::from_secs(1),
             client_queue: 16,
             max_clients_per_session: 50,
             ping_interval: Duration::from_secs(30),

@@ -8,18 +8,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::domain::{BroadcasterId, ChatterId, OverlayId, match_vote};
+use crate::domain::{BroadcasterId, ChatterId, Direction, OverlayId, match_vote};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, VoteOutcome, VoteRequest};
 use crate::twitch::eventsub::ChatMessageEvent;
 
+/// A bar within this distance of the centre before a vote may be resting
+/// (read once a second) on other instances.
+const REST_MARGIN: f64 = 0.5;
+
 /// What happened to one chat message. Every variant is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ChatOutcome {
-    /// Counted: the session's new value.
+    /// Counted: the session's new value. `from_rest`: the bar was at the
+    /// centre before this vote (other instances may be reading it only
+    /// once a second and must be told).
     Applied {
         value: f64,
         overlay: OverlayId,
+        from_rest: bool,
     },
     Duplicate,
     Debounced,
@@ -51,9 +58,16 @@ impl ChatOutcome {
 }
 
 impl ChatOutcome {
-    fn of_vote(o: VoteOutcome, overlay: OverlayId) -> Self {
+    fn of_vote(o: VoteOutcome, overlay: OverlayId, direction: Direction) -> Self {
         match o {
-            VoteOutcome::Applied(value) => ChatOutcome::Applied { value, overlay },
+            VoteOutcome::Applied(value) => {
+                // Unclamped, the value before the vote was `value - delta`
+                // (a clamped one was far from the centre anyway). Half a
+                // point of margin covers instances whose clocks differ a
+                // little: where a bar shows 0.00, this side sees it near 0.
+                let from_rest = (value - direction.delta()).abs() < REST_MARGIN;
+                ChatOutcome::Applied { value, overlay, from_rest }
+            }
             VoteOutcome::Duplicate => ChatOutcome::Duplicate,
             VoteOutcome::Debounced => ChatOutcome::Debounced,
             VoteOutcome::RateLimited => ChatOutcome::RateLimited,
@@ -110,7 +124,7 @@ impl VoteEngine {
         };
         let request = VoteRequest { overlay: session.overlay, message_id: delivery_id, chatter: &chatter, direction };
         match tokio::time::timeout(self.timeout, self.live.vote(&request, crate::now_ms())).await {
-            Ok(Ok(outcome)) => ChatOutcome::of_vote(outcome, session.overlay),
+            Ok(Ok(outcome)) => ChatOutcome::of_vote(outcome, session.overlay, direction),
             Ok(Err(e)) => self.failed("vote", &e),
             Err(_) => self.failed("vote", &"timed out"),
         }

@@ -38,10 +38,10 @@ enum Command {
         /// Port to listen on.
         #[arg(long, default_value_t = 8090)]
         port: u16,
-        /// The client id the simulator accepts (default: the simulator's own).
+        /// The client id the simulator accepts [default: chatpulsesimclient0000000000000].
         #[arg(long)]
         client_id: Option<String>,
-        /// The client secret the simulator accepts (default: the simulator's own).
+        /// The client secret the simulator accepts [default: chatpulsesimsecret000000000000].
         #[arg(long)]
         client_secret: Option<String>,
         /// A registered OAuth redirect URI (repeatable).
@@ -154,14 +154,27 @@ async fn twitch_sim(
         redirect_uris,
         ..defaults
     };
-    println!("Twitch simulator on http://localhost:{port}");
-    println!("  TWITCH_AUTH_URL=http://localhost:{port}/oauth2");
-    println!("  TWITCH_API_URL=http://localhost:{port}/helix");
-    println!("  TWITCH_CLIENT_ID={}", config.client_id);
-    println!("  chat page: http://localhost:{port}/sim/chat");
+    let sim = Simulator::new(config);
+    // The same two accounts, in the same order (so with the same ids), as the
+    // built-in simulator of `make run`: a channel to chat in, and the bot.
+    let streamer = sim.create_user("demo_streamer", "DemoStreamer");
+    sim.grant(&streamer.id, &["channel:bot"]);
+    let bot = sim.create_user("chatpulse_bot", "ChatPulse Bot");
+    sim.grant(&bot.id, &["user:read:chat", "user:bot"]);
+    let config = sim.config();
+    println!("Twitch simulator on http://localhost:{port}; point ChatPulse at it with:");
+    println!();
+    println!("  export TWITCH_AUTH_URL=http://localhost:{port}/oauth2");
+    println!("  export TWITCH_API_URL=http://localhost:{port}/helix");
+    println!("  export TWITCH_EVENTSUB_WS_URL=ws://localhost:{port}/ws");
+    println!("  export TWITCH_CLIENT_ID={}", config.client_id);
+    println!("  export TWITCH_CLIENT_SECRET={}", config.client_secret);
+    println!("  export BOT_USER_ID={}", bot.id);
+    println!();
+    println!("  chat page: http://localhost:{port}/sim/chat   (channel: {} {})", streamer.login, streamer.id);
     let shutdown = tokio_util::sync::CancellationToken::new();
     startup::cancel_on_signal(shutdown.clone());
-    Simulator::new(config).serve(listener, shutdown).await?;
+    sim.serve(listener, shutdown).await?;
     Ok(())
 }
 

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppSettings;
 use crate::app::eventsub::{EventSub, EventSubSettings, Inbound};
 use crate::app::signals::SignalBus;
-use crate::app::{App, SessionManager, SessionSettings};
-use crate::broadcast::Broadcaster;
+use crate::app::{App, SessionManager, SessionPorts, SessionSettings};
+use crate::broadcast::{BroadcastTiming, Broadcaster};
 use crate::config::{Config, StorageMode};
 use crate::crypto::TokenCipher;
 use crate::engine::VoteEngine;
@@ -331,7 +331,7 @@ impl Application {
         let (broadcaster, broadcaster_task) = Broadcaster::spawn(
             Arc::clone(&stores.live),
             metrics.clone(),
-            config.tuning.broadcast_tick,
+            BroadcastTiming { tick: config.tuning.broadcast_tick, resting_read: config.tuning.resting_read },
             missing_tx,
             serving.child_token(),
         );
@@ -341,15 +341,18 @@ impl Application {
             grace: config.tuning.session_grace,
             max_clients: config.tuning.max_clients_per_session,
         };
-        let sessions = SessionManager::new(
-            Arc::clone(&stores.repo),
-            Arc::clone(&stores.live),
-            broadcaster.clone(),
-            metrics.clone(),
-            settings,
-            twitch.eventsub.clone(),
-            shutdown.clone(),
-        );
+        let signals = Arc::new(match &config.storage {
+            StorageMode::Embedded { .. } => SignalBus::local(),
+            StorageMode::Distributed { redis_url, .. } => SignalBus::redis(redis_url.expose())?,
+        });
+        let ports = SessionPorts {
+            repo: Arc::clone(&stores.repo),
+            live: Arc::clone(&stores.live),
+            broadcaster: broadcaster.clone(),
+            signals: Arc::clone(&signals),
+            eventsub: twitch.eventsub.clone(),
+        };
+        let sessions = SessionManager::new(ports, metrics.clone(), settings, shutdown.clone());
         let mut background = stores.tasks;
         background.extend(twitch.tasks);
         background.push(tokio::spawn(sessions.clone().run_repair(missing_rx, shutdown.child_token())));
@@ -365,10 +368,6 @@ impl Application {
             config.connection_rate_per_ip,
             config.connection_rate_burst,
         );
-        let signals = Arc::new(match &config.storage {
-            StorageMode::Embedded { .. } => SignalBus::local(),
-            StorageMode::Distributed { redis_url, .. } => SignalBus::redis(redis_url.expose())?,
-        });
         background.push(tokio::spawn(sessions.clone().run_signals(signals.subscribe(), shutdown.child_token())));
         let cipher = TokenCipher::new(
             config.token_encryption_key.expose(),

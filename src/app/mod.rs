@@ -15,7 +15,7 @@ use crate::domain::OverlayId;
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, OverlaySetup, Repository, RepositoryError};
 
-pub use sessions::{AcquireError, SessionLease, SessionManager, SessionSettings};
+pub use sessions::{AcquireError, SessionLease, SessionManager, SessionPorts, SessionSettings};
 
 /// Everything the use cases need. Cheap to share behind an `Arc`.
 pub struct App {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::eventsub::EventSub;
-use super::signals::Signal;
+use super::signals::{Signal, SignalBus};
 use crate::broadcast::{Broadcaster, CloseReason};
 use crate::domain::{BroadcasterId, OverlayId, StreamerId};
 use crate::metrics::Metrics;
@@ -53,13 +53,24 @@ pub struct SessionManager {
     inner: Arc<Inner>,
 }
 
+/// What the session manager works with.
+pub struct SessionPorts {
+    pub repo: Arc<dyn Repository>,
+    pub live: Arc<dyn LiveStore>,
+    pub broadcaster: Broadcaster,
+    /// Tells other instances that a session changed.
+    pub signals: Arc<SignalBus>,
+    /// Subscribes channels to chat on activation (absent without Twitch).
+    pub eventsub: Option<Arc<EventSub>>,
+}
+
 struct Inner {
     repo: Arc<dyn Repository>,
     live: Arc<dyn LiveStore>,
     broadcaster: Broadcaster,
+    signals: Arc<SignalBus>,
     metrics: Metrics,
     settings: SessionSettings,
-    /// Subscribes channels to chat on activation (absent without Twitch).
     eventsub: Option<Arc<EventSub>>,
     local: Mutex<HashMap<OverlayId, Local>>,
     shutdown: CancellationToken,
@@ -101,17 +112,10 @@ fn activation(setup: &OverlaySetup) -> SessionActivation {
 }
 
 impl SessionManager {
-    pub fn new(
-        repo: Arc<dyn Repository>,
-        live: Arc<dyn LiveStore>,
-        broadcaster: Broadcaster,
-        metrics: Metrics,
-        settings: SessionSettings,
-        eventsub: Option<Arc<EventSub>>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(ports: SessionPorts, metrics: Metrics, settings: SessionSettings, shutdown: CancellationToken) -> Self {
+        let SessionPorts { repo, live, broadcaster, signals, eventsub } = ports;
         let local = Mutex::new(HashMap::new());
-        let inner = Inner { repo, live, broadcaster, metrics, settings, eventsub, local, shutdown };
+        let inner = Inner { repo, live, broadcaster, signals, metrics, settings, eventsub, local, shutdown };
         Self { inner: Arc::new(inner) }
     }
 
@@ -182,10 +186,21 @@ impl SessionManager {
         });
     }
 
-    /// A session's value or status changed here: its overlays on this
-    /// instance see it on the next tick.
+    /// A session's value or status changed here (a status, a reset, a vote
+    /// that moved a bar from the centre): its overlays on this instance see
+    /// it on the next tick, and so do those on every other instance, where
+    /// the bar may be resting and read only once a second.
     pub fn touch(&self, overlay: OverlayId) {
         self.inner.broadcaster.touch(overlay);
+        if self.inner.signals.is_shared() {
+            let signals = Arc::clone(&self.inner.signals);
+            // Off the caller's path (the vote path among them).
+            tokio::spawn(async move {
+                if let Err(e) = signals.publish(Signal::Moved { overlay }).await {
+                    tracing::debug!(%overlay, error = %e, "other instances see the change on their resting read");
+                }
+            });
+        }
     }
 
     /// Deletes a cleaned-up channel's subscriptions, in the background.
@@ -333,6 +348,11 @@ impl SessionManager {
                 self.inner.live.forget_cached(overlay);
                 if self.local().get(&overlay).is_some_and(|e| e.clients > 0) {
                     self.refresh(overlay).await;
+                }
+            }
+            Signal::Moved { overlay } => {
+                if self.local().contains_key(&overlay) {
+                    self.inner.broadcaster.touch(overlay);
                 }
             }
             Signal::OverlayRotated { old } => {

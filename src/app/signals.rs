@@ -22,6 +22,10 @@ pub enum Signal {
     ConfigChanged { overlay: OverlayId },
     /// This overlay URL is dead: close its connections.
     OverlayRotated { old: OverlayId },
+    /// This session's bar left the centre, or its status changed, on
+    /// another instance: read it on the next tick, even if it was resting
+    /// here (see `broadcast::BroadcastTiming`).
+    Moved { overlay: OverlayId },
 }
 
 pub enum SignalBus {
@@ -114,6 +118,11 @@ impl SignalBus {
                 Ok(())
             }
         }
+    }
+
+    /// Whether signals reach other instances (distributed mode).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Redis { .. })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Signal> {

@@ -93,13 +93,14 @@ impl Broadcaster {
     pub fn spawn(
         live: Arc<dyn LiveStore>,
         metrics: Metrics,
-        tick: Duration,
+        timing: BroadcastTiming,
         missing: mpsc::Sender<OverlayId>,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(1024);
         let touched = Arc::new(Mutex::new(HashSet::new()));
-        let rest_every = (RESTING_READ_EVERY.as_millis() / tick.as_millis().max(1)).max(1) as u64;
+        let BroadcastTiming { tick, resting_read } = timing;
+        let rest_every = (resting_read.as_millis() / tick.as_millis().max(1)).max(1) as u64;
         let actor = Actor {
             live,
             metrics,
@@ -173,10 +174,16 @@ struct Actor {
     rest_every: u64,
 }
 
-/// How often a session whose bar rests at the centre is read. Moving
-/// sessions, and sessions changed on this instance, are read every tick; a
-/// resting one only needs to notice a vote made through another instance.
-pub const RESTING_READ_EVERY: Duration = Duration::from_secs(1);
+/// How often the broadcaster reads.
+#[derive(Debug, Clone, Copy)]
+pub struct BroadcastTiming {
+    /// Every tick: moving sessions and sessions touched since the last one.
+    pub tick: Duration,
+    /// A session whose bar rests at the centre. A change made on another
+    /// instance reaches it sooner through the `Moved` signal that instance
+    /// sends; this read is the safety net if that signal is lost.
+    pub resting_read: Duration,
+}
 
 /// Unchanged reads at the centre before a session counts as resting.
 const QUIET_READS: u32 = 3;

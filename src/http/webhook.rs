@@ -154,8 +154,12 @@ pub async fn dispatch(
                 eventsub::CHANNEL_CHAT_MESSAGE => {
                     let n: Notification<ChatMessageEvent> = parse(body)?;
                     let outcome = state.engine.handle_chat(message_id, &n.event).await;
-                    if let ChatOutcome::Applied { overlay, .. } = outcome {
-                        state.broadcaster.touch(overlay);
+                    match outcome {
+                        // Everywhere: the bar may be resting on other instances.
+                        ChatOutcome::Applied { overlay, from_rest: true, .. } => state.app.sessions.touch(overlay),
+                        // Moving bars are read every tick everywhere already.
+                        ChatOutcome::Applied { overlay, .. } => state.broadcaster.touch(overlay),
+                        _ => {}
                     }
                     outcome.label()
                 }

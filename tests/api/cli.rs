@@ -159,3 +159,52 @@ async fn the_cli_manages_streamers_in_postgres_too() {
     assert!(!unreachable.status.success());
     assert!(stderr(&unreachable).contains("DATABASE_URL"), "{}", stderr(&unreachable));
 }
+
+/// `chatpulse twitch-sim` prints exactly what an instance needs, and those
+/// values work: the client credentials get an app token, the bot is a real
+/// authorized account, the demo channel exists.
+#[tokio::test]
+async fn the_standalone_simulator_prints_working_settings() {
+    use tokio::io::AsyncBufReadExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatpulse"))
+        .args(["twitch-sim", "--port", &port.to_string()])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut vars = std::collections::HashMap::new();
+    while vars.len() < 6 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+        if let Some((k, v)) = line.trim().strip_prefix("export ").and_then(|kv| kv.split_once('=')) {
+            vars.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    let base = format!("http://localhost:{port}");
+    assert_eq!(vars["TWITCH_AUTH_URL"], format!("{base}/oauth2"));
+    assert_eq!(vars["TWITCH_API_URL"], format!("{base}/helix"));
+
+    let http = reqwest::Client::new();
+    let form = [
+        ("client_id", vars["TWITCH_CLIENT_ID"].as_str()),
+        ("client_secret", vars["TWITCH_CLIENT_SECRET"].as_str()),
+        ("grant_type", "client_credentials"),
+    ];
+    let token = http.post(format!("{}/token", vars["TWITCH_AUTH_URL"])).form(&form).send().await.unwrap();
+    assert_eq!(token.status(), 200, "the printed client credentials are accepted");
+    let state: serde_json::Value = http.get(format!("{base}/sim/state")).send().await.unwrap().json().await.unwrap();
+    let has_grant = |user: &str, scope: &str| {
+        state["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["user_id"] == user && g["scopes"].as_array().unwrap().iter().any(|s| s == scope))
+    };
+    assert!(has_grant(&vars["BOT_USER_ID"], "user:read:chat"), "the bot is authorized: {state}");
+    assert!(has_grant(&vars["BOT_USER_ID"], "user:bot"));
+    let channel = state["users"].as_array().unwrap().iter().find(|u| u["login"] == "demo_streamer").unwrap();
+    assert!(has_grant(channel["id"].as_str().unwrap(), "channel:bot"), "the demo channel granted channel:bot");
+    child.kill().await.unwrap();
+}
