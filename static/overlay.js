@@ -76,7 +76,8 @@
 
   function scheduleReconnect() {
     var base = Math.min(BACKOFF_START_MS * Math.pow(2, attempt), BACKOFF_MAX_MS);
-    var delay = base * (1 - JITTER + Math.random() * 2 * JITTER);
+    // Jitter spreads reconnecting overlays out; the cap holds after it.
+    var delay = Math.min(base * (1 - JITTER + Math.random() * 2 * JITTER), BACKOFF_MAX_MS);
     attempt = Math.min(attempt + 1, 16); // keep 2^attempt bounded
     setTimeout(connect, delay);
   }

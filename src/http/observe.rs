@@ -11,7 +11,12 @@ use crate::metrics::{HttpLabels, RouteLabels};
 
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    // A fixed set: any client may send any method name.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| {
         if request.uri().path().starts_with("/static/") { "/static".into() } else { "unmatched".into() }
     });

@@ -69,9 +69,11 @@ pub async fn streamer(session: &Session) -> Result<Option<StreamerId>, Error> {
     Ok(id.map(StreamerId::from_uuid))
 }
 
-/// Logs a streamer in: a fresh session id (no fixation), then the identity.
+/// Logs a streamer in: a fresh session id and a fresh CSRF token (nothing
+/// known before the login stays valid after it), then the identity.
 pub async fn log_in(session: &Session, id: StreamerId) -> Result<(), Error> {
     session.cycle_id().await.map_err(internal)?;
+    session.remove::<String>(CSRF).await.map_err(internal)?;
     session.insert(STREAMER, id.as_uuid()).await.map_err(internal)
 }
 

@@ -191,6 +191,60 @@ async fn a_wrong_state_or_a_reused_code_is_refused_and_stores_nothing() {
 }
 }
 
+/// The `chatpulse_session` cookie a response set, as `name=value`.
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("chatpulse_session="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+}
+
+both_modes! {
+async fn logging_in_gives_a_new_session_id_and_a_new_csrf_token() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let client = browser(false);
+    // A visitor's session before login (the bot page mints a CSRF token).
+    let page = client.get(format!("{}/auth/bot", app.base)).send().await.unwrap();
+    let before = session_cookie(&page).expect("a session before login");
+    let html = page.text().await.unwrap();
+    let start = html.find("name=\"csrf-token\" content=\"").unwrap() + 26;
+    let old_token = html[start..].split('"').next().unwrap().to_owned();
+
+    // Log in on the same session, following the redirects by hand.
+    let mut next = format!("{}/auth/login?as={}", app.base, unique_login());
+    let mut after = None;
+    for _ in 0..10 {
+        let r = client.get(&next).send().await.unwrap();
+        after = session_cookie(&r).or(after);
+        match r.headers().get("location").and_then(|l| l.to_str().ok()) {
+            Some(l) if l.starts_with("http") => next = l.to_owned(),
+            Some(l) => next = format!("{}{l}", app.base),
+            None => break,
+        }
+    }
+    assert!(next.ends_with("/dashboard"), "logged in: {next}");
+    let after = after.expect("a cookie set at login");
+
+    assert_ne!(after, before, "the session id changed at login");
+    let old = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let with_old = old.get(format!("{}/dashboard", app.base)).header("cookie", &before).send().await.unwrap();
+    assert_eq!(with_old.headers()["location"], "/auth/login", "the pre-login id opens nothing");
+    let forged = client
+        .post(format!("{}/auth/logout", app.base))
+        .form(&[("csrf_token", old_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403, "a CSRF token from before the login is dead");
+    let still = client.get(format!("{}/dashboard", app.base)).send().await.unwrap();
+    assert_eq!(still.status(), 200, "still logged in");
+}
+}
+
 both_modes! {
 async fn logout_needs_the_csrf_token_and_ends_the_session() {
     let app = spawn_demo_app_with(|_| {}).await;
