@@ -356,9 +356,11 @@ impl Application {
         let mut background = stores.tasks;
         background.extend(twitch.tasks);
         background.push(tokio::spawn(sessions.clone().run_repair(missing_rx, shutdown.child_token())));
+        // The bot whose own messages never vote: the simulator's bot account
+        // when running on the built-in simulator (`BOT_USER_ID` is unset there).
         let engine = VoteEngine::new(
             Arc::clone(&stores.live),
-            config.bot_user_id.clone(),
+            twitch.bot_user_id.clone().or_else(|| config.bot_user_id.clone()),
             config.tuning.vote_timeout,
             metrics.clone(),
         );

@@ -132,18 +132,29 @@ impl Drop for Browser {
     }
 }
 
+/// Votes typed into the simulator's chat (`POST /sim/chat`), delivered
+/// through the conduit's webhook shard like Twitch's own.
+async fn say_all(app: &TestApp, broadcaster: &str, chatters: std::ops::RangeInclusive<u32>, text: &str) {
+    for chatter in chatters {
+        assert_eq!(app.sim_chat(broadcaster, &chatter.to_string(), text).await, 202);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_marker_follows_votes_and_returns_to_the_centre() {
     let Some(browser) = Browser::start().await else { return };
-    let app = spawn_app().await;
-    let s = app.add_streamer_with(&config("yes", "no", "Pineapple NO", "Pineapple YES", 1.0)).await;
-    let b = s.streamer.twitch_user_id.clone();
-    browser.client.goto(&format!("{}/overlay/{}", app.base, s.streamer.overlay_id)).await.unwrap();
+    // Like `make run`: the service on its built-in Twitch simulator.
+    let app = spawn_demo_app_with(|_| {}).await;
+    let setup = app.repo.overlay_setup(app.demo_overlay()).await.unwrap().expect("the demo streamer");
+    let settings = config("yes", "no", "Pineapple NO", "Pineapple YES", 1.0);
+    app.repo.save_config(setup.streamer.id, &settings).await.unwrap();
+    let b = setup.streamer.twitch_user_id.to_string();
+    browser.client.goto(&app.demo.as_ref().unwrap().overlay_url).await.unwrap();
     assert!(browser.wait_for_marker(Duration::from_secs(5), |p| p.abs() < 0.02).await.is_some(), "starts centred");
+    // The open page activated the channel: the service subscribed it on Twitch.
+    app.wait_until_sim_delivers_chat_of(&b).await;
 
-    for chatter in 1..=4 {
-        app.chat(&b, &chatter.to_string(), "yes").await;
-    }
+    say_all(&app, &b, 1..=4, "yes").await;
     let right = browser.wait_for_marker(Duration::from_secs(3), |p| p > 0.2).await;
     assert!(right.is_some(), "right of centre after yes votes: {}", browser.marker_position().await);
     browser.save_screenshot("overlay-for.png").await;
@@ -152,12 +163,12 @@ async fn the_marker_follows_votes_and_returns_to_the_centre() {
     let centred = browser.wait_for_marker(Duration::from_secs(8), |p| p.abs() < 0.03).await;
     assert!(centred.is_some(), "back near the centre: {}", browser.marker_position().await);
 
-    for chatter in 11..=14 {
-        app.chat(&b, &chatter.to_string(), "no").await;
-    }
+    say_all(&app, &b, 11..=14, "no").await;
     let left = browser.wait_for_marker(Duration::from_secs(3), |p| p < -0.2).await;
     assert!(left.is_some(), "left of centre after no votes: {}", browser.marker_position().await);
     browser.save_screenshot("overlay.png").await;
+    let all = eventually(Duration::from_secs(3), || async { app.votes("applied").await == 8.0 }).await;
+    assert!(all, "every vote came through the simulator: {} applied", app.votes("applied").await);
 
     let labels = browser
         .client
@@ -181,11 +192,13 @@ async fn the_marker_follows_votes_and_returns_to_the_centre() {
 async fn the_reconnect_indicator_shows_while_the_server_is_away() {
     let Some(browser) = Browser::start().await else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let first_user_id = demo_first_user_id();
     let data = tempfile::tempdir().unwrap();
     let data_path = data.path().to_path_buf();
-    let mut app = spawn_in(data, |c| c.port = port).await;
-    let s = app.add_streamer().await;
-    browser.client.goto(&format!("{}/overlay/{}", app.base, s.streamer.overlay_id)).await.unwrap();
+    let mut app = spawn_in(data, |c| wire_demo(c, port, first_user_id)).await;
+    let overlay = app.demo_overlay();
+    let b = app.demo_broadcaster().await;
+    browser.client.goto(&format!("{}/overlay/{overlay}", app.base)).await.unwrap();
     assert!(eventually(Duration::from_secs(5), || async { !browser.indicator_visible().await }).await);
     let open = browser.client.execute("return document.body.dataset.connection", vec![]).await.unwrap();
     assert_eq!(open, json!("open"));
@@ -197,17 +210,20 @@ async fn the_reconnect_indicator_shows_while_the_server_is_away() {
     );
     browser.save_screenshot("overlay-reconnecting.png").await;
 
-    // The same server comes back on the same port and data.
+    // The same server (and its simulator) comes back on the same port and data.
     let back = spawn_in(tempfile::TempDir::with_prefix("unused").unwrap(), |c| {
-        c.port = port;
+        wire_demo(c, port, first_user_id);
         c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path.clone() };
     })
     .await;
+    assert_eq!(back.demo_overlay(), overlay, "the same demo streamer");
     assert!(
         eventually(Duration::from_secs(20), || async { !browser.indicator_visible().await }).await,
         "indicator clears when the server returns"
     );
-    back.chat(&s.streamer.twitch_user_id, "1", "yes").await;
+    // The reconnected page activated the channel again, on the new simulator.
+    back.wait_until_sim_delivers_chat_of(&b).await;
+    assert_eq!(back.sim_chat(&b, "1", "yes").await, 202);
     assert!(browser.wait_for_marker(Duration::from_secs(3), |p| p > 0.05).await.is_some(), "live again");
     browser.quit().await;
 }

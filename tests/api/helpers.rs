@@ -163,17 +163,31 @@ pub async fn test_repository(config: &Config) -> Arc<dyn Repository> {
 /// (public URL and webhook callback on a reserved port).
 pub async fn spawn_demo_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let first_user_id = demo_first_user_id();
     spawn_app_with(|c| {
-        c.port = port;
-        c.public_url = format!("http://127.0.0.1:{port}");
-        c.twitch_redirect_uri = format!("http://127.0.0.1:{port}/auth/callback");
-        c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
-        c.twitch_sim_port = Some(0);
-        // Apps in one test run may share a database: keep their Twitch ids apart.
-        c.tuning.simulator_first_user_id = 2_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64;
+        wire_demo(c, port, first_user_id);
         adjust(c);
     })
     .await
+}
+
+/// A base for the simulator's user ids of one demo app. Apps in one test run
+/// may share a database: keep their Twitch ids apart.
+pub fn demo_first_user_id() -> u64 {
+    2_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64
+}
+
+/// Wires `c` like `make run`: the built-in simulator on a free port, the
+/// service's public URL and webhook callback on `port`, and the simulator's
+/// users numbered from `first_user_id` (so a restart finds the same demo
+/// streamer).
+pub fn wire_demo(c: &mut Config, port: u16, first_user_id: u64) {
+    c.port = port;
+    c.public_url = format!("http://127.0.0.1:{port}");
+    c.twitch_redirect_uri = format!("http://127.0.0.1:{port}/auth/callback");
+    c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
+    c.twitch_sim_port = Some(0);
+    c.tuning.simulator_first_user_id = first_user_id;
 }
 
 pub fn random_twitch_id() -> String {
@@ -321,6 +335,84 @@ impl TestApp {
     /// Posts one signed chat message and returns the HTTP status.
     pub async fn chat(&self, broadcaster: &BroadcasterId, chatter: &str, text: &str) -> u16 {
         self.deliver(&Delivery::chat(broadcaster.as_str(), chatter, text)).await.status().as_u16()
+    }
+
+    /// The built-in simulator's base URL (a demo app only).
+    pub fn simulator_url(&self) -> &str {
+        &self.demo.as_ref().expect("a demo app (spawn_demo_app_with) runs the simulator").simulator_url
+    }
+
+    /// The demo streamer's overlay (a demo app only).
+    pub fn demo_overlay(&self) -> OverlayId {
+        let url = &self.demo.as_ref().expect("the demo is set up").overlay_url;
+        url.rsplit('/').next().unwrap().parse().unwrap()
+    }
+
+    /// The demo streamer's Twitch id, as stored.
+    pub async fn demo_broadcaster(&self) -> String {
+        let setup = self.repo.overlay_setup(self.demo_overlay()).await.unwrap().expect("demo streamer stored");
+        setup.streamer.twitch_user_id.to_string()
+    }
+
+    /// Types one chat message into `broadcaster`'s channel through the
+    /// simulator (`POST /sim/chat`), which signs it and delivers it through
+    /// the conduit's shard to our webhook. Returns the simulator's status.
+    pub async fn sim_chat(&self, broadcaster: &str, chatter: &str, text: &str) -> u16 {
+        let body = serde_json::json!({ "broadcaster_user_id": broadcaster, "chatter_user_id": chatter, "text": text });
+        let url = format!("{}/sim/chat", self.simulator_url());
+        self.http.post(url).json(&body).send().await.unwrap().status().as_u16()
+    }
+
+    /// The simulator's state dump (`GET /sim/state`).
+    pub async fn sim_state(&self) -> serde_json::Value {
+        let url = format!("{}/sim/state", self.simulator_url());
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// A simulated Twitch user's id by login.
+    pub async fn sim_user_id(&self, login: &str) -> String {
+        let state = self.sim_state().await;
+        let users = state["users"].as_array().cloned().unwrap_or_default();
+        let user = users.iter().find(|u| u["login"] == login).unwrap_or_else(|| panic!("no user {login} in {users:?}"));
+        user["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Whether the simulator would deliver chat typed in `broadcaster`'s
+    /// channel to us now: an enabled `channel.chat.message` subscription on a
+    /// conduit whose shard is enabled (its challenge answered).
+    pub async fn sim_delivers_chat_of(&self, broadcaster: &str) -> bool {
+        let state = self.sim_state().await;
+        let conduits = state["conduits"].as_array().cloned().unwrap_or_default();
+        let shard_enabled = |conduit_id: &serde_json::Value| {
+            conduits.iter().any(|c| {
+                &c["id"] == conduit_id
+                    && c["shards"]
+                        .as_array()
+                        .is_some_and(|s| !s.is_empty() && s.iter().all(|s| s["status"] == "enabled"))
+            })
+        };
+        state["subscriptions"].as_array().is_some_and(|subs| {
+            subs.iter().any(|s| {
+                s["type"] == "channel.chat.message"
+                    && s["status"] == "enabled"
+                    && s["condition"]["broadcaster_user_id"] == broadcaster
+                    && shard_enabled(&s["transport"]["conduit_id"])
+            })
+        })
+    }
+
+    /// Waits until [`Self::sim_delivers_chat_of`] (an overlay of the channel
+    /// is open, so the service subscribes it).
+    pub async fn wait_until_sim_delivers_chat_of(&self, broadcaster: &str) {
+        let subscribed = eventually(Duration::from_secs(20), || self.sim_delivers_chat_of(broadcaster)).await;
+        assert!(subscribed, "the simulator never got an enabled chat subscription: {:#}", self.sim_state().await);
+    }
+
+    /// The simulator's delivery attempts of one subscription, oldest first.
+    pub async fn sim_deliveries_of(&self, subscription_id: &str) -> Vec<serde_json::Value> {
+        let state = self.sim_state().await;
+        let all = state["deliveries"].as_array().cloned().unwrap_or_default();
+        all.into_iter().filter(|d| d["subscription_id"] == subscription_id).collect()
     }
 
     pub fn ws_url(&self, overlay: &OverlayId) -> String {
