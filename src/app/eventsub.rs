@@ -33,7 +33,7 @@ use crate::config::EventSubTransport;
 use crate::domain::{BroadcasterId, StreamerId};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, Repository, SubscriptionRecord};
-use crate::twitch::client::{Subscription, TwitchClient, TwitchError};
+use crate::twitch::client::{Subscription, Totals, TwitchClient, TwitchError};
 use crate::twitch::eventsub::{
     CHANNEL_CHAT_MESSAGE, CONDUIT_SHARD_DISABLED, STREAM_OFFLINE, STREAM_ONLINE, USER_AUTHORIZATION_REVOKE,
 };
@@ -122,6 +122,9 @@ pub struct EventSub {
     last_error: Mutex<Option<String>>,
     /// Outcome of the last attempt to subscribe each channel here (dashboard).
     channels: Mutex<HashMap<BroadcasterId, Result<(), String>>>,
+    /// The EventSub WebSocket session this instance holds and bound to
+    /// shard 0 (WebSocket transport, leader only).
+    ws_session: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -182,6 +185,7 @@ impl EventSub {
             leading: AtomicBool::new(false),
             last_error: Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
+            ws_session: Mutex::new(None),
         }
     }
 
@@ -305,18 +309,42 @@ impl EventSub {
         Ok(id)
     }
 
-    /// Points shard 0 at our webhook (unless it already is, enabled) and
-    /// waits until Twitch has verified it through our own endpoint.
-    async fn bind_webhook_shard(&self, conduit: &str) -> anyhow::Result<()> {
+    /// What shard 0 is bound with, as stored: a SHA-256 over the callback
+    /// and the secret (Twitch never returns a shard's secret, so this is how
+    /// a changed `WEBHOOK_SECRET` is noticed). The secret itself is never
+    /// stored.
+    fn shard_fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"chatpulse shard 0\0");
+        hash.update(self.settings.callback_url.as_bytes());
+        hash.update(b"\0");
+        hash.update(self.settings.secret.as_bytes());
+        hex::encode(hash.finalize())
+    }
+
+    /// Points shard 0 at our webhook (unless it already is, enabled, with
+    /// our current secret) and waits until Twitch has verified it through
+    /// our own endpoint. `Ok(true)`: it was (re-)bound because the secret it
+    /// had is not known to be ours.
+    async fn bind_webhook_shard(&self, conduit: &str) -> anyhow::Result<bool> {
         let callback = self.settings.callback_url.as_str();
         let ours = |shards: &[crate::twitch::client::Shard]| {
             shards
                 .iter()
                 .any(|s| s.id == "0" && s.status == ENABLED && s.transport.callback.as_deref() == Some(callback))
         };
-        if ours(&self.call("get shards", || self.client.shards(conduit)).await?) {
+        let fingerprint = self.shard_fingerprint();
+        let client_id = self.client.client_id();
+        // Unreadable counts as unknown: re-binding is harmless, a stale
+        // secret is not.
+        let same_secret = self.repo.shard_fingerprint(client_id).await.ok().flatten().as_deref() == Some(&fingerprint);
+        if same_secret && ours(&self.call("get shards", || self.client.shards(conduit)).await?) {
             self.set_shard_ready(true);
-            return Ok(());
+            return Ok(false);
+        }
+        if !same_secret {
+            tracing::info!(conduit_id = %conduit, "binding shard 0 with this deployment's callback and secret");
         }
         self.set_shard_ready(false);
         let update = self
@@ -332,7 +360,12 @@ impl EventSub {
             if ours(&shards) {
                 tracing::info!(conduit_id = %conduit, callback, "webhook shard enabled");
                 self.set_shard_ready(true);
-                return Ok(());
+                if let Err(e) = self.repo.save_shard_fingerprint(client_id, &fingerprint).await {
+                    // Next set-up binds once more; nothing worse.
+                    self.metrics.durable_error("save_shard_fingerprint");
+                    tracing::warn!(error = %e, "cannot record what shard 0 is bound with");
+                }
+                return Ok(!same_secret);
             }
             if shards.iter().any(|s| s.id == "0" && s.status == "webhook_callback_verification_failed") {
                 anyhow::bail!("Twitch could not verify {callback} (did it answer the challenge?)");
@@ -358,7 +391,11 @@ impl EventSub {
     async fn set_up(&self) -> anyhow::Result<String> {
         let conduit = self.find_conduit(true).await?;
         if self.settings.transport == EventSubTransport::Webhook {
-            self.bind_webhook_shard(&conduit).await?;
+            if self.bind_webhook_shard(&conduit).await? {
+                // The alarms are plain webhooks with a secret of their own:
+                // ones made with another secret would fail our signature check.
+                self.drop_app_subscriptions(&conduit).await;
+            }
             self.ensure_app_subscriptions(&conduit).await;
         }
         Ok(conduit)
@@ -429,18 +466,30 @@ impl EventSub {
         }
     }
 
-    /// Every instance: learns the conduit id the leader set up.
+    /// Every instance: learns the conduit id the leader set up, and keeps
+    /// following it (every `reconcile_interval / 10`, 1 s to 1 min
+    /// apart): a leader that had to replace a lost conduit remembers the new
+    /// one, and the others must subscribe channels on that one.
     async fn discover(self: Arc<Self>, shutdown: CancellationToken) {
         let mut delay = Duration::from_millis(200);
-        while self.conduit_id().is_none() {
-            match self.find_conduit(false).await {
-                Ok(_) if !self.is_leader() => self.set_up.store(true, Ordering::Release),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "conduit not known yet"),
+        let follow = (self.settings.reconcile_interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            if !self.is_leader() {
+                let before = self.conduit_id();
+                match self.find_conduit(false).await {
+                    Ok(id) => {
+                        self.set_up.store(true, Ordering::Release);
+                        if before.is_some_and(|b| b != id) {
+                            tracing::warn!(conduit_id = %id, "the leader moved EventSub to another conduit");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "conduit not known yet"),
+                }
             }
+            let pause = if self.conduit_id().is_some() { follow } else { delay };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
             delay = (delay * 2).min(Duration::from_secs(10));
         }
@@ -488,13 +537,22 @@ impl EventSub {
         }
     }
 
-    /// The leader checks shard 0 and re-binds a webhook shard that is not
-    /// enabled (a WebSocket shard is re-bound by its holder on reconnect).
+    /// The leader checks shard 0 and re-binds it if it is not enabled with
+    /// our webhook (or our WebSocket session). A conduit Twitch no longer
+    /// has (it deletes one whose shards stayed disabled for 72 h) is
+    /// replaced at once; reconciliation then subscribes the channels on it.
     async fn check_shard(&self, conduit: &str) {
-        if self.settings.transport != EventSubTransport::Webhook {
-            return;
-        }
-        match self.bind_webhook_shard(conduit).await {
+        let result = match self.bind_our_shard(conduit).await {
+            Err(e) if matches!(e.downcast_ref::<TwitchError>(), Some(TwitchError::Status { status: 404, .. })) => {
+                tracing::error!(conduit_id = %conduit, "our EventSub conduit is gone; setting up another");
+                match self.find_conduit(true).await {
+                    Ok(new) => self.bind_our_shard(&new).await,
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        };
+        match result {
             Ok(()) => self.set_error(None),
             Err(e) => {
                 self.metrics
@@ -503,11 +561,33 @@ impl EventSub {
                     .inc();
                 self.set_error(Some(e.to_string()));
                 tracing::error!(error = %e, "EventSub shard is not enabled and could not be re-assigned");
-                // The conduit itself may be gone (Twitch deletes one whose
-                // shards stayed disabled for 72 h): look again next time.
-                if matches!(e.downcast_ref::<TwitchError>(), Some(TwitchError::Status { status: 404, .. })) {
-                    let _ = self.find_conduit(true).await;
+            }
+        }
+    }
+
+    /// Shard 0 bound to this deployment's transport: the webhook (with the
+    /// alarms renewed if the secret changed), or the WebSocket session held
+    /// here (none held: the holder binds on its next connect).
+    async fn bind_our_shard(&self, conduit: &str) -> anyhow::Result<()> {
+        match self.settings.transport {
+            EventSubTransport::Webhook => {
+                if self.bind_webhook_shard(conduit).await? {
+                    self.drop_app_subscriptions(conduit).await;
+                    self.ensure_app_subscriptions(conduit).await;
                 }
+                Ok(())
+            }
+            EventSubTransport::WebSocket => {
+                let Some(session) = lock(&self.ws_session).clone() else { return Ok(()) };
+                let shards = self.call("get shards", || self.client.shards(conduit)).await?;
+                let bound = shards.iter().any(|s| {
+                    s.id == "0" && s.status == ENABLED && s.transport.session_id.as_deref() == Some(session.as_str())
+                });
+                if bound {
+                    return Ok(());
+                }
+                tracing::warn!(conduit_id = %conduit, "shard 0 is not bound to our WebSocket session; binding it");
+                self.bind_websocket_shard(conduit, &session).await
             }
         }
     }
@@ -532,7 +612,7 @@ impl EventSub {
             return;
         }
         let outcome = match self.bind_webhook_shard(&conduit).await {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(conduit_id = %conduit, "EventSub shard re-assigned");
                 self.set_error(None);
                 "repaired"
@@ -566,6 +646,7 @@ impl EventSub {
             match event {
                 WsEvent::Session { session_id } => {
                     let conduit = self.conduit_id().unwrap_or_else(|| conduit.clone());
+                    *lock(&self.ws_session) = Some(session_id.clone());
                     if let Err(e) = self.bind_websocket_shard(&conduit, &session_id).await {
                         self.set_error(Some(e.to_string()));
                         tracing::error!(error = %e, "cannot bind the WebSocket session to the shard");
@@ -580,11 +661,13 @@ impl EventSub {
                     }
                 }
                 WsEvent::Disconnected { code, reason } => {
+                    *lock(&self.ws_session) = None;
                     self.set_shard_ready(false);
                     tracing::warn!(?code, %reason, "EventSub WebSocket lost; reconnecting");
                 }
             }
         }
+        *lock(&self.ws_session) = None;
         self.set_shard_ready(false);
         token.cancel();
         let _ = socket.await;
@@ -660,8 +743,10 @@ impl EventSub {
             .call("create subscription", || self.client.create_conduit_subscription(kind, condition.clone(), conduit))
             .await;
         let id = match created {
-            Ok(sub) => {
+            Ok(created) => {
                 self.metrics.subscription_call("create", "ok");
+                self.export_totals(created.totals);
+                let sub = created.subscription;
                 tracing::info!(subscription_id = %sub.id, %broadcaster, kind, "EventSub subscription created");
                 sub.id
             }
@@ -808,6 +893,21 @@ impl EventSub {
         }
     }
 
+    /// Deletes our app-wide alarm subscriptions (to make them again with the
+    /// current secret). Failures are logged; reconciliation keeps one each.
+    async fn drop_app_subscriptions(&self, conduit: &str) {
+        let list = match self.call("get subscriptions", || self.client.all_subscriptions()).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the app-wide alarms to renew them");
+                return;
+            }
+        };
+        for sub in list.subscriptions.iter().filter(|s| self.is_our_alarm(s, conduit)) {
+            self.delete(&sub.id).await;
+        }
+    }
+
     /// Ensures `user.authorization.revoke` and `conduit.shard.disabled`
     /// exist as plain webhooks (a shard alarm must not ride on the shard it
     /// reports on). Failures are logged; reconciliation tries again.
@@ -820,9 +920,10 @@ impl EventSub {
                 })
                 .await;
             let sub = match created {
-                Ok(sub) => {
+                Ok(created) => {
                     self.metrics.subscription_call("create", "ok");
-                    Some(sub)
+                    self.export_totals(created.totals);
+                    Some(created.subscription)
                 }
                 Err(TwitchError::Status { status: 409, .. }) => {
                     match self.call("get subscriptions", || self.client.all_subscriptions()).await {
@@ -846,6 +947,14 @@ impl EventSub {
                 self.record(None, None, kind, &sub.id, None, &sub.status, &[]).await;
             }
         }
+    }
+
+    /// Twitch's subscription totals, from any answer that carries them.
+    fn export_totals(&self, totals: Totals) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.eventsub_total.set(gauge(totals.total));
+        self.metrics.eventsub_total_cost.set(gauge(totals.total_cost));
+        self.metrics.eventsub_max_total_cost.set(gauge(totals.max_total_cost));
     }
 
     // --- Reconciliation -----------------------------------------------------
@@ -901,9 +1010,11 @@ impl EventSub {
     async fn reconcile_once(&self) -> Result<Repairs, TwitchError> {
         let conduit = self.conduit_id().ok_or_else(|| TwitchError::Transport("no conduit yet".into()))?;
         let list = self.call("get subscriptions", || self.client.all_subscriptions()).await?;
-        self.metrics.eventsub_total.set(i64::try_from(list.total).unwrap_or(i64::MAX));
-        self.metrics.eventsub_total_cost.set(i64::try_from(list.total_cost).unwrap_or(i64::MAX));
-        self.metrics.eventsub_max_total_cost.set(i64::try_from(list.max_total_cost).unwrap_or(i64::MAX));
+        self.export_totals(Totals {
+            total: list.total,
+            total_cost: list.total_cost,
+            max_total_cost: list.max_total_cost,
+        });
         let records = self.repo.subscriptions().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
         let streamers = self.repo.list_streamers().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
         let mut repairs = Repairs::default();

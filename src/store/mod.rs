@@ -365,6 +365,13 @@ pub trait Repository: Send + Sync + 'static {
     /// Remembers the conduit for a Twitch client id, replacing the one saved
     /// before (if any).
     async fn save_conduit(&self, client_id: &str, conduit_id: &str) -> Result<(), RepositoryError>;
+    /// The fingerprint of what shard 0 of the saved conduit was bound with
+    /// (`None` until [`save_shard_fingerprint`](Self::save_shard_fingerprint);
+    /// saving another conduit clears it).
+    async fn shard_fingerprint(&self, client_id: &str) -> Result<Option<String>, RepositoryError>;
+    /// Records what shard 0 of the saved conduit was bound with. False when
+    /// no conduit is saved for the client id.
+    async fn save_shard_fingerprint(&self, client_id: &str, fingerprint: &str) -> Result<bool, RepositoryError>;
     async fn ping(&self) -> Result<(), RepositoryError>;
 
     // --- Streamer login -----------------------------------------------------

@@ -620,12 +620,45 @@ impl Repository for PostgresRepository {
                 .prepare_cached(
                     "INSERT INTO eventsub_conduits (client_id, conduit_id, updated_at) VALUES ($1, $2, $3)
                      ON CONFLICT (client_id) DO UPDATE SET
+                        shard_fingerprint = CASE WHEN eventsub_conduits.conduit_id = excluded.conduit_id
+                                                 THEN eventsub_conduits.shard_fingerprint END,
                         conduit_id = excluded.conduit_id, updated_at = excluded.updated_at",
                 )
                 .await
                 .map_err(db_err)?;
             conn.execute(&stmt, &[&client_id, &conduit_id, &now]).await.map_err(db_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn shard_fingerprint(&self, client_id: &str) -> Result<Option<String>, RepositoryError> {
+        self.call("shard_fingerprint", async {
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached("SELECT shard_fingerprint FROM eventsub_conduits WHERE client_id = $1")
+                .await
+                .map_err(db_err)?;
+            let row = conn.query_opt(&stmt, &[&client_id]).await.map_err(db_err)?;
+            let fingerprint: Option<Option<String>> =
+                row.map(|row| get(&row, 0, "eventsub_conduits.shard_fingerprint")).transpose()?;
+            Ok(fingerprint.flatten())
+        })
+        .await
+    }
+
+    async fn save_shard_fingerprint(&self, client_id: &str, fingerprint: &str) -> Result<bool, RepositoryError> {
+        self.call("save_shard_fingerprint", async {
+            let now = whole_ms(OffsetDateTime::now_utc());
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached(
+                    "UPDATE eventsub_conduits SET shard_fingerprint = $2, updated_at = $3 WHERE client_id = $1",
+                )
+                .await
+                .map_err(db_err)?;
+            let n = conn.execute(&stmt, &[&client_id, &fingerprint, &now]).await.map_err(db_err)?;
+            Ok(n > 0)
         })
         .await
     }

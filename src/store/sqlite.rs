@@ -467,11 +467,40 @@ impl Repository for SqliteRepository {
             conn.execute(
                 "INSERT INTO eventsub_conduits (client_id, conduit_id, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (client_id) DO UPDATE SET
+                    shard_fingerprint = CASE WHEN eventsub_conduits.conduit_id = excluded.conduit_id
+                                             THEN eventsub_conduits.shard_fingerprint END,
                     conduit_id = excluded.conduit_id, updated_at = excluded.updated_at",
                 params![client_id, conduit_id, now_ms()],
             )
             .map_err(db_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn shard_fingerprint(&self, client_id: &str) -> Result<Option<String>, RepositoryError> {
+        let client_id = client_id.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row("SELECT shard_fingerprint FROM eventsub_conduits WHERE client_id = ?1", [client_id], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .optional()
+            .map(Option::flatten)
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn save_shard_fingerprint(&self, client_id: &str, fingerprint: &str) -> Result<bool, RepositoryError> {
+        let (client_id, fingerprint) = (client_id.to_owned(), fingerprint.to_owned());
+        self.with_conn(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE eventsub_conduits SET shard_fingerprint = ?2, updated_at = ?3 WHERE client_id = ?1",
+                    params![client_id, fingerprint, now_ms()],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
         })
         .await
     }

@@ -55,11 +55,14 @@ pub struct Conduit {
 pub struct Shard {
     pub id: String,
     pub status: String,
+    /// Absent on a shard that was never bound (§3.3): read as empty.
+    #[serde(default)]
     pub transport: ShardTransport,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ShardTransport {
+    #[serde(default)]
     pub method: String,
     #[serde(default)]
     pub callback: Option<String>,
@@ -128,6 +131,30 @@ pub struct SubscriptionList {
     pub total: u64,
     pub total_cost: u64,
     pub max_total_cost: u64,
+}
+
+/// Twitch's subscription totals for the client, as of one answer (§4.5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub total: u64,
+    pub total_cost: u64,
+    pub max_total_cost: u64,
+}
+
+/// A subscription just created, with the totals Twitch sent along.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub subscription: Subscription,
+    pub totals: Totals,
+}
+
+impl SubscriptionPage {
+    fn into_created(self) -> Result<Created, TwitchError> {
+        let totals = Totals { total: self.total, total_cost: self.total_cost, max_total_cost: self.max_total_cost };
+        let subscription =
+            self.data.into_iter().next().ok_or_else(|| TwitchError::Malformed("no subscription in answer".into()))?;
+        Ok(Created { subscription, totals })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,7 +358,7 @@ impl TwitchClient {
         kind: &str,
         condition: serde_json::Value,
         conduit_id: &str,
-    ) -> Result<Subscription, TwitchError> {
+    ) -> Result<Created, TwitchError> {
         let body = NewSubscription {
             kind,
             version: "1",
@@ -339,8 +366,8 @@ impl TwitchClient {
             transport: json!({ "method": "conduit", "conduit_id": conduit_id }),
         };
         let body = serde_json::to_value(body).map_err(|e| TwitchError::Malformed(e.to_string()))?;
-        let page: Data<Subscription> = self.helix(Method::POST, "/eventsub/subscriptions", &[], Some(&body)).await?;
-        page.data.into_iter().next().ok_or_else(|| TwitchError::Malformed("no subscription in answer".into()))
+        let page: SubscriptionPage = self.helix(Method::POST, "/eventsub/subscriptions", &[], Some(&body)).await?;
+        page.into_created()
     }
 
     /// Every subscription whose condition mentions `user_id` (all pages).
@@ -389,7 +416,7 @@ impl TwitchClient {
         condition: serde_json::Value,
         callback: &str,
         secret: &str,
-    ) -> Result<Subscription, TwitchError> {
+    ) -> Result<Created, TwitchError> {
         let body = NewSubscription {
             kind,
             version: "1",
@@ -397,8 +424,8 @@ impl TwitchClient {
             transport: json!({ "method": "webhook", "callback": callback, "secret": secret }),
         };
         let body = serde_json::to_value(body).map_err(|e| TwitchError::Malformed(e.to_string()))?;
-        let page: Data<Subscription> = self.helix(Method::POST, "/eventsub/subscriptions", &[], Some(&body)).await?;
-        page.data.into_iter().next().ok_or_else(|| TwitchError::Malformed("no subscription in answer".into()))
+        let page: SubscriptionPage = self.helix(Method::POST, "/eventsub/subscriptions", &[], Some(&body)).await?;
+        page.into_created()
     }
 
     pub async fn delete_subscription(&self, id: &str) -> Result<(), TwitchError> {
@@ -430,4 +457,34 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, T
     // 204 and other empty answers decode as JSON null.
     let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
     serde_json::from_slice(body).map_err(|e| TwitchError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_that_was_never_bound_has_no_transport_and_still_parses() {
+        let shards: Data<Shard> =
+            serde_json::from_str(r#"{"data":[{"id":"0","status":"enabled","transport":{"method":"webhook","callback":"https://x.example/w"}},{"id":"1","status":"websocket_disconnected"}],"pagination":{}}"#)
+                .unwrap();
+        assert_eq!(shards.data[0].transport.callback.as_deref(), Some("https://x.example/w"));
+        assert_eq!(shards.data[1].transport.method, "");
+    }
+
+    #[test]
+    fn a_created_subscription_carries_twitchs_totals() {
+        let page: SubscriptionPage = serde_json::from_str(
+            r#"{"data":[{"id":"26b1c993-bfcf-44d9-b876-379dacafe75a","status":"enabled","type":"stream.online","version":"1",
+                "condition":{"broadcaster_user_id":"1234"},"created_at":"2026-03-14T18:59:42.117290301Z",
+                "transport":{"method":"conduit","conduit_id":"bfcfc993-26b1-b876-44d9-afe75a379dac"},"cost":1}],
+                "total":7,"total_cost":3,"max_total_cost":10000}"#,
+        )
+        .unwrap();
+        let created = page.into_created().unwrap();
+        assert_eq!(created.subscription.id, "26b1c993-bfcf-44d9-b876-379dacafe75a");
+        assert_eq!(created.totals, Totals { total: 7, total_cost: 3, max_total_cost: 10_000 });
+        let empty: SubscriptionPage = serde_json::from_str(r#"{"data":[]}"#).unwrap();
+        assert!(matches!(empty.into_created(), Err(TwitchError::Malformed(_))));
+    }
 }

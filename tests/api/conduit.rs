@@ -226,6 +226,168 @@ async fn a_fresh_start_sets_up_one_conduit_an_enabled_shard_and_the_alarms_and_a
 }
 }
 
+both_modes! {
+async fn a_new_webhook_secret_rebinds_the_shard_and_renews_the_alarms() {
+    let twitch = Twitch::start().await;
+    let port = free_port();
+    let mut app = spawn_app_with(|c| {
+        twitch.wire(c, port);
+        c.webhook_secret = Secret::new("the-first-webhook-secret");
+    })
+    .await;
+    let conduit = eventsub_ready(&app).await;
+    let alarms = |twitch: &Twitch| {
+        let mut ids: Vec<String> = ["user.authorization.revoke", "conduit.shard.disabled"]
+            .iter()
+            .flat_map(|k| twitch.enabled_of_type(k))
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(eventually(WAIT, || async { alarms(&twitch).len() == 2 }).await, "alarms subscribed");
+    let before = alarms(&twitch);
+
+    // The operator rotates WEBHOOK_SECRET and restarts. Twitch never shows
+    // a shard's secret: only the service knows it changed.
+    let data = app.data.path().to_path_buf();
+    app.stop().await.unwrap();
+    let again = spawn_app_with(|c| {
+        twitch.wire(c, port);
+        c.webhook_secret = Secret::new("the-second-webhook-secret");
+        if mode() == Mode::Embedded {
+            c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data.clone() };
+        }
+    })
+    .await;
+    assert_eq!(eventsub_ready(&again).await, conduit, "same conduit");
+    let renewed = eventually(WAIT, || async {
+        let now = alarms(&twitch);
+        now.len() == 2 && now.iter().all(|id| !before.contains(id))
+    })
+    .await;
+    assert!(renewed, "alarms made again with the new secret: {:#?}", twitch.sim.subscriptions());
+
+    // Twitch now signs with the new secret: chat is accepted.
+    let user = twitch.streamer();
+    let s = add(&again, &user).await;
+    let mut overlay = again.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    expect_subscriptions(&twitch, &user.id, 3).await;
+    let chat = ChatInput {
+        broadcaster_user_id: user.id.clone(),
+        chatter_user_id: "6061".into(),
+        text: "yes".into(),
+        ..ChatInput::default()
+    };
+    twitch.sim.post_chat(chat).await.unwrap();
+    overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect("chat signed with the new secret is accepted");
+}
+}
+
+#[tokio::test]
+async fn a_conduit_deleted_on_twitch_is_replaced_and_every_instance_follows() {
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let twitch = Twitch::start().await;
+    let key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
+    let deployment = |c: &mut Config| {
+        c.storage = chatpulse::config::StorageMode::Distributed {
+            database_url: Secret::new(db.clone()),
+            redis_url: Secret::new(redis.clone()),
+        };
+        c.tuning.leader_key = key.clone();
+        c.tuning.eventsub_reconcile_interval = Duration::from_millis(500);
+    };
+    let leader = instance(&twitch, deployment).await;
+    let old = eventsub_ready(&leader).await;
+    let follower = instance(&twitch, deployment).await;
+    assert_eq!(eventsub_ready(&follower).await, old);
+    let (leader, follower) =
+        if readiness(&leader).await["eventsub"]["leader"] == true { (leader, follower) } else { (follower, leader) };
+    let user = twitch.streamer();
+    let s = add(&leader, &user).await;
+    let mut overlay = follower.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    expect_subscriptions(&twitch, &user.id, 3).await;
+
+    // Twitch deletes the conduit (as after 72 h of disabled shards).
+    let token = twitch.client.app_token().await.unwrap();
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/helix/eventsub/conduits?id={old}", twitch.base))
+        .bearer_auth(token)
+        .header("Client-Id", &twitch.sim.config().client_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    let replaced = eventually(Duration::from_secs(10), || async {
+        let conduits = twitch.conduits();
+        conduits.len() == 1
+            && conduits[0]["id"] != old.as_str()
+            && conduits[0]["shards"][0]["status"] == "enabled"
+            && twitch.enabled_for(&user.id).len() == 3
+            && twitch.enabled_for(&user.id).iter().all(|s| s["transport"]["conduit_id"] == conduits[0]["id"])
+    })
+    .await;
+    assert!(replaced, "a new conduit, bound and subscribed: {:#?}", twitch.conduits());
+    let new = twitch.conduits()[0]["id"].as_str().unwrap().to_owned();
+    let followed = eventually(Duration::from_secs(5), || async {
+        readiness(&follower).await["eventsub"]["conduit_id"] == new.as_str()
+    })
+    .await;
+    assert!(followed, "the other instance follows: {}", readiness(&follower).await);
+    let chat = ChatInput {
+        broadcaster_user_id: user.id.clone(),
+        chatter_user_id: "6062".into(),
+        text: "yes".into(),
+        ..ChatInput::default()
+    };
+    twitch.sim.post_chat(chat).await.unwrap();
+    overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect("chat flows on the new conduit");
+}
+
+#[tokio::test]
+async fn a_websocket_shard_taken_away_is_bound_back_to_our_session() {
+    let twitch = Twitch::start().await;
+    let app = instance(&twitch, |c| {
+        c.eventsub_transport = EventSubTransport::WebSocket;
+        c.tuning.eventsub_reconcile_interval = Duration::from_millis(500);
+    })
+    .await;
+    let conduit = eventsub_ready(&app).await;
+    let ours = || {
+        let shard = &twitch.conduits()[0]["shards"][0];
+        (shard["status"] == "enabled" && shard["transport"]["method"] == "websocket")
+            .then(|| shard["transport"]["session_id"].as_str().unwrap_or_default().to_owned())
+    };
+    assert!(eventually(WAIT, || async { ours().is_some() }).await, "bound to our session");
+    let session = ours().unwrap();
+
+    // Someone points shard 0 elsewhere (a stale deployment, an operator).
+    twitch
+        .client
+        .update_webhook_shard(&conduit, "0", "http://127.0.0.1:9/elsewhere", "some-other-secret")
+        .await
+        .unwrap();
+    let back = eventually(WAIT, || async { ours().as_deref() == Some(session.as_str()) }).await;
+
+    assert!(back, "the leader's check bound it back: {:#?}", twitch.conduits());
+    let user = twitch.streamer();
+    let s = add(&app, &user).await;
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    expect_subscriptions(&twitch, &user.id, 3).await;
+    let chat = ChatInput {
+        broadcaster_user_id: user.id.clone(),
+        chatter_user_id: "6063".into(),
+        text: "yes".into(),
+        ..ChatInput::default()
+    };
+    twitch.sim.post_chat(chat).await.unwrap();
+    overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect("chat flows through our socket again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_starting_at_once_create_one_conduit_and_elect_one_leader() {
     run_in(Mode::Distributed, async {
@@ -387,14 +549,16 @@ async fn reconciliation_removes_orphans_and_duplicates_and_restores_what_is_miss
         .client
         .create_conduit_subscription("stream.online", json!({"broadcaster_user_id": stranger.id}), &conduit)
         .await
-        .unwrap();
+        .unwrap()
+        .subscription;
     // a duplicate — the active channel again, on a leftover conduit;
     let old = twitch.client.create_conduit(1).await.unwrap();
     let duplicate = twitch
         .client
         .create_conduit_subscription("stream.offline", json!({"broadcaster_user_id": user.id}), &old.id)
         .await
-        .unwrap();
+        .unwrap()
+        .subscription;
     // a missing one — deleted behind our back;
     let online = subs.iter().find(|s| s["type"] == "stream.online").unwrap()["id"].as_str().unwrap().to_owned();
     twitch.client.delete_subscription(&online).await.unwrap();

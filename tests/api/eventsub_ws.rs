@@ -157,7 +157,11 @@ impl Twitch {
 
     async fn subscribe_chat(&self) -> Subscription {
         let condition = json!({"broadcaster_user_id": self.streamer, "user_id": self.bot});
-        self.client.create_conduit_subscription("channel.chat.message", condition, &self.conduit).await.unwrap()
+        self.client
+            .create_conduit_subscription("channel.chat.message", condition, &self.conduit)
+            .await
+            .unwrap()
+            .subscription
     }
 
     /// Types a chat message; returns its chat message id.

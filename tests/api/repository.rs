@@ -270,6 +270,22 @@ async fn the_conduit_of_a_client_id_is_remembered_and_replaced(repo: &dyn Reposi
     assert_eq!(repo.conduit(&client).await.unwrap().as_deref(), Some("conduit-3"));
 }
 
+async fn the_shard_fingerprint_belongs_to_the_saved_conduit(repo: &dyn Repository) {
+    let client = format!("client-{}", Uuid::new_v4());
+    assert!(!repo.save_shard_fingerprint(&client, "fp-0").await.unwrap(), "no conduit saved: nothing to mark");
+    assert_eq!(repo.shard_fingerprint(&client).await.unwrap(), None);
+
+    repo.save_conduit(&client, "conduit-1").await.unwrap();
+    assert_eq!(repo.shard_fingerprint(&client).await.unwrap(), None, "not bound yet");
+    assert!(repo.save_shard_fingerprint(&client, "fp-1").await.unwrap());
+    assert_eq!(repo.shard_fingerprint(&client).await.unwrap().as_deref(), Some("fp-1"));
+    repo.save_conduit(&client, "conduit-1").await.unwrap();
+    assert_eq!(repo.shard_fingerprint(&client).await.unwrap().as_deref(), Some("fp-1"), "same conduit: kept");
+
+    repo.save_conduit(&client, "conduit-2").await.unwrap();
+    assert_eq!(repo.shard_fingerprint(&client).await.unwrap(), None, "another conduit is not bound yet");
+}
+
 async fn config_versions_cover_existing_overlays_at_their_current_version(repo: &dyn Repository) {
     let edited = repo.create_streamer(&new_streamer()).await.unwrap().streamer;
     let untouched = repo.create_streamer(&new_streamer()).await.unwrap().streamer;
@@ -562,6 +578,7 @@ macro_rules! repository_contract {
                 subscriptions_are_upserted_listed_and_their_status_updated,
                 a_channels_subscriptions_are_listed_in_order_and_deleted_one_by_one,
                 the_conduit_of_a_client_id_is_remembered_and_replaced,
+    the_shard_fingerprint_belongs_to_the_saved_conduit,
                 config_versions_cover_existing_overlays_at_their_current_version,
                 ping_succeeds,
                 a_first_login_creates_the_streamer_and_a_later_one_updates_it,

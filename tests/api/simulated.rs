@@ -265,7 +265,7 @@ async fn chat_for_a_channel_without_an_open_overlay_is_acknowledged_and_dropped(
     )
     .unwrap();
     let condition = json!({ "broadcaster_user_id": broadcaster, "user_id": bot });
-    let orphan = client.create_conduit_subscription("channel.chat.message", condition, &conduit).await.unwrap();
+    let orphan = client.create_conduit_subscription("channel.chat.message", condition, &conduit).await.unwrap().subscription;
     assert!(app.sim_delivers_chat_of(&broadcaster).await);
 
     assert_eq!(app.sim_chat(&broadcaster, "6001", "yes").await, 202);
