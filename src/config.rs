@@ -220,6 +220,9 @@ pub struct Config {
     pub connection_rate_per_ip: NonZeroU32,
     /// `CONNECTION_RATE_BURST`: burst allowance for the rate above.
     pub connection_rate_burst: NonZeroU32,
+    /// `TRUSTED_PROXIES`: the load balancers whose `X-Forwarded-For` names
+    /// the client (for the per-IP limits). Empty: the peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// `VOTE_RATE_LIMIT_CAPACITY`: token bucket size per session.
     pub vote_rate_limit_capacity: u32,
     /// `VOTE_RATE_LIMIT_RATE`: tokens added per minute per session.
@@ -264,9 +267,45 @@ pub const VARIABLES: &[&str] = &[
     "MAX_CONNECTIONS_PER_IP",
     "CONNECTION_RATE_PER_IP",
     "CONNECTION_RATE_BURST",
+    "TRUSTED_PROXIES",
     "VOTE_RATE_LIMIT_CAPACITY",
     "VOTE_RATE_LIMIT_RATE",
 ];
+
+/// An IP network (`10.0.0.0/8`, `fd00::/8`) or one address (a full-length
+/// prefix), as `TRUSTED_PROXIES` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (addr, prefix) = match raw.split_once('/') {
+            Some((addr, prefix)) => (addr.parse::<std::net::IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
+            None => (raw.parse().ok()?, None),
+        };
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let bits = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
+            IpAddr::V6(v6) => (u128::from(v6), 128u32),
+        };
+        let ((net, width), (candidate, other)) = (bits(self.addr), bits(ip.to_canonical()));
+        if width != other {
+            return false;
+        }
+        let shift = width - u32::from(self.prefix);
+        shift >= width || (net >> shift) == (candidate >> shift)
+    }
+}
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -472,6 +511,19 @@ impl Config {
             nonzero("CONNECTION_RATE_PER_IP", src.rate("CONNECTION_RATE_PER_IP", 10.0, "/s")?)?;
         let connection_rate_burst =
             nonzero("CONNECTION_RATE_BURST", src.parse("CONNECTION_RATE_BURST", 20.0, "a positive whole number")?)?;
+        let trusted_proxies = match src.get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|net| {
+                    IpNet::parse(net).ok_or_else(|| {
+                        err("TRUSTED_PROXIES", format!("{net:?} is not an IP address or network like 10.0.0.0/8"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
         let vote_rate_limit_capacity = u32::try_from(positive("VOTE_RATE_LIMIT_CAPACITY", 100)?)
             .map_err(|_| err("VOTE_RATE_LIMIT_CAPACITY", "is too large"))?;
         let vote_rate_limit_rate = src.rate("VOTE_RATE_LIMIT_RATE", 100.0, "/min")?;
@@ -514,6 +566,7 @@ impl Config {
             max_connections_per_ip,
             connection_rate_per_ip,
             connection_rate_burst,
+            trusted_proxies,
             vote_rate_limit_capacity,
             vote_rate_limit_rate,
             db_min_conns,
@@ -693,6 +746,20 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_addresses_and_networks() {
+        assert!(load(&[]).unwrap().trusted_proxies.is_empty(), "nobody is trusted by default");
+        let c = load(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1 ,fd00::/8")]).unwrap();
+        let [private, loopback, ula] = c.trusted_proxies[..] else { panic!("{:?}", c.trusted_proxies) };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(private.contains(ip("10.200.3.4")) && !private.contains(ip("11.0.0.1")));
+        assert!(loopback.contains(ip("127.0.0.1")) && !loopback.contains(ip("127.0.0.2")));
+        assert!(loopback.contains(ip("::ffff:127.0.0.1")), "an IPv4 peer seen as IPv6 is the same address");
+        assert!(ula.contains(ip("fd12::1")) && !ula.contains(ip("fe80::1")) && !ula.contains(ip("10.0.0.1")));
+        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("203.0.113.9")));
+        assert!(IpNet::parse("::/0").unwrap().contains(ip("2001:db8::1")));
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let cases: &[(&str, &str)] = &[
             ("PORT", "eighty"),
@@ -713,6 +780,8 @@ mod tests {
             ("SHUTDOWN_TIMEOUT", "soon"),
             ("PUBLIC_URL", "ftp://x"),
             ("TWITCH_API_URL", "localhost:9000"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "10.0.0.1, lb.internal"),
         ];
         for (var, value) in cases {
             let e = load(&[(var, value)]).unwrap_err();

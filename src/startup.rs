@@ -404,6 +404,7 @@ impl Application {
             webhook_secret: Arc::from(config.webhook_secret.expose()),
             tuning: config.tuning.clone(),
             accepting: Arc::new(AtomicBool::new(true)),
+            proxies: http::client_ip::TrustedProxies::new(&config.trusted_proxies),
         };
         let address = SocketAddr::from(([0, 0, 0, 0], config.port));
         let listener =

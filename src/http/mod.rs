@@ -1,6 +1,7 @@
 //! The HTTP surface (ARCHITECTURE §7): router, handlers, limits, templates.
 
 mod auth;
+pub mod client_ip;
 mod dashboard;
 mod error;
 mod health;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub tuning: Tuning,
     /// False once shutdown has begun: readiness fails and upgrades are refused.
     pub accepting: Arc<AtomicBool>,
+    /// Whose `X-Forwarded-For` names the client (per-IP limits).
+    pub proxies: client_ip::TrustedProxies,
 }
 
 impl AppState {
@@ -62,8 +65,10 @@ impl AppState {
 
 pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let request_id = HeaderName::from_static("x-request-id");
-    let auth_limit = security::IpLimit::per_minute(config.tuning.auth_rate.0, config.tuning.auth_rate.1);
-    let dashboard_limit = security::IpLimit::per_minute(config.tuning.dashboard_rate.0, config.tuning.dashboard_rate.1);
+    let proxies = state.proxies.clone();
+    let (auth_rate, dashboard_rate) = (config.tuning.auth_rate, config.tuning.dashboard_rate);
+    let auth_limit = security::IpLimit::per_minute(auth_rate.0, auth_rate.1, proxies.clone());
+    let dashboard_limit = security::IpLimit::per_minute(dashboard_rate.0, dashboard_rate.1, proxies);
     let auth = Router::new()
         .route("/auth/login", get(auth::login))
         .route("/auth/callback", get(auth::callback))

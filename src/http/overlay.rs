@@ -66,7 +66,7 @@ pub async fn websocket(
     if !origin_allowed(&headers) {
         return Err(reject("origin", Error::Forbidden("cross-origin overlay connections are not allowed".into())));
     }
-    let permit = state.limits.acquire(addr.ip()).map_err(|limit| {
+    let permit = state.limits.acquire(state.proxies.client_ip(addr.ip(), &headers)).map_err(|limit| {
         let error = match limit {
             crate::http::limits::LimitExceeded::Total => Error::Unavailable(limit.to_string()),
             _ => Error::TooManyRequests(match limit {

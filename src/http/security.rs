@@ -16,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::client_ip::TrustedProxies;
+
 const PAGE_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                         connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 const OVERLAY_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
@@ -44,14 +46,15 @@ pub async fn headers(State(hsts): State<bool>, request: Request, next: Next) -> 
     response
 }
 
-/// A per-IP request budget (governor).
+/// A per-IP request budget (governor), keyed by the client's address (see
+/// [`TrustedProxies`]).
 #[derive(Clone)]
-pub struct IpLimit(Arc<DefaultKeyedRateLimiter<IpAddr>>);
+pub struct IpLimit(Arc<DefaultKeyedRateLimiter<IpAddr>>, TrustedProxies);
 
 impl IpLimit {
     /// A limiter that forgets idle addresses every minute (the pruning task
     /// ends when the limiter is dropped).
-    pub fn per_minute(rate: u32, burst: u32) -> Self {
+    pub fn per_minute(rate: u32, burst: u32, proxies: TrustedProxies) -> Self {
         let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         let limiter = Arc::new(RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)));
@@ -66,7 +69,7 @@ impl IpLimit {
                 }
             });
         }
-        Self(limiter)
+        Self(limiter, proxies)
     }
 }
 
@@ -77,7 +80,8 @@ pub async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    match limit.0.check_key(&addr.ip()) {
+    let client = limit.1.client_ip(addr.ip(), request.headers());
+    match limit.0.check_key(&client) {
         Ok(()) => next.run(request).await,
         Err(not_until) => {
             let wait = not_until.wait_time_from(DefaultClock::default().now());

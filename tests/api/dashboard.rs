@@ -430,6 +430,36 @@ async fn login_pages_are_rate_limited_per_address() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_budget_and_nobody_else_is_believed() {
+    let login = |app: &TestApp, forwarded_for: &'static str| {
+        let url = format!("{}/auth/login", app.base);
+        async move {
+            let r = browser(false).get(url).header("x-forwarded-for", forwarded_for).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    // The tests reach the service from 127.0.0.1: here, the load balancer.
+    let behind = spawn_demo_app_with(|c| {
+        c.tuning.auth_rate = (1, 2);
+        c.trusted_proxies = vec![chatpulse::config::IpNet::parse("127.0.0.1").unwrap()];
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(login(&behind, "203.0.113.1").await, 303);
+    }
+    assert_eq!(login(&behind, "203.0.113.1").await, 429, "this client used its budget");
+    assert_eq!(login(&behind, "203.0.113.2").await, 303, "another client behind the same balancer did not");
+    // A client cannot pick its own address: the balancer appends the real one.
+    assert_eq!(login(&behind, "198.51.100.9, 203.0.113.1").await, 429);
+
+    // Without trusted proxies the header is nobody's word: one budget.
+    let direct = spawn_demo_app_with(|c| c.tuning.auth_rate = (1, 2)).await;
+    assert_eq!(login(&direct, "203.0.113.1").await, 303);
+    assert_eq!(login(&direct, "203.0.113.2").await, 303);
+    assert_eq!(login(&direct, "203.0.113.3").await, 429, "the header is ignored");
+}
+
+#[tokio::test]
 async fn pages_carry_security_headers() {
     let app = spawn_demo_app_with(|_| {}).await;
     let (client, _) = log_in(&app, &unique_login()).await;
