@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::App;
 use super::signals::Signal;
+use crate::twitch::eventsub::CHANNEL_CHAT_MESSAGE;
 use crate::domain::{BroadcasterId, ConfigError, DecaySpeed, Label, OverlayConfig, OverlayId, StreamerId, Trigger};
 use crate::store::{BotAccount, NewStreamer, OverlaySetup, RepositoryError, StoredConfig, StoredTokens};
 use crate::twitch::oauth::{OAuthError, UserTokens};
@@ -217,6 +218,18 @@ impl App {
         Ok(me.login)
     }
 
+    /// Whether Twitch still accepts the linked bot account's grant: `None`
+    /// when it cannot be told (no Twitch, unreadable tokens, Twitch away).
+    pub async fn bot_grant_alive(&self, bot: &BotAccount) -> Option<bool> {
+        let oauth = self.oauth.as_ref()?;
+        let access = self.cipher.decrypt(&bot.tokens.access_token, bot.twitch_user_id.as_str()).ok()?;
+        match oauth.validate(&access).await {
+            Ok(Some(v)) => Some(BOT_SCOPES.iter().all(|s| v.scopes.iter().any(|g| g == s))),
+            Ok(None) => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// Everything the dashboard shows about one streamer.
     pub async fn dashboard(&self, id: StreamerId) -> Result<Option<DashboardView>, RepositoryError> {
         let Some(setup) = self.repo.streamer(id).await? else { return Ok(None) };
@@ -238,7 +251,21 @@ impl App {
         if let Some(text) = blocked {
             notices.push(Notice { level: "error", text: text.into() });
         }
+        // The streamer's own grant: without channel:bot, the bot may not read their chat.
+        if let Ok(Some(tokens)) = self.repo.tokens(id).await
+            && !tokens.scopes.iter().any(|s| s == "channel:bot")
+        {
+            notices.push(Notice {
+                level: "error",
+                text: "Your Twitch login does not allow the ChatPulse bot into your chat (channel:bot): \
+                       log out and log in again to grant it."
+                    .into(),
+            });
+        }
+        // Subscribed, as recorded in the shared store: true on every instance.
+        let subscribed = records.iter().any(|r| r.subscription_type == CHANNEL_CHAT_MESSAGE && r.status == "enabled");
         let chat_status = match &self.eventsub {
+            Some(_) if subscribed => "Connected to your chat.".to_owned(),
             None => {
                 notices.push(Notice {
                     level: "info",

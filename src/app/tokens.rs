@@ -1,5 +1,5 @@
-//! Token hygiene (twitch-protocol.md §1.3–1.4): every stored user token is
-//! validated at start-up and then hourly, refreshed before it expires or when
+//! Token hygiene (twitch-protocol.md §1.3–1.4): every stored user token (the
+//! streamers' and the bot account's) is validated at start-up and then hourly, refreshed before it expires or when
 //! Twitch no longer accepts it, re-encrypted after a key rotation, and — when
 //! Twitch refuses the refresh too — deleted, with the streamer marked as
 //! needing to log in again (the dashboard says so).
@@ -56,6 +56,7 @@ impl App {
                 return vec![];
             }
         };
+        self.check_bot(&oauth).await;
         let mut outcomes = Vec::with_capacity(all.len());
         for (id, broadcaster, tokens) in all {
             let outcome = self.check_one(&oauth, id, &broadcaster, &tokens).await;
@@ -113,6 +114,74 @@ impl App {
                 tracing::warn!(streamer = %id, error = %e, "token refresh unavailable");
                 TokenOutcome::Skipped
             }
+        }
+    }
+
+    /// The bot account's stored grant (linked at `/auth/bot`), kept fresh the
+    /// same way. Twitch refusing it is the operator's alarm
+    /// (`bot_authorization_lost`); the row stays, and `/auth/bot` shows it
+    /// as no longer authorized.
+    async fn check_bot(&self, oauth: &TwitchOAuth) {
+        let bot = match self.repo.bot().await {
+            Ok(Some(bot)) => bot,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "bot token check skipped: storage unavailable");
+                return;
+            }
+        };
+        let owner = bot.twitch_user_id.as_str();
+        let (Ok(access), Ok(refresh)) =
+            (self.cipher.decrypt(&bot.tokens.access_token, owner), self.cipher.decrypt(&bot.tokens.refresh_token, owner))
+        else {
+            tracing::error!("the bot's stored tokens cannot be decrypted (TOKEN_ENCRYPTION_KEY changed?); kept");
+            return;
+        };
+        match oauth.validate(&access).await {
+            Ok(Some(v)) if Duration::from_secs(v.expires_in) >= REFRESH_BEFORE => {
+                if self.cipher.needs_reencryption(&bot.tokens.access_token, owner) {
+                    self.store_bot(&bot, &access, &refresh, bot.tokens.expires_at, &bot.tokens.scopes).await;
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "bot token validation unavailable");
+                return;
+            }
+        }
+        match oauth.refresh(&refresh).await {
+            Ok(new) => {
+                let expires = OffsetDateTime::now_utc() + time::Duration::try_from(new.expires_in).unwrap_or_default();
+                let refresh = if new.refresh_token.is_empty() { refresh } else { new.refresh_token };
+                self.store_bot(&bot, &new.access_token, &refresh, expires, &new.scopes).await;
+            }
+            Err(OAuthError::Refused(reason)) => {
+                self.metrics.bot_authorization_lost.inc();
+                tracing::error!(%reason, "Twitch refused the bot account's grant: re-authorize it at /auth/bot");
+            }
+            Err(e) => tracing::warn!(error = %e, "bot token refresh unavailable"),
+        }
+    }
+
+    async fn store_bot(
+        &self,
+        bot: &crate::store::BotAccount,
+        access: &str,
+        refresh: &str,
+        expires_at: OffsetDateTime,
+        scopes: &[String],
+    ) {
+        let owner = bot.twitch_user_id.as_str();
+        let (Ok(access_token), Ok(refresh_token)) =
+            (self.cipher.encrypt(access, owner), self.cipher.encrypt(refresh, owner))
+        else {
+            return;
+        };
+        let tokens = StoredTokens { access_token, refresh_token, expires_at, scopes: scopes.to_vec() };
+        let updated = crate::store::BotAccount { tokens, updated_at: OffsetDateTime::now_utc(), ..bot.clone() };
+        if let Err(e) = self.repo.save_bot(&updated).await {
+            tracing::warn!(error = %e, "cannot store the bot's refreshed tokens");
         }
     }
 

@@ -142,13 +142,21 @@ pub async fn bot(State(state): State<AppState>, session: Session) -> Result<Resp
     let expected = state.app.settings.bot_user_id.clone();
     let linked = bot.filter(|b| Some(b.twitch_user_id.as_str()) == expected.as_deref());
     let scopes = linked.as_ref().map(|b| b.tokens.scopes.clone()).unwrap_or_default();
-    let authorized = linked.is_some() && BOT_SCOPES.iter().all(|s| scopes.iter().any(|g| g == s));
+    let mut authorized = linked.is_some() && BOT_SCOPES.iter().all(|s| scopes.iter().any(|g| g == s));
+    let mut error = None;
+    // What was stored is not the last word: ask Twitch whether it still holds.
+    if let Some(bot) = linked.as_ref().filter(|_| authorized)
+        && state.app.bot_grant_alive(bot).await == Some(false)
+    {
+        authorized = false;
+        error = Some("Twitch no longer accepts the bot account's authorization. Authorize it again below.".into());
+    }
     Ok(BotPage {
         bot_user_id: expected,
         authorized,
         bot_login: linked.map(|b| b.login),
         scopes,
-        error: None,
+        error,
         csrf_token: session::csrf_token(&session).await?,
     }
     .into_response())

@@ -730,6 +730,59 @@ async fn only_the_configured_bot_account_can_be_linked() {
 }
 
 #[tokio::test]
+async fn the_bots_grant_is_kept_fresh_and_its_loss_is_shown_and_alarmed() {
+    let app = spawn_demo_app_with(|c| c.tuning.token_check_interval = Duration::from_millis(200)).await;
+    let operator = browser(true);
+    let linked = operator.get(format!("{}/auth/bot/start?as=chatpulse_bot", app.base)).send().await.unwrap();
+    assert_eq!(linked.status(), 200);
+    let bot = app.repo.bot().await.unwrap().expect("bot linked");
+    let cipher = TokenCipher::new(chatpulse::config::DEV_TOKEN_ENCRYPTION_KEY, None).unwrap();
+    let owner = bot.twitch_user_id.to_string();
+    let first = cipher.decrypt(&bot.tokens.access_token, &owner).unwrap();
+
+    // Twitch stops accepting the access token: the hourly check refreshes it.
+    let client_id = chatpulse::twitch::sim::SimConfig::default().client_id;
+    let form = [("client_id", client_id.as_str()), ("token", first.as_str())];
+    let revoked = reqwest::Client::new().post(format!("{}/oauth2/revoke", sim_url(&app))).form(&form).send().await;
+    assert_eq!(revoked.unwrap().status(), 200);
+    let refreshed = eventually(Duration::from_secs(5), || async {
+        let now = app.repo.bot().await.unwrap().unwrap();
+        cipher.decrypt(&now.tokens.access_token, &owner).is_ok_and(|t| t != first)
+    })
+    .await;
+    assert!(refreshed, "a new bot token was stored");
+    let page = operator.get(format!("{}/auth/bot", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("no longer accepts"), "still authorized");
+
+    // The bot account disconnects ChatPulse: the operator is alarmed and told.
+    let bot_id = sim_user_id(&app, "chatpulse_bot").await;
+    reqwest::Client::new().post(format!("{}/sim/users/{bot_id}/disconnect", sim_url(&app))).send().await.unwrap();
+    let alarmed =
+        eventually(Duration::from_secs(5), || async { app.metric("chatpulse_bot_authorization_lost_total").await >= 1.0 })
+            .await;
+    assert!(alarmed, "bot_authorization_lost counted");
+    let page = operator.get(format!("{}/auth/bot", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("no longer accepts the bot account"), "the bot page says so");
+    assert!(page.contains("Not authorized yet"), "and does not show it as authorized");
+}
+
+#[tokio::test]
+async fn a_login_without_the_channel_bot_grant_is_told_to_grant_it() {
+    let app = spawn_demo_app_with(|_| {}).await;
+    let login = unique_login();
+    let (client, html) = log_in(&app, &login).await;
+    assert!(!html.contains("does not allow the ChatPulse bot"), "granted at login");
+    let streamer = streamer_by_login(&app, &login).await;
+    let mut tokens = app.repo.tokens(streamer.id).await.unwrap().unwrap();
+    tokens.scopes = vec!["user:read:email".into()];
+    app.repo.set_tokens(streamer.id, &tokens).await.unwrap();
+
+    let page = client.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
+
+    assert!(page.contains("does not allow the ChatPulse bot into your chat"), "the missing grant is explained");
+}
+
+#[tokio::test]
 async fn the_dashboard_says_whether_chat_can_be_read() {
     let app = spawn_demo_app_with(|_| {}).await;
     let (client, html) = log_in(&app, &unique_login()).await;
