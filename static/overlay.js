@@ -18,6 +18,8 @@
   var indicator = document.getElementById("status-indicator");
   // Shown while the streamer's Twitch authorization is gone (status "disconnected").
   var authNotice = document.getElementById("auth-notice");
+  // Shown for good once the server says this overlay URL no longer exists.
+  var goneNotice = document.getElementById("gone-notice");
 
   var overlayId = body.dataset.overlayId || "";
   var url = (location.protocol === "https:" ? "wss://" : "ws://") +
@@ -113,6 +115,13 @@
       ws.onopen = ws.onmessage = ws.onclose = null;
       open = fresh = false;
       everClosed = true;
+      // 4404 = this overlay URL was replaced or removed: retrying cannot help.
+      if (ev.code === 4404) {
+        indicator.hidden = authNotice.hidden = true;
+        goneNotice.hidden = false;
+        body.dataset.connection = "gone";
+        return;
+      }
       // 1001 = server going away (restart/deploy): retry promptly.
       if (ev.code === 1001) attempt = 0;
       renderConnection();

@@ -297,8 +297,15 @@ async fn a_streamer_logs_in_renames_the_sides_and_rotates_the_overlay_url() {
         eventually(Duration::from_secs(3), || async { input_value(&dashboard, "overlay-url").await != overlay_url })
             .await;
     assert!(rotated, "a new overlay URL is shown");
-    let closed = eventually(Duration::from_secs(5), || async { overlay.indicator_visible().await }).await;
-    assert!(closed, "the old overlay lost its connection");
+    let gone = eventually(Duration::from_secs(5), || async {
+        overlay.client.execute("return document.body.dataset.connection", vec![]).await.ok() == Some(json!("gone"))
+    })
+    .await;
+    assert!(gone, "the old overlay was closed for good");
+    let notice = "const e = document.getElementById('gone-notice'); return !e.hidden && e.offsetHeight > 0;";
+    assert_eq!(overlay.client.execute(notice, vec![]).await.unwrap(), json!(true), "it says the URL was replaced");
+    assert!(!overlay.indicator_visible().await, "and does not pretend to be reconnecting");
+    overlay.save_screenshot("overlay-replaced.png").await;
     let old_page = app.http.get(&overlay_url).send().await.unwrap();
     assert_eq!(old_page.status(), 404);
 
