@@ -103,6 +103,8 @@ pub struct Tuning {
     pub dashboard_rate: (u32, u32),
     /// How long a login session lasts without activity.
     pub login_session_idle: Duration,
+    /// How long a login lasts at most, however active.
+    pub login_session_max: Duration,
     /// How often stored Twitch user tokens are validated (Twitch requires hourly).
     pub token_check_interval: Duration,
     /// First user id of the built-in simulator (tests give each app its own).
@@ -149,6 +151,7 @@ impl Default for Tuning {
             auth_rate: (30, 15),
             dashboard_rate: (240, 60),
             login_session_idle: Duration::from_secs(7 * 24 * 3600),
+            login_session_max: Duration::from_secs(30 * 24 * 3600),
             simulator_first_user_id: 41_245_000,
             token_check_interval: Duration::from_secs(3600),
             socket_send_buffer: None,

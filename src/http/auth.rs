@@ -12,8 +12,8 @@ use super::pages::{AuthErrorPage, BotPage, LoginPage};
 use super::{AppState, Error, session};
 use crate::app::accounts::{BOT_SCOPES, LoginError, Purpose};
 
-pub async fn home(session: Session) -> Result<Response, Error> {
-    Ok(match session::streamer(&session).await? {
+pub async fn home(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
+    Ok(match session::streamer(&session, state.tuning.login_session_max).await? {
         Some(_) => Redirect::to("/dashboard").into_response(),
         None => LoginPage { error: None }.into_response(),
     })
@@ -31,7 +31,7 @@ pub async fn login(
     session: Session,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, Error> {
-    if session::streamer(&session).await?.is_some() {
+    if session::streamer(&session, state.tuning.login_session_max).await?.is_some() {
         return Ok(Redirect::to("/dashboard").into_response());
     }
     start(&state, &session, Purpose::Login, query.as_user.as_deref()).await

@@ -55,7 +55,7 @@ fn page(
 /// The logged-in streamer and their dashboard data; `Err(response)` redirects
 /// to the login when there is none.
 async fn view(state: &AppState, session: &Session) -> Result<Result<(StreamerId, DashboardView), Response>, Error> {
-    let Some(id) = session::streamer(session).await? else {
+    let Some(id) = session::streamer(session, state.tuning.login_session_max).await? else {
         return Ok(Err(Redirect::to("/auth/login").into_response()));
     };
     match state.app.dashboard(id).await.map_err(|e| Error::Unavailable(e.to_string()))? {
@@ -134,8 +134,9 @@ fn csrf_from(headers: &HeaderMap, form: Result<Form<CsrfForm>, FormRejection>) -
     (form.ok().and_then(|Form(f)| f.csrf_token), false)
 }
 
-async fn require_streamer(session: &Session) -> Result<StreamerId, Error> {
-    session::streamer(session).await?.ok_or_else(|| Error::Unauthorized("log in first".into()))
+async fn require_streamer(state: &AppState, session: &Session) -> Result<StreamerId, Error> {
+    let max = state.tuning.login_session_max;
+    session::streamer(session, max).await?.ok_or_else(|| Error::Unauthorized("log in first".into()))
 }
 
 fn action_error(e: ActionError) -> Error {
@@ -155,7 +156,7 @@ pub async fn reset(
 ) -> Result<Response, Error> {
     let (token, json) = csrf_from(&headers, form);
     session::check_csrf(&session, token.as_deref()).await?;
-    let id = require_streamer(&session).await?;
+    let id = require_streamer(&state, &session).await?;
     let overlay: OverlayId = raw.parse().map_err(|_| Error::NotFound)?;
     state.app.reset(id, overlay).await.map_err(action_error)?;
     Ok(if json { StatusCode::NO_CONTENT.into_response() } else { Redirect::to("/dashboard?reset=1").into_response() })
@@ -169,7 +170,7 @@ pub async fn rotate(
 ) -> Result<Response, Error> {
     let (token, json) = csrf_from(&headers, form);
     session::check_csrf(&session, token.as_deref()).await?;
-    let id = require_streamer(&session).await?;
+    let id = require_streamer(&state, &session).await?;
     let overlay = state.app.rotate(id).await.map_err(action_error)?;
     if json {
         let url = format!("{}/overlay/{overlay}", state.app.settings.public_url);

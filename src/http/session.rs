@@ -1,12 +1,15 @@
 //! Login sessions (tower-sessions): who is logged in, the pending OAuth
 //! `state`, and the CSRF token. Cookies are signed, HttpOnly, SameSite=Lax,
-//! Secure in production, and expire after a period of inactivity.
+//! Secure in production, and expire after a period of inactivity; a login
+//! also ends a fixed time after it began, however active.
 
 use axum::Router;
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
 use tower_sessions::cookie::{Key, SameSite};
-use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer, SessionStore};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store;
+use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
 use tower_sessions_redis_store::RedisStore;
 
 use super::Error;
@@ -17,6 +20,7 @@ use crate::domain::StreamerId;
 const STREAMER: &str = "streamer_id";
 const PENDING: &str = "pending_auth";
 const CSRF: &str = "csrf";
+const LOGGED_IN_AT: &str = "logged_in_at";
 pub const COOKIE: &str = "chatpulse_session";
 
 fn internal(e: tower_sessions::session::Error) -> Error {
@@ -47,7 +51,7 @@ pub fn with_sessions<S: Clone + Send + Sync + 'static>(
             .with_signed(key)
     }
     Ok(match &config.storage {
-        StorageMode::Embedded { .. } => router.layer(layer(MemoryStore::default(), config, key)),
+        StorageMode::Embedded { .. } => router.layer(layer(EmbeddedStore::default(), config, key)),
         StorageMode::Distributed { redis_url, .. } => {
             use fred::prelude::*;
             let mut redis = fred::prelude::Config::from_url(redis_url.expose())?;
@@ -63,10 +67,19 @@ pub fn with_sessions<S: Clone + Send + Sync + 'static>(
     })
 }
 
-/// The logged-in streamer, if any.
-pub async fn streamer(session: &Session) -> Result<Option<StreamerId>, Error> {
+/// The logged-in streamer, if any. A login older than `max_age` is over,
+/// however active the session stayed: the streamer logs in again.
+pub async fn streamer(session: &Session, max_age: std::time::Duration) -> Result<Option<StreamerId>, Error> {
     let id: Option<uuid::Uuid> = session.get(STREAMER).await.map_err(internal)?;
-    Ok(id.map(StreamerId::from_uuid))
+    let Some(id) = id else { return Ok(None) };
+    let at: Option<i64> = session.get(LOGGED_IN_AT).await.map_err(internal)?;
+    let age_ms = at.map(|at| crate::now_ms().saturating_sub(at));
+    let max_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    if age_ms.is_none_or(|age| age > max_ms) {
+        session.flush().await.map_err(internal)?;
+        return Ok(None);
+    }
+    Ok(Some(StreamerId::from_uuid(id)))
 }
 
 /// Logs a streamer in: a fresh session id and a fresh CSRF token (nothing
@@ -74,6 +87,7 @@ pub async fn streamer(session: &Session) -> Result<Option<StreamerId>, Error> {
 pub async fn log_in(session: &Session, id: StreamerId) -> Result<(), Error> {
     session.cycle_id().await.map_err(internal)?;
     session.remove::<String>(CSRF).await.map_err(internal)?;
+    session.insert(LOGGED_IN_AT, crate::now_ms()).await.map_err(internal)?;
     session.insert(STREAMER, id.as_uuid()).await.map_err(internal)
 }
 
@@ -106,5 +120,110 @@ pub async fn check_csrf(session: &Session, provided: Option<&str>) -> Result<(),
     match (expected, provided) {
         (Some(expected), Some(provided)) if bool::from(expected.as_bytes().ct_eq(provided.as_bytes())) => Ok(()),
         _ => Err(Error::Forbidden("missing or invalid CSRF token".into())),
+    }
+}
+
+/// The embedded shape's session store: in memory (one instance), like
+/// tower-sessions' `MemoryStore`, but expired sessions are swept out (at most
+/// once a minute, when sessions are created) instead of kept forever.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedStore(std::sync::Arc<std::sync::Mutex<EmbeddedSessions>>);
+
+#[derive(Debug, Default)]
+pub struct EmbeddedSessions {
+    records: std::collections::HashMap<Id, Record>,
+    swept_at: Option<std::time::Instant>,
+}
+
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl EmbeddedStore {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, EmbeddedSessions> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops every expired session now.
+    pub fn sweep(&self) {
+        let now = time::OffsetDateTime::now_utc();
+        let mut sessions = self.sessions();
+        sessions.records.retain(|_, r| r.expiry_date > now);
+        sessions.swept_at = Some(std::time::Instant::now());
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions().records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let due = self.sessions().swept_at.is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
+        if due {
+            self.sweep();
+        }
+        let mut sessions = self.sessions();
+        while sessions.records.contains_key(&record.id) {
+            record.id = Id::default(); // a collision: pick another
+        }
+        sessions.records.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.sessions().records.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let now = time::OffsetDateTime::now_utc();
+        Ok(self.sessions().records.get(id).filter(|r| r.expiry_date > now).cloned())
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.sessions().records.remove(id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(expires_in: time::Duration) -> Record {
+        Record { id: Id::default(), data: Default::default(), expiry_date: time::OffsetDateTime::now_utc() + expires_in }
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_not_loaded_and_are_swept_out() {
+        let store = EmbeddedStore::default();
+        let mut old = record(time::Duration::seconds(-1));
+        let mut live = record(time::Duration::hours(1));
+        store.create(&mut old).await.unwrap();
+        store.create(&mut live).await.unwrap();
+        assert_eq!(store.load(&old.id).await.unwrap(), None, "expired: not loaded");
+        assert_eq!(store.load(&live.id).await.unwrap().map(|r| r.id), Some(live.id));
+        assert_eq!(store.len(), 2);
+
+        store.sweep();
+
+        assert_eq!(store.len(), 1, "the expired one is gone");
+        store.delete(&live.id).await.unwrap();
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn creating_sessions_sweeps_when_a_sweep_is_due() {
+        let store = EmbeddedStore::default();
+        let mut old = record(time::Duration::seconds(-1));
+        store.create(&mut old).await.unwrap();
+        store.sessions().swept_at = None; // as if a minute had passed
+        let mut new = record(time::Duration::hours(1));
+        store.create(&mut new).await.unwrap();
+        assert_eq!(store.len(), 1);
     }
 }

@@ -460,6 +460,23 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_budget_and_nobody_else_i
 }
 
 #[tokio::test]
+async fn a_login_ends_after_its_maximum_age_however_active() {
+    let app = spawn_demo_app_with(|c| c.tuning.login_session_max = Duration::from_millis(1500)).await;
+    let (client, _) = log_in(&app, &unique_login()).await;
+    // `/` sends a logged-in streamer to the dashboard and shows anyone else the login page.
+    let home = |client: &reqwest::Client| client.get(format!("{}/", app.base)).send();
+    assert_eq!(home(&client).await.unwrap().url().path(), "/dashboard", "logged in");
+
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+
+    let after = home(&client).await.unwrap();
+    assert_eq!(after.url().path(), "/", "logged out");
+    assert!(after.text().await.unwrap().contains("Log in with Twitch"));
+    let save = client.post(format!("{}/api/rotate-overlay-uuid", app.base)).send().await.unwrap();
+    assert!(matches!(save.status().as_u16(), 401 | 403), "the old login can change nothing: {}", save.status());
+}
+
+#[tokio::test]
 async fn pages_carry_security_headers() {
     let app = spawn_demo_app_with(|_| {}).await;
     let (client, _) = log_in(&app, &unique_login()).await;
