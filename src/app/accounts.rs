@@ -6,9 +6,9 @@ use time::OffsetDateTime;
 
 use super::App;
 use super::signals::Signal;
-use crate::twitch::eventsub::CHANNEL_CHAT_MESSAGE;
 use crate::domain::{BroadcasterId, ConfigError, DecaySpeed, Label, OverlayConfig, OverlayId, StreamerId, Trigger};
 use crate::store::{BotAccount, NewStreamer, OverlaySetup, RepositoryError, StoredConfig, StoredTokens};
+use crate::twitch::eventsub::CHANNEL_CHAT_MESSAGE;
 use crate::twitch::oauth::{OAuthError, UserTokens};
 
 /// Scopes asked of a streamer: enough for our bot to read their chat.

@@ -131,9 +131,10 @@ impl App {
             }
         };
         let owner = bot.twitch_user_id.as_str();
-        let (Ok(access), Ok(refresh)) =
-            (self.cipher.decrypt(&bot.tokens.access_token, owner), self.cipher.decrypt(&bot.tokens.refresh_token, owner))
-        else {
+        let (Ok(access), Ok(refresh)) = (
+            self.cipher.decrypt(&bot.tokens.access_token, owner),
+            self.cipher.decrypt(&bot.tokens.refresh_token, owner),
+        ) else {
             tracing::error!("the bot's stored tokens cannot be decrypted (TOKEN_ENCRYPTION_KEY changed?); kept");
             return;
         };

@@ -26,29 +26,40 @@ pub struct Flags {
     rotated: Option<String>,
 }
 
+/// The dashboard page. Without `view` (the durable store did not answer)
+/// it is the settings form alone, with its messages: the streamer keeps what
+/// they typed.
 fn page(
     state: &AppState,
-    view: DashboardView,
+    view: Option<DashboardView>,
     csrf_token: String,
     form: ConfigForm,
     errors: FieldErrors,
     flags: &Flags,
 ) -> DashboardPage {
-    let streamer = view.setup.streamer;
+    let account = view.is_some();
+    let (streamer, notices, chat_status, stream_status) = match view {
+        Some(v) => (Some(v.setup.streamer), v.notices, v.chat_status, v.stream_status),
+        None => (None, vec![], String::new(), String::new()),
+    };
     DashboardPage {
-        display_name: streamer.display_name,
-        login: streamer.login,
-        overlay_url: format!("{}/overlay/{}", state.app.settings.public_url, streamer.overlay_id),
-        overlay_id: streamer.overlay_id.to_string(),
+        account,
+        display_name: streamer.as_ref().map(|s| s.display_name.clone()).unwrap_or_default(),
+        login: streamer.as_ref().map(|s| s.login.clone()).unwrap_or_default(),
+        overlay_url: streamer
+            .as_ref()
+            .map(|s| format!("{}/overlay/{}", state.app.settings.public_url, s.overlay_id))
+            .unwrap_or_default(),
+        overlay_id: streamer.as_ref().map(|s| s.overlay_id.to_string()).unwrap_or_default(),
         csrf_token,
         form,
         errors,
         saved: flags.saved.is_some(),
         reset_done: flags.reset.is_some(),
         rotated: flags.rotated.is_some(),
-        notices: view.notices.into_iter().map(|n| Notice { level: n.level.to_owned(), text: n.text }).collect(),
-        chat_status: view.chat_status,
-        stream_status: view.stream_status,
+        notices: notices.into_iter().map(|n| Notice { level: n.level.to_owned(), text: n.text }).collect(),
+        chat_status,
+        stream_status,
     }
 }
 
@@ -79,7 +90,7 @@ pub async fn show(
     };
     let form = ConfigForm::from_config(&view.setup.config.config);
     let csrf = session::csrf_token(&session).await?;
-    Ok(page(&state, view, csrf, form, FieldErrors::default(), &flags).into_response())
+    Ok(page(&state, Some(view), csrf, form, FieldErrors::default(), &flags).into_response())
 }
 
 #[derive(Deserialize)]
@@ -99,25 +110,46 @@ pub async fn save(
         _ => Error::BadRequest(e.body_text()),
     })?;
     session::check_csrf(&session, form.csrf_token.as_deref()).await?;
-    let (id, current) = match view(&state, &session).await? {
-        Ok(v) => v,
-        Err(redirect) => return Ok(redirect),
+    let Some(id) = session::streamer(&session, state.tuning.login_session_max).await? else {
+        return Ok(Redirect::to("/auth/login").into_response());
     };
-    let errors = match state.app.save_config(id, &form.config).await {
+    // The save is one statement: it is written entirely or not at all.
+    let (status, errors) = match state.app.save_config(id, &form.config).await {
         Ok(Ok(_)) => return Ok(Redirect::to("/dashboard?saved=1").into_response()),
-        Ok(Err(errors)) => *errors,
+        Ok(Err(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, *errors),
         Err(ActionError::Unavailable(e)) => {
             tracing::warn!(error = %e, "config save failed");
-            FieldErrors {
-                general: Some("Your settings could not be saved right now (storage unavailable). Nothing was changed; please try again.".into()),
+            let errors = FieldErrors {
+                general: Some("Your settings could not be saved right now (storage unavailable). Nothing was changed; please try again in a moment.".into()),
                 ..FieldErrors::default()
-            }
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, errors)
+        }
+        Err(ActionError::NotFound) => {
+            // The account is gone (removed by an operator): start over.
+            session::log_out(&session).await?;
+            return Ok(Redirect::to("/").into_response());
         }
         Err(e) => return Err(Error::BadRequest(e.to_string())),
     };
+    // The form comes back with what was typed and why it was not saved. The
+    // rest of the dashboard needs the durable store; when that is what
+    // failed, the form is shown alone rather than an error page.
+    let current = if status == StatusCode::SERVICE_UNAVAILABLE {
+        None
+    } else {
+        match view(&state, &session).await {
+            Ok(Ok((_, view))) => Some(view),
+            Ok(Err(redirect)) => return Ok(redirect),
+            Err(e) => {
+                tracing::warn!(error = %e, "dashboard data unavailable; showing the settings form alone");
+                None
+            }
+        }
+    };
     let csrf = session::csrf_token(&session).await?;
     let page = page(&state, current, csrf, form.config, errors, &Flags::default());
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    Ok((status, page).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -28,6 +28,9 @@ pub struct Notice {
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]
 pub struct DashboardPage {
+    /// The account's data is shown (false: the settings form alone, when the
+    /// durable store did not answer).
+    pub account: bool,
     pub display_name: String,
     pub login: String,
     pub overlay_url: String,

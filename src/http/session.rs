@@ -195,7 +195,11 @@ mod tests {
     use super::*;
 
     fn record(expires_in: time::Duration) -> Record {
-        Record { id: Id::default(), data: Default::default(), expiry_date: time::OffsetDateTime::now_utc() + expires_in }
+        Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: time::OffsetDateTime::now_utc() + expires_in,
+        }
     }
 
     #[tokio::test]

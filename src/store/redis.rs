@@ -186,19 +186,42 @@ impl RedisLiveStore {
     /// Connects and keeps the Functions library loaded: on every (re)connect
     /// it checks the loaded version and replaces it when it differs. Runs
     /// until the client is dropped.
+    ///
+    /// Readiness says "loaded" only while that is known: the flag is cleared
+    /// as soon as a connection drops (the server that answers next may be a
+    /// restarted, empty one) and whenever loading fails, and set again only
+    /// once the library is confirmed on the new connection.
     pub async fn maintain(self: Arc<Self>) {
         let mut reconnects = self.client.reconnect_rx();
+        // fred reports every lost connection (and failed reconnection) here.
+        let mut connection_errors = self.client.error_rx();
         let _connection = self.client.connect();
         loop {
             if self.client.wait_for_connect().await.is_ok() {
                 while let Err(e) = self.ensure_library().await {
+                    self.library_loaded.store(false, Ordering::Release);
                     self.set_error(Some(format!("cannot load the Functions library: {e}")));
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-            // Wait for the next reconnection (a restarted Redis has no library).
-            if reconnects.recv().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            // Wait for the next reconnection (a restarted Redis has no
+            // library) or the loss of the connection.
+            tokio::select! {
+                reconnected = reconnects.recv() => {
+                    if matches!(reconnected, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                lost = connection_errors.recv() => {
+                    self.library_loaded.store(false, Ordering::Release);
+                    match lost {
+                        Ok((e, _)) => tracing::debug!(error = %e, "Redis connection lost; the library is checked again"),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    }
+                }
             }
         }
     }
@@ -293,6 +316,32 @@ impl RedisLiveStore {
 
     fn forget_overlay(&self, overlay: OverlayId) {
         self.cache().retain(|_, c| c.session.as_ref().is_none_or(|s| s.overlay != overlay));
+    }
+
+    /// A session whose stored `config` or `config_version` cannot be read
+    /// (not JSON, not a valid config, not an integer): somebody or something
+    /// wrote garbage into Redis.
+    ///
+    /// The choice: PostgreSQL holds the truth, so the unreadable live copy is
+    /// deleted and the session treated as lost, like one a Redis restart took
+    /// away. The instances holding its overlays notice on their next
+    /// broadcaster tick (or lease renewal) and re-activate it from the
+    /// durable store, trigger words and labels included; the bar restarts
+    /// from the centre (a corrupt session's value is not trusted either).
+    /// The vote at hand is dropped as an error — counted and logged, never
+    /// silently — where before every vote of the channel would have been
+    /// dropped as `no_session` for as long as the overlays stayed open.
+    /// (A valid activation racing with the delete is harmless: the session
+    /// is re-activated once more.)
+    async fn discard_unreadable(&self, overlay: OverlayId, key: &str) -> LiveStoreError {
+        tracing::warn!(%overlay, "stored session config is unreadable; discarding it for re-activation");
+        self.forget_overlay(overlay);
+        match self.call("session_for", || self.client.del::<i64, _>(key)).await {
+            Ok(_) => LiveStoreError(format!(
+                "session {overlay} had an unreadable config in Redis; discarded, to be re-activated from the durable store"
+            )),
+            Err(e) => e,
+        }
     }
 }
 
@@ -444,13 +493,23 @@ impl LiveStore for RedisLiveStore {
             None => None,
             Some(overlay) => {
                 let key = keys::session(overlay);
-                let (config, version): (Option<String>, Option<String>) =
-                    self.call("session_for", || self.client.hmget(&key, vec!["config", "config_version"])).await?;
-                let config = config.and_then(|c| serde_json::from_str::<OverlayConfig>(&c).ok());
-                let version = version.and_then(|v| v.parse::<i64>().ok());
-                match (config, version) {
-                    (Some(config), Some(config_version)) => Some(ActiveSession { overlay, config, config_version }),
-                    _ => None,
+                // `value` and `status` are only asked for to tell a session
+                // that is gone (every field nil) from one that is unreadable.
+                let fields: Vec<Value> = self
+                    .call("session_for", || {
+                        self.client.hmget(&key, vec!["config", "config_version", "value", "status"])
+                    })
+                    .await?;
+                if fields.iter().all(Value::is_null) {
+                    None
+                } else {
+                    let text = |i: usize| fields.get(i).and_then(Value::as_str);
+                    let config = text(0).and_then(|c| serde_json::from_str::<OverlayConfig>(&c).ok());
+                    let version = text(1).and_then(|v| v.parse::<i64>().ok());
+                    match (config, version) {
+                        (Some(config), Some(config_version)) => Some(ActiveSession { overlay, config, config_version }),
+                        _ => return Err(self.discard_unreadable(overlay, &key).await),
+                    }
                 }
             }
         };

@@ -100,26 +100,57 @@ async fn tokens_are_stored_encrypted_and_decrypt_to_a_valid_twitch_token() {
 }
 }
 
-#[tokio::test]
-async fn no_plaintext_token_is_in_the_sqlite_file() {
+/// Rows of the streamer's tables in which `token` appears in plain text:
+/// inside a token column's bytes, or anywhere in the row as text.
+async fn rows_containing(app: &TestApp, token: &str) -> i64 {
+    match deployment() {
+        None => {
+            let db = rusqlite::Connection::open(app.data.path().join("chatpulse.db")).unwrap();
+            db.query_row(
+                "SELECT count(*) FROM users
+                 WHERE instr(access_token, ?1) > 0 OR instr(refresh_token, ?1) > 0
+                    OR instr(CAST(access_token AS TEXT), ?2) > 0 OR instr(CAST(refresh_token AS TEXT), ?2) > 0
+                    OR instr(login || display_name || overlay_uuid || twitch_user_id, ?2) > 0",
+                rusqlite::params![token.as_bytes(), token],
+                |r| r.get(0),
+            )
+            .unwrap()
+        }
+        Some((database_url, _)) => {
+            let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let row = db
+                .query_one(
+                    "SELECT count(*) FROM users u
+                     WHERE position($1::bytea IN u.access_token) > 0 OR position($1::bytea IN u.refresh_token) > 0
+                        OR strpos(u::text, $2) > 0",
+                    &[&token.as_bytes(), &token],
+                )
+                .await
+                .unwrap();
+            row.get(0)
+        }
+    }
+}
+
+both_modes! {
+async fn no_plaintext_token_is_in_the_database() {
     let app = spawn_demo_app_with(|_| {}).await;
     let login = unique_login();
     log_in(&app, &login).await;
     let streamer = streamer_by_login(&app, &login).await;
     let cipher = TokenCipher::new(chatpulse::config::DEV_TOKEN_ENCRYPTION_KEY, None).unwrap();
-    let stored = app.repo.tokens(streamer.id).await.unwrap().unwrap();
+    let stored = app.repo.tokens(streamer.id).await.unwrap().expect("tokens stored");
     let access = cipher.decrypt(&stored.access_token, streamer.twitch_user_id.as_str()).unwrap();
+    let refresh = cipher.decrypt(&stored.refresh_token, streamer.twitch_user_id.as_str()).unwrap();
+    assert_ne!(access, refresh);
 
-    let db = rusqlite::Connection::open(app.data.path().join("chatpulse.db")).unwrap();
-    let hits: i64 = db
-        .query_row(
-            "SELECT count(*) FROM users WHERE instr(access_token, ?1) > 0 OR instr(refresh_token, ?1) > 0
-                 OR instr(CAST(access_token AS TEXT), ?1) > 0",
-            [access.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(hits, 0);
+    // The query finds what it looks for (the login is stored in plain text)...
+    assert_eq!(rows_containing(&app, &login).await, 1);
+    // ...and neither token.
+    assert_eq!(rows_containing(&app, &access).await, 0, "the access token is not stored in plain text");
+    assert_eq!(rows_containing(&app, &refresh).await, 0, "the refresh token is not stored in plain text");
+}
 }
 
 both_modes! {
@@ -328,6 +359,10 @@ async fn invalid_settings_are_explained_kept_in_the_form_and_not_saved() {
         ("same words", [("for_trigger", "Yes"), ("against_trigger", "yES"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "0.5")], "against_trigger-error"),
         ("decay too high", [("for_trigger", "yes"), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "2.5")], "decay_speed-error"),
         ("decay not a number", [("for_trigger", "yes"), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "fast")], "decay_speed-error"),
+        ("whitespace word", [("for_trigger", "   "), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "0.5")], "for_trigger-error"),
+        ("decay too low", [("for_trigger", "yes"), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "0.05")], "decay_speed-error"),
+        ("decay zero", [("for_trigger", "yes"), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "0")], "decay_speed-error"),
+        ("decay negative", [("for_trigger", "yes"), ("against_trigger", "no"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "-1")], "decay_speed-error"),
     ];
     for (what, fields, error_id) in cases {
         let mut form: Vec<(&str, &str)> = fields.to_vec();
@@ -336,7 +371,7 @@ async fn invalid_settings_are_explained_kept_in_the_form_and_not_saved() {
         assert_eq!(response.status(), 422, "{what}");
         let page = response.text().await.unwrap();
         assert!(page.contains(&format!("id=\"{error_id}\"")), "{what}: error shown next to the field");
-        for (_, value) in fields.iter().filter(|(_, v)| !v.trim().is_empty() && v.len() < 40) {
+        for (_, value) in fields.iter().filter(|(_, v)| v.len() < 40) {
             assert!(page.contains(&format!("value=\"{value}\"")), "{what}: typed value {value} kept");
         }
     }
@@ -355,23 +390,40 @@ async fn invalid_settings_are_explained_kept_in_the_form_and_not_saved() {
 both_modes! {
 async fn without_the_csrf_token_nothing_changes() {
     let app = spawn_demo_app_with(|_| {}).await;
-    let (client, html) = log_in(&app, &unique_login()).await;
+    let login = unique_login();
+    let (client, html) = log_in(&app, &login).await;
     let overlay = overlay_in(&html);
+    let streamer = streamer_by_login(&app, &login).await;
+    // The bar is off the centre, so a reset that was wrongly accepted would show.
+    let mut ws = app.connect(&overlay).await;
+    ws.next_frame(WAIT).await.expect("initial frame");
+    assert_eq!(app.chat(&streamer.twitch_user_id, "1", "yes").await, 204);
+    ws.wait_for(WAIT, |f| f.value > 9.0).await.expect("moved");
     let config = [("for_trigger", "a"), ("against_trigger", "b"), ("left_label", "L"), ("right_label", "R"), ("decay_speed", "1")];
+    let post = |path: &str| client.post(format!("{}{path}", app.base));
 
-    let missing = client.post(format!("{}/dashboard/config", app.base)).form(&config).send().await.unwrap();
-    assert_eq!(missing.status(), 403);
+    let missing = post("/dashboard/config").form(&config).send().await.unwrap();
+    assert_eq!(missing.status(), 403, "config without a token");
     let mut wrong = config.to_vec();
     wrong.push(("csrf_token", "0000"));
-    let wrong = client.post(format!("{}/dashboard/config", app.base)).form(&wrong).send().await.unwrap();
-    assert_eq!(wrong.status(), 403);
-    let rotate = client.post(format!("{}/api/rotate-overlay-uuid", app.base)).send().await.unwrap();
-    assert_eq!(rotate.status(), 403);
-    let reset = client.post(format!("{}/api/reset/{overlay}", app.base)).header("X-CSRF-Token", "bad").send().await.unwrap();
-    assert_eq!(reset.status(), 403);
+    assert_eq!(post("/dashboard/config").form(&wrong).send().await.unwrap().status(), 403, "config with a wrong token");
+    assert_eq!(post("/api/rotate-overlay-uuid").send().await.unwrap().status(), 403, "rotate without a token");
+    let rotate = post("/api/rotate-overlay-uuid").header("X-CSRF-Token", "wrong").send().await.unwrap();
+    assert_eq!(rotate.status(), 403, "rotate with a wrong header token");
+    let reset = post(&format!("/api/reset/{overlay}")).header("X-CSRF-Token", "bad").send().await.unwrap();
+    assert_eq!(reset.status(), 403, "reset with a wrong header token");
+    let reset = post(&format!("/api/reset/{overlay}")).form(&[("csrf_token", "bad")]).send().await.unwrap();
+    assert_eq!(reset.status(), 403, "reset with a wrong form token");
+    let logout = post("/auth/logout").form(&[("other", "field")]).send().await.unwrap();
+    assert_eq!(logout.status(), 403, "logout without a token");
 
     let setup = app.repo.overlay_setup(overlay).await.unwrap().expect("same overlay URL");
-    assert_eq!(setup.config.version, 1);
+    assert_eq!(setup.config.version, 1, "config unchanged");
+    let mut fresh = app.connect(&overlay).await;
+    let now = fresh.next_frame(WAIT).await.expect("initial frame");
+    assert!(now.value > 1.0, "the bar was not reset: {now:?}");
+    let still = client.get(format!("{}/dashboard", app.base)).send().await.unwrap();
+    assert!(still.url().path().ends_with("/dashboard"), "still logged in");
 }
 }
 
@@ -476,7 +528,45 @@ async fn a_login_ends_after_its_maximum_age_however_active() {
     assert!(matches!(save.status().as_u16(), 401 | 403), "the old login can change nothing: {}", save.status());
 }
 
-#[tokio::test]
+both_modes! {
+async fn dashboard_and_api_posts_are_rate_limited_per_address() {
+    // Logging in spends one request of the budget (the dashboard page).
+    let app = spawn_demo_app_with(|c| c.tuning.dashboard_rate = (1, 3)).await;
+    let (client, html) = log_in(&app, &unique_login()).await;
+    let (token, overlay) = (csrf(&html), overlay_in(&html));
+    let reset = || client.post(format!("{}/api/reset/{overlay}", app.base)).header("X-CSRF-Token", &token).send();
+    assert_eq!(reset().await.unwrap().status(), 204);
+    assert_eq!(reset().await.unwrap().status(), 204);
+
+    let limited = reset().await.unwrap();
+    assert_eq!(limited.status(), 429, "an /api route");
+    assert!(retry_after(&limited) >= 1);
+    let config = [
+        ("csrf_token", token.as_str()),
+        ("for_trigger", "pizza"),
+        ("against_trigger", "pasta"),
+        ("left_label", "Pasta"),
+        ("right_label", "Pizza"),
+        ("decay_speed", "1"),
+    ];
+    let save = client.post(format!("{}/dashboard/config", app.base)).form(&config).send().await.unwrap();
+    assert_eq!(save.status(), 429, "a dashboard POST");
+    assert!(retry_after(&save) >= 1);
+    let rotate = client.post(format!("{}/api/rotate-overlay-uuid", app.base)).header("X-CSRF-Token", &token).send().await.unwrap();
+    assert_eq!(rotate.status(), 429);
+
+    let setup = app.repo.overlay_setup(overlay).await.unwrap().expect("the overlay URL was not rotated");
+    assert_eq!(setup.config.version, 1, "nothing saved");
+}
+}
+
+/// `Retry-After` in whole seconds.
+fn retry_after(response: &reqwest::Response) -> u64 {
+    let value = response.headers().get("retry-after").expect("a Retry-After header");
+    value.to_str().unwrap().parse().expect("Retry-After in seconds")
+}
+
+both_modes! {
 async fn pages_carry_security_headers() {
     let app = spawn_demo_app_with(|_| {}).await;
     let (client, _) = log_in(&app, &unique_login()).await;
@@ -492,8 +582,9 @@ async fn pages_carry_security_headers() {
     let overlay = app.http.get(format!("{}/overlay/{}", app.base, s.streamer.overlay_id)).send().await.unwrap();
     assert!(overlay.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'self'"));
 }
+}
 
-#[tokio::test]
+both_modes! {
 async fn the_session_cookie_is_http_only_lax_and_signed() {
     let app = spawn_demo_app_with(|_| {}).await;
     let client = browser(false);
@@ -502,6 +593,61 @@ async fn the_session_cookie_is_http_only_lax_and_signed() {
     assert!(cookie.starts_with("chatpulse_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(!cookie.contains("Secure"), "not Secure in development: {cookie}");
+}
+}
+
+/// A configuration that passes the production checks (`Config::from_lookup`
+/// with `APP_ENV=production`), with Twitch on an https:// address where
+/// nothing answers.
+fn production_config() -> chatpulse::config::Config {
+    let vars: &[(&str, &str)] = &[
+        ("APP_ENV", "production"),
+        ("PORT", "0"),
+        ("PUBLIC_URL", "https://chatpulse.example"),
+        ("TWITCH_CLIENT_ID", "cp1exampleclientid00000000000a"),
+        ("TWITCH_CLIENT_SECRET", "s3cr3tvalue000000000000000000"),
+        ("TWITCH_API_URL", "https://127.0.0.1:9/helix"),
+        ("TWITCH_AUTH_URL", "https://127.0.0.1:9/oauth2"),
+        ("TWITCH_EVENTSUB_WS_URL", "wss://127.0.0.1:9/ws"),
+        ("SESSION_SECRET", "x7f3d9a0c2e4b6f8a1c3e5d7b9f0a2c4e6d8b0f1a3c5e7d9b2f4a6c8e0d1b3f5a7"),
+        ("WEBHOOK_SECRET", "a-real-webhook-secret-42"),
+        ("TOKEN_ENCRYPTION_KEY", "8e1f0a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7"),
+        ("BOT_USER_ID", "99887766"),
+    ];
+    chatpulse::config::Config::from_lookup(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned()))
+        .expect("a valid production configuration")
+}
+
+both_modes! {
+async fn production_pages_send_hsts_and_secure_cookies() {
+    let app = spawn_app_with(|c| {
+        let mut production = production_config();
+        // This test's storage (embedded data directory or distributed
+        // deployment) and leader key.
+        production.storage = c.storage.clone();
+        production.tuning.leader_key = c.tuning.leader_key.clone();
+        production.tuning.shutdown_drain = Duration::ZERO;
+        *c = production;
+    })
+    .await;
+    let client = browser(false);
+
+    let start = client.get(format!("{}/auth/login", app.base)).send().await.unwrap();
+
+    assert_eq!(start.status(), 303, "to Twitch");
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("chatpulse_session="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "Secure in production: {cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    for path in ["/auth/login", "/", "/health/live"] {
+        let r = client.get(format!("{}{path}", app.base)).send().await.unwrap();
+        let hsts = r.headers().get("strict-transport-security").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(hsts.as_deref(), Some("max-age=31536000; includeSubDomains"), "{path}");
+    }
+    let home = client.get(format!("{}/", app.base)).send().await.unwrap();
+    assert_eq!(home.headers()["x-frame-options"], "DENY");
+    assert_eq!(home.headers()["x-content-type-options"], "nosniff");
+}
 }
 
 #[tokio::test]
@@ -527,6 +673,157 @@ async fn a_login_on_one_instance_is_valid_on_another() {
     assert_eq!(there.status(), 200);
     assert!(there.url().path().ends_with("/dashboard"));
     assert!(there.text().await.unwrap().contains(&login));
+}
+
+/// A distributed deployment's settings for `spawn_*_with`.
+fn deployment_of(db: &str, redis: &str, leader_key: &str) -> impl Fn(&mut chatpulse::config::Config) {
+    let (db, redis, leader_key) = (db.to_owned(), redis.to_owned(), leader_key.to_owned());
+    move |c| {
+        c.storage = chatpulse::config::StorageMode::Distributed {
+            database_url: chatpulse::config::Secret::new(db.clone()),
+            redis_url: chatpulse::config::Secret::new(redis.clone()),
+        };
+        c.tuning.leader_key = leader_key.clone();
+    }
+}
+
+/// The next text frame carrying labels, within `within`.
+async fn labels_frame(ws: &mut OverlayClient, within: Duration) -> serde_json::Value {
+    let text = tokio::time::timeout(within, async {
+        loop {
+            match ws.ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) if t.contains("left_label") => return t,
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("labels within the time allowed");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Two instances of one deployment: what a streamer does on the dashboard
+/// of instance 1 reaches the overlay held open on instance 2.
+#[tokio::test]
+async fn dashboard_actions_on_one_instance_reach_overlays_on_another() {
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let leader_key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
+    let one = spawn_demo_app_with(deployment_of(&db, &redis, &leader_key)).await;
+    let base_one = one.base.clone();
+    let two = spawn_app_with(move |c| {
+        deployment_of(&db, &redis, &leader_key)(c);
+        c.public_url = base_one;
+    })
+    .await;
+    let login = unique_login();
+    let (client, html) = log_in(&one, &login).await;
+    let (token, old) = (csrf(&html), overlay_in(&html));
+    let streamer = streamer_by_login(&one, &login).await;
+    let mut overlay = two.connect(&old).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+
+    // Saving the settings on instance 1: instance 2's overlay shows the new
+    // labels within a second.
+    let config = [
+        ("csrf_token", token.as_str()),
+        ("for_trigger", "pizza"),
+        ("against_trigger", "pasta"),
+        ("left_label", "Team Pasta"),
+        ("right_label", "Team Pizza"),
+        ("decay_speed", "0.2"),
+    ];
+    let saved = client.post(format!("{}/dashboard/config", one.base)).form(&config).send().await.unwrap();
+    assert!(saved.url().query().unwrap_or("").contains("saved"), "saved: {}", saved.status());
+    let frame = labels_frame(&mut overlay, Duration::from_secs(1)).await;
+    assert_eq!((frame["left_label"].as_str(), frame["right_label"].as_str()), (Some("Team Pasta"), Some("Team Pizza")));
+
+    // Resetting on instance 1 centres the bar on instance 2.
+    assert_eq!(two.chat(&streamer.twitch_user_id, "1", "pizza").await, 204, "the new word counts");
+    overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("moved");
+    let reset = client.post(format!("{}/api/reset/{old}", one.base)).header("X-CSRF-Token", &token).send().await;
+    assert_eq!(reset.unwrap().status(), 204);
+    overlay.wait_for(WAIT, |f| f.value == 0.0).await.expect("centred on instance 2");
+
+    // Rotating on instance 1 closes instance 2's overlay; the old page is
+    // gone on both.
+    let rotate = client.post(format!("{}/api/rotate-overlay-uuid", one.base)).header("X-CSRF-Token", &token);
+    assert_eq!(rotate.send().await.unwrap().status(), 200);
+    let close = overlay.wait_for_close(WAIT).await.expect("instance 2 closed the overlay").expect("a close frame");
+    assert_eq!(u16::from(close.code), 4404);
+    for app in [&one, &two] {
+        let page = app.http.get(format!("{}/overlay/{old}", app.base)).send().await.unwrap();
+        assert_eq!(page.status(), 404, "the old overlay page on {}", app.base);
+        assert!(app.try_connect(&old).await.is_err(), "the old overlay socket on {}", app.base);
+    }
+}
+
+/// PostgreSQL goes away while a streamer saves their settings: they get the
+/// form back, as typed, with a message saying nothing was changed, and
+/// nothing was written; once PostgreSQL is back the same form saves.
+#[tokio::test]
+async fn a_save_while_postgres_is_down_gives_the_form_back_and_changes_nothing() {
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let proxy = TcpProxy::new("127.0.0.1:5432".parse().unwrap());
+    let proxied = db.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(proxied, db, "TEST_DATABASE_URL points at 127.0.0.1:5432");
+    proxy.start().await;
+    let leader_key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
+    let app = spawn_demo_app_with(deployment_of(&proxied, &redis, &leader_key)).await;
+    let (client, html) = log_in(&app, &unique_login()).await;
+    let overlay = overlay_in(&html);
+    let mut ws = app.connect(&overlay).await;
+    ws.next_frame(WAIT).await.expect("initial frame");
+    let before = app.repo.overlay_setup(overlay).await.unwrap().expect("stored");
+    let typed = [
+        ("csrf_token", csrf(&html)),
+        ("for_trigger", "pizza".to_owned()),
+        ("against_trigger", "pasta".to_owned()),
+        ("left_label", "Team Pasta".to_owned()),
+        ("right_label", "Team Pizza".to_owned()),
+        ("decay_speed", "1.5".to_owned()),
+    ];
+
+    proxy.stop();
+    let refused = client.post(format!("{}/dashboard/config", app.base)).form(&typed).send().await.unwrap();
+
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("could not be saved right now") && page.contains("Nothing was changed"), "{page}");
+    for (name, value) in &typed[1..] {
+        assert!(page.contains(&format!("value=\"{value}\"")), "{name} kept as typed: {page}");
+    }
+    assert!(page.contains("action=\"/dashboard/config\""), "the form can be sent again");
+    assert!(page.contains(&format!("value=\"{}\"", typed[0].1)), "with its CSRF token");
+
+    proxy.start().await;
+    let after = wait_for_setup(&app, overlay).await;
+    assert_eq!(after.config.version, before.config.version, "nothing written");
+    assert_eq!(after.config.config, before.config.config);
+    let live = redis_cli(&redis, &["HGET", &format!("session:{{{overlay}}}"), "config"]).await;
+    let live: serde_json::Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(live["for_trigger"], before.config.config.for_trigger.as_str(), "the live session is unchanged");
+
+    let saved = eventually(Duration::from_secs(10), || async {
+        let r = client.post(format!("{}/dashboard/config", app.base)).form(&typed).send().await.unwrap();
+        r.url().query().unwrap_or("").contains("saved")
+    })
+    .await;
+    assert!(saved, "the same form saves once PostgreSQL is back");
+    assert_eq!(labels_frame(&mut ws, Duration::from_secs(1)).await["left_label"], "Team Pasta");
+}
+
+/// The overlay's stored setup, once the database answers again.
+async fn wait_for_setup(app: &TestApp, overlay: OverlayId) -> chatpulse::store::OverlaySetup {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match app.repo.overlay_setup(overlay).await {
+            Ok(Some(setup)) => return setup,
+            other if std::time::Instant::now() > deadline => panic!("the database never answered: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 async fn sim_user_id(app: &TestApp, login: &str) -> String {
@@ -774,9 +1071,10 @@ async fn the_bots_grant_is_kept_fresh_and_its_loss_is_shown_and_alarmed() {
     // The bot account disconnects ChatPulse: the operator is alarmed and told.
     let bot_id = sim_user_id(&app, "chatpulse_bot").await;
     reqwest::Client::new().post(format!("{}/sim/users/{bot_id}/disconnect", sim_url(&app))).send().await.unwrap();
-    let alarmed =
-        eventually(Duration::from_secs(5), || async { app.metric("chatpulse_bot_authorization_lost_total").await >= 1.0 })
-            .await;
+    let alarmed = eventually(Duration::from_secs(5), || async {
+        app.metric("chatpulse_bot_authorization_lost_total").await >= 1.0
+    })
+    .await;
     assert!(alarmed, "bot_authorization_lost counted");
     let page = operator.get(format!("{}/auth/bot", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("no longer accepts the bot account"), "the bot page says so");

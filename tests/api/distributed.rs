@@ -24,9 +24,20 @@ fn distributed(database_url: String, redis_url: String) -> impl FnOnce(&mut chat
 }
 
 async fn readiness(app: &TestApp) -> (u16, serde_json::Value) {
-    let r = app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+    app.readiness().await
 }
+
+/// The sum of every sample of a metric family whose labels start as given,
+/// e.g. `chatpulse_store_call_errors_total{store="redis"`.
+async fn metric_sum(app: &TestApp, prefix: &str) -> f64 {
+    let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const BREAKER: &str = "chatpulse_circuit_breaker_state";
 
 #[tokio::test]
 async fn a_vote_on_one_instance_moves_an_overlay_held_by_another() {
@@ -99,6 +110,8 @@ async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
     overlay.next_frame(WAIT).await;
     app.chat(&b, "1", "yes").await;
     overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("vote applied");
+    assert_eq!(app.metric(BREAKER).await, 0.0, "the circuit breaker starts closed");
+    assert_eq!(metric_sum(&app, "chatpulse_store_call_errors_total{store=\"redis\"").await, 0.0);
 
     // Redis goes away: webhooks are still answered quickly, votes are dropped
     // and counted, readiness fails, overlays show "reconnecting".
@@ -108,7 +121,12 @@ async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
         assert_eq!(app.chat(&b, &chatter.to_string(), "no").await, 204);
         assert!(started.elapsed() < Duration::from_secs(4), "answered within Twitch's deadline");
     }
-    assert!(app.votes("error").await >= 5.0);
+    assert!(app.votes("error").await >= 5.0, "the dropped votes are counted");
+    assert!(metric_sum(&app, "chatpulse_live_store_errors_total{").await >= 5.0, "and the failed vote-path calls");
+    let failed_calls = metric_sum(&app, "chatpulse_store_call_errors_total{store=\"redis\"").await;
+    assert!(failed_calls >= 5.0, "every failed Redis call is counted: {failed_calls}");
+    let open = eventually(Duration::from_secs(10), || async { app.metric(BREAKER).await == 1.0 }).await;
+    assert!(open, "the circuit breaker opens (gauge 1) and stops hammering Redis");
     let (status, body) = readiness(&app).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["live_store"]["ok"], false);
@@ -131,6 +149,159 @@ async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
     .await;
     assert!(moved, "votes apply again after Redis returned");
     overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect("the bar moves again");
+    let closed = eventually(WAIT, || async { app.metric(BREAKER).await == 0.0 }).await;
+    assert!(closed, "the circuit breaker closes again (gauge 0)");
+}
+
+/// `FUNCTION LOAD REPLACE` runs only when the loaded library's version
+/// differs: an old version is replaced, the current one is left alone.
+#[tokio::test]
+async fn the_functions_library_is_loaded_only_when_its_version_differs() {
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let redis = RedisServer::start().await;
+    let older = "#!lua name=chatpulse\nlocal VERSION = '0'\n\
+                 redis.register_function('chatpulse_version', function() return VERSION end)";
+    redis.cli(&["FUNCTION", "LOAD", older]).await;
+    let loads = || async { redis.command_calls().await.get("function|load").copied().unwrap_or(0) };
+    assert_eq!(redis.cli(&["FCALL", "chatpulse_version", "0"]).await, "0");
+    let before = loads().await;
+
+    let first = spawn_app_with(distributed(db.clone(), redis.url())).await;
+    let current = chatpulse::store::redis::library_version();
+    assert_eq!(redis.cli(&["FCALL", "chatpulse_version", "0"]).await, current, "the old version was replaced");
+    assert_eq!(loads().await, before + 1);
+
+    // A second instance (or a restart) finds this version loaded.
+    let second = spawn_app_with(distributed(db, redis.url())).await;
+    assert_eq!(loads().await, before + 1, "no FUNCTION LOAD when the version matches");
+    let s = second.add_streamer().await;
+    let mut overlay = second.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    assert_eq!(first.chat(&s.streamer.twitch_user_id, "1", "yes").await, 204);
+    assert_eq!(first.votes("applied").await, 1.0, "the loaded library serves both instances");
+}
+
+/// A Redis user that may not run `FUNCTION LOAD` (a locked-down managed
+/// Redis): the service says so on `/health/ready`, and becomes ready by
+/// itself once the operator grants the permission.
+#[tokio::test]
+async fn readiness_explains_a_library_that_cannot_be_loaded() {
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let redis = RedisServer::start().await;
+    redis.cli(&["ACL", "SETUSER", "chatpulse", "on", ">s3cret", "~*", "&*", "+@all", "-function"]).await;
+    let url = format!("redis://chatpulse:s3cret@127.0.0.1:{}", redis.port);
+
+    let app = spawn_unready_app_with(distributed(db, url)).await;
+
+    let explained = eventually(Duration::from_secs(10), || async {
+        let (status, body) = readiness(&app).await;
+        status == 503
+            && body["checks"]["live_store"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot load the Functions library"))
+    })
+    .await;
+    assert!(explained, "readiness names the problem: {}", readiness(&app).await.1);
+    assert_eq!(redis.cli(&["FUNCTION", "LIST"]).await, "", "nothing was loaded");
+
+    redis.cli(&["ACL", "SETUSER", "chatpulse", "+function"]).await;
+    app.wait_until_ready().await;
+    assert_eq!(redis.cli(&["FCALL", "chatpulse_version", "0"]).await, chatpulse::store::redis::library_version());
+}
+
+/// Redis comes back empty and the library cannot be loaded this time:
+/// readiness must not say "ready" on the strength of the old connection's
+/// library, and turns ready only once the library is back.
+#[tokio::test]
+async fn readiness_waits_for_the_library_after_redis_returns_empty() {
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let mut redis = RedisServer::start().await;
+    let app = spawn_app_with(distributed(db, redis.url())).await;
+
+    redis.kill();
+    redis.restart_with(NO_FUNCTION_LOAD).await;
+
+    // From the restart until the service has seen that the library is
+    // missing, readiness never says ready.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = readiness(&app).await;
+        assert_ne!(status, 200, "ready while Redis has no Functions library: {body}");
+        let error = body["checks"]["live_store"]["error"].as_str().unwrap_or_default();
+        if error.contains("cannot load the Functions library") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "readiness never explained the missing library: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The operator allows FUNCTION LOAD: ready by itself, library loaded.
+    redis.cli(&["ACL", "SETUSER", "default", "+function"]).await;
+    app.wait_until_ready().await;
+    assert_eq!(redis.cli(&["FCALL", "chatpulse_version", "0"]).await, chatpulse::store::redis::library_version());
+}
+
+/// Start-up with Redis unreachable (nothing listens on its port yet): the
+/// service runs, reports not-ready with the reason, and becomes ready by
+/// itself when Redis appears; votes then apply.
+#[tokio::test]
+async fn the_service_waits_for_redis_and_becomes_ready_when_it_appears() {
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let mut redis = RedisServer::unstarted();
+
+    let app = spawn_unready_app_with(distributed(db, redis.url())).await;
+
+    let (status, body) = readiness(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["live_store"]["ok"], false, "{body}");
+    assert!(body["checks"]["live_store"]["error"].as_str().is_some_and(|e| e.contains("Redis")), "{body}");
+    assert_eq!(body["checks"]["durable_store"]["ok"], true, "only Redis is missing: {body}");
+
+    redis.restart().await;
+    app.wait_until_ready().await;
+
+    let s = app.add_streamer().await;
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    assert_eq!(app.chat(&s.streamer.twitch_user_id, "1", "yes").await, 204);
+    overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("the vote moves the bar");
+    assert_eq!(app.votes("applied").await, 1.0);
+}
+
+/// Garbage in a session's stored config (here: not JSON) would make the
+/// channel's votes find "no session" for as long as its overlays stay open.
+/// Instead the vote that finds it is dropped as an error, and the session
+/// is re-activated from PostgreSQL with the streamer's own settings.
+#[tokio::test]
+async fn a_session_with_an_unreadable_stored_config_is_reactivated_from_postgres() {
+    let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
+    let app = spawn_app_with(distributed(db, redis.clone())).await;
+    let s = app.add_streamer_with(&config("pizza", "pasta", "Pasta", "Pizza", 0.5)).await;
+    let (overlay_id, channel) = (s.streamer.overlay_id, s.streamer.twitch_user_id.clone());
+    let mut overlay = app.connect(&overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    let key = format!("session:{{{overlay_id}}}");
+
+    redis_cli(&redis, &["HSET", &key, "config", "{\"for_trigger\": oops"]).await;
+
+    assert_eq!(app.chat(&channel, "1", "pizza").await, 204);
+    assert_eq!(app.votes("error").await, 1.0, "the vote that found the garbage is dropped, visibly");
+    let mut chatter = 1;
+    let back = eventually(Duration::from_secs(5), || {
+        chatter += 1;
+        let chatter = chatter.to_string();
+        let (app, channel) = (&app, &channel);
+        async move {
+            app.chat(channel, &chatter, "pizza").await;
+            app.votes("applied").await >= 1.0
+        }
+    })
+    .await;
+    assert!(back, "votes apply again");
+    let stored: serde_json::Value = serde_json::from_str(&redis_cli(&redis, &["HGET", &key, "config"]).await).unwrap();
+    assert_eq!(stored["for_trigger"], "pizza", "the config came back from PostgreSQL: {stored}");
+    assert_eq!(stored["right_label"], "Pizza");
+    overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("the bar moves again");
 }
 
 #[tokio::test]

@@ -5,11 +5,15 @@
 //! `memory_and_redis_stores_agree_on_random_operation_sequences` feeds random
 //! sequences of votes, reads and re-activations to both and compares every
 //! result; a failure reports the smallest sequence proptest could shrink it to.
+//! It runs against a standalone Redis and against a Redis Cluster.
 //! `stored_garbage_never_propagates` writes nonsense straight into Redis and
-//! checks that reads, votes and the rewritten fields stay finite and in range.
+//! checks that reads, votes and the rewritten fields stay finite and in range;
+//! the tests after it do the same for a session's status, config and config
+//! version, and for message-id and debounce entries.
 //!
-//! Both need `TEST_REDIS_URL` (`eval "$(scripts/test-services.sh)"`) and are
-//! skipped, loudly, without it. Every case uses fresh random overlay and
+//! They need `TEST_REDIS_URL` (and `TEST_REDIS_CLUSTER_URL` for the cluster
+//! run; `eval "$(scripts/test-services.sh)"`) and are skipped, loudly,
+//! without them. Every case uses fresh random overlay and
 //! broadcaster ids: the Redis server is shared with tests running in parallel.
 
 use std::cell::RefCell;
@@ -32,6 +36,7 @@ use uuid::Uuid;
 use crate::live_store::redis_backend;
 
 const REDIS_URL_VAR: &str = "TEST_REDIS_URL";
+const CLUSTER_URL_VAR: &str = "TEST_REDIS_CLUSTER_URL";
 /// Timestamps start here (plus a random offset per case).
 const BASE_MS: i64 = 1_700_000_000_000;
 const LEASE: Lease<'static> = Lease { instance: "equivalence", ttl_ms: 30_000 };
@@ -423,12 +428,25 @@ fn runner_config() -> Config {
 
 #[test]
 fn memory_and_redis_stores_agree_on_random_operation_sequences() {
+    agree_on_random_operation_sequences(REDIS_URL_VAR);
+}
+
+/// The same on a Redis Cluster, where the broadcaster's read takes another
+/// path (pipelined `HMGET`s, decayed in Rust, instead of `FCALL_RO`) and a
+/// session's keys must all land on one slot.
+#[test]
+fn memory_and_redis_cluster_stores_agree_on_random_operation_sequences() {
+    agree_on_random_operation_sequences(CLUSTER_URL_VAR);
+}
+
+/// Runs the property against the Redis named by `variable` (skipped, loudly,
+/// when it is unset).
+fn agree_on_random_operation_sequences(variable: &str) {
     let started = Instant::now();
     // One runtime for everything: the Redis store's background task runs on it.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let Some(default_store) = rt.block_on(redis_backend(REDIS_URL_VAR, Limits::Default.get())) else { return };
-    let small_store: Arc<RedisLiveStore> =
-        rt.block_on(redis_backend(REDIS_URL_VAR, Limits::SmallBucket.get())).unwrap();
+    let Some(default_store) = rt.block_on(redis_backend(variable, Limits::Default.get())) else { return };
+    let small_store: Arc<RedisLiveStore> = rt.block_on(redis_backend(variable, Limits::SmallBucket.get())).unwrap();
 
     let config = runner_config();
     let (cases, seed) = (config.cases, config.rng_seed);
@@ -443,7 +461,7 @@ fn memory_and_redis_stores_agree_on_random_operation_sequences() {
         rt.block_on(run_case(redis, &case, &mut coverage.borrow_mut()))
     });
     eprintln!(
-        "equivalence: {cases} cases (seed {seed}; replay with PROPTEST_RNG_SEED={seed}) in {:.2?}; \
+        "equivalence ({variable}): {cases} cases (seed {seed}; replay with PROPTEST_RNG_SEED={seed}) in {:.2?}; \
          vote outcomes and operations seen, shrinking included: {:?}",
         started.elapsed(),
         coverage.borrow(),
@@ -560,4 +578,135 @@ async fn stored_garbage_never_propagates() {
     }
     assert_eq!(checked, 36);
     raw.quit().await.unwrap();
+}
+
+/// A plain connection to the test Redis, to write garbage with.
+async fn raw_redis() -> fred::prelude::Client {
+    use fred::prelude::{Builder, ClientLike, Config as RedisConfig};
+    let url = std::env::var(REDIS_URL_VAR).unwrap();
+    let raw = Builder::from_config(RedisConfig::from_url(&url).unwrap()).build().unwrap();
+    raw.init().await.unwrap();
+    raw
+}
+
+/// A stored status nobody wrote: it reads as the safe default, `active`; the
+/// value and votes are unaffected, and a real status replaces it.
+#[tokio::test]
+async fn a_garbage_status_reads_as_active() {
+    use fred::prelude::HashesInterface;
+    let Some(store) = redis_backend(REDIS_URL_VAR, VoteLimits::default()).await else { return };
+    let raw = raw_redis().await;
+    let t = BASE_MS;
+    let (overlay, broadcaster) = (OverlayId::random(), random_broadcaster());
+    let activation =
+        SessionActivation { overlay, broadcaster: broadcaster.clone(), config: overlay_config(0.5), config_version: 1 };
+    store.activate(&activation, LEASE, t).await.unwrap();
+    let chatter = ChatterId::parse("viewer").unwrap();
+    let vote = VoteRequest { overlay, message_id: "m1", chatter: &chatter, direction: Direction::For };
+    assert_eq!(store.vote(&vote, t).await.unwrap(), VoteOutcome::Applied(10.0));
+
+    for garbage in ["banana", "", "LIVE", "live ", "1e999"] {
+        let _: () = raw.hset(format!("session:{{{overlay}}}"), vec![("status", garbage)]).await.unwrap();
+        let read = store.read_many(&[overlay], t).await.unwrap();
+        assert_eq!(read, vec![Some(Snapshot { value: 10.0, status: SessionStatus::Active })], "status {garbage:?}");
+    }
+    // Going live from a garbage status is a change of status: the bar is centred.
+    assert!(store.set_status(overlay, SessionStatus::Live, t + 10).await.unwrap());
+    let read = store.read_many(&[overlay], t + 10).await.unwrap();
+    assert_eq!(read, vec![Some(Snapshot { value: 0.0, status: SessionStatus::Live })]);
+    assert!(store.release(overlay, &broadcaster, LEASE.instance, t + 10).await.unwrap());
+}
+
+/// Message-id (de-duplication) and debounce entries hold an expiry time.
+/// Garbage there reads as "expired": the vote is applied (like the bucket,
+/// these fail open) and the entry is rewritten with a real expiry, so the
+/// next vote of that message or chatter is refused again.
+#[tokio::test]
+async fn garbage_message_id_and_debounce_entries_count_as_expired_and_are_rewritten() {
+    use fred::prelude::KeysInterface;
+    let Some(store) = redis_backend(REDIS_URL_VAR, VoteLimits::default()).await else { return };
+    let raw = raw_redis().await;
+    let t = BASE_MS;
+    for garbage in ["banana", "nan", "inf", "-inf", "1e999", "0x7fffffffffff", ""] {
+        let (overlay, broadcaster) = (OverlayId::random(), random_broadcaster());
+        let activation = SessionActivation {
+            overlay,
+            broadcaster: broadcaster.clone(),
+            config: overlay_config(0.5),
+            config_version: 1,
+        };
+        store.activate(&activation, LEASE, t).await.unwrap();
+        let (alice, bob) = (ChatterId::parse("alice").unwrap(), ChatterId::parse("bob").unwrap());
+        let msgid_key = format!("msgid:{{{overlay}}}:m1");
+        let debounce_key = format!("debounce:{{{overlay}}}:bob");
+        let _: () = raw.set(&msgid_key, garbage, None, None, false).await.unwrap();
+        let _: () = raw.set(&debounce_key, garbage, None, None, false).await.unwrap();
+
+        let by_message = VoteRequest { overlay, message_id: "m1", chatter: &alice, direction: Direction::For };
+        assert_eq!(store.vote(&by_message, t).await.unwrap(), VoteOutcome::Applied(10.0), "msgid {garbage:?}");
+        let by_chatter = VoteRequest { overlay, message_id: "m2", chatter: &bob, direction: Direction::For };
+        assert_eq!(store.vote(&by_chatter, t).await.unwrap(), VoteOutcome::Applied(20.0), "debounce {garbage:?}");
+
+        for key in [&msgid_key, &debounce_key] {
+            let stored: Option<String> = raw.get(key).await.unwrap();
+            let until = parse_stored(stored.as_deref(), &format!("{key} after {garbage:?}"));
+            assert!(until > t as f64, "{key}: a real expiry time, {until}");
+        }
+        let again = VoteRequest { overlay, message_id: "m1", chatter: &bob, direction: Direction::Against };
+        assert_eq!(store.vote(&again, t + 1).await.unwrap(), VoteOutcome::Duplicate, "{garbage:?}");
+        let bob_again = VoteRequest { overlay, message_id: "m3", chatter: &bob, direction: Direction::Against };
+        assert_eq!(store.vote(&bob_again, t + 1).await.unwrap(), VoteOutcome::Debounced, "{garbage:?}");
+        assert!(store.release(overlay, &broadcaster, LEASE.instance, t + 1).await.unwrap());
+    }
+}
+
+/// An unreadable stored config or config version (not JSON, JSON that is
+/// not a config, not an integer): the lookup does not answer "no session"
+/// (which would drop every vote of the channel, silently, for as long as its
+/// overlays stay open). It fails, and discards the session, which the
+/// holders' repair (broadcaster read, lease renewal) then re-activates from
+/// the durable store.
+#[tokio::test]
+async fn an_unreadable_stored_config_discards_the_session_for_reactivation() {
+    use fred::prelude::HashesInterface;
+    let Some(store) = redis_backend(REDIS_URL_VAR, VoteLimits::default()).await else { return };
+    let raw = raw_redis().await;
+    let t = BASE_MS;
+    let garbage: [(&str, &str); 6] = [
+        ("config", "{not json"),
+        ("config", "{\"for_trigger\": 5}"),
+        ("config", ""),
+        ("config_version", "banana"),
+        ("config_version", "1e3"),
+        ("config_version", ""),
+    ];
+    for (field, value) in garbage {
+        let what = format!("{field} = {value:?}");
+        let (overlay, broadcaster) = (OverlayId::random(), random_broadcaster());
+        let activation = SessionActivation {
+            overlay,
+            broadcaster: broadcaster.clone(),
+            config: overlay_config(0.5),
+            config_version: 3,
+        };
+        store.activate(&activation, LEASE, t).await.unwrap();
+        let _: () = raw.hset(format!("session:{{{overlay}}}"), vec![(field, value)]).await.unwrap();
+
+        let found = store.session_for(&broadcaster).await;
+        let error = found.expect_err(&format!("{what}: the lookup fails rather than answering 'no session'"));
+        assert!(error.to_string().contains("unreadable config"), "{what}: {error}");
+        assert_eq!(store.read_many(&[overlay], t).await.unwrap(), vec![None], "{what}: the session is discarded");
+        let sessions = [(overlay, broadcaster.clone())];
+        assert_eq!(store.renew(&sessions, LEASE, t).await.unwrap(), vec![overlay], "{what}: reported for repair");
+
+        // The repair: re-activation with the durable config.
+        store.activate(&activation, LEASE, t + 1).await.unwrap();
+        let session = store.session_for(&broadcaster).await.unwrap().expect("active again");
+        assert_eq!((session.overlay, session.config_version), (overlay, 3), "{what}");
+        assert!(close(session.config.decay_speed.get(), 0.5), "{what}");
+        let chatter = ChatterId::parse("viewer").unwrap();
+        let vote = VoteRequest { overlay, message_id: "m1", chatter: &chatter, direction: Direction::For };
+        assert_eq!(store.vote(&vote, t + 1).await.unwrap(), VoteOutcome::Applied(10.0), "{what}");
+        assert!(store.release(overlay, &broadcaster, LEASE.instance, t + 1).await.unwrap());
+    }
 }

@@ -72,6 +72,15 @@ pub async fn isolated_database_url(base: &str) -> String {
     format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
 
+/// This distributed test's PostgreSQL and Redis URLs (see [`run_in`]);
+/// `None` in embedded mode.
+pub fn deployment() -> Option<(String, String)> {
+    if mode() != Mode::Distributed {
+        return None;
+    }
+    DEPLOYMENT.try_with(Clone::clone).ok()
+}
+
 /// Runs a test body with `spawn_app` set to `mode` (distributed: on a
 /// deployment of its own, see [`distributed_urls`]).
 pub async fn run_in(mode: Mode, body: impl std::future::Future<Output = ()>) {
@@ -110,6 +119,18 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts the service on an existing data directory (embedded) or on the
 /// test PostgreSQL and Redis (distributed), and waits until it is ready.
 pub async fn spawn_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let app = start_in(data, adjust).await;
+    app.wait_until_ready().await;
+    app
+}
+
+/// Starts the service without waiting for it to be ready (its servers may
+/// not be there yet).
+pub async fn spawn_unready_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start_in(tempfile::tempdir().expect("temp dir"), adjust).await
+}
+
+async fn start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
     chatpulse::telemetry::init("warn", chatpulse::config::LogFormat::Text);
     chatpulse::install_crypto_provider();
     let mut config = Config::for_tests(data.path().to_path_buf());
@@ -128,7 +149,7 @@ pub async fn spawn_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestAp
     let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
-    let app = TestApp {
+    TestApp {
         addr,
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
@@ -137,9 +158,7 @@ pub async fn spawn_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestAp
         repo,
         data,
         demo,
-    };
-    app.wait_until_ready().await;
-    app
+    }
 }
 
 /// A migrated PostgreSQL repository on `url`.
@@ -292,6 +311,12 @@ impl TestApp {
             Err(e) => e.to_string(),
         };
         assert!(ready, "the service never became ready: {body}");
+    }
+
+    /// `/health/ready`: its status and JSON body.
+    pub async fn readiness(&self) -> (u16, serde_json::Value) {
+        let r = self.http.get(format!("{}/health/ready", self.base)).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
     }
 
     pub async fn add_streamer(&self) -> OverlaySetup {
@@ -619,12 +644,27 @@ pub struct RedisServer {
     child: Option<std::process::Child>,
 }
 
+/// `redis-server` arguments for a default user that may do everything but
+/// `FUNCTION` (so it cannot load the library), like a locked-down managed Redis.
+pub const NO_FUNCTION_LOAD: &[&str] = &["--user", "default", "on", "nopass", "~*", "&*", "+@all", "-function"];
+
 impl RedisServer {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, child: None };
-        server.restart().await;
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server with extra `redis-server` arguments.
+    pub async fn start_with(args: &[&str]) -> Self {
+        let mut server = Self::unstarted();
+        server.restart_with(args).await;
         server
+    }
+
+    /// A free port with nothing listening on it yet: connections are
+    /// refused until [`Self::restart`] starts the server there.
+    pub fn unstarted() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self { port, child: None }
     }
 
     pub fn url(&self) -> String {
@@ -633,12 +673,18 @@ impl RedisServer {
 
     /// Starts a fresh (empty) server on the same port.
     pub async fn restart(&mut self) {
+        self.restart_with(&[]).await;
+    }
+
+    /// Starts a fresh (empty) server on the same port with extra arguments.
+    pub async fn restart_with(&mut self, args: &[&str]) {
         self.kill();
         let dir = std::env::temp_dir();
         let child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
+            .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test-services.sh installs it)");
@@ -655,14 +701,15 @@ impl RedisServer {
         }
     }
 
+    /// Runs one `redis-cli` command as the default user; its output.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        redis_cli(&self.url(), args).await
+    }
+
     /// `INFO commandstats` as command → calls.
     pub async fn command_calls(&self) -> std::collections::HashMap<String, u64> {
-        let out = tokio::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "info", "commandstats"])
-            .output()
+        self.cli(&["info", "commandstats"])
             .await
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
                 let rest = l.strip_prefix("cmdstat_")?;
@@ -678,4 +725,11 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs one `redis-cli` command against `url`; its output, trimmed.
+pub async fn redis_cli(url: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("redis-cli").arg("-u").arg(url).args(args).output().await.unwrap();
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -38,6 +38,7 @@ mod helpers;
 mod live_store;
 mod overlay;
 mod repository;
+mod sessions;
 mod shutdown;
 mod simulated;
 mod simulator;
