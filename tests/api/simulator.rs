@@ -1802,6 +1802,21 @@ async fn an_injected_delivery_fault_spoils_only_the_first_attempt() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(receiver.of_type("notification", None).len(), 4, "nothing more once delivered");
     t.wait_shard(&app, &conduit, "0", "enabled").await;
+
+    // A duplicate follows whichever attempt got through.
+    receiver.state.fail_next.store(1, Ordering::SeqCst);
+    assert_eq!(t.sim_post("/sim/delivery-faults", json!({"fault": "duplicate"})).await.0, 200);
+    t.sim.post_chat(input).await.unwrap();
+    let got = receiver.wait_count("notification", None, 7).await;
+    let id = got[4].id();
+    assert!(got[4..].iter().all(|r| r.id() == id && signature_valid(SHARD_SECRET, r)));
+    let ok = eventually(WAIT, || async {
+        let log: Vec<_> = t.sim.deliveries().into_iter().filter(|d| d.message_id == id).collect();
+        log.iter().map(|d| (d.attempt, d.status)).collect::<Vec<_>>()
+            == [(0, Some(500)), (1, Some(204)), (2, Some(204))]
+    })
+    .await;
+    assert!(ok, "{:?}", t.sim.deliveries());
 }
 
 // ------------------------------------------------ subscriptions: edge cases

@@ -462,8 +462,9 @@ fn one() -> u32 {
 }
 
 /// `POST /sim/delivery-faults` `{"fault": "duplicate" | "stale" | "bad_signature", "count": 1}`:
-/// the next notifications are delivered twice, with an 11-minute-old
-/// timestamp, or signed with the wrong secret.
+/// the next notifications are delivered twice, or sent first with an
+/// 11-minute-old timestamp or signed with the wrong secret (their retries are
+/// sent correctly).
 async fn delivery_faults(State(sim): State<Simulator>, body: Bytes) -> Response {
     let body: DeliveryFaultBody = match parse_json(&body) {
         Ok(b) => b,

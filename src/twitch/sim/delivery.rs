@@ -335,8 +335,9 @@ fn describe(error: &reqwest::Error) -> String {
 
 /// Sends one message with retries. A message whose every attempt failed
 /// counts once against its shard or plain webhook subscription (§3.9, §5.7);
-/// a delivered one resets the count. An injected fault spoils the first
-/// attempt only: Twitch's retries are sent correctly.
+/// a delivered one resets the count. An injected `stale` or `bad_signature`
+/// fault spoils the first attempt only: Twitch's retries are sent correctly.
+/// A `duplicate` one sends the delivered message once more.
 pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
     let target = {
         let mut state = sim.state();
@@ -378,8 +379,9 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
         sim.state().log_delivery(record(&message, &target.callback(), attempt, outcome_parts(&outcome)));
         if delivered {
             note_success(sim, &message, &target);
-            if attempt == 0 && fault == Some(super::DeliveryFault::Duplicate) {
-                // At-least-once delivery: the same message id once more.
+            if fault == Some(super::DeliveryFault::Duplicate) {
+                // At-least-once delivery: the same message id once more, after
+                // whichever attempt got through.
                 let again = Envelope {
                     message_id: &message.message_id,
                     message_type: message.message_type,

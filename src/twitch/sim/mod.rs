@@ -103,9 +103,9 @@ pub struct SimUser {
 pub enum DeliveryFault {
     /// Delivered, then delivered again with the same message id.
     Duplicate,
-    /// Sent with a timestamp 11 minutes old (a replay).
+    /// First sent with a timestamp 11 minutes old (a replay); retries are fresh.
     Stale,
-    /// Signed with the wrong secret.
+    /// First signed with the wrong secret; retries are signed correctly.
     BadSignature,
 }
 
@@ -523,8 +523,10 @@ impl Simulator {
         Ok(())
     }
 
-    /// Applies `fault` to each of the next `count` webhook notifications —
-    /// to the first attempt only: a retry is sent correctly, as Twitch would.
+    /// Applies `fault` to each of the next `count` webhook notifications. A
+    /// `stale` or `bad_signature` fault spoils the first attempt only: a retry
+    /// is sent correctly, as Twitch would. A `duplicate` one sends the message
+    /// again once an attempt got through.
     pub fn inject_delivery_faults(&self, fault: DeliveryFault, count: u32) {
         let mut state = self.state();
         for _ in 0..count {
