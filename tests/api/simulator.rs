@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chatpulse::twitch::sim::{ChatGenerator, ChatInput, SimConfig, Simulator};
+use chatpulse::twitch::sim::{ChatBadge, ChatGenerator, ChatInput, ChatOptions, SimConfig, Simulator};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -51,7 +51,7 @@ fn test_config() -> SimConfig {
         redirect_uris: vec![REDIRECT.into()],
         delivery_timeout: Duration::from_millis(800),
         retry_delays: vec![Duration::from_millis(40), Duration::from_millis(80)],
-        failures_before_disable: 3,
+        failed_messages_before_disable: 3,
         ..SimConfig::default()
     }
 }
@@ -292,6 +292,22 @@ struct ReceiverState {
     wrong_challenge: AtomicBool,
     fail_next: AtomicU32,
     fail_always: AtomicBool,
+    /// Refuse (403) notifications not signed with `SHARD_SECRET` or older than 10 minutes (§5.4, §5.5).
+    verify: AtomicBool,
+    /// The next notifications are answered only after `SLOW`.
+    slow_next: AtomicU32,
+}
+
+/// Longer than the delivery timeout of `slow_config`.
+const SLOW: Duration = Duration::from_millis(900);
+
+/// §5.5: a timestamp more than 10 minutes old is refused.
+fn fresh(r: &Received) -> bool {
+    let Some(ts) = r.header("twitch-eventsub-message-timestamp") else { return false };
+    let Ok(at) = time::OffsetDateTime::parse(&ts, &time::format_description::well_known::Rfc3339) else {
+        return false;
+    };
+    (time::OffsetDateTime::now_utc() - at).abs() < time::Duration::minutes(10)
 }
 
 /// A stand-in for ChatPulse's webhook endpoint that records everything.
@@ -317,10 +333,16 @@ async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, bo
         }
         return (StatusCode::OK, [("content-type", "text/plain")], challenge).into_response();
     }
+    if state.verify.load(Ordering::SeqCst) && !(signature_valid(SHARD_SECRET, &received) && fresh(&received)) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     if state.fail_always.load(Ordering::SeqCst)
         || state.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    if state.slow_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        tokio::time::sleep(SLOW).await;
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -1080,6 +1102,7 @@ async fn a_failing_shard_is_disabled_and_reported_on_conduit_shard_disabled() {
     .await;
     assert!(ok, "the plain webhook subscription is verified");
 
+    // Threshold 3 counts failed *messages* (each after its 3 attempts), in a row.
     shard_receiver.state.fail_always.store(true, Ordering::SeqCst);
     let input = ChatInput {
         broadcaster_user_id: streamer.clone(),
@@ -1087,9 +1110,29 @@ async fn a_failing_shard_is_disabled_and_reported_on_conduit_shard_disabled() {
         chatter_login: None,
         text: "yes".into(),
     };
+    let attempts =
+        || t.sim.deliveries().iter().filter(|d| d.message_type == "notification" && d.status.is_some()).count();
+    for n in 1..=2 {
+        t.sim.post_chat(input.clone()).await.unwrap();
+        assert!(eventually(WAIT, || async { attempts() == 3 * n }).await, "{:?}", t.sim.deliveries());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        t.wait_shard(&app, &conduit, "0", "enabled").await;
+    }
+    // A delivered message starts the count again.
+    shard_receiver.state.fail_always.store(false, Ordering::SeqCst);
+    t.sim.post_chat(input.clone()).await.unwrap();
+    assert!(eventually(WAIT, || async { attempts() == 7 }).await);
+    shard_receiver.state.fail_always.store(true, Ordering::SeqCst);
+    for n in 1..=2 {
+        t.sim.post_chat(input.clone()).await.unwrap();
+        assert!(eventually(WAIT, || async { attempts() == 7 + 3 * n }).await);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    t.wait_shard(&app, &conduit, "0", "enabled").await;
+    assert!(alarm.of_type("notification", Some("conduit.shard.disabled")).is_empty());
     t.sim.post_chat(input.clone()).await.unwrap();
     t.wait_shard(&app, &conduit, "0", "notification_failures_exceeded").await;
-    assert_eq!(shard_receiver.of_type("notification", None).len(), 3, "threshold 3 = three failed attempts");
+    assert_eq!(shard_receiver.of_type("notification", None).len(), 16, "3 + 3 + 1 + 3 + 3 + 3 attempts");
 
     let disabled = alarm.wait_count("notification", Some("conduit.shard.disabled"), 1).await.remove(0);
     assert!(signature_valid(HOOK_SECRET, &disabled));
@@ -1106,7 +1149,7 @@ async fn a_failing_shard_is_disabled_and_reported_on_conduit_shard_disabled() {
     })
     .await;
     assert!(ok);
-    assert_eq!(shard_receiver.of_type("notification", None).len(), 3);
+    assert_eq!(shard_receiver.of_type("notification", None).len(), 16);
 }
 
 #[tokio::test]
@@ -1484,4 +1527,433 @@ async fn websocket_sessions_close_on_misuse_and_survive_a_reconnect() {
 
     let mut stale = ws_connect(&url).await;
     assert_eq!(close_code(&mut stale).await, Some(4007), "a used reconnect URL is invalid");
+}
+
+#[tokio::test]
+async fn a_reconnected_session_keeps_its_keepalive_setting() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let (_, body) = t.post("/eventsub/conduits", &app, json!({"shard_count": 1})).await;
+    let conduit = body["data"][0]["id"].as_str().unwrap().to_owned();
+    let mut old = ws_connect(&t.ws_url("?keepalive_timeout_seconds=45")).await;
+    let welcome = next_message(&mut old).await.unwrap();
+    assert_eq!(welcome["payload"]["session"]["keepalive_timeout_seconds"], 45);
+    let old_id = welcome["payload"]["session"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(t.bind_websocket(&app, &conduit, &old_id).await.0, 202);
+
+    let (status, body) = t.sim_post(&format!("/sim/websocket/{old_id}/reconnect"), json!({})).await;
+    assert_eq!(status, 202);
+    let url = body["reconnect_url"].as_str().unwrap().to_owned();
+    let mut new = ws_connect(&url).await;
+    let welcome = next_message(&mut new).await.unwrap();
+    assert_eq!(welcome["metadata"]["message_type"], "session_welcome");
+    assert_eq!(welcome["payload"]["session"]["keepalive_timeout_seconds"], 45, "§6.5: the session carries over");
+    let new_id = welcome["payload"]["session"]["id"].as_str().unwrap().to_owned();
+    let sessions = t.sim.websocket_sessions();
+    let session = sessions.iter().find(|s| s["id"] == new_id.as_str()).unwrap();
+    assert_eq!(session["keepalive_timeout_seconds"], 45);
+}
+
+// ---------------------------------------------------- chat realism (§5.9)
+
+async fn chat_receiver(t: &TestSim, app: &str) -> (Receiver, String, String, String) {
+    let receiver = Receiver::start(Challenge::Echo).await;
+    let conduit = t.conduit_for(app, &receiver).await;
+    let (streamer, bot) = t.streamer_and_bot();
+    t.subscribe(app, "channel.chat.message", json!({"broadcaster_user_id": streamer, "user_id": bot}), &conduit).await;
+    (receiver, conduit, streamer, bot)
+}
+
+/// The `event` of the chat notification for chat message `id`.
+async fn chat_event(receiver: &Receiver, id: &str) -> Value {
+    let found = eventually(WAIT, || async {
+        receiver
+            .of_type("notification", Some("channel.chat.message"))
+            .iter()
+            .any(|r| r.json()["event"]["message_id"] == id)
+    })
+    .await;
+    assert!(found, "no chat notification for {id}");
+    let all = receiver.of_type("notification", Some("channel.chat.message"));
+    all.iter().map(Received::json).find(|b| b["event"]["message_id"] == id).unwrap()["event"].clone()
+}
+
+#[tokio::test]
+async fn chat_is_split_into_fragments_with_cheers_badges_and_colours() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let (receiver, _, streamer, _) = chat_receiver(&t, &app).await;
+    let (status, body) = t
+        .sim_post(
+            "/sim/chat",
+            json!({"broadcaster_user_id": streamer, "chatter_login": "mossy_owl",
+                "text": "Cheer100 YES pizza @PixelPaws LUL",
+                "badges": [{"set_id": "subscriber", "id": "3012", "info": "14"}, {"set_id": "bits", "id": "1000"}],
+                "color": "#1e90ff"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let event = chat_event(&receiver, body["message_id"].as_str().unwrap()).await;
+    // Exactly §5.9's example.
+    assert_eq!(
+        event["message"]["fragments"],
+        json!([
+            {"type": "cheermote", "text": "Cheer100",
+                "cheermote": {"prefix": "cheer", "bits": 100, "tier": 100}, "emote": null, "mention": null},
+            {"type": "text", "text": " YES pizza ", "cheermote": null, "emote": null, "mention": null},
+            {"type": "mention", "text": "@PixelPaws", "cheermote": null, "emote": null,
+                "mention": {"user_id": streamer, "user_name": "PixelPaws", "user_login": "pixelpaws"}},
+            {"type": "text", "text": " ", "cheermote": null, "emote": null, "mention": null},
+            {"type": "emote", "text": "LUL", "cheermote": null, "mention": null,
+                "emote": {"id": "425618", "emote_set_id": "0", "owner_id": "0", "format": ["static"]}},
+        ])
+    );
+    assert_eq!(event["message"]["text"], "Cheer100 YES pizza @PixelPaws LUL");
+    assert_eq!(event["cheer"], json!({"bits": 100}));
+    assert_eq!(
+        event["badges"],
+        json!([{"set_id": "subscriber", "id": "3012", "info": "14"}, {"set_id": "bits", "id": "1000", "info": ""}])
+    );
+    assert_eq!(event["color"], "#1E90FF");
+    assert!(event["reply"].is_null() && event["source_broadcaster_user_id"].is_null());
+
+    // An unknown user's @name stays text; no cheer without a cheermote.
+    let (_, body) = t
+        .sim_post(
+            "/sim/chat",
+            json!({"broadcaster_user_id": streamer, "chatter_login": "mossy_owl", "text": "@nobody_here yes"}),
+        )
+        .await;
+    let event = chat_event(&receiver, body["message_id"].as_str().unwrap()).await;
+    assert_eq!(
+        event["message"]["fragments"],
+        json!([{"type": "text", "text": "@nobody_here yes", "cheermote": null, "emote": null, "mention": null}])
+    );
+    assert!(event["cheer"].is_null());
+
+    for bad in [json!({"color": "blue"}), json!({"badges": [{"set_id": "", "id": "1"}]}), json!({"reply_to": "nope"})] {
+        let mut body = json!({"broadcaster_user_id": streamer, "chatter_login": "mossy_owl", "text": "x"});
+        body.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
+        assert_eq!(t.sim_post("/sim/chat", body.clone()).await.0, 400, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn replies_carry_the_parent_and_the_thread() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let (receiver, _, streamer, _) = chat_receiver(&t, &app).await;
+    let raccoon = t.sim.create_user("tinyraccoon", "TinyRaccoon");
+    let parent = t
+        .sim
+        .post_chat(ChatInput {
+            broadcaster_user_id: streamer.clone(),
+            chatter_user_id: raccoon.id.clone(),
+            chatter_login: None,
+            text: "is pineapple allowed?".into(),
+        })
+        .await
+        .unwrap();
+    let (status, body) = t
+        .sim_post(
+            "/sim/chat",
+            json!({"broadcaster_user_id": streamer, "chatter_login": "mossy_owl", "text": "yes", "reply_to": parent}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let reply_id = body["message_id"].as_str().unwrap().to_owned();
+    let event = chat_event(&receiver, &reply_id).await;
+    assert_eq!(event["message"]["text"], "@tinyraccoon yes", "observed: a reply starts with @<parent login>");
+    assert_eq!(event["message"]["fragments"][0]["type"], "mention");
+    assert_eq!(event["message"]["fragments"][0]["mention"]["user_id"], raccoon.id.as_str());
+    let expected = json!({
+        "parent_message_id": parent, "parent_message_body": "is pineapple allowed?",
+        "parent_user_id": raccoon.id, "parent_user_name": "TinyRaccoon", "parent_user_login": "tinyraccoon",
+        "thread_message_id": parent, "thread_user_id": raccoon.id, "thread_user_name": "TinyRaccoon",
+        "thread_user_login": "tinyraccoon",
+    });
+    assert_eq!(event["reply"], expected);
+
+    // A reply to the reply stays in the thread of the first message.
+    let options = ChatOptions { reply_to: Some(reply_id.clone()), ..ChatOptions::default() };
+    let input = ChatInput {
+        broadcaster_user_id: streamer.clone(),
+        chatter_user_id: raccoon.id.clone(),
+        chatter_login: None,
+        text: "@mossy_owl really?".into(),
+    };
+    let second = t.sim.post_chat_with(input, options).await.unwrap();
+    let event = chat_event(&receiver, &second).await;
+    assert_eq!(event["message"]["text"], "@mossy_owl really?", "no second prefix");
+    assert_eq!(event["reply"]["parent_message_id"], reply_id.as_str());
+    assert_eq!(event["reply"]["parent_user_login"], "mossy_owl");
+    assert_eq!(event["reply"]["thread_message_id"], parent.as_str());
+    assert_eq!(event["reply"]["thread_user_login"], "tinyraccoon");
+
+    // Only messages of the same channel can be replied to.
+    let other = t.sim.create_user("otherchannel", "OtherChannel");
+    let body = json!({"broadcaster_user_id": other.id, "chatter_login": "mossy_owl", "text": "hi", "reply_to": parent});
+    let (status, body) = t.sim_post("/sim/chat", body).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("reply_to"), "{body}");
+}
+
+#[tokio::test]
+async fn shared_chat_messages_name_their_source_channel() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let (receiver, conduit, streamer, bot) = chat_receiver(&t, &app).await;
+    let partner = t.sim.create_user("partnerchan", "PartnerChan");
+    t.sim.grant(&partner.id, &["channel:bot"]);
+    t.subscribe(&app, "channel.chat.message", json!({"broadcaster_user_id": partner.id, "user_id": bot}), &conduit)
+        .await;
+    let vip = ChatBadge { set_id: "vip".into(), id: "1".into(), info: String::new() };
+    let sub = ChatBadge { set_id: "subscriber".into(), id: "0".into(), info: "3".into() };
+    let (status, body) = t
+        .sim_post(
+            "/sim/chat",
+            json!({"broadcaster_user_id": streamer, "chatter_login": "mossy_owl", "text": "yes",
+                "badges": [vip], "source_broadcaster_user_id": partner.id, "source_badges": [sub]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let event = chat_event(&receiver, body["message_id"].as_str().unwrap()).await;
+    assert_eq!(event["broadcaster_user_id"], streamer.as_str());
+    assert_eq!(event["source_broadcaster_user_id"], partner.id.as_str());
+    assert_eq!(event["source_broadcaster_user_login"], "partnerchan");
+    assert_eq!(event["source_broadcaster_user_name"], "PartnerChan");
+    assert_eq!(event["badges"], json!([vip]));
+    assert_eq!(event["source_badges"], json!([sub]));
+    let source_id = event["source_message_id"].as_str().unwrap().to_owned();
+    assert_ne!(source_id, event["message_id"].as_str().unwrap());
+
+    // The channel it was typed in sees it as its own message.
+    let home = chat_event(&receiver, &source_id).await;
+    assert_eq!(home["broadcaster_user_id"], partner.id.as_str());
+    assert_eq!(home["chatter_user_login"], "mossy_owl");
+    assert_eq!(home["badges"], json!([sub]));
+    for field in ["source_broadcaster_user_id", "source_broadcaster_user_login", "source_message_id", "source_badges"] {
+        assert!(home[field].is_null(), "{field} is null in the source channel");
+    }
+
+    let same = json!({"broadcaster_user_id": streamer, "chatter_login": "mossy_owl", "text": "x",
+        "source_broadcaster_user_id": streamer});
+    assert_eq!(t.sim_post("/sim/chat", same).await.0, 400);
+    let unknown = json!({"broadcaster_user_id": streamer, "chatter_login": "mossy_owl", "text": "x",
+        "source_broadcaster_user_id": "404404"});
+    assert_eq!(t.sim_post("/sim/chat", unknown).await.0, 400);
+}
+
+// ------------------------------------------- retries, faults and disabling
+
+fn slow_config() -> SimConfig {
+    SimConfig { delivery_timeout: Duration::from_millis(300), ..test_config() }
+}
+
+#[tokio::test]
+async fn a_delivery_that_times_out_is_retried() {
+    let t = start_with(slow_config()).await;
+    let app = t.app_token().await;
+    let (receiver, _, streamer, bot) = chat_receiver(&t, &app).await;
+    receiver.state.slow_next.store(1, Ordering::SeqCst);
+    let input =
+        ChatInput { broadcaster_user_id: streamer, chatter_user_id: bot, chatter_login: None, text: "yes".into() };
+    t.sim.post_chat(input).await.unwrap();
+    let got = receiver.wait_count("notification", Some("channel.chat.message"), 2).await;
+    assert_eq!(got[0].id(), got[1].id(), "the same message id");
+    let retries: Vec<String> = got.iter().map(|r| r.header("twitch-eventsub-message-retry").unwrap()).collect();
+    assert_eq!(retries, ["0", "1"]);
+    let ok = eventually(WAIT, || async {
+        let log: Vec<_> = t.sim.deliveries().into_iter().filter(|d| d.message_id == got[0].id()).collect();
+        log.len() == 2
+            && log[0].error.as_deref() == Some("timeout")
+            && log[0].status.is_none()
+            && log[1].status == Some(204)
+    })
+    .await;
+    assert!(ok, "{:?}", t.sim.deliveries());
+}
+
+#[tokio::test]
+async fn an_injected_delivery_fault_spoils_only_the_first_attempt() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let (receiver, conduit, streamer, bot) = chat_receiver(&t, &app).await;
+    receiver.state.verify.store(true, Ordering::SeqCst);
+    let input =
+        ChatInput { broadcaster_user_id: streamer, chatter_user_id: bot, chatter_login: None, text: "yes".into() };
+    for (n, fault) in ["bad_signature", "stale"].into_iter().enumerate() {
+        let (status, _) = t.sim_post("/sim/delivery-faults", json!({"fault": fault})).await;
+        assert_eq!(status, 200);
+        t.sim.post_chat(input.clone()).await.unwrap();
+        let got = receiver.wait_count("notification", None, 2 * (n + 1)).await;
+        let (first, retry) = (&got[2 * n], &got[2 * n + 1]);
+        assert_eq!(first.id(), retry.id());
+        assert_eq!(retry.header("twitch-eventsub-message-retry").as_deref(), Some("1"));
+        assert!(!(signature_valid(SHARD_SECRET, first) && fresh(first)), "{fault}: the first attempt is spoiled");
+        assert!(signature_valid(SHARD_SECRET, retry) && fresh(retry), "{fault}: the retry is sent correctly");
+        let ok = eventually(WAIT, || async {
+            let log: Vec<_> = t.sim.deliveries().into_iter().filter(|d| d.message_id == first.id()).collect();
+            log.iter().map(|d| d.status).collect::<Vec<_>>() == [Some(403), Some(204)]
+        })
+        .await;
+        assert!(ok, "{fault}: {:?}", t.sim.deliveries());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.of_type("notification", None).len(), 4, "nothing more once delivered");
+    t.wait_shard(&app, &conduit, "0", "enabled").await;
+
+    // A duplicate follows whichever attempt got through.
+    receiver.state.fail_next.store(1, Ordering::SeqCst);
+    assert_eq!(t.sim_post("/sim/delivery-faults", json!({"fault": "duplicate"})).await.0, 200);
+    t.sim.post_chat(input).await.unwrap();
+    let got = receiver.wait_count("notification", None, 7).await;
+    let id = got[4].id();
+    assert!(got[4..].iter().all(|r| r.id() == id && signature_valid(SHARD_SECRET, r)));
+    let ok = eventually(WAIT, || async {
+        let log: Vec<_> = t.sim.deliveries().into_iter().filter(|d| d.message_id == id).collect();
+        log.iter().map(|d| (d.attempt, d.status)).collect::<Vec<_>>()
+            == [(0, Some(500)), (1, Some(204)), (2, Some(204))]
+    })
+    .await;
+    assert!(ok, "{:?}", t.sim.deliveries());
+}
+
+// ------------------------------------------------ subscriptions: edge cases
+
+#[tokio::test]
+async fn deleting_a_conduit_stops_its_subscriptions_but_keeps_them_listed() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let (receiver, conduit, streamer, bot) = chat_receiver(&t, &app).await;
+    let online = t.subscribe(&app, "stream.online", json!({"broadcaster_user_id": streamer}), &conduit).await;
+    assert_eq!(t.delete(&format!("/eventsub/conduits?id={conduit}"), &app).await, 204);
+
+    let (status, body) = t.get("/eventsub/subscriptions", &app).await;
+    assert_eq!(status, 200);
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "still listed: {body}");
+    assert!(data.iter().all(|s| s["status"] == "conduit_deleted"), "{body}");
+    assert_eq!(data[1]["id"], online["id"]);
+    assert_eq!(data[1]["transport"], json!({"method": "conduit", "conduit_id": conduit}));
+    let (status, body) = t.get("/eventsub/subscriptions?status=conduit_deleted", &app).await;
+    assert_eq!((status, body["data"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
+    let (_, body) = t.get("/eventsub/subscriptions?status=enabled", &app).await;
+    assert_eq!(body["data"], json!([]));
+
+    let input =
+        ChatInput { broadcaster_user_id: streamer, chatter_user_id: bot, chatter_login: None, text: "yes".into() };
+    t.sim.post_chat(input).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(receiver.of_type("notification", None).is_empty(), "stopped");
+    assert!(receiver.of_type("revocation", None).is_empty(), "no transport left to send a revocation to");
+}
+
+#[tokio::test]
+async fn an_unknown_type_filter_is_a_bad_request() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let (status, body) = t.get("/eventsub/subscriptions?type=channel.pizza", &app).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "Bad Request");
+    assert_eq!(t.get("/eventsub/subscriptions?type=stream.online", &app).await.0, 200);
+}
+
+#[tokio::test]
+async fn revocations_are_limited_to_what_can_happen_to_the_subscription() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let (receiver, conduit, streamer, _) = chat_receiver(&t, &app).await;
+    let (_, listed) = t.get("/eventsub/subscriptions?type=channel.chat.message", &app).await;
+    let chat = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    let online = t.subscribe(&app, "stream.online", json!({"broadcaster_user_id": streamer}), &conduit).await;
+    let online = online["id"].as_str().unwrap().to_owned();
+    let sim = &t;
+    let revoke = |id: &str, status: &str| {
+        let path = format!("/sim/subscriptions/{id}/revoke");
+        let body = json!({"status": status});
+        async move { sim.sim_post(&path, body).await }
+    };
+
+    for status in ["notification_failures_exceeded", "websocket_disconnected", "websocket_connection_unused"] {
+        let (code, body) = revoke(&chat, status).await;
+        assert_eq!(code, 400, "{status} cannot happen on a conduit");
+        assert!(body["message"].as_str().unwrap().contains("conduit transport"), "{body}");
+    }
+    let (code, body) = revoke(&online, "chat_user_banned").await;
+    assert_eq!(code, 400, "no bot in a stream.online condition: {body}");
+    assert_eq!(revoke(&online, "user_removed").await.0, 202);
+    assert_eq!(revoke(&chat, "moderator_removed").await.0, 202);
+    receiver.wait_count("revocation", None, 2).await;
+
+    // A plain webhook can fail too often; a client-scoped one has no user to remove.
+    let body = json!({"type": "user.authorization.revoke", "version": "1", "condition": {"client_id": t.client_id()},
+        "transport": {"method": "webhook", "callback": receiver.url, "secret": HOOK_SECRET}});
+    let (status, created) = t.post("/eventsub/subscriptions", &app, body).await;
+    assert_eq!(status, 202);
+    let hook = created["data"][0]["id"].as_str().unwrap().to_owned();
+    receiver.wait_count("webhook_callback_verification", Some("user.authorization.revoke"), 1).await;
+    assert_eq!(revoke(&hook, "user_removed").await.0, 400);
+    assert_eq!(revoke(&hook, "notification_failures_exceeded").await.0, 202);
+    let revoked = receiver.wait_count("revocation", Some("user.authorization.revoke"), 1).await.remove(0);
+    assert_eq!(revoked.json()["subscription"]["status"], "notification_failures_exceeded");
+}
+
+#[tokio::test]
+async fn user_authorization_types_refuse_the_websocket_transport() {
+    let t = start().await;
+    let (user, _) = t.user_token("pixelpaws", "").await;
+    for kind in ["user.authorization.revoke", "user.authorization.grant"] {
+        let body = json!({"type": kind, "version": "1", "condition": {"client_id": t.client_id()},
+            "transport": {"method": "websocket", "session_id": "AgoQk3v7uYxQ"}});
+        let (status, body) = t.post("/eventsub/subscriptions", &user, body).await;
+        assert_eq!(status, 400, "{kind}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("type does not support the websocket"), "{body}");
+    }
+}
+
+// ------------------------------------------------------------ expiry (§8.1)
+
+#[tokio::test]
+async fn authorization_codes_expire() {
+    let t = start_with(SimConfig { code_ttl: Duration::from_millis(200), ..test_config() }).await;
+    let query = t.authorize("pixelpaws", "channel:bot", "s").await;
+    let fresh_code = param(&t.authorize("pixelpaws", "channel:bot", "s").await, "code");
+    assert_eq!(t.exchange(&fresh_code).await.status(), 200, "a code used in time works");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = t.exchange(&param(&query, "code")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": 400, "message": "Invalid authorization code"}));
+}
+
+#[tokio::test]
+async fn expired_user_tokens_fail_validate_and_helix() {
+    let t = start_with(SimConfig { user_token_ttl: Duration::from_millis(400), ..test_config() }).await;
+    let (access, refresh) = t.user_token("pixelpaws", "channel:bot").await;
+    let validate = |token: String| {
+        let request =
+            t.http.get(format!("{}/oauth2/validate", t.base)).header("Authorization", format!("OAuth {token}"));
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(t.get("/users", &access).await.0, 200, "valid at first");
+    let expired = eventually(WAIT, || async { validate(access.clone()).await.status() == 401 }).await;
+    assert!(expired, "the token expires");
+    let r = validate(access.clone()).await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": 401, "message": "invalid access token"}));
+    let (status, body) = t.get("/users", &access).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("Unauthorized")));
+
+    // The refresh token still works (confidential clients' ones do not expire, §1.3).
+    let (id, secret) = (t.client_id(), t.client_secret());
+    let r = t
+        .token_request(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
+        .await;
+    assert_eq!(r.status(), 200);
+    let fresh: Value = r.json().await.unwrap();
+    assert_eq!(t.get("/users", fresh["access_token"].as_str().unwrap()).await.0, 200);
 }

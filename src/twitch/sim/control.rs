@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::helix::{Reject, error};
 use super::util::{Params, percent_encode, valid_login};
-use super::{ChatGenerator, ChatInput, SimError, Simulator};
+use super::{ChatGenerator, ChatInput, ChatOptions, SimError, Simulator};
 
 pub(crate) fn router() -> Router<Simulator> {
     Router::new()
@@ -87,6 +87,9 @@ struct ChatBody {
     chatter_user_id: Option<String>,
     chatter_login: Option<String>,
     text: Option<String>,
+    /// `badges`, `color`, `reply_to`, `source_broadcaster_user_id`, `source_badges` (all optional).
+    #[serde(flatten)]
+    options: ChatOptions,
 }
 
 /// `POST /sim/chat`: JSON → 202 `{"message_id"}`; the chat page's form → 303 back.
@@ -127,7 +130,7 @@ async fn chat(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> 
         return error(StatusCode::BAD_REQUEST, "chatter_user_id (or chatter_login) is required");
     }
     let input = ChatInput { broadcaster_user_id, chatter_user_id, chatter_login: body.chatter_login, text };
-    match sim.post_chat(input).await {
+    match sim.post_chat_with(input, body.options).await {
         Ok(message_id) => (StatusCode::ACCEPTED, Json(json!({"message_id": message_id}))).into_response(),
         Err(e) => sim_error(&e),
     }
@@ -459,8 +462,9 @@ fn one() -> u32 {
 }
 
 /// `POST /sim/delivery-faults` `{"fault": "duplicate" | "stale" | "bad_signature", "count": 1}`:
-/// the next notifications are delivered twice, with an 11-minute-old
-/// timestamp, or signed with the wrong secret.
+/// the next notifications are delivered twice, or sent first with an
+/// 11-minute-old timestamp or signed with the wrong secret (their retries are
+/// sent correctly).
 async fn delivery_faults(State(sim): State<Simulator>, body: Bytes) -> Response {
     let body: DeliveryFaultBody = match parse_json(&body) {
         Ok(b) => b,

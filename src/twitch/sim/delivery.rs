@@ -333,8 +333,11 @@ fn describe(error: &reqwest::Error) -> String {
     }
 }
 
-/// Sends one message with retries, counting failures against its shard or
-/// plain webhook subscription.
+/// Sends one message with retries. A message whose every attempt failed
+/// counts once against its shard or plain webhook subscription (§3.9, §5.7);
+/// a delivered one resets the count. An injected `stale` or `bad_signature`
+/// fault spoils the first attempt only: Twitch's retries are sent correctly.
+/// A `duplicate` one sends the delivered message once more.
 pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
     let target = {
         let mut state = sim.state();
@@ -369,7 +372,7 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
             subscription: Some((message.subscription_type.as_str(), message.subscription_version.as_str())),
             retry: attempt,
             body: &message.body,
-            fault,
+            fault: fault.filter(|_| attempt == 0),
         };
         let outcome = post(sim, &target.callback(), target.secret(), envelope).await;
         let delivered = matches!(outcome, Ok((status, _)) if (200..300).contains(&status));
@@ -377,7 +380,8 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
         if delivered {
             note_success(sim, &message, &target);
             if fault == Some(super::DeliveryFault::Duplicate) {
-                // At-least-once delivery: the same message id once more.
+                // At-least-once delivery: the same message id once more, after
+                // whichever attempt got through.
                 let again = Envelope {
                     message_id: &message.message_id,
                     message_type: message.message_type,
@@ -391,10 +395,8 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
             }
             return;
         }
-        if note_failure(sim, &message, &target) {
-            return;
-        }
     }
+    note_failed_message(sim, &message, &target);
 }
 
 /// WebSocket delivery: one frame, no signature, no retries (§6).
@@ -435,19 +437,19 @@ fn note_success(sim: &Simulator, message: &Outgoing, target: &Target) {
     }
 }
 
-/// Counts a failed attempt. Returns true when the destination was disabled
-/// (no more retries).
-fn note_failure(sim: &Simulator, message: &Outgoing, target: &Target) -> bool {
-    let threshold = sim.config().failures_before_disable.max(1);
+/// Counts a message whose every attempt failed; disables the shard or plain
+/// webhook subscription after `failed_messages_before_disable` in a row.
+fn note_failed_message(sim: &Simulator, message: &Outgoing, target: &Target) {
+    let threshold = sim.config().failed_messages_before_disable.max(1);
     match target {
-        Target::Session { .. } => true,
+        Target::Session { .. } => {}
         Target::Shard { conduit_id, index, generation, callback, .. } => {
             let disabled = {
                 let mut state = sim.state();
-                let Some(conduit) = state.conduits.iter_mut().find(|c| &c.id == conduit_id) else { return true };
+                let Some(conduit) = state.conduits.iter_mut().find(|c| &c.id == conduit_id) else { return };
                 let client_id = conduit.client_id.clone();
                 let Some(shard) = conduit.shards.get_mut(*index).filter(|s| s.generation == *generation) else {
-                    return true;
+                    return;
                 };
                 shard.failures += 1;
                 if shard.failures >= threshold && shard.status == "enabled" {
@@ -457,7 +459,7 @@ fn note_failure(sim: &Simulator, message: &Outgoing, target: &Target) -> bool {
                     None
                 }
             };
-            let Some(client_id) = disabled else { return false };
+            let Some(client_id) = disabled else { return };
             tracing::info!(conduit_id, shard = index, "simulator: webhook shard disabled after failures");
             let event = json!({
                 "conduit_id": conduit_id,
@@ -466,16 +468,15 @@ fn note_failure(sim: &Simulator, message: &Outgoing, target: &Target) -> bool {
                 "transport": {"method": "webhook", "callback": callback},
             });
             emit_shard_disabled(sim, &client_id, conduit_id, &event);
-            true
         }
         Target::Webhook { .. } => {
             if message.message_type != NOTIFICATION {
-                return false;
+                return;
             }
             let last_gasp = {
                 let mut state = sim.state();
                 let Some(sub) = state.subscriptions.iter_mut().find(|s| s.id == message.subscription_id) else {
-                    return true;
+                    return;
                 };
                 sub.failures += 1;
                 if sub.failures >= threshold && sub.status == "enabled" {
@@ -488,12 +489,8 @@ fn note_failure(sim: &Simulator, message: &Outgoing, target: &Target) -> bool {
                     None
                 }
             };
-            match last_gasp {
-                Some(outgoing) => {
-                    spawn(sim, outgoing);
-                    true
-                }
-                None => false,
+            if let Some(outgoing) = last_gasp {
+                spawn(sim, outgoing);
             }
         }
     }

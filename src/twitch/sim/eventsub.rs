@@ -30,7 +30,9 @@ const SHARD_STATUSES: [&str; 11] = [
     "websocket_failed_to_reconnect",
 ];
 
-const SUBSCRIPTION_STATUSES: [&str; 18] = [
+/// Subscription statuses (§4.4), plus `conduit_deleted`, which Twitch's
+/// reference lists for a subscription whose conduit was deleted (§3.5).
+const SUBSCRIPTION_STATUSES: [&str; 19] = [
     "enabled",
     "webhook_callback_verification_pending",
     "webhook_callback_verification_failed",
@@ -49,7 +51,14 @@ const SUBSCRIPTION_STATUSES: [&str; 18] = [
     "websocket_network_timeout",
     "websocket_network_error",
     "websocket_failed_to_reconnect",
+    CONDUIT_DELETED,
 ];
+
+/// The status of a subscription whose conduit was deleted. §3.5 only says
+/// such subscriptions "stop" and later "show as disabled"; Twitch's Get
+/// EventSub Subscriptions reference names this status for it ("The conduit
+/// associated with the subscription was deleted").
+const CONDUIT_DELETED: &str = "conduit_deleted";
 
 fn json_body(body: &Bytes) -> Result<Map<String, Value>, Reject> {
     match serde_json::from_slice::<Value>(body) {
@@ -127,7 +136,10 @@ pub(crate) async fn update_conduit(
     Json(json!({"data": [conduit.to_json()]})).into_response()
 }
 
-/// `DELETE /helix/eventsub/conduits?id=…` → 204; its subscriptions go with it.
+/// `DELETE /helix/eventsub/conduits?id=…` → 204. Its subscriptions stop at
+/// once and stay listed as `conduit_deleted` (§3.5: "all subscriptions on it
+/// stop", shown as disabled, not removed; like other disabled subscriptions,
+/// §4.2, they remain visible — here until deleted or the simulator stops).
 pub(crate) async fn delete_conduit(
     State(sim): State<Simulator>,
     Extension(caller): Extension<Caller>,
@@ -143,7 +155,11 @@ pub(crate) async fn delete_conduit(
         return error(StatusCode::NOT_FOUND, "Conduit not found");
     }
     state.conduits.retain(|c| c.id != id);
-    state.subscriptions.retain(|s| !matches!(&s.transport, SubTransport::Conduit { conduit_id } if conduit_id == id));
+    for sub in &mut state.subscriptions {
+        if matches!(&sub.transport, SubTransport::Conduit { conduit_id } if conduit_id == id) && sub.is_active() {
+            sub.status = CONDUIT_DELETED.into();
+        }
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -465,6 +481,10 @@ pub(crate) async fn create_subscription(
     if version != "1" || condition_fields(kind).is_none() {
         return bad_request("The subscription type and version combination is not supported");
     }
+    // §4.6: the user.authorization.* types are "not usable with WebSockets".
+    if kind.starts_with("user.authorization.") && method == "websocket" {
+        return bad_request("The subscription type does not support the websocket transport");
+    }
     let (subscription, response) = {
         let mut state = sim.state();
         let condition = match validate_condition(&state, &caller, kind, body.get("condition")) {
@@ -475,9 +495,6 @@ pub(crate) async fn create_subscription(
             Ok(t) => t,
             Err(refusal) => return refusal.into_response(),
         };
-        if kind.starts_with("user.authorization.") && matches!(transport, SubTransport::WebSocket { .. }) {
-            return bad_request("This subscription type does not support the websocket transport");
-        }
         if !authorized(&state, &caller, kind, &condition) {
             return error(StatusCode::FORBIDDEN, "subscription missing proper authorization");
         }
@@ -560,6 +577,13 @@ pub(crate) async fn get_subscriptions(
         && !SUBSCRIPTION_STATUSES.contains(&status)
     {
         return bad_request("Invalid status");
+    }
+    // §4.2: a bad type value is a 400, like a bad status (the simulator knows
+    // the types of §4.6).
+    if let Some(kind) = params.get("type")
+        && condition_fields(kind).is_none()
+    {
+        return bad_request("Invalid type");
     }
     let size = tri!(page_size(&params, 100));
     let after = match params.get("after") {

@@ -12,9 +12,11 @@
 //! Point a client at it with `TWITCH_AUTH_URL=http://HOST:PORT/oauth2` and
 //! `TWITCH_API_URL=http://HOST:PORT/helix`.
 //!
-//! The simulator only ever calls plain `http://` loopback callbacks (besides
-//! `https://…:443` ones it is told about), so it needs no TLS of its own.
+//! The simulator serves plain HTTP. Its webhook sender calls `http://`
+//! loopback callbacks and `https://…:443` ones, whose certificates it checks
+//! against the public web roots (§5.1: "a publicly trusted certificate").
 
+mod chat;
 mod control;
 mod delivery;
 mod eventsub;
@@ -34,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+pub use chat::{ChatBadge, ChatOptions};
 pub use generator::{ChatGenerator, GeneratorReport};
 use state::{Fault, State};
 
@@ -54,9 +57,12 @@ pub struct SimConfig {
     pub delivery_timeout: Duration,
     /// Pauses before the attempts after the first (one entry per retry).
     pub retry_delays: Vec<Duration>,
-    /// Consecutive failed delivery attempts before a webhook shard (or a
-    /// plain webhook subscription) is disabled.
-    pub failures_before_disable: u32,
+    /// Consecutive failed messages — each one counted once, after its last
+    /// retry failed too — before a webhook shard (or a plain webhook
+    /// subscription) is disabled: Twitch disables only after "a prolonged run
+    /// of consecutive delivery failures" (§3.9, §5.7). A delivered message
+    /// starts the count again.
+    pub failed_messages_before_disable: u32,
     /// User ids are `first_user_id + 7·n` in creation order, so they are the
     /// same on every start. Simulators whose users share one database (tests)
     /// use different bases.
@@ -75,7 +81,7 @@ impl Default for SimConfig {
             code_ttl: Duration::from_secs(600),
             delivery_timeout: Duration::from_secs(3),
             retry_delays: vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)],
-            failures_before_disable: 10,
+            failed_messages_before_disable: 10,
             first_user_id: 41_245_000,
         }
     }
@@ -97,9 +103,9 @@ pub struct SimUser {
 pub enum DeliveryFault {
     /// Delivered, then delivered again with the same message id.
     Duplicate,
-    /// Sent with a timestamp 11 minutes old (a replay).
+    /// First sent with a timestamp 11 minutes old (a replay); retries are fresh.
     Stale,
-    /// Signed with the wrong secret.
+    /// First signed with the wrong secret; retries are signed correctly.
     BadSignature,
 }
 
@@ -152,8 +158,9 @@ pub enum SimError {
     BadRequest(String),
 }
 
-/// Statuses a subscription can be revoked with (§4.4).
-pub const REVOCATION_STATUSES: [&str; 7] = [
+/// Statuses a subscription can be revoked with (§4.4): every status but
+/// `enabled` and the two of the webhook challenge.
+pub const REVOCATION_STATUSES: [&str; 15] = [
     "authorization_revoked",
     "moderator_removed",
     "user_removed",
@@ -161,7 +168,40 @@ pub const REVOCATION_STATUSES: [&str; 7] = [
     "version_removed",
     "beta_maintenance",
     "notification_failures_exceeded",
+    "websocket_disconnected",
+    "websocket_failed_ping_pong",
+    "websocket_received_inbound_traffic",
+    "websocket_connection_unused",
+    "websocket_internal_error",
+    "websocket_network_timeout",
+    "websocket_network_error",
+    "websocket_failed_to_reconnect",
 ];
+
+/// The revocation statuses that can happen to `sub` (§4.4, §5.8):
+/// `version_removed` and `beta_maintenance` to any; `authorization_revoked`
+/// and `user_removed` when its condition names a user; `chat_user_banned`
+/// and `moderator_removed` to chat subscriptions (the bot in the condition);
+/// `notification_failures_exceeded` only to a plain webhook; `websocket_*`
+/// only to a plain WebSocket subscription (a conduit's shard fails instead).
+pub(crate) fn revocation_statuses_for(sub: &state::Subscription) -> Vec<&'static str> {
+    let mut statuses = vec!["version_removed", "beta_maintenance"];
+    if sub.condition.keys().any(|k| k.ends_with("user_id")) {
+        statuses.extend(["authorization_revoked", "user_removed"]);
+    }
+    if sub.kind == "channel.chat.message" {
+        statuses.extend(["chat_user_banned", "moderator_removed"]);
+    }
+    match sub.transport {
+        state::SubTransport::Webhook { .. } => statuses.push("notification_failures_exceeded"),
+        state::SubTransport::WebSocket { .. } => {
+            statuses.extend(REVOCATION_STATUSES.iter().filter(|s| s.starts_with("websocket_")));
+        }
+        state::SubTransport::Conduit { .. } => {}
+    }
+    statuses.sort_unstable_by_key(|s| REVOCATION_STATUSES.iter().position(|r| r == s));
+    statuses
+}
 
 pub(crate) struct Inner {
     config: SimConfig,
@@ -178,14 +218,19 @@ pub struct Simulator {
     inner: Arc<Inner>,
 }
 
+/// The public web roots (Mozilla's, via `webpki-roots`): an `https://`
+/// callback must present "a publicly trusted certificate" (§5.1).
+fn delivery_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+}
+
 fn build_http_client(timeout: Duration) -> Option<reqwest::Client> {
-    // Deliveries go to http:// loopback callbacks in practice; an explicit
-    // provider keeps reqwest from needing a process-wide default.
+    // An explicit provider keeps reqwest from needing a process-wide default.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .ok()?
-        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_root_certificates(delivery_roots())
         .with_no_client_auth();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -287,58 +332,39 @@ impl Simulator {
         }
     }
 
-    /// Types a chat message; every enabled `channel.chat.message`
+    /// Types a plain chat message; every enabled `channel.chat.message`
     /// subscription of the channel gets a notification. Returns the chat
     /// message id (`event.message_id`).
-    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
     pub async fn post_chat(&self, message: ChatInput) -> Result<String, SimError> {
+        self.post_chat_with(message, ChatOptions::default()).await
+    }
+
+    /// [`Self::post_chat`] with badges, a colour, a reply or shared chat
+    /// (§5.9). The text is split into Twitch's fragments: `@login` of a known
+    /// user is a mention, `Cheer100` a cheermote (and the event's `cheer`),
+    /// a few global emotes (`LUL`, `Kappa`, …) are emotes.
+    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
+    pub async fn post_chat_with(&self, message: ChatInput, options: ChatOptions) -> Result<String, SimError> {
         if message.text.trim().is_empty() {
             return Err(SimError::BadRequest("text is required".into()));
         }
-        if message.text.chars().count() > 500 {
-            return Err(SimError::BadRequest("text is longer than 500 characters".into()));
-        }
-        let (broadcaster, chatter) = {
+        let built = {
             let mut state = self.state();
             let broadcaster = state
                 .user(&message.broadcaster_user_id)
                 .cloned()
                 .ok_or_else(|| SimError::NotFound(format!("broadcaster {}", message.broadcaster_user_id)))?;
+            // Checked before the chatter is registered, so a refused message changes nothing.
+            let checked = chat::check(&state, &broadcaster, &message.text, &options)?;
             let chatter = resolve_chatter(&mut state, &message)?;
-            (broadcaster, chatter)
+            chat::build(&mut state, &broadcaster, &chatter, checked, &options)
         };
-        let message_id = uuid::Uuid::new_v4().to_string();
-        let event = json!({
-            "broadcaster_user_id": broadcaster.id,
-            "broadcaster_user_login": broadcaster.login,
-            "broadcaster_user_name": broadcaster.display_name,
-            "chatter_user_id": chatter.id,
-            "chatter_user_login": chatter.login,
-            "chatter_user_name": chatter.display_name,
-            "message_id": message_id,
-            "message": {
-                "text": message.text,
-                "fragments": [
-                    {"type": "text", "text": message.text, "cheermote": null, "emote": null, "mention": null}
-                ]
-            },
-            "message_type": "text",
-            "badges": [],
-            "cheer": null,
-            "color": "",
-            "reply": null,
-            "channel_points_custom_reward_id": null,
-            "source_broadcaster_user_id": null,
-            "source_broadcaster_user_login": null,
-            "source_broadcaster_user_name": null,
-            "source_message_id": null,
-            "source_badges": null,
-        });
-        let id = broadcaster.id.clone();
-        delivery::emit(self, "channel.chat.message", &id, &event, |s| {
-            s.condition_str("broadcaster_user_id") == Some(&id)
-        });
-        Ok(message_id)
+        for (channel, event) in &built.events {
+            delivery::emit(self, "channel.chat.message", channel, event, |s| {
+                s.condition_str("broadcaster_user_id") == Some(channel)
+            });
+        }
+        Ok(built.message_id)
     }
 
     /// Takes a channel live or offline, emitting `stream.online` /
@@ -397,8 +423,10 @@ impl Simulator {
         self.state().streams.get(broadcaster_user_id).map(|s| s.id.clone())
     }
 
-    /// Revokes a subscription with `status` (§4.4): it gets that status, a
-    /// `revocation` message is sent, and nothing more is delivered for it.
+    /// Revokes a subscription with `status` (§4.4, §5.8): it gets that
+    /// status, a `revocation` message is sent, and nothing more is delivered
+    /// for it. Only a status that can happen to this subscription is
+    /// accepted (`revocation_statuses_for`); anything else is a 400.
     #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
     pub async fn revoke_subscription(&self, subscription_id: &str, status: &str) -> Result<(), SimError> {
         if !REVOCATION_STATUSES.contains(&status) {
@@ -411,6 +439,15 @@ impl Simulator {
                 .iter_mut()
                 .find(|s| s.id == subscription_id)
                 .ok_or_else(|| SimError::NotFound(format!("subscription {subscription_id}")))?;
+            let possible = revocation_statuses_for(sub);
+            if !possible.contains(&status) {
+                return Err(SimError::BadRequest(format!(
+                    "{status} cannot happen to a {} subscription with {} transport; possible: {}",
+                    sub.kind,
+                    sub.transport.method(),
+                    possible.join(", ")
+                )));
+            }
             if !sub.is_active() {
                 return Err(SimError::BadRequest(format!("subscription is already {}", sub.status)));
             }
@@ -486,9 +523,10 @@ impl Simulator {
         Ok(())
     }
 
-    /// Fault switch: the next `count` Helix calls answer `status` (429 comes
-    /// with `Ratelimit-Remaining: 0` and a real `Ratelimit-Reset`). `count` 0 clears it.
-    /// Applies `fault` to each of the next `count` webhook notifications.
+    /// Applies `fault` to each of the next `count` webhook notifications. A
+    /// `stale` or `bad_signature` fault spoils the first attempt only: a retry
+    /// is sent correctly, as Twitch would. A `duplicate` one sends the message
+    /// again once an attempt got through.
     pub fn inject_delivery_faults(&self, fault: DeliveryFault, count: u32) {
         let mut state = self.state();
         for _ in 0..count {
@@ -496,6 +534,8 @@ impl Simulator {
         }
     }
 
+    /// Fault switch: the next `count` Helix calls answer `status` (429 comes
+    /// with `Ratelimit-Remaining: 0` and a real `Ratelimit-Reset`). `count` 0 clears it.
     pub fn fail_next(&self, status: u16, count: u32) {
         self.state().fault = (count > 0).then_some(Fault { status, remaining: count });
     }
@@ -595,5 +635,62 @@ fn resolve_chatter(state: &mut State, message: &ChatInput) -> Result<SimUser, Si
     match login {
         Some(login) => Ok(state.create_user(login, login, None)),
         None => Err(SimError::BadRequest("chatter_user_id or chatter_login is required".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_callbacks_are_checked_against_the_public_roots() {
+        // An empty store would make every https:// delivery fail (§5.1).
+        let roots = delivery_roots();
+        assert!(roots.len() > 100, "{} roots", roots.len());
+        let subjects: Vec<String> =
+            roots.roots.iter().map(|r| String::from_utf8_lossy(r.subject.as_ref()).into_owned()).collect();
+        assert!(subjects.iter().any(|s| s.contains("ISRG Root X1")), "Let's Encrypt's root is trusted");
+        assert!(Simulator::new(SimConfig::default()).http().is_some(), "the delivery client builds");
+    }
+
+    #[test]
+    fn revocation_statuses_depend_on_the_transport_and_type() {
+        let mut condition = serde_json::Map::new();
+        condition.insert("broadcaster_user_id".into(), json!("1"));
+        condition.insert("user_id".into(), json!("2"));
+        let mut sub = state::Subscription {
+            id: "s".into(),
+            client_id: "c".into(),
+            status: "enabled".into(),
+            kind: "channel.chat.message".into(),
+            version: "1".into(),
+            condition,
+            created_at: String::new(),
+            transport: state::SubTransport::Conduit { conduit_id: "x".into() },
+            cost: 0,
+            seq: 1,
+            failures: 0,
+        };
+        let on_conduit = revocation_statuses_for(&sub);
+        assert_eq!(on_conduit.len(), 6);
+        assert!(!on_conduit.contains(&"notification_failures_exceeded"));
+        assert!(!on_conduit.iter().any(|s| s.starts_with("websocket_")));
+        sub.transport = state::SubTransport::Webhook { callback: String::new(), secret: String::new() };
+        assert!(revocation_statuses_for(&sub).contains(&"notification_failures_exceeded"));
+        sub.transport = state::SubTransport::WebSocket {
+            session_id: String::new(),
+            user_id: String::new(),
+            connected_at: String::new(),
+        };
+        let on_socket = revocation_statuses_for(&sub);
+        assert_eq!(on_socket.len(), 14);
+        assert!(!on_socket.contains(&"notification_failures_exceeded"));
+        sub.kind = "stream.online".into();
+        sub.condition.remove("user_id");
+        sub.transport = state::SubTransport::Conduit { conduit_id: "x".into() };
+        assert_eq!(
+            revocation_statuses_for(&sub),
+            ["authorization_revoked", "user_removed", "version_removed", "beta_maintenance"]
+        );
     }
 }

@@ -63,7 +63,7 @@ pub(crate) enum ShardTransport {
 pub(crate) struct Shard {
     pub status: String,
     pub transport: ShardTransport,
-    /// Consecutive failed delivery attempts.
+    /// Consecutive failed messages (each after all its retries).
     pub failures: u32,
     /// Bumped on every re-binding, so a late challenge answer cannot flip a newer binding.
     pub generation: u64,
@@ -139,8 +139,19 @@ pub(crate) struct Subscription {
     pub cost: u64,
     /// Creation order: Get EventSub Subscriptions is sorted oldest first.
     pub seq: u64,
-    /// Consecutive failed delivery attempts (plain webhooks).
+    /// Consecutive failed notifications, each after all its retries (plain webhooks).
     pub failures: u32,
+}
+
+impl SubTransport {
+    /// `transport.method` as Helix shows it.
+    pub(crate) fn method(&self) -> &'static str {
+        match self {
+            SubTransport::Conduit { .. } => "conduit",
+            SubTransport::Webhook { .. } => "webhook",
+            SubTransport::WebSocket { .. } => "websocket",
+        }
+    }
 }
 
 impl Subscription {
@@ -267,6 +278,8 @@ pub(crate) struct State {
     pub messages: u64,
     /// Connected EventSub WebSocket sessions by id.
     pub sessions: HashMap<String, WsSession>,
+    /// Recent chat messages (bounded), so that a message can reply to one.
+    pub chat_log: VecDeque<super::chat::ChatRecord>,
 }
 
 impl State {

@@ -108,14 +108,18 @@ pub(crate) async fn upgrade(State(sim): State<Simulator>, RawQuery(query): RawQu
 }
 
 /// Registers a session; with a reconnect, takes over the old session's shard
-/// bindings. `Err` for an invalid or expired reconnect URL.
+/// bindings and its keepalive setting (§6.5: the reconnect URL is used
+/// unchanged, and the session carries over). Returns whether the session is
+/// already in use and its keepalive; `Err` for an invalid or expired
+/// reconnect URL.
 fn register(
     state: &mut SimState,
     id: &str,
     session: WsSession,
     reconnect: Option<(String, String)>,
-) -> Result<bool, ()> {
+) -> Result<(bool, u64), ()> {
     let mut used = false;
+    let mut keepalive = session.keepalive_seconds;
     if let Some((challenge, old_id)) = reconnect {
         let old = state
             .sessions
@@ -124,6 +128,7 @@ fn register(
             .ok_or(())?;
         old.superseded = true;
         used = old.used;
+        keepalive = old.keepalive_seconds;
         let _ = old.tx.send(WsOut::Superseded);
         for shard in state.conduits.iter_mut().flat_map(|c| c.shards.iter_mut()) {
             if let ShardTransport::WebSocket { session_id, connected_at, .. } = &mut shard.transport
@@ -134,8 +139,8 @@ fn register(
             }
         }
     }
-    state.sessions.insert(id.to_owned(), WsSession { used, ..session });
-    Ok(used)
+    state.sessions.insert(id.to_owned(), WsSession { used, keepalive_seconds: keepalive, ..session });
+    Ok((used, keepalive))
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
@@ -161,7 +166,7 @@ async fn run(
         superseded: false,
     };
     let registered = register(&mut sim.state(), &id, session, reconnect);
-    let Ok(used) = registered else {
+    let Ok((used, keepalive)) = registered else {
         close(&mut socket, 4007, "invalid reconnect url").await;
         return;
     };
