@@ -5,9 +5,8 @@
 //! delivered through the shard to our webhook. These are the webhook tests
 //! (`webhook.rs`, hand-signed deliveries) again, on Twitch's own delivery path.
 //!
-//! What a faithful Twitch cannot send is not here: a Shared Chat message
-//! relayed from another channel (the simulator has no Shared Chat), and
-//! malformed or unsigned deliveries (only `webhook.rs` can forge those).
+//! What a faithful Twitch cannot send is not here: malformed or unsigned
+//! deliveries (only `webhook.rs` can forge those).
 
 use std::time::{Duration, Instant};
 
@@ -202,7 +201,7 @@ async fn the_token_bucket_caps_votes_per_session() {
 }
 
 both_modes! {
-async fn unmatched_text_and_the_bots_own_messages_do_not_vote() {
+async fn unmatched_text_the_bots_own_messages_and_shared_chat_from_elsewhere_do_not_vote() {
     let app = demo_app().await;
     let (mut overlay, broadcaster) = connected(&app).await;
     let bot = app.sim_user_id("chatpulse_bot").await;
@@ -210,8 +209,15 @@ async fn unmatched_text_and_the_bots_own_messages_do_not_vote() {
     assert_eq!(app.sim_chat(&broadcaster, &bot, "yes").await, 202);
     assert_eq!(app.sim_chat(&broadcaster, "5003", "yes please").await, 202);
     assert_eq!(app.sim_chat(&broadcaster, "5004", "maybe").await, 202);
+    // Shared Chat: a "yes" typed in another channel of the session, relayed here.
+    let relayed = serde_json::json!({
+        "broadcaster_user_id": broadcaster, "chatter_user_id": "5006", "text": "yes",
+        "source_broadcaster_user_id": bot,
+    });
+    let posted = app.http.post(format!("{}/sim/chat", app.simulator_url())).json(&relayed).send().await.unwrap();
+    assert_eq!(posted.status(), 202);
     let handled =
-        eventually(WAIT, || async { app.votes("ignored").await == 1.0 && app.votes("no_match").await == 3.0 }).await;
+        eventually(WAIT, || async { app.votes("ignored").await == 2.0 && app.votes("no_match").await == 3.0 }).await;
     assert!(
         handled,
         "ignored {}, no_match {}, applied {}",
@@ -375,21 +381,22 @@ async fn stale_or_badly_signed_deliveries_from_twitch_are_refused() {
     inject(&app, "stale").await;
     app.sim_chat(&broadcaster, "5001", "yes").await;
     assert!(eventually(WAIT, || async { forbidden().await >= 1.0 }).await, "a replayed timestamp is refused");
+    assert_eq!(app.votes("applied").await, 0.0, "nothing applied from the refused attempt");
+    assert_eq!(overlay.next_frame(Duration::from_millis(300)).await, None, "no frame: the value never moved");
+    // Twitch retries a refused delivery (same message id, sent correctly
+    // this time): the retry is applied, once.
+    assert!(eventually(WAIT, || async { app.votes("applied").await == 1.0 }).await, "the retry counts");
+    overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("moved by the retry");
+
     inject(&app, "bad_signature").await;
     app.sim_chat(&broadcaster, "5002", "no").await;
     assert!(eventually(WAIT, || async { forbidden().await >= 2.0 }).await, "a bad signature is refused");
+    assert!(eventually(WAIT, || async { app.votes("applied").await == 2.0 }).await, "the retry counts");
 
-    assert_eq!(app.votes("applied").await, 0.0, "nothing was applied");
-    assert_eq!(overlay.next_frame(Duration::from_millis(300)).await, None, "no frame: the value never moved");
-    // Refused with 403 (Twitch then retries them, the same way faulty);
-    // only the warm-up was accepted.
+    // Each faulty first attempt was answered 403, each retry 2xx (plus the warm-up).
     let statuses = answered(&app, &chat).await;
-    assert!(statuses.iter().filter(|&&s| s == 403).count() >= 2, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|&&s| (200..300).contains(&s)).count(), 1, "{statuses:?}");
-    // Twitch retries a refused delivery (with the same message id, still
-    // faulty here); a good message in between still counts.
-    app.sim_chat(&broadcaster, "5003", "yes").await;
-    assert!(eventually(WAIT, || async { app.votes("applied").await == 1.0 }).await);
-    overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("moved");
+    assert_eq!(statuses.iter().filter(|&&s| s == 403).count(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| (200..300).contains(&s)).count(), 3, "{statuses:?}");
+    assert_eq!(app.votes("duplicate").await, 0.0, "a refused attempt used no message id");
 }
 }
