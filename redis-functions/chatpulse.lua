@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '8'
+local VERSION = '9'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -154,6 +154,29 @@ local function renew(keys, args)
   return 1
 end
 
+-- KEYS: for each session in turn: session:{U}, instances:{U}, broadcaster:<id>
+--       (keys of many slots: a standalone Redis only)
+-- ARGV: instance id, lease expiry, key ttl ms, then each session's overlay id
+-- `renew` for many sessions in one call, with each channel mapping set again
+-- (for a live session). Returns 1 or 0 per session (0: gone; the caller
+-- re-activates it).
+local function renew_many(keys, args)
+  local out = {}
+  for i = 1, #keys / 3 do
+    local session, instances, mapping = keys[3 * i - 2], keys[3 * i - 1], keys[3 * i]
+    if redis.call('EXISTS', session) == 0 then
+      out[i] = 0
+    else
+      redis.call('HSET', instances, args[1], args[2])
+      redis.call('PEXPIRE', session, args[3])
+      redis.call('PEXPIRE', instances, args[3])
+      redis.call('SET', mapping, args[3 + i], 'PX', args[3])
+      out[i] = 1
+    end
+  end
+  return out
+end
+
 -- KEYS: session:{U}, ratelimit:{U}, instances:{U}
 -- ARGV: instance id, now
 -- Drops this instance's lease; when no unexpired lease remains, deletes the
@@ -256,6 +279,7 @@ redis.register_function{function_name = 'chatpulse_version', callback = function
 redis.register_function('chatpulse_vote', vote)
 redis.register_function('chatpulse_activate', activate)
 redis.register_function('chatpulse_renew', renew)
+redis.register_function('chatpulse_renew_many', renew_many)
 redis.register_function('chatpulse_release', release)
 redis.register_function('chatpulse_unmap', unmap)
 redis.register_function('chatpulse_reset', reset)

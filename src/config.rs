@@ -75,7 +75,9 @@ pub struct Tuning {
     /// Broadcaster tick: how often overlays are brought up to date.
     pub broadcast_tick: Duration,
     /// How often a session whose bar rests at the centre is read (moving
-    /// ones are read every tick).
+    /// ones are read every tick). Changes made elsewhere wake a resting bar
+    /// at once (the `Moved` signal); this read is the safety net for a lost
+    /// signal, and what an idle instance mostly spends its time on.
     pub resting_read: Duration,
     /// Frames queued per overlay connection; a client this far behind is evicted.
     pub client_queue: usize,
@@ -138,7 +140,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             broadcast_tick: Duration::from_millis(50),
-            resting_read: Duration::from_secs(1),
+            resting_read: Duration::from_secs(2),
             client_queue: 16,
             max_clients_per_session: 50,
             ping_interval: Duration::from_secs(30),

@@ -10,6 +10,12 @@ use chatpulse::domain::BroadcasterId;
 use chatpulse::startup::{self, Application};
 use chatpulse::store::{NewStreamer, RepositoryError};
 
+/// mimalloc rather than glibc's allocator: the broadcaster's per-tick
+/// batches and the Redis client's frames churn many small allocations, and
+/// glibc spent a large share of an idle instance's CPU consolidating them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Twitch chat → a live tug-of-war bar for OBS.
 ///
 /// Configuration comes from the environment (and `.env`); see `.env.example`.

@@ -111,6 +111,8 @@ impl Broadcaster {
             touched: Arc::clone(&touched),
             ticks: 0,
             rest_every,
+            resting: (0..rest_every).map(|_| HashSet::new()).collect(),
+            moving: HashSet::new(),
         };
         let task = tokio::spawn(actor.run(tick, shutdown));
         (Self { tx, touched }, task)
@@ -172,6 +174,12 @@ struct Actor {
     ticks: u64,
     /// A resting session is read every this many ticks.
     rest_every: u64,
+    /// Sessions at rest, by the tick (modulo `rest_every`) they are read on:
+    /// a tick visits only its own bucket, never every session.
+    resting: Vec<HashSet<OverlayId>>,
+    /// The other sessions: read every tick. Every session with clients is in
+    /// exactly one of `moving` and `resting`.
+    moving: HashSet<OverlayId>,
 }
 
 /// How often the broadcaster reads.
@@ -220,6 +228,9 @@ impl Actor {
             Command::Register(reg) => {
                 // A (re)connecting client gets the current state at once.
                 let state = self.read_one(reg.overlay).await;
+                if !self.sessions.contains_key(&reg.overlay) {
+                    self.moving.insert(reg.overlay);
+                }
                 let session = self.sessions.entry(reg.overlay).or_default();
                 let client = Client { id: reg.id, frames: reg.frames, close: reg.close };
                 let shown = state.map(|s| (display_value(s.value), s.status));
@@ -242,6 +253,7 @@ impl Actor {
                     session.clients.retain(|c| c.id != id);
                     if session.clients.is_empty() {
                         self.sessions.remove(&overlay);
+                        self.forget(&overlay);
                     }
                 }
             }
@@ -264,8 +276,22 @@ impl Actor {
                         let _ = client.close.send(reason);
                     }
                 }
+                self.forget(&overlay);
             }
         }
+    }
+
+    /// The resting bucket a session is read in.
+    fn bucket(&self, overlay: &OverlayId) -> usize {
+        // `rest_every` buckets: the remainder fits.
+        ((overlay.as_uuid().as_u128() as u64) % self.rest_every) as usize
+    }
+
+    /// A session left the map (or stopped resting): it rests nowhere.
+    fn forget(&mut self, overlay: &OverlayId) {
+        let bucket = self.bucket(overlay);
+        self.resting[bucket].remove(overlay);
+        self.moving.remove(overlay);
     }
 
     async fn read_one(&self, overlay: OverlayId) -> Option<Snapshot> {
@@ -286,17 +312,18 @@ impl Actor {
         let started = Instant::now();
         self.ticks = self.ticks.wrapping_add(1);
         let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()));
-        // Resting sessions are spread over the ticks of a period, so their
-        // reads do not arrive in bursts.
-        let (turn, every) = (self.ticks % self.rest_every, self.rest_every);
-        let overlays: Vec<OverlayId> = self
-            .sessions
-            .iter()
-            .filter(|(o, s)| {
-                s.quiet < QUIET_READS || touched.contains(*o) || (o.as_uuid().as_u128() as u64) % every == turn
-            })
-            .map(|(o, _)| *o)
-            .collect();
+        // Moving sessions every tick; resting ones spread over the ticks of a
+        // period (their bucket's turn), so their reads do not come in bursts;
+        // touched ones at once, wherever they are.
+        let turn = (self.ticks % self.rest_every) as usize;
+        let mut overlays: Vec<OverlayId> =
+            self.moving.iter().chain(self.resting[turn].iter()).copied().collect();
+        for o in touched {
+            let bucket = self.bucket(&o);
+            if bucket != turn && self.resting[bucket].contains(&o) {
+                overlays.push(o);
+            }
+        }
         if overlays.is_empty() {
             return;
         }
@@ -310,6 +337,8 @@ impl Actor {
                 std::iter::repeat_n(Some(unknown), overlays.len()).collect()
             }
         };
+        let mut emptied = false;
+        let (mut to_rest, mut woken) = (Vec::new(), Vec::new());
         for (overlay, snapshot) in overlays.iter().zip(snapshots) {
             let Some(session) = self.sessions.get_mut(overlay) else { continue };
             // A session missing from the live store (lost with a Redis
@@ -334,10 +363,16 @@ impl Actor {
             };
             let shown = (value, snapshot.status);
             if session.last == Some(shown) {
-                if shown.0 == 0.0 && !snapshot.value.is_nan() {
-                    session.quiet = session.quiet.saturating_add(1);
+                if shown.0 == 0.0 && !snapshot.value.is_nan() && session.quiet < QUIET_READS {
+                    session.quiet += 1;
+                    if session.quiet == QUIET_READS {
+                        to_rest.push(*overlay);
+                    }
                 }
                 continue;
+            }
+            if session.quiet >= QUIET_READS {
+                woken.push(*overlay);
             }
             session.quiet = 0;
             session.last = Some(shown);
@@ -355,10 +390,30 @@ impl Actor {
                     Err(mpsc::error::TrySendError::Closed(_)) => None,
                 })
                 .collect();
+            emptied |= session.clients.is_empty();
         }
-        self.sessions.retain(|_, s| !s.clients.is_empty());
-        let sessions = &self.sessions;
-        self.reported.retain(|o| sessions.contains_key(o));
+        for o in to_rest {
+            let bucket = self.bucket(&o);
+            self.moving.remove(&o);
+            self.resting[bucket].insert(o);
+        }
+        for o in woken {
+            self.forget(&o);
+            self.moving.insert(o);
+        }
+        // Only evictions empty a session here (unregistering removes its own).
+        if emptied {
+            let gone: Vec<OverlayId> =
+                self.sessions.iter().filter(|(_, s)| s.clients.is_empty()).map(|(o, _)| *o).collect();
+            for o in gone {
+                self.sessions.remove(&o);
+                self.forget(&o);
+            }
+        }
+        if !self.reported.is_empty() {
+            let sessions = &self.sessions;
+            self.reported.retain(|o| sessions.contains_key(o));
+        }
         self.metrics.tick_duration.observe(started.elapsed().as_secs_f64());
     }
 }

@@ -86,8 +86,9 @@ pub async fn websocket(
     Ok(upgrade
         .max_message_size(4 * 1024)
         // Overlays only ever send pongs and a close: a small read buffer
-        // instead of the library's 128 KiB keeps an idle connection cheap.
-        .read_buffer_size(4 * 1024)
+        // instead of the library's 128 KiB keeps an idle connection cheap
+        // (it grows if a client ever sends more).
+        .read_buffer_size(1024)
         .on_upgrade(move |socket| async move {
             connection::serve(socket, overlay, broadcaster, tuning, metrics).await;
             drop(lease);

@@ -46,14 +46,27 @@ pub fn library_version() -> &'static str {
 mod keys {
     use crate::domain::{BroadcasterId, ChatterId, OverlayId};
 
+    /// `<prefix>{<uuid>}`, without the formatting machinery: the
+    /// broadcaster builds thousands of these a second.
+    fn tagged(prefix: &str, o: OverlayId) -> String {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let id = o.as_uuid().hyphenated().encode_lower(&mut buf);
+        let mut key = String::with_capacity(prefix.len() + id.len() + 2);
+        key.push_str(prefix);
+        key.push('{');
+        key.push_str(id);
+        key.push('}');
+        key
+    }
+
     pub fn session(o: OverlayId) -> String {
-        format!("session:{{{o}}}")
+        tagged("session:", o)
     }
     pub fn ratelimit(o: OverlayId) -> String {
-        format!("ratelimit:{{{o}}}")
+        tagged("ratelimit:", o)
     }
     pub fn instances(o: OverlayId) -> String {
-        format!("instances:{{{o}}}")
+        tagged("instances:", o)
     }
     pub fn msgid(o: OverlayId, message_id: &str) -> String {
         format!("msgid:{{{o}}}:{message_id}")
@@ -74,6 +87,8 @@ const KEY_TTL_LEASES: i64 = 3;
 const CACHE_HIT_TTL: Duration = Duration::from_secs(5);
 const CACHE_MISS_TTL: Duration = Duration::from_secs(1);
 const CACHE_MAX: usize = 50_000;
+/// Sessions per renewal pipeline.
+const RENEW_CHUNK: usize = 500;
 
 type Breaker = failsafe::StateMachine<ConsecutiveFailures<Exponential>, BreakerGauge>;
 
@@ -314,6 +329,64 @@ impl RedisLiveStore {
         })
     }
 
+    /// Renews a batch of sessions with one `FCALL chatpulse_renew_many`
+    /// (standalone Redis only); 1 or 0 per session (0: it no longer exists).
+    async fn renew_batched(
+        &self,
+        sessions: &[(OverlayId, BroadcasterId)],
+        instance: &str,
+        until: &str,
+        key_ttl: i64,
+    ) -> Result<Vec<i64>, LiveStoreError> {
+        let keys: Vec<String> = sessions
+            .iter()
+            .flat_map(|(o, b)| [keys::session(*o), keys::instances(*o), keys::broadcaster(b)])
+            .collect();
+        let mut args = vec![instance.to_owned(), until.to_owned(), key_ttl.to_string()];
+        args.extend(sessions.iter().map(|(o, _)| o.to_string()));
+        let replies: Vec<i64> =
+            self.call("renew", || self.client.fcall("chatpulse_renew_many", keys.clone(), args.clone())).await?;
+        if replies.len() != sessions.len() {
+            return Err(LiveStoreError(format!("renewal answered {} of {} sessions", replies.len(), sessions.len())));
+        }
+        Ok(replies)
+    }
+
+    /// Renews one chunk of sessions in one pipelined round trip; 1 or 0 per
+    /// session (0: it no longer exists).
+    async fn renew_chunk(
+        &self,
+        sessions: &[(OverlayId, BroadcasterId)],
+        instance: &str,
+        until: &str,
+        key_ttl: i64,
+    ) -> Result<Vec<i64>, LiveStoreError> {
+        self.call("renew", || async {
+            let pipeline = self.client.pipeline();
+            for (overlay, broadcaster) in sessions {
+                let keys = vec![keys::session(*overlay), keys::instances(*overlay)];
+                let args = vec![instance.to_owned(), until.to_owned(), key_ttl.to_string()];
+                pipeline.fcall::<(), _, _, _>("chatpulse_renew", keys, args).await?;
+                // Set, not just extended: the mapping lives on another slot
+                // than the session, so a release elsewhere can remove it
+                // between two calls; renewal puts it back.
+                pipeline
+                    .set::<(), _, _>(
+                        keys::broadcaster(broadcaster),
+                        overlay.to_string(),
+                        Some(Expiration::PX(key_ttl)),
+                        None,
+                        false,
+                    )
+                    .await?;
+            }
+            let replies: Vec<Value> = pipeline.all().await?;
+            // Every other reply is the renew result; the others are the SETs.
+            Ok(replies.iter().step_by(2).map(|v| v.as_i64().unwrap_or(0)).collect())
+        })
+        .await
+    }
+
     fn forget_overlay(&self, overlay: OverlayId) {
         self.cache().retain(|_, c| c.session.as_ref().is_none_or(|s| s.overlay != overlay));
     }
@@ -402,31 +475,20 @@ impl LiveStore for RedisLiveStore {
         }
         let key_ttl = lease.ttl_ms.saturating_mul(KEY_TTL_LEASES);
         let until = now_ms.saturating_add(lease.ttl_ms).to_string();
-        let exists: Vec<i64> = self
-            .call("renew", || async {
-                let pipeline = self.client.pipeline();
-                for (overlay, broadcaster) in sessions {
-                    let keys = vec![keys::session(*overlay), keys::instances(*overlay)];
-                    let args = vec![lease.instance.to_owned(), until.clone(), key_ttl.to_string()];
-                    pipeline.fcall::<(), _, _, _>("chatpulse_renew", keys, args).await?;
-                    // Set, not just extended: the mapping lives on another
-                    // slot than the session, so a release elsewhere can remove
-                    // it between two calls; renewal puts it back.
-                    pipeline
-                        .set::<(), _, _>(
-                            keys::broadcaster(broadcaster),
-                            overlay.to_string(),
-                            Some(Expiration::PX(key_ttl)),
-                            None,
-                            false,
-                        )
-                        .await?;
-                }
-                let replies: Vec<Value> = pipeline.all().await?;
-                // Every other reply is the renew result; the others are the SETs.
-                Ok(replies.iter().step_by(2).map(|v| v.as_i64().unwrap_or(0)).collect())
-            })
-            .await?;
+        // One pipeline per chunk, one chunk after the other: 10,000 sessions
+        // are not 20,000 commands buffered at once (and a memory peak).
+        let mut exists: Vec<i64> = Vec::with_capacity(sessions.len());
+        if self.client.is_clustered() {
+            for chunk in sessions.chunks(RENEW_CHUNK) {
+                exists.extend(self.renew_chunk(chunk, lease.instance, &until, key_ttl).await?);
+            }
+        } else {
+            // A standalone Redis holds every slot: one function call renews
+            // a whole batch (as `read_batched` reads one).
+            for chunk in sessions.chunks(READ_CHUNK) {
+                exists.extend(self.renew_batched(chunk, lease.instance, &until, key_ttl).await?);
+            }
+        }
         // A remembered "no session" for these channels is wrong now.
         let mut cache = self.cache();
         for (_, broadcaster) in sessions {
@@ -611,6 +673,15 @@ impl LiveStore for RedisLiveStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_keys_carry_the_overlay_id_as_their_hash_tag() {
+        let o: OverlayId = "6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e".parse().unwrap();
+        assert_eq!(keys::session(o), "session:{6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e}");
+        assert_eq!(keys::ratelimit(o), "ratelimit:{6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e}");
+        assert_eq!(keys::instances(o), "instances:{6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e}");
+        assert_eq!(keys::session(o), format!("session:{{{o}}}"), "the same text as the URL's id");
+    }
 
     #[test]
     fn the_library_version_is_read_from_the_lua_source() {

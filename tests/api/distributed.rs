@@ -386,7 +386,11 @@ async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone
 async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anywhere() {
     let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let redis = RedisServer::start().await;
-    let here = spawn_app_with(distributed(db.clone(), redis.url())).await;
+    let here = spawn_app_with(|c| {
+        distributed(db.clone(), redis.url())(c);
+        c.tuning.resting_read = Duration::from_secs(1);
+    })
+    .await;
     let elsewhere = spawn_app_with(distributed(db.clone(), redis.url())).await;
     let s = here.add_streamer().await;
     let b = s.streamer.twitch_user_id.clone();
