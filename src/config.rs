@@ -91,8 +91,14 @@ pub struct Tuning {
     pub write_timeout: Duration,
     /// How long a session stays active after its last overlay disconnected.
     pub session_grace: Duration,
-    /// How often active sessions are checked against durable configuration.
+    /// How often the session reconciler wakes (lease renewals and config
+    /// checks happen on its ticks).
     pub reconcile_interval: Duration,
+    /// How often active sessions are checked against the durable
+    /// configuration (at most as often as `reconcile_interval`). Changes made
+    /// through the service reach every instance at once by signal; this
+    /// catches the others (the CLI, a lost signal).
+    pub config_check_interval: Duration,
     /// How long a session lease lasts without renewal. Leases are renewed
     /// every third of it (on a reconcile tick), so one missed renewal does
     /// not drop a session.
@@ -148,6 +154,7 @@ impl Default for Tuning {
             write_timeout: Duration::from_secs(10),
             session_grace: Duration::from_secs(30),
             reconcile_interval: Duration::from_secs(5),
+            config_check_interval: Duration::from_secs(15),
             lease_ttl: Duration::from_secs(30),
             vote_timeout: Duration::from_secs(2),
             auth_rate: (30, 15),

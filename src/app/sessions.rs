@@ -379,16 +379,17 @@ impl SessionManager {
         }
     }
 
-    /// Every `interval`, brings active sessions in line with the durable
-    /// store; every third of a lease (at most that often), renews this
-    /// instance's leases.
-    pub async fn run_reconciler(self, interval: Duration, shutdown: CancellationToken) {
+    /// Every `config_every` (on a tick of `interval`), brings active
+    /// sessions in line with the durable store; every third of a lease (at
+    /// most that often), renews this instance's leases.
+    pub async fn run_reconciler(self, interval: Duration, config_every: Duration, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Leases are renewed three times per lease, not on every check: a
         // missed renewal still leaves two more chances before expiry.
         let renew_every = (self.inner.settings.lease_ttl / 3).max(interval);
         let mut renewed: Option<tokio::time::Instant> = None;
+        let mut checked: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -402,6 +403,10 @@ impl SessionManager {
                 self.renew(&active).await;
                 renewed = Some(tokio::time::Instant::now());
             }
+            if checked.is_some_and(|at| at.elapsed() + interval / 2 < config_every) {
+                continue;
+            }
+            checked = Some(tokio::time::Instant::now());
             let overlays: Vec<OverlayId> = active.iter().map(|(o, _, _)| *o).collect();
             let current = match self.inner.repo.config_versions(&overlays).await {
                 Ok(current) => current,

@@ -101,7 +101,11 @@ fn migrate_creates_the_database() {
 
 #[tokio::test]
 async fn the_cli_works_against_a_running_server() {
-    let app = spawn_app_with(|c| c.tuning.reconcile_interval = Duration::from_millis(100)).await;
+    let app = spawn_app_with(|c| {
+        c.tuning.reconcile_interval = Duration::from_millis(100);
+        c.tuning.config_check_interval = Duration::from_millis(100);
+    })
+    .await;
     let data = app.data.path().to_path_buf();
 
     let added = chatpulse(&data, &["streamers", "add", "55501234", "livestreamer"]);

@@ -103,9 +103,8 @@ fn free_port() -> u16 {
 }
 
 /// One instance of the service on `twitch`.
-async fn instance(twitch: &Twitch, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let port = free_port();
-    spawn_app_with(|c| {
+async fn instance(twitch: &Twitch, adjust: impl Fn(&mut Config)) -> TestApp {
+    spawn_on_a_free_port(|c, port| {
         twitch.wire(c, port);
         adjust(c);
     })

@@ -20,6 +20,7 @@ fn distributed(database_url: String, redis_url: String) -> impl FnOnce(&mut chat
         c.storage =
             StorageMode::Distributed { database_url: Secret::new(database_url), redis_url: Secret::new(redis_url) };
         c.tuning.reconcile_interval = Duration::from_millis(200);
+        c.tuning.config_check_interval = Duration::from_millis(200);
     }
 }
 

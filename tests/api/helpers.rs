@@ -131,6 +131,29 @@ pub async fn spawn_unready_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp
 }
 
 async fn start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    try_start_in(data, adjust).await.unwrap_or_else(|e| panic!("app builds: {e:#}"))
+}
+
+/// A service on a port chosen ahead (its public URL and webhook callback
+/// name it), ready. A port picked from the OS and released can be taken by
+/// anything else before the service binds it: then it tries another.
+pub async fn spawn_on_a_free_port(adjust: impl Fn(&mut Config, u16)) -> TestApp {
+    let mut attempts = 0;
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data = tempfile::tempdir().expect("temp dir");
+        match try_start_in(data, |c| adjust(c, port)).await {
+            Ok(app) => {
+                app.wait_until_ready().await;
+                return app;
+            }
+            Err(e) if attempts < 5 && format!("{e:#}").contains("in use") => attempts += 1,
+            Err(e) => panic!("app builds: {e:#}"),
+        }
+    }
+}
+
+async fn try_start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
     chatpulse::telemetry::init("warn", chatpulse::config::LogFormat::Text);
     chatpulse::install_crypto_provider();
     let mut config = Config::for_tests(data.path().to_path_buf());
@@ -144,12 +167,12 @@ async fn start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
     adjust(&mut config);
     let repo = test_repository(&config).await;
-    let app = Application::build(config).await.expect("app builds");
+    let app = Application::build(config).await?;
     let demo = app.demo().cloned();
     let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
-    TestApp {
+    Ok(TestApp {
         addr,
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
@@ -158,7 +181,7 @@ async fn start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
         repo,
         data,
         demo,
-    }
+    })
 }
 
 /// A migrated PostgreSQL repository on `url`.
@@ -180,10 +203,9 @@ pub async fn test_repository(config: &Config) -> Arc<dyn Repository> {
 
 /// A service wired to its own in-process Twitch simulator, like `make run`
 /// (public URL and webhook callback on a reserved port).
-pub async fn spawn_demo_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+pub async fn spawn_demo_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
     let first_user_id = demo_first_user_id();
-    spawn_app_with(|c| {
+    spawn_on_a_free_port(|c, port| {
         wire_demo(c, port, first_user_id);
         adjust(c);
     })
