@@ -14,15 +14,24 @@ use crate::store::{LiveStore, VoteOutcome, VoteRequest};
 use crate::twitch::eventsub::ChatMessageEvent;
 
 /// A bar within this distance of the centre before a vote may be resting
-/// (read once a second) on other instances.
+/// (read once in a while) on other instances...
 const REST_MARGIN: f64 = 0.5;
+/// ...unless a vote went through this instance this recently: a bar counts
+/// as resting only after three unchanged reads (three 50 ms ticks), so it
+/// cannot be resting anywhere this soon after a change. Busy channels (a
+/// bar swinging through the centre many times a second) thus cost no
+/// signals.
+const RECENT_VOTE: Duration = Duration::from_millis(100);
+/// Bound on the remembered last-vote times; older entries go first.
+const RECENT_MAX: usize = 50_000;
 
 /// What happened to one chat message. Every variant is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ChatOutcome {
     /// Counted: the session's new value. `from_rest`: the bar was at the
-    /// centre before this vote (other instances may be reading it only
-    /// once a second and must be told).
+    /// centre before this vote and no vote went through here just before,
+    /// so other instances may be reading it only now and then (resting) and
+    /// must be told.
     Applied {
         value: f64,
         overlay: OverlayId,
@@ -58,16 +67,9 @@ impl ChatOutcome {
 }
 
 impl ChatOutcome {
-    fn of_vote(o: VoteOutcome, overlay: OverlayId, direction: Direction) -> Self {
+    fn of_vote(o: VoteOutcome, overlay: OverlayId, woke: impl FnOnce(f64) -> bool) -> Self {
         match o {
-            VoteOutcome::Applied(value) => {
-                // Unclamped, the value before the vote was `value - delta`
-                // (a clamped one was far from the centre anyway). Half a
-                // point of margin covers instances whose clocks differ a
-                // little: where a bar shows 0.00, this side sees it near 0.
-                let from_rest = (value - direction.delta()).abs() < REST_MARGIN;
-                ChatOutcome::Applied { value, overlay, from_rest }
-            }
+            VoteOutcome::Applied(value) => ChatOutcome::Applied { value, overlay, from_rest: woke(value) },
             VoteOutcome::Duplicate => ChatOutcome::Duplicate,
             VoteOutcome::Debounced => ChatOutcome::Debounced,
             VoteOutcome::RateLimited => ChatOutcome::RateLimited,
@@ -81,11 +83,30 @@ pub struct VoteEngine {
     bot_user_id: Option<String>,
     timeout: Duration,
     metrics: Metrics,
+    /// When a vote was last applied through this instance, per session.
+    last_applied: std::sync::Mutex<std::collections::HashMap<OverlayId, Instant>>,
 }
 
 impl VoteEngine {
     pub fn new(live: Arc<dyn LiveStore>, bot_user_id: Option<String>, timeout: Duration, metrics: Metrics) -> Self {
-        Self { live, bot_user_id, timeout, metrics }
+        let last_applied = std::sync::Mutex::new(std::collections::HashMap::new());
+        Self { live, bot_user_id, timeout, metrics, last_applied }
+    }
+
+    /// Whether a vote that left the bar at `value` may have woken it from
+    /// rest (see [`ChatOutcome::Applied`]); records this vote's time.
+    fn woke(&self, overlay: OverlayId, value: f64, direction: Direction) -> bool {
+        // Unclamped, the value before the vote was `value - delta` (a
+        // clamped one was far from the centre anyway). Half a point of margin
+        // covers instances whose clocks differ a little.
+        let near_centre = (value - direction.delta()).abs() < REST_MARGIN;
+        let now = Instant::now();
+        let mut recent = self.last_applied.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= RECENT_MAX {
+            recent.retain(|_, at| now.duration_since(*at) < RECENT_VOTE);
+        }
+        let previous = recent.insert(overlay, now);
+        near_centre && previous.is_none_or(|at| now.duration_since(at) >= RECENT_VOTE)
     }
 
     /// Runs one chat message through the pipeline and records the outcome.
@@ -124,7 +145,9 @@ impl VoteEngine {
         };
         let request = VoteRequest { overlay: session.overlay, message_id: delivery_id, chatter: &chatter, direction };
         match tokio::time::timeout(self.timeout, self.live.vote(&request, crate::now_ms())).await {
-            Ok(Ok(outcome)) => ChatOutcome::of_vote(outcome, session.overlay, direction),
+            Ok(Ok(outcome)) => {
+                ChatOutcome::of_vote(outcome, session.overlay, |v| self.woke(session.overlay, v, direction))
+            }
             Ok(Err(e)) => self.failed("vote", &e),
             Err(_) => self.failed("vote", &"timed out"),
         }
@@ -134,5 +157,29 @@ impl VoteEngine {
         self.metrics.live_error(operation);
         tracing::warn!(operation, %error, "live store call failed; vote dropped");
         ChatOutcome::Error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryLiveStore;
+
+    fn engine() -> VoteEngine {
+        let live = Arc::new(MemoryLiveStore::new(crate::store::VoteLimits::default()));
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        VoteEngine::new(live, None, Duration::from_secs(1), metrics)
+    }
+
+    #[test]
+    fn a_vote_from_the_centre_wakes_the_bar_unless_another_just_went_through() {
+        let engine = engine();
+        let (a, b) = (OverlayId::random(), OverlayId::random());
+        assert!(engine.woke(a, 10.0, Direction::For), "from the centre, nothing before");
+        assert!(!engine.woke(a, 10.0, Direction::For), "a vote here a moment ago: nobody rests yet");
+        assert!(!engine.woke(b, 20.0, Direction::For), "from 10: the bar was moving");
+        assert!(!engine.woke(b, 100.0, Direction::For), "clamped: far from the centre");
+        std::thread::sleep(RECENT_VOTE);
+        assert!(engine.woke(a, -10.0, Direction::Against), "quiet long enough to rest elsewhere");
     }
 }

@@ -442,13 +442,11 @@ impl Application {
     /// 1001, in-flight requests finish — all within `SHUTDOWN_TIMEOUT`.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self { listener, state, config, shutdown, serving, broadcaster_task, mut background, eventsub, .. } = self;
-        background.push(tokio::spawn(
-            state.app.sessions.clone().run_reconciler(
-                config.tuning.reconcile_interval,
-                config.tuning.config_check_interval,
-                shutdown.child_token(),
-            ),
-        ));
+        background.push(tokio::spawn(state.app.sessions.clone().run_reconciler(
+            config.tuning.reconcile_interval,
+            config.tuning.config_check_interval,
+            shutdown.child_token(),
+        )));
         background.push(tokio::spawn(prune_limits(Arc::clone(&state.limits), shutdown.child_token())));
         background.push(tokio::spawn(crate::app::tokens::run_token_hygiene(
             Arc::clone(&state.app),

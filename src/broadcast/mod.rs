@@ -316,8 +316,7 @@ impl Actor {
         // period (their bucket's turn), so their reads do not come in bursts;
         // touched ones at once, wherever they are.
         let turn = (self.ticks % self.rest_every) as usize;
-        let mut overlays: Vec<OverlayId> =
-            self.moving.iter().chain(self.resting[turn].iter()).copied().collect();
+        let mut overlays: Vec<OverlayId> = self.moving.iter().chain(self.resting[turn].iter()).copied().collect();
         for o in touched {
             let bucket = self.bucket(&o);
             if bucket != turn && self.resting[bucket].contains(&o) {

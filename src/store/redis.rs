@@ -338,10 +338,8 @@ impl RedisLiveStore {
         until: &str,
         key_ttl: i64,
     ) -> Result<Vec<i64>, LiveStoreError> {
-        let keys: Vec<String> = sessions
-            .iter()
-            .flat_map(|(o, b)| [keys::session(*o), keys::instances(*o), keys::broadcaster(b)])
-            .collect();
+        let keys: Vec<String> =
+            sessions.iter().flat_map(|(o, b)| [keys::session(*o), keys::instances(*o), keys::broadcaster(b)]).collect();
         let mut args = vec![instance.to_owned(), until.to_owned(), key_ttl.to_string()];
         args.extend(sessions.iter().map(|(o, _)| o.to_string()));
         let replies: Vec<i64> =
