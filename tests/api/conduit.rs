@@ -225,6 +225,24 @@ async fn a_fresh_start_sets_up_one_conduit_an_enabled_shard_and_the_alarms_and_a
 }
 }
 
+/// A new streamer of `twitch` opens an overlay on `app`; once subscribed, a
+/// "yes" typed in their channel must move the bar: chat flows end to end.
+async fn chat_moves_a_new_overlay(twitch: &Twitch, app: &TestApp, chatter: &str, what: &str) {
+    let user = twitch.streamer();
+    let s = add(app, &user).await;
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+    expect_subscriptions(twitch, &user.id, 3).await;
+    let chat = ChatInput {
+        broadcaster_user_id: user.id.clone(),
+        chatter_user_id: chatter.into(),
+        text: "yes".into(),
+        ..ChatInput::default()
+    };
+    twitch.sim.post_chat(chat).await.unwrap();
+    overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect(what);
+}
+
 both_modes! {
 async fn a_new_webhook_secret_rebinds_the_shard_and_renews_the_alarms() {
     let twitch = Twitch::start().await;
@@ -268,19 +286,7 @@ async fn a_new_webhook_secret_rebinds_the_shard_and_renews_the_alarms() {
     assert!(renewed, "alarms made again with the new secret: {:#?}", twitch.sim.subscriptions());
 
     // Twitch now signs with the new secret: chat is accepted.
-    let user = twitch.streamer();
-    let s = add(&again, &user).await;
-    let mut overlay = again.connect(&s.streamer.overlay_id).await;
-    overlay.next_frame(WAIT).await.expect("initial frame");
-    expect_subscriptions(&twitch, &user.id, 3).await;
-    let chat = ChatInput {
-        broadcaster_user_id: user.id.clone(),
-        chatter_user_id: "6061".into(),
-        text: "yes".into(),
-        ..ChatInput::default()
-    };
-    twitch.sim.post_chat(chat).await.unwrap();
-    overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect("chat signed with the new secret is accepted");
+    chat_moves_a_new_overlay(&twitch, &again, "6061", "chat signed with the new secret is accepted").await;
 }
 }
 
@@ -372,19 +378,7 @@ async fn a_websocket_shard_taken_away_is_bound_back_to_our_session() {
     let back = eventually(WAIT, || async { ours().as_deref() == Some(session.as_str()) }).await;
 
     assert!(back, "the leader's check bound it back: {:#?}", twitch.conduits());
-    let user = twitch.streamer();
-    let s = add(&app, &user).await;
-    let mut overlay = app.connect(&s.streamer.overlay_id).await;
-    overlay.next_frame(WAIT).await.expect("initial frame");
-    expect_subscriptions(&twitch, &user.id, 3).await;
-    let chat = ChatInput {
-        broadcaster_user_id: user.id.clone(),
-        chatter_user_id: "6063".into(),
-        text: "yes".into(),
-        ..ChatInput::default()
-    };
-    twitch.sim.post_chat(chat).await.unwrap();
-    overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect("chat flows through our socket again");
+    chat_moves_a_new_overlay(&twitch, &app, "6063", "chat flows through our socket again").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -651,19 +645,7 @@ async fn a_disabled_shard_is_re_assigned_and_chat_flows_again() {
     assert!(repaired, "shard re-enabled: {:#?}", twitch.conduits());
     assert!(app.metric("chatpulse_eventsub_shard_disabled_total").await >= 1.0, "alerted");
 
-    let user = twitch.streamer();
-    let s = add(&app, &user).await;
-    let mut overlay = app.connect(&s.streamer.overlay_id).await;
-    overlay.next_frame(WAIT).await.expect("initial frame");
-    expect_subscriptions(&twitch, &user.id, 3).await;
-    let chat = ChatInput {
-        broadcaster_user_id: user.id.clone(),
-        chatter_user_id: "5551".into(),
-        text: "yes".into(),
-        ..ChatInput::default()
-    };
-    twitch.sim.post_chat(chat).await.unwrap();
-    overlay.wait_for(WAIT, |f| f.value > 0.0).await.expect("chat flows through the repaired shard");
+    chat_moves_a_new_overlay(&twitch, &app, "5551", "chat flows through the repaired shard").await;
 }
 
 /// Logs `login` in through the built-in simulator (auto-approved).

@@ -30,29 +30,15 @@ const SHARD_STATUSES: [&str; 11] = [
     "websocket_failed_to_reconnect",
 ];
 
-/// Subscription statuses (§4.4), plus `conduit_deleted`, which Twitch's
-/// reference lists for a subscription whose conduit was deleted (§3.5).
-const SUBSCRIPTION_STATUSES: [&str; 19] = [
-    "enabled",
-    "webhook_callback_verification_pending",
-    "webhook_callback_verification_failed",
-    "notification_failures_exceeded",
-    "authorization_revoked",
-    "moderator_removed",
-    "user_removed",
-    "chat_user_banned",
-    "version_removed",
-    "beta_maintenance",
-    "websocket_disconnected",
-    "websocket_failed_ping_pong",
-    "websocket_received_inbound_traffic",
-    "websocket_connection_unused",
-    "websocket_internal_error",
-    "websocket_network_timeout",
-    "websocket_network_error",
-    "websocket_failed_to_reconnect",
-    CONDUIT_DELETED,
-];
+/// Whether `status` is a subscription status (§4.4): `enabled`, the two of
+/// the webhook challenge, every revocation status, and `conduit_deleted`,
+/// which Twitch's reference lists for a subscription whose conduit was
+/// deleted (§3.5).
+fn is_subscription_status(status: &str) -> bool {
+    ["enabled", "webhook_callback_verification_pending", "webhook_callback_verification_failed", CONDUIT_DELETED]
+        .contains(&status)
+        || super::REVOCATION_STATUSES.contains(&status)
+}
 
 /// The status of a subscription whose conduit was deleted. §3.5 only says
 /// such subscriptions "stop" and later "show as disabled"; Twitch's Get
@@ -574,7 +560,7 @@ pub(crate) async fn get_subscriptions(
         return bad_request("Only one of status, type, user_id and subscription_id may be specified");
     }
     if let Some(status) = params.get("status")
-        && !SUBSCRIPTION_STATUSES.contains(&status)
+        && !is_subscription_status(status)
     {
         return bad_request("Invalid status");
     }
