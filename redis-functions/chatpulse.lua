@@ -3,8 +3,8 @@
 -- ChatPulse live state as Redis Functions (ARCHITECTURE §4–5).
 --
 -- Every function touches only keys of one session, which all carry the
--- overlay id as a hash tag ({U}), or one single key (the leader lease), so
--- each call runs on one Redis Cluster slot.
+-- overlay id as a hash tag ({U}), or the two keys of one lease (which share a
+-- slot), so each call runs on one Redis Cluster slot.
 -- The caller passes the time (`now`, ms since the epoch) so that results are
 -- reproducible and identical to the in-process store (src/store/memory.rs);
 -- TTLs on keys only collect garbage, the decisions compare stored expiry times
@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '9'
+local VERSION = '10'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -232,28 +232,53 @@ local function unmap(keys, args)
   return 0
 end
 
--- KEYS: the lease key (e.g. cleanup:leader), a hash: instance, until
+-- KEYS: the lease key (e.g. cleanup:leader: a string, the holder's instance
+--       id) and its expiry key (e.g. {cleanup:leader}:until: the lease's end,
+--       ms since the epoch; same slot)
+-- A lease written by library version 9 or older is one hash (instance,
+-- until): it is rewritten in this form, keeping its holder, end and expiry.
+local function upgrade_lease(keys)
+  if redis.call('TYPE', keys[1])['ok'] ~= 'hash' then
+    return
+  end
+  local held = redis.call('HMGET', keys[1], 'instance', 'until')
+  local pttl = redis.call('PTTL', keys[1])
+  redis.call('DEL', keys[1])
+  if held[1] and held[2] then
+    if pttl > 0 then
+      redis.call('SET', keys[1], held[1], 'PX', pttl)
+      redis.call('SET', keys[2], held[2], 'PX', pttl)
+    else
+      redis.call('SET', keys[1], held[1])
+      redis.call('SET', keys[2], held[2])
+    end
+  end
+end
+
+-- KEYS: the lease key, its expiry key (see upgrade_lease)
 -- ARGV: instance id, now, lease ttl ms, key ttl ms
 -- Leader election: takes the lease when nobody holds it or the holder's lease
 -- expired at `now`, extends it when this instance already holds it. Returns 1
 -- if this instance leads after the call.
 local function lead(keys, args)
   local instance, now, ttl = args[1], tonumber(args[2]), tonumber(args[3])
-  local held = redis.call('HMGET', keys[1], 'instance', 'until')
-  local holder, until_ms = held[1], num(held[2], nil)
+  upgrade_lease(keys)
+  local holder = redis.call('GET', keys[1])
+  local until_ms = num(redis.call('GET', keys[2]), nil)
   if holder and holder ~= instance and until_ms ~= nil and until_ms > now then
     return 0
   end
-  redis.call('HSET', keys[1], 'instance', instance, 'until', fmt(now + ttl))
-  redis.call('PEXPIRE', keys[1], args[4])
+  redis.call('SET', keys[1], instance, 'PX', args[4])
+  redis.call('SET', keys[2], fmt(now + ttl), 'PX', args[4])
   return 1
 end
 
--- KEYS: the lease key   ARGV: instance id
+-- KEYS: the lease key, its expiry key   ARGV: instance id
 -- Releases the lease only if this instance holds it. Returns 1 if released.
 local function resign(keys, args)
-  if redis.call('HGET', keys[1], 'instance') == args[1] then
-    redis.call('DEL', keys[1])
+  upgrade_lease(keys)
+  if redis.call('GET', keys[1]) == args[1] then
+    redis.call('DEL', keys[1], keys[2])
     return 1
   end
   return 0

@@ -77,11 +77,18 @@ mod keys {
     pub fn broadcaster(b: &BroadcasterId) -> String {
         format!("broadcaster:{b}")
     }
+    /// The key holding a lease's end, beside the lease key (which holds the
+    /// leader's instance id): `{cleanup:leader}:until`. It must hash to the
+    /// lease key's slot: a key without a hash tag hashes whole, so its name
+    /// becomes the tag; a key with one keeps it.
+    pub fn lease_until(lease: &str) -> String {
+        let tagged = lease.find('{').is_some_and(|open| lease[open + 1..].find('}').is_some_and(|len| len > 0));
+        if tagged { format!("{lease}:until") } else { format!("{{{lease}}}:until") }
+    }
 }
 
-/// Session keys (and the leader lease key) outlive the leases that hold them
-/// by this factor; a session nobody renews (every holder crashed) disappears
-/// on its own.
+/// Session keys outlive the leases that hold them by this factor; a session
+/// nobody renews (every holder crashed) disappears on its own.
 const KEY_TTL_LEASES: i64 = 3;
 /// How long a channel → session lookup is trusted without asking Redis.
 const CACHE_HIT_TTL: Duration = Duration::from_secs(5);
@@ -639,18 +646,19 @@ impl LiveStore for RedisLiveStore {
     }
 
     async fn lead(&self, key: &str, instance: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, LiveStoreError> {
-        // Like a session's keys, the lease key outlives the lease; the
-        // decision compares the stored expiry with `now_ms`. (PEXPIRE refuses
-        // an expiry past i64::MAX ms from now, hence the upper bound.)
-        let key_ttl = ttl_ms.saturating_mul(KEY_TTL_LEASES).clamp(1, i64::MAX / 4);
-        let keys = vec![key.to_owned()];
+        // The keys expire with the lease (`PX` = the lease), and the decision
+        // also compares the stored end with `now_ms`, so a lease ends at the
+        // earlier of the two clocks. (`PX` refuses an expiry past i64::MAX ms
+        // from now, hence the upper bound.)
+        let key_ttl = ttl_ms.clamp(1, i64::MAX / 4);
+        let keys = vec![key.to_owned(), keys::lease_until(key)];
         let args = vec![instance.to_owned(), now_ms.to_string(), ttl_ms.to_string(), key_ttl.to_string()];
         let leads: i64 = self.call("lead", || self.client.fcall("chatpulse_lead", keys.clone(), args.clone())).await?;
         Ok(leads == 1)
     }
 
     async fn resign(&self, key: &str, instance: &str) -> Result<(), LiveStoreError> {
-        let keys = vec![key.to_owned()];
+        let keys = vec![key.to_owned(), keys::lease_until(key)];
         let args = vec![instance.to_owned()];
         self.call("resign", || self.client.fcall::<i64, _, _, _>("chatpulse_resign", keys.clone(), args.clone()))
             .await?;
@@ -679,6 +687,21 @@ mod tests {
         assert_eq!(keys::ratelimit(o), "ratelimit:{6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e}");
         assert_eq!(keys::instances(o), "instances:{6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e}");
         assert_eq!(keys::session(o), format!("session:{{{o}}}"), "the same text as the URL's id");
+    }
+
+    #[test]
+    fn a_lease_end_key_shares_its_lease_keys_slot() {
+        assert_eq!(keys::lease_until("cleanup:leader"), "{cleanup:leader}:until");
+        assert_eq!(keys::lease_until("cleanup:leader:tokens"), "{cleanup:leader:tokens}:until");
+        // A key with a hash tag of its own keeps it.
+        assert_eq!(keys::lease_until("lease:{abc}"), "lease:{abc}:until");
+        for key in ["cleanup:leader", "cleanup:leader:tokens", "lease:{abc}"] {
+            assert_eq!(
+                fred::util::redis_keyslot(key.as_bytes()),
+                fred::util::redis_keyslot(keys::lease_until(key).as_bytes()),
+                "{key}"
+            );
+        }
     }
 
     #[test]

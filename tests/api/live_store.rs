@@ -12,6 +12,7 @@
 //! sleeping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::helpers::redis_cli;
 use chatpulse::domain::{
     BroadcasterId, ChatterId, DecaySpeed, Direction, Label, OverlayConfig, OverlayId, SessionStatus, Trigger,
 };
@@ -448,24 +449,27 @@ fn leader_key() -> String {
 }
 
 async fn one_instance_leads_until_its_lease_expires_and_the_holder_extends_it(store: &dyn LiveStore) {
+    // Leases as long as the deployment's: a store may also let the keys
+    // expire with the lease on its own clock, which this test does not move.
+    const L: i64 = 30_000;
     let key = leader_key();
-    assert!(store.lead(&key, "a", 1_000, T0).await.unwrap(), "nobody held it");
-    assert!(!store.lead(&key, "b", 1_000, T0 + 500).await.unwrap(), "a holds it");
-    assert!(store.lead(&key, "a", 1_000, T0 + 900).await.unwrap(), "a extends to T0 + 1_900");
-    assert!(!store.lead(&key, "b", 1_000, T0 + 1_899).await.unwrap());
-    assert!(store.lead(&key, "b", 1_000, T0 + 1_900).await.unwrap(), "a's lease expired");
-    assert!(!store.lead(&key, "a", 1_000, T0 + 1_901).await.unwrap(), "b holds it now");
-    assert!(store.lead(&key, "b", 1_000, T0 + 1_901).await.unwrap());
+    assert!(store.lead(&key, "a", L, T0).await.unwrap(), "nobody held it");
+    assert!(!store.lead(&key, "b", L, T0 + 15_000).await.unwrap(), "a holds it");
+    assert!(store.lead(&key, "a", L, T0 + 27_000).await.unwrap(), "a extends to T0 + 57_000");
+    assert!(!store.lead(&key, "b", L, T0 + 56_999).await.unwrap());
+    assert!(store.lead(&key, "b", L, T0 + 57_000).await.unwrap(), "a's lease expired");
+    assert!(!store.lead(&key, "a", L, T0 + 57_001).await.unwrap(), "b holds it now");
+    assert!(store.lead(&key, "b", L, T0 + 57_001).await.unwrap());
 
     // Another key is another election.
     let other = leader_key();
-    assert!(store.lead(&other, "a", 1_000, T0 + 1_901).await.unwrap());
-    assert!(!store.lead(&key, "a", 1_000, T0 + 1_902).await.unwrap());
+    assert!(store.lead(&other, "a", L, T0 + 57_001).await.unwrap());
+    assert!(!store.lead(&key, "a", L, T0 + 57_002).await.unwrap());
 
     // A lease as long as it gets.
     let forever = leader_key();
     assert!(store.lead(&forever, "a", i64::MAX, T0).await.unwrap());
-    assert!(!store.lead(&forever, "b", 1_000, T0 + RESET_AFTER_MS * 24 * 365).await.unwrap());
+    assert!(!store.lead(&forever, "b", L, T0 + RESET_AFTER_MS * 24 * 365).await.unwrap());
 }
 
 async fn resigning_frees_the_lease_only_for_its_holder(store: &dyn LiveStore) {
@@ -566,3 +570,35 @@ async fn redis_cluster(limits: VoteLimits) -> Backend {
 live_store_contract!(memory, memory);
 live_store_contract!(redis, redis);
 live_store_contract!(redis_cluster, redis_cluster);
+
+/// The lease keys as ARCHITECTURE §5 names them: the lease key holds the
+/// leader's instance id and expires with the lease; the lease's end sits
+/// beside it. A lease written by an older library (one hash) keeps its
+/// holder until it ends.
+#[tokio::test]
+async fn redis_lease_keys_hold_the_leaders_id_and_expire_with_the_lease() {
+    let Some(store) = redis_backend("TEST_REDIS_URL", default_limits()).await else { return };
+    let url = std::env::var("TEST_REDIS_URL").unwrap();
+    let key = leader_key();
+    let until_key = format!("{{{key}}}:until");
+    let now = chatpulse::now_ms();
+    assert!(store.lead(&key, "instance-a", 30_000, now).await.unwrap());
+    assert_eq!(redis_cli(&url, &["GET", &key]).await, "instance-a");
+    assert_eq!(redis_cli(&url, &["GET", &until_key]).await, (now + 30_000).to_string());
+    for k in [&key, &until_key] {
+        let pttl: i64 = redis_cli(&url, &["PTTL", k]).await.parse().unwrap();
+        assert!((1..=30_000).contains(&pttl), "{k} expires with the lease: {pttl}");
+    }
+    store.resign(&key, "instance-a").await.unwrap();
+    assert_eq!(redis_cli(&url, &["EXISTS", &key, &until_key]).await, "0", "both gone");
+
+    redis_cli(&url, &["HSET", &key, "instance", "instance-old", "until", &(now + 30_000).to_string()]).await;
+    redis_cli(&url, &["PEXPIRE", &key, "90000"]).await;
+    assert!(!store.lead(&key, "instance-b", 30_000, now + 1).await.unwrap(), "the old holder keeps its lease");
+    assert_eq!(redis_cli(&url, &["GET", &key]).await, "instance-old", "rewritten as a string");
+    store.resign(&key, "instance-b").await.unwrap();
+    assert_eq!(redis_cli(&url, &["GET", &key]).await, "instance-old", "only the holder resigns");
+    assert!(store.lead(&key, "instance-b", 30_000, now + 30_000).await.unwrap(), "until its lease ends");
+    assert_eq!(redis_cli(&url, &["GET", &key]).await, "instance-b");
+    store.resign(&key, "instance-b").await.unwrap();
+}
