@@ -5,13 +5,13 @@
 use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tower_sessions::Session;
 
-use super::pages::{ConfigForm, DashboardPage, FieldErrors, Notice};
+use super::pages::{ConfigForm, DashboardPage, FieldErrors, Notice, UnavailablePage};
 use super::{AppState, Error, session};
 use crate::app::accounts::{ActionError, DashboardView};
 use crate::domain::{OverlayId, StreamerId};
@@ -84,9 +84,15 @@ pub async fn show(
     session: Session,
     Query(flags): Query<Flags>,
 ) -> Result<Response, Error> {
-    let (_, view) = match view(&state, &session).await? {
-        Ok(v) => v,
-        Err(redirect) => return Ok(redirect),
+    let (_, view) = match view(&state, &session).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(redirect)) => return Ok(redirect),
+        Err(Error::Unavailable(e)) => {
+            tracing::warn!(error = %e, "dashboard unavailable");
+            let page = UnavailablePage { retry_url: "/dashboard".into() };
+            return Ok((StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "30")], page).into_response());
+        }
+        Err(e) => return Err(e),
     };
     let form = ConfigForm::from_config(&view.setup.config.config);
     let csrf = session::csrf_token(&session).await?;

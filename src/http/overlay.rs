@@ -4,9 +4,10 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::pages::OverlayUnavailablePage;
 use super::{AppState, ClientAddr, Error};
 use crate::app::AcquireError;
 use crate::broadcast::connection;
@@ -20,6 +21,9 @@ pub struct OverlayPage {
     overlay_id: String,
 }
 
+/// How soon an overlay page that could not be served reloads itself.
+const OVERLAY_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn parse_overlay(raw: &str) -> Result<OverlayId, Error> {
     // An invalid id is indistinguishable from an unknown one on purpose.
     raw.parse().map_err(|_| Error::NotFound)
@@ -27,8 +31,23 @@ fn parse_overlay(raw: &str) -> Result<OverlayId, Error> {
 
 pub async fn page(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, Error> {
     let overlay = parse_overlay(&raw)?;
-    let setup = state.app.overlay(overlay).await.map_err(|e| Error::Unavailable(e.to_string()))?;
-    let setup = setup.ok_or(Error::NotFound)?;
+    let setup = match state.app.overlay(overlay).await {
+        Ok(setup) => setup.ok_or(Error::NotFound)?,
+        Err(e) => {
+            // A Browser Source shows whatever it gets: a page that looks like
+            // the overlay's own "reconnecting" state and reloads itself, not
+            // an error text on stream.
+            tracing::warn!(error = %e, "overlay page unavailable");
+            let page = OverlayUnavailablePage { retry_seconds: OVERLAY_RETRY.as_secs() };
+            let retry = HeaderValue::from(OVERLAY_RETRY.as_secs());
+            return Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CACHE_CONTROL, HeaderValue::from_static("no-store")), (header::RETRY_AFTER, retry)],
+                page,
+            )
+                .into_response());
+        }
+    };
     let page = OverlayPage {
         left_label: setup.config.config.left_label.to_string(),
         right_label: setup.config.config.right_label.to_string(),

@@ -20,6 +20,22 @@ pub struct AuthErrorPage {
     pub retry_url: String,
 }
 
+/// The dashboard could not load the account (the durable store did not
+/// answer): said plainly, with a way to retry.
+#[derive(Template, WebTemplate)]
+#[template(path = "unavailable.html")]
+pub struct UnavailablePage {
+    pub retry_url: String,
+}
+
+/// The overlay page while its settings cannot be read: transparent, with the
+/// overlay's "reconnecting" badge, reloading itself every `retry_seconds`.
+#[derive(Template, WebTemplate)]
+#[template(path = "overlay_unavailable.html")]
+pub struct OverlayUnavailablePage {
+    pub retry_seconds: u64,
+}
+
 pub struct Notice {
     pub level: String,
     pub text: String,

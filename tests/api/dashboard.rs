@@ -797,6 +797,16 @@ async fn a_save_while_postgres_is_down_gives_the_form_back_and_changes_nothing()
     assert!(page.contains("action=\"/dashboard/config\""), "the form can be sent again");
     assert!(page.contains(&format!("value=\"{}\"", typed[0].1)), "with its CSRF token");
 
+    // Loading the dashboard meanwhile gets a page that says what is wrong,
+    // not a bare error text.
+    let shown = client.get(format!("{}/dashboard", app.base)).send().await.unwrap();
+    assert_eq!(shown.status(), 503);
+    assert_eq!(shown.headers()["retry-after"], "30");
+    assert!(shown.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let shown = shown.text().await.unwrap();
+    assert!(shown.contains("can’t be loaded right now") && shown.contains("Your overlay keeps working"), "{shown}");
+    assert!(shown.contains("href=\"/dashboard\""), "with a way to retry: {shown}");
+
     proxy.start().await;
     let after = wait_for_setup(&app, overlay).await;
     assert_eq!(after.config.version, before.config.version, "nothing written");

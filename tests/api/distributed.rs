@@ -369,6 +369,13 @@ async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone
     overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("votes still move the bar without PostgreSQL");
     let page = http.get(format!("{base}/overlay/{}", s.streamer.overlay_id)).send().await.unwrap();
     assert_eq!(page.status(), 503, "pages that need PostgreSQL say so");
+    // In the overlay's own look, reloading itself: OBS shows no error text
+    // and recovers on its own.
+    assert_eq!(page.headers()["retry-after"], "10");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let page = page.text().await.unwrap();
+    assert!(page.contains(r#"<meta http-equiv="refresh" content="10">"#), "{page}");
+    assert!(page.contains("reconnecting…") && page.contains("/static/overlay.css"), "{page}");
 
     proxy.start().await;
     let page_back = eventually(Duration::from_secs(15), || async {
