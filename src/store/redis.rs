@@ -1,10 +1,11 @@
 //! Redis live store for the distributed shape (ARCHITECTURE §4–5).
 //!
 //! Every vote is exactly one `FCALL chatpulse_vote`; the broadcaster's read of
-//! all its sessions is one pipelined batch of `HMGET`s (one round trip per
-//! Redis node), decayed here with the same math as the Lua function. Every key
-//! of a session carries the overlay id as a hash tag, so this works unchanged
-//! on Redis Cluster.
+//! all its sessions is one pipelined batch (one round trip per Redis node): on
+//! a standalone Redis `FCALL_RO chatpulse_read` over 256 sessions per call, on
+//! a cluster one `HMGET` per session. The fields are decayed here with the
+//! same math as the Lua function. Every key of a session carries the overlay
+//! id as a hash tag, so this works unchanged on Redis Cluster.
 //!
 //! Redis may disappear or come back empty at any time. Commands time out
 //! quickly, a circuit breaker stops hammering a dead server, the Functions
