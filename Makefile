@@ -17,8 +17,11 @@ run:
 ## against every backend. PostgreSQL and Redis are provisioned first
 ## (scripts/test-services.sh) and a 3-master Redis Cluster is started for the
 ## run and stopped afterwards, pass or fail (scripts/redis-cluster.sh).
+## TEST_REQUIRE_ALL: a test whose server URL is missing fails instead of
+## skipping, so no suite is left out silently.
 test: lint
-	eval "$$(scripts/test-services.sh)" \
+	export TEST_REQUIRE_ALL=1 \
+	  && eval "$$(scripts/test-services.sh)" \
 	  && eval "$$(scripts/redis-cluster.sh start)" \
 	  && trap 'scripts/redis-cluster.sh stop' EXIT \
 	  && $(CARGO) test --all-targets

@@ -38,7 +38,8 @@ start() {
   for _ in $(seq 1 100); do
     if redis-cli -h 127.0.0.1 -p "$base" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
       log "3 masters up on ports ${ports[*]}"
-      echo "export TEST_REDIS_CLUSTER_URL=redis-cluster://127.0.0.1:${ports[0]}?node=127.0.0.1:${ports[1]}&node=127.0.0.1:${ports[2]}"
+      # Quoted: the URL's `&` would otherwise end the command under `eval`.
+      echo "export TEST_REDIS_CLUSTER_URL='redis-cluster://127.0.0.1:${ports[0]}?node=127.0.0.1:${ports[1]}&node=127.0.0.1:${ports[2]}'"
       return 0
     fi
     sleep 0.1

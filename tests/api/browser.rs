@@ -20,7 +20,7 @@ impl Browser {
     /// `None` (skipped, loudly) when `TEST_CHROMEDRIVER` is unset; panics when
     /// it is set but the browser cannot be started.
     pub async fn start() -> Option<Self> {
-        let Ok(driver_path) = std::env::var("TEST_CHROMEDRIVER") else {
+        let Some(driver_path) = crate::helpers::test_env("TEST_CHROMEDRIVER") else {
             eprintln!("SKIPPED: TEST_CHROMEDRIVER is not set (make test sets it)");
             return None;
         };

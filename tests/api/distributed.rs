@@ -514,3 +514,68 @@ async fn leases_are_renewed_three_times_per_lease_and_never_lapse() {
     assert_eq!(app.chat(&s.streamer.twitch_user_id, "1", "yes").await, 204);
     assert_eq!(app.votes("applied").await, 1.0);
 }
+
+/// The whole service on a Redis Cluster (`REDIS_URL=redis-cluster://…`), two
+/// instances of one deployment: the first wired to the simulator like
+/// `make run` leads and sets up EventSub; votes through either instance move
+/// overlays on both; a bar resting on one is woken by the other's pub/sub
+/// signal; a login made on one is valid on the other.
+#[tokio::test]
+async fn two_instances_run_on_a_redis_cluster() {
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let Some(cluster) = test_env("TEST_REDIS_CLUSTER_URL") else {
+        return eprintln!("SKIPPED: TEST_REDIS_CLUSTER_URL unset (make test starts a cluster)");
+    };
+    let leader_key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
+    let instance = |db: &str| {
+        let (db, cluster, leader_key) = (db.to_owned(), cluster.clone(), leader_key.clone());
+        move |c: &mut chatpulse::config::Config| {
+            distributed(db.clone(), cluster.clone())(c);
+            c.tuning.leader_key = leader_key.clone();
+            // Resting bars are read rarely: only the other instance's signal
+            // can wake one within the test's deadline.
+            c.tuning.resting_read = Duration::from_secs(60);
+        }
+    };
+    let one = spawn_demo_app_with(instance(&db)).await;
+    let two = spawn_app_with(instance(&db)).await;
+
+    let set_up = eventually(WAIT, || async {
+        one.metric("chatpulse_leader").await == 1.0 && one.metric("chatpulse_eventsub_ready").await == 1.0
+    })
+    .await;
+    assert!(set_up, "the simulator-wired instance leads and its conduit shard is ready");
+
+    let s = one.add_streamer().await;
+    let b = s.streamer.twitch_user_id.clone();
+    let mut here = one.connect(&s.streamer.overlay_id).await;
+    let mut there = two.connect(&s.streamer.overlay_id).await;
+    here.next_frame(WAIT).await.expect("initial frame on one");
+    there.next_frame(WAIT).await.expect("initial frame on two");
+
+    assert_eq!(two.chat(&b, "1", "yes").await, 204);
+    here.wait_for(WAIT, |f| f.value > 9.0).await.expect("a vote through two moves the bar on one");
+    there.wait_for(WAIT, |f| f.value > 9.0).await.expect("and on two");
+    assert_eq!(one.chat(&b, "2", "no").await, 204);
+    assert_eq!(one.chat(&b, "3", "no").await, 204);
+    here.wait_for(WAIT, |f| f.value < 0.0).await.expect("votes through one move it back");
+    assert_eq!(one.votes("applied").await + two.votes("applied").await, 3.0);
+
+    // Another channel, its overlay open on one only and resting there.
+    let other = two.add_streamer().await;
+    let mut resting = one.connect(&other.streamer.overlay_id).await;
+    resting.next_frame(WAIT).await.expect("initial frame");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(two.chat(&other.streamer.twitch_user_id, "4", "yes").await, 204);
+    resting.wait_for(Duration::from_secs(3), |f| f.value > 9.0).await.expect("woken by the other instance's signal");
+
+    // Login sessions live in the cluster too.
+    let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let landed = client.get(format!("{}/auth/login?as={login}", one.base)).send().await.unwrap();
+    assert!(landed.url().path().ends_with("/dashboard"), "logged in on one: landed on {}", landed.url());
+    let elsewhere = client.get(format!("{}/dashboard", two.base)).send().await.unwrap();
+    assert!(elsewhere.url().path().ends_with("/dashboard"), "still logged in on two: {}", elsewhere.url());
+    assert_eq!(elsewhere.status(), 200);
+    assert!(elsewhere.text().await.unwrap().contains(&login), "two shows the same account");
+}

@@ -53,9 +53,23 @@ pub fn mode() -> Mode {
 /// of one test share a deployment by sharing these URLs. Redis is shared: all
 /// its keys are per overlay or per Twitch user, which tests never share.
 pub async fn distributed_urls() -> Option<(String, String)> {
-    let base = std::env::var("TEST_DATABASE_URL").ok()?;
-    let redis = std::env::var("TEST_REDIS_URL").ok()?;
+    let base = test_env("TEST_DATABASE_URL")?;
+    let redis = test_env("TEST_REDIS_URL")?;
     Some((isolated_database_url(&base).await, redis))
+}
+
+/// A test server's URL (or tool's path) from the environment. Unset: `None`,
+/// and the caller skips, saying so — unless `TEST_REQUIRE_ALL` is set, as
+/// `make test` and CI set it: there a missing variable fails the test, so
+/// no suite is ever skipped silently.
+pub fn test_env(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        _ if std::env::var_os("TEST_REQUIRE_ALL").is_some() => {
+            panic!("{variable} is not set, and TEST_REQUIRE_ALL says every suite must run")
+        }
+        _ => None,
+    }
 }
 
 /// `base` (the test database) with a new, empty schema of its own: a fresh

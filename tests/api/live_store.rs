@@ -541,7 +541,7 @@ async fn memory(limits: VoteLimits) -> Backend {
 /// A Redis store on the server named by `variable`. Unset: skipped, loudly.
 /// Set but unreachable: the test fails.
 pub async fn redis_backend(variable: &str, limits: VoteLimits) -> Option<Arc<RedisLiveStore>> {
-    let Ok(url) = std::env::var(variable) else {
+    let Some(url) = crate::helpers::test_env(variable) else {
         eprintln!("SKIPPED: {variable} is not set (make test sets it)");
         return None;
     };

@@ -631,17 +631,14 @@ repository_contract!(optional postgres, || async {
 /// Unset means "no PostgreSQL here": the caller skips, loudly. Set means the
 /// server must work: every failure after this is a test failure.
 fn test_database_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        Ok(_) | Err(std::env::VarError::NotPresent) => {
-            eprintln!(
-                "!!! SKIPPED: PostgreSQL repository test not run because TEST_DATABASE_URL is unset \
-                 (run `make test`, or `eval \"$(scripts/test-services.sh)\"` first) !!!"
-            );
-            None
-        }
-        Err(e) => panic!("TEST_DATABASE_URL is not valid: {e}"),
+    let url = crate::helpers::test_env("TEST_DATABASE_URL");
+    if url.is_none() {
+        eprintln!(
+            "!!! SKIPPED: PostgreSQL repository test not run because TEST_DATABASE_URL is unset \
+             (run `make test`, or `eval \"$(scripts/test-services.sh)\"` first) !!!"
+        );
     }
+    url
 }
 
 fn metrics() -> Metrics {
