@@ -232,3 +232,25 @@ pub fn ms(v: Option<f64>) -> String {
 pub fn line(out: &mut String, text: impl std::fmt::Display) {
     let _ = writeln!(out, "{text}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_get_thousands_separators() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1_000.0), "1,000");
+        assert_eq!(thousands(25_897.6), "25,898");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+        assert_eq!(thousands(-1_234.0), "-1,234");
+    }
+
+    #[test]
+    fn milliseconds_keep_two_decimals_below_ten_and_one_above() {
+        assert_eq!(ms(None), "–");
+        assert_eq!(ms(Some(1.234)), "1.23 ms");
+        assert_eq!(ms(Some(25.44)), "25.4 ms");
+    }
+}

@@ -431,7 +431,13 @@ pub struct Scrape(pub HashMap<String, f64>);
 impl Scrape {
     pub async fn take(http: &reqwest::Client, base: &str) -> anyhow::Result<Self> {
         let text = http.get(format!("{base}/metrics")).send().await?.error_for_status()?.text().await?;
-        Ok(Self(
+        Ok(Self::parse(&text))
+    }
+
+    /// The samples of a Prometheus text exposition; comments and lines
+    /// without a number are passed over.
+    pub fn parse(text: &str) -> Self {
+        Self(
             text.lines()
                 .filter(|l| !l.starts_with('#'))
                 .filter_map(|l| {
@@ -439,7 +445,7 @@ impl Scrape {
                     Some((name.to_owned(), value.trim().parse().ok()?))
                 })
                 .collect(),
-        ))
+        )
     }
 
     pub fn get(&self, sample: &str) -> f64 {
@@ -491,5 +497,141 @@ impl HistogramDelta {
             lower = (le, cumulative);
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_quantiles_are_nearest_rank_in_milliseconds() {
+        let mut samples = Samples::default();
+        assert_eq!(samples.quantile_ms(0.5), None);
+        assert_eq!(samples.max_ms(), None);
+        for ms in (1..=100).rev() {
+            samples.push(Duration::from_millis(ms));
+        }
+        assert_eq!(samples.len(), 100);
+        assert_eq!(samples.quantile_ms(0.0), Some(1.0));
+        assert_eq!(samples.quantile_ms(0.5), Some(51.0));
+        assert_eq!(samples.quantile_ms(0.99), Some(99.0));
+        assert_eq!(samples.quantile_ms(1.0), Some(100.0));
+        assert_eq!(samples.max_ms(), Some(100.0));
+        let mut more = Samples::default();
+        more.push(Duration::from_micros(250_500));
+        samples.extend(more);
+        assert_eq!(samples.max_ms(), Some(250.5));
+    }
+
+    #[test]
+    fn a_scrape_reads_samples_with_their_labels_and_skips_comments() {
+        let scrape = Scrape::parse(
+            "# HELP chatpulse_votes_total Votes.\n# TYPE chatpulse_votes_total counter\n\
+             chatpulse_votes_total{outcome=\"applied\"} 42\n\
+             chatpulse_votes_total{outcome=\"rate limited\"} 3\n\
+             chatpulse_ws_clients 10000\nnot a sample\n",
+        );
+        assert_eq!(scrape.get("chatpulse_votes_total{outcome=\"applied\"}"), 42.0);
+        assert_eq!(scrape.get("chatpulse_votes_total{outcome=\"rate limited\"}"), 3.0, "a label with a space");
+        assert_eq!(scrape.get("chatpulse_ws_clients"), 10_000.0);
+        assert_eq!(scrape.get("missing"), 0.0);
+        assert_eq!(scrape.0.len(), 3);
+    }
+
+    fn histogram(buckets: &[(&str, f64)], count: f64) -> Scrape {
+        let mut text = String::new();
+        for (le, n) in buckets {
+            text.push_str(&format!("tick_bucket{{le=\"{le}\"}} {n}\n"));
+        }
+        text.push_str(&format!("tick_count {count}\n"));
+        Scrape::parse(&text)
+    }
+
+    #[test]
+    fn histogram_quantiles_interpolate_inside_the_bucket_between_two_scrapes() {
+        let before = histogram(&[("0.001", 5.0), ("0.002", 5.0), ("0.004", 5.0), ("+Inf", 5.0)], 5.0);
+        let after = histogram(&[("0.001", 15.0), ("0.002", 35.0), ("0.004", 45.0), ("+Inf", 45.0)], 45.0);
+        let delta = HistogramDelta::between(&before, &after, "tick");
+        assert_eq!(delta.count, 40.0, "only what was observed in between");
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        // 10 observations ≤ 1 ms, 20 in (1, 2] ms, 10 in (2, 4] ms.
+        assert!(close(delta.quantile_ms(0.25), 1.0), "{:?}", delta.quantile_ms(0.25));
+        assert!(close(delta.quantile_ms(0.5), 1.5), "{:?}", delta.quantile_ms(0.5));
+        assert!(close(delta.quantile_ms(0.875), 3.0), "{:?}", delta.quantile_ms(0.875));
+        assert!(close(delta.quantile_ms(1.0), 4.0));
+    }
+
+    #[test]
+    fn a_histogram_quantile_in_the_open_bucket_is_its_lower_bound_and_none_without_observations() {
+        let empty = histogram(&[("0.001", 0.0), ("+Inf", 0.0)], 0.0);
+        assert_eq!(HistogramDelta::between(&empty, &empty, "tick").quantile_ms(0.5), None);
+        let slow = histogram(&[("0.001", 1.0), ("+Inf", 10.0)], 10.0);
+        let delta = HistogramDelta::between(&empty, &slow, "tick");
+        assert_eq!(delta.quantile_ms(0.99), Some(1.0), "no upper bound: the bucket's floor");
+    }
+
+    #[test]
+    fn the_tracker_matches_a_frame_to_the_newest_vote_it_reflects() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut tracker = Tracker::new(0.5);
+        assert!(tracker.next_vote(at(0)), "the sawtooth starts upwards");
+        // The server's frame: the vote's +10, decayed for 20 ms, in hundredths.
+        let shown = |v: f64, ms: f64| (v * (-0.5 * ms / 1000.0f64).exp() * 100.0).round() / 100.0;
+        tracker.on_frame(shown(10.0, 20.0), at(20));
+        assert_eq!(tracker.unreflected(), 0);
+        assert_eq!(tracker.latencies.clone().quantile_ms(0.5), Some(20.0));
+
+        // Two more votes; one frame showing the second reflects both.
+        tracker.next_vote(at(100));
+        tracker.next_vote(at(110));
+        assert_eq!(tracker.unreflected(), 2);
+        let second = shown(shown(10.0, 100.0) + 10.0, 10.0) + 10.0;
+        tracker.on_frame(shown(second, 40.0), at(150));
+        assert_eq!(tracker.unreflected(), 0);
+        assert_eq!(tracker.latencies.0.iter().map(|us| us / 1000).collect::<Vec<_>>(), [20, 50, 40]);
+
+        // A frame matching no vote, or an older one again, records nothing.
+        tracker.on_frame(-50.0, at(160));
+        tracker.on_frame(shown(10.0, 170.0), at(170));
+        assert_eq!(tracker.latencies.len(), 3);
+    }
+
+    #[test]
+    fn the_tracker_votes_in_a_sawtooth_between_minus_and_plus_75() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new(0.5);
+        // No time passes: no decay, +10 a vote up to 80, then down.
+        let directions: Vec<bool> = (0..25).map(|_| tracker.next_vote(now)).collect();
+        assert!(directions[..8].iter().all(|up| *up), "{directions:?}");
+        assert!(directions[8..24].iter().all(|up| !up), "down from 80 to -80: {directions:?}");
+        assert!(directions[24], "and up again below -75: {directions:?}");
+    }
+
+    #[test]
+    fn a_signed_delivery_verifies_and_parses_as_a_chat_notification() {
+        let mut signer = Signer::new("127.0.0.1:8080".parse().unwrap(), "w1".into());
+        let (head, body) = signer.chat("41245007", "yes");
+        let (_, second_body) = signer.chat("41245007", "no");
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .unwrap_or_else(|| panic!("{name} in {head}"))
+                .to_owned()
+        };
+        assert!(head.starts_with("POST /webhooks/eventsub HTTP/1.1\r\n") && head.ends_with("\r\n\r\n"));
+        assert_eq!(header("Content-Length"), body.len().to_string());
+        let (id, ts) = (header("Twitch-Eventsub-Message-Id"), header("Twitch-Eventsub-Message-Timestamp"));
+        signature::verify(WEBHOOK_SECRET, &id, &ts, body.as_bytes(), &header("Twitch-Eventsub-Message-Signature"))
+            .expect("the server's own check accepts it");
+        let parsed: chatpulse::twitch::eventsub::Notification<chatpulse::twitch::eventsub::ChatMessageEvent> =
+            serde_json::from_str(&body).expect("Twitch's shape");
+        assert_eq!(parsed.event.broadcaster_user_id, "41245007");
+        assert_eq!(parsed.event.message.text, "yes");
+        assert_eq!(parsed.event.message_id, id);
+        let second: serde_json::Value = serde_json::from_str(&second_body).unwrap();
+        assert_ne!(second["event"]["message_id"], parsed.event.message_id.as_str(), "unique message ids");
+        assert_ne!(second["event"]["chatter_user_id"], parsed.event.chatter_user_id.as_str(), "and chatters");
     }
 }
