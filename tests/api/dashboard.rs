@@ -936,6 +936,25 @@ async fn a_twitch_outage_during_a_refresh_keeps_the_tokens() {
     assert!(refreshed, "refreshed once Twitch answered again");
 }
 
+/// A restart of the embedded `first` on its data directory with other token
+/// encryption keys, still talking to `first`'s simulator (the same Twitch),
+/// checking tokens every 200 ms.
+async fn restart_with_keys(first: &TestApp, key: &str, previous: Option<&str>) -> TestApp {
+    let (data_path, sim) = (first.data.path().to_path_buf(), sim_url(first));
+    let sim_defaults = chatpulse::twitch::sim::SimConfig::default();
+    spawn_in(tempfile::TempDir::with_prefix("unused").unwrap(), |c| {
+        c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path };
+        c.twitch_client_id = Some(sim_defaults.client_id.clone());
+        c.twitch_client_secret = Some(chatpulse::config::Secret::new(sim_defaults.client_secret.clone()));
+        c.twitch_api_url = format!("{sim}/helix");
+        c.twitch_auth_url = format!("{sim}/oauth2");
+        c.token_encryption_key = chatpulse::config::Secret::new(key);
+        c.token_encryption_key_previous = previous.map(chatpulse::config::Secret::new);
+        c.tuning.token_check_interval = Duration::from_millis(200);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn tokens_that_no_longer_decrypt_are_kept_and_reported_not_deleted() {
     const OLD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -945,20 +964,9 @@ async fn tokens_that_no_longer_decrypt_are_kept_and_reported_not_deleted() {
     log_in(&first, &login).await;
     let streamer = streamer_by_login(&first, &login).await;
     let before = first.repo.tokens(streamer.id).await.unwrap().unwrap();
-    let (data_path, sim) = (first.data.path().to_path_buf(), sim_url(&first));
-    let sim_defaults = chatpulse::twitch::sim::SimConfig::default();
 
     // The operator restarts with a new key and forgets the previous one.
-    let second = spawn_in(tempfile::TempDir::with_prefix("unused").unwrap(), |c| {
-        c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path.clone() };
-        c.twitch_client_id = Some(sim_defaults.client_id.clone());
-        c.twitch_client_secret = Some(chatpulse::config::Secret::new(sim_defaults.client_secret.clone()));
-        c.twitch_api_url = format!("{sim}/helix");
-        c.twitch_auth_url = format!("{sim}/oauth2");
-        c.token_encryption_key = chatpulse::config::Secret::new(WRONG);
-        c.tuning.token_check_interval = Duration::from_millis(200);
-    })
-    .await;
+    let second = restart_with_keys(&first, WRONG, None).await;
 
     let reported = eventually(Duration::from_secs(5), || async {
         second.metric("chatpulse_token_checks_total{outcome=\"undecryptable\"}").await >= 2.0
@@ -1143,23 +1151,9 @@ async fn rotating_the_encryption_key_keeps_everyone_logged_in() {
     let login = unique_login();
     log_in(&first, &login).await;
     let streamer = streamer_by_login(&first, &login).await;
-    let data_path = first.data.path().to_path_buf();
-    let sim = sim_url(&first);
-    let sim_defaults = chatpulse::twitch::sim::SimConfig::default();
 
-    // The operator restarts with a new key and the old one as "previous";
-    // Twitch (the first instance's simulator) is still the same Twitch.
-    let second = spawn_in(tempfile::TempDir::with_prefix("unused").unwrap(), |c| {
-        c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path.clone() };
-        c.twitch_client_id = Some(sim_defaults.client_id.clone());
-        c.twitch_client_secret = Some(chatpulse::config::Secret::new(sim_defaults.client_secret.clone()));
-        c.twitch_api_url = format!("{sim}/helix");
-        c.twitch_auth_url = format!("{sim}/oauth2");
-        c.token_encryption_key = chatpulse::config::Secret::new(NEW);
-        c.token_encryption_key_previous = Some(chatpulse::config::Secret::new(OLD));
-        c.tuning.token_check_interval = Duration::from_millis(200);
-    })
-    .await;
+    // The operator restarts with a new key and the old one as "previous".
+    let second = restart_with_keys(&first, NEW, Some(OLD)).await;
 
     // The token check reads the old ciphertext and rewrites it under the new key.
     let only_new = TokenCipher::new(NEW, None).unwrap();

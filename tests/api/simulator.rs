@@ -82,6 +82,18 @@ impl TestSim {
         self.http.post(format!("{}/oauth2/token", self.base)).form(form).send().await.unwrap()
     }
 
+    /// `grant_type=refresh_token` with this app's credentials.
+    async fn refresh_request(&self, refresh: &str) -> reqwest::Response {
+        let (id, secret) = (self.client_id(), self.client_secret());
+        self.token_request(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
+        .await
+    }
+
     async fn app_token(&self) -> String {
         let (id, secret) = (self.client_id(), self.client_secret());
         let r = self
@@ -540,14 +552,7 @@ async fn refresh_rotates_and_client_credentials_has_no_refresh_token() {
     let (access, refresh) = t.user_token("pixelpaws", "channel:bot").await;
     assert!(refresh.contains('%') && refresh.contains('='), "refresh tokens need URL-encoding");
     let (id, secret) = (t.client_id(), t.client_secret());
-    let r = t
-        .token_request(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await;
+    let r = t.refresh_request(&refresh).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     let new_refresh = body["refresh_token"].as_str().unwrap().to_owned();
@@ -556,14 +561,7 @@ async fn refresh_rotates_and_client_credentials_has_no_refresh_token() {
     assert_eq!(body["scope"], json!(["channel:bot"]));
     assert_eq!(body["token_type"], "bearer");
 
-    let r = t
-        .token_request(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await;
+    let r = t.refresh_request(&refresh).await;
     assert_eq!(r.status(), 400);
     let expected = json!({"error": "Bad Request", "status": 400, "message": "Invalid refresh token"});
     assert_eq!(r.json::<Value>().await.unwrap(), expected);
@@ -1214,15 +1212,7 @@ async fn disconnecting_the_app_revokes_tokens_grants_and_subscriptions() {
     assert_eq!(event["user_login"], "pixelpaws");
     assert_eq!(event["client_id"], t.client_id().as_str());
     assert_eq!(t.get("/users", &access).await.0, 401, "the user's tokens are dead");
-    let (id, secret) = (t.client_id(), t.client_secret());
-    let r = t
-        .token_request(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await;
+    let r = t.refresh_request(&refresh).await;
     assert_eq!(r.status(), 400);
     assert!(t.sim.granted_scopes(&streamer.id).is_empty());
 }
@@ -1944,15 +1934,7 @@ async fn expired_user_tokens_fail_validate_and_helix() {
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("Unauthorized")));
 
     // The refresh token still works (confidential clients' ones do not expire, §1.3).
-    let (id, secret) = (t.client_id(), t.client_secret());
-    let r = t
-        .token_request(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await;
+    let r = t.refresh_request(&refresh).await;
     assert_eq!(r.status(), 200);
     let fresh: Value = r.json().await.unwrap();
     assert_eq!(t.get("/users", fresh["access_token"].as_str().unwrap()).await.0, 200);
