@@ -5,13 +5,18 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build run test test-unit lint fmt services clean bench bench-quick
+.PHONY: build run release test test-unit lint fmt services clean bench bench-quick
 
 build:
 	$(CARGO) build
 
 run:
 	$(CARGO) run --bin chatpulse -- serve
+
+## The production binary: no Twitch simulator in it (docs/architecture.md,
+## "Crates"); what deploy/docker/Dockerfile builds.
+release:
+	$(CARGO) build --release --locked --no-default-features --bin chatpulse
 
 ## The whole suite: formatting and lints, then unit and integration tests
 ## against every backend. PostgreSQL and Redis are provisioned first
@@ -24,15 +29,21 @@ test: lint
 	  && eval "$$(scripts/test-services.sh)" \
 	  && eval "$$(scripts/redis-cluster.sh start)" \
 	  && trap 'scripts/redis-cluster.sh stop' EXIT \
-	  && $(CARGO) test --all-targets
+	  && $(CARGO) test --workspace --all-targets
 
 ## Unit tests only (pure rules; no servers needed).
 test-unit:
-	$(CARGO) test --lib
+	$(CARGO) test --workspace --lib
 
+## Lints every crate, and the product crate once more as production builds
+## it (without the simulator); the production build must not link the
+## simulator crate at all.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p chatpulse --no-default-features --lib --bins -- -D warnings
+	@if $(CARGO) tree -p chatpulse --no-default-features -e normal,build --prefix none | grep -q '^twitch-sim '; then \
+	  echo "the production build (--no-default-features) links the Twitch simulator" >&2; exit 1; fi
 
 fmt:
 	$(CARGO) fmt --all
@@ -48,11 +59,11 @@ services:
 BENCH = $${CARGO_TARGET_DIR:-target}/release/chatpulse-bench
 
 bench:
-	$(CARGO) build --release --bin chatpulse --bin chatpulse-bench
+	$(CARGO) build --release -p chatpulse -p chatpulse-bench --bin chatpulse --bin chatpulse-bench
 	ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)"; $(BENCH)
 
 bench-quick:
-	$(CARGO) build --release --bin chatpulse --bin chatpulse-bench
+	$(CARGO) build --release -p chatpulse -p chatpulse-bench --bin chatpulse --bin chatpulse-bench
 	ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)"; $(BENCH) --quick
 
 clean:

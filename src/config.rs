@@ -4,7 +4,6 @@
 //! documented defaults; `APP_ENV=production` insists on real secrets. A bad
 //! value stops start-up with one line naming the variable.
 
-use std::fmt;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +15,7 @@ pub const DEV_TOKEN_ENCRYPTION_KEY: &str = "000000000000000000000000000000000000
 
 pub const TWITCH_AUTH_URL: &str = "https://id.twitch.tv/oauth2";
 pub const TWITCH_API_URL: &str = "https://api.twitch.tv/helix";
+pub use crate::secret::Secret;
 pub use crate::twitch::eventsub_ws::TWITCH_EVENTSUB_WS_URL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,26 +37,6 @@ pub enum StorageMode {
     Embedded { data_dir: PathBuf },
     /// PostgreSQL plus Redis; any number of instances.
     Distributed { database_url: Secret, redis_url: Secret },
-}
-
-/// A value that must never appear in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 /// How Twitch reaches our conduit's shard.
@@ -115,8 +95,6 @@ pub struct Tuning {
     pub login_session_max: Duration,
     /// How often stored Twitch user tokens are validated (Twitch requires hourly).
     pub token_check_interval: Duration,
-    /// First user id of the built-in simulator (tests give each app its own).
-    pub simulator_first_user_id: u64,
     /// SO_SNDBUF of accepted connections; `None` keeps the kernel's
     /// autotuning. A small buffer makes a stalled overlay reach its queue
     /// limit (and eviction) after kilobytes instead of megabytes of backlog.
@@ -161,7 +139,6 @@ impl Default for Tuning {
             dashboard_rate: (240, 60),
             login_session_idle: Duration::from_secs(7 * 24 * 3600),
             login_session_max: Duration::from_secs(30 * 24 * 3600),
-            simulator_first_user_id: 41_245_000,
             token_check_interval: Duration::from_secs(3600),
             socket_send_buffer: None,
             leader_key: "cleanup:leader".to_owned(),
@@ -200,11 +177,6 @@ pub struct Config {
     pub twitch_auth_url: String,
     /// `TWITCH_API_URL`.
     pub twitch_api_url: String,
-    /// `TWITCH_SIM_PORT`: in development without `TWITCH_CLIENT_ID`, `serve`
-    /// runs the built-in Twitch simulator on this port (default `PORT` + 1)
-    /// and talks to it through `TWITCH_API_URL`/`TWITCH_AUTH_URL` as it would
-    /// to Twitch. `None`: no Twitch at all (tests).
-    pub twitch_sim_port: Option<u16>,
     /// `SESSION_SECRET`: signs login sessions.
     pub session_secret: Secret,
     /// `WEBHOOK_CALLBACK_URL`: where Twitch delivers EventSub messages.
@@ -266,6 +238,7 @@ pub const VARIABLES: &[&str] = &[
     "TWITCH_REDIRECT_URI",
     "TWITCH_AUTH_URL",
     "TWITCH_API_URL",
+    // Read by the development wiring (`dev::BuiltInTwitch`), feature `simulator`.
     "TWITCH_SIM_PORT",
     "WEBHOOK_CALLBACK_URL",
     "WEBHOOK_SECRET",
@@ -441,7 +414,7 @@ impl Config {
                         "must be a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL",
                     ));
                 }
-                StorageMode::Distributed { database_url: Secret(db), redis_url: Secret(redis) }
+                StorageMode::Distributed { database_url: Secret::new(db), redis_url: Secret::new(redis) }
             }
             (Some(_), None) => {
                 return Err(err("REDIS_URL", "must be set when DATABASE_URL is set (distributed mode needs both)"));
@@ -452,7 +425,7 @@ impl Config {
         };
 
         let twitch_client_id = src.get("TWITCH_CLIENT_ID");
-        let twitch_client_secret = src.get("TWITCH_CLIENT_SECRET").map(Secret);
+        let twitch_client_secret = src.get("TWITCH_CLIENT_SECRET").map(Secret::new);
         if twitch_client_id.is_some() != twitch_client_secret.is_some() {
             let missing = if twitch_client_id.is_some() { "TWITCH_CLIENT_SECRET" } else { "TWITCH_CLIENT_ID" };
             return Err(err(missing, "TWITCH_CLIENT_ID and TWITCH_CLIENT_SECRET must be set together"));
@@ -464,22 +437,16 @@ impl Config {
         check_http_url("TWITCH_AUTH_URL", &twitch_auth_url)?;
         let twitch_api_url = src.get("TWITCH_API_URL").unwrap_or_else(|| TWITCH_API_URL.to_owned());
         check_http_url("TWITCH_API_URL", &twitch_api_url)?;
-        let twitch_sim_port = match (&twitch_client_id, app_env) {
-            (None, AppEnv::Development) => {
-                Some(src.parse("TWITCH_SIM_PORT", port.wrapping_add(1), "a port number 0-65535")?)
-            }
-            _ => None,
-        };
 
-        let session_secret = Secret(src.get("SESSION_SECRET").unwrap_or_else(|| DEV_SESSION_SECRET.to_owned()));
-        if session_secret.0.len() < 64 {
+        let session_secret = Secret::new(src.get("SESSION_SECRET").unwrap_or_else(|| DEV_SESSION_SECRET.to_owned()));
+        if session_secret.expose().len() < 64 {
             return Err(err("SESSION_SECRET", "must be at least 64 characters"));
         }
         let webhook_callback_url =
             src.get("WEBHOOK_CALLBACK_URL").unwrap_or_else(|| format!("{public_url}/webhooks/eventsub"));
         check_http_url("WEBHOOK_CALLBACK_URL", &webhook_callback_url)?;
-        let webhook_secret = Secret(src.get("WEBHOOK_SECRET").unwrap_or_else(|| DEV_WEBHOOK_SECRET.to_owned()));
-        let ws = &webhook_secret.0;
+        let webhook_secret = Secret::new(src.get("WEBHOOK_SECRET").unwrap_or_else(|| DEV_WEBHOOK_SECRET.to_owned()));
+        let ws = &webhook_secret.expose();
         if !(10..=100).contains(&ws.len()) || !ws.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(err("WEBHOOK_SECRET", "must be 10-100 printable ASCII characters"));
         }
@@ -497,13 +464,15 @@ impl Config {
             return Err(err("TWITCH_EVENTSUB_WS_URL", "must be a ws:// or wss:// URL"));
         }
         let token_encryption_key =
-            Secret(src.get("TOKEN_ENCRYPTION_KEY").unwrap_or_else(|| DEV_TOKEN_ENCRYPTION_KEY.to_owned()));
-        if token_encryption_key.0.len() != 64 || !token_encryption_key.0.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Secret::new(src.get("TOKEN_ENCRYPTION_KEY").unwrap_or_else(|| DEV_TOKEN_ENCRYPTION_KEY.to_owned()));
+        if token_encryption_key.expose().len() != 64
+            || !token_encryption_key.expose().bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(err("TOKEN_ENCRYPTION_KEY", "must be 64 hex digits (32 bytes)"));
         }
-        let token_encryption_key_previous = src.get("TOKEN_ENCRYPTION_KEY_PREVIOUS").map(Secret);
+        let token_encryption_key_previous = src.get("TOKEN_ENCRYPTION_KEY_PREVIOUS").map(Secret::new);
         if let Some(previous) = &token_encryption_key_previous
-            && (previous.0.len() != 64 || !previous.0.bytes().all(|b| b.is_ascii_hexdigit()))
+            && (previous.expose().len() != 64 || !previous.expose().bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err(err("TOKEN_ENCRYPTION_KEY_PREVIOUS", "must be 64 hex digits (32 bytes)"));
         }
@@ -565,7 +534,6 @@ impl Config {
             twitch_redirect_uri,
             twitch_auth_url,
             twitch_api_url,
-            twitch_sim_port,
             session_secret,
             webhook_callback_url,
             webhook_secret,
@@ -597,13 +565,13 @@ impl Config {
         if self.twitch_client_id.is_none() {
             return Err(err("TWITCH_CLIENT_ID", "is required in production (the Twitch simulator is refused)"));
         }
-        if self.session_secret.0 == DEV_SESSION_SECRET {
+        if self.session_secret.expose() == DEV_SESSION_SECRET {
             return Err(err("SESSION_SECRET", "must be set to a real secret in production"));
         }
-        if self.webhook_secret.0 == DEV_WEBHOOK_SECRET {
+        if self.webhook_secret.expose() == DEV_WEBHOOK_SECRET {
             return Err(err("WEBHOOK_SECRET", "must be set to a real secret in production"));
         }
-        if self.token_encryption_key.0 == DEV_TOKEN_ENCRYPTION_KEY {
+        if self.token_encryption_key.expose() == DEV_TOKEN_ENCRYPTION_KEY {
             return Err(err("TOKEN_ENCRYPTION_KEY", "must be set to a real key in production"));
         }
         if self.bot_user_id.is_none() {
@@ -652,7 +620,6 @@ impl Config {
         })
         .unwrap_or_else(|e| unreachable!("default configuration is valid: {e}"));
         config.tuning.session_grace = Duration::from_millis(200);
-        config.twitch_sim_port = None;
         config
     }
 }
@@ -699,7 +666,6 @@ mod tests {
         assert_eq!(c.public_url, "http://localhost:8080");
         assert_eq!(c.webhook_callback_url, "http://localhost:8080/webhooks/eventsub");
         assert_eq!(c.twitch_api_url, TWITCH_API_URL);
-        assert_eq!(c.twitch_sim_port, Some(8081), "the simulator runs beside the service");
         assert_eq!(c.max_websocket_connections, 10_000);
         assert_eq!(c.connection_rate_per_ip.get(), 10);
         assert_eq!(c.vote_rate_limit_capacity, 100);
@@ -712,7 +678,6 @@ mod tests {
     fn a_complete_production_configuration_is_accepted() {
         let c = load(&production()).unwrap();
         assert_eq!(c.app_env, AppEnv::Production);
-        assert_eq!(c.twitch_sim_port, None);
         assert_eq!(c.tuning.shutdown_drain, Duration::from_secs(5), "a third of 30 s, at most 5 s");
         let quick = load(&with(production(), "SHUTDOWN_TIMEOUT", "6s")).unwrap();
         assert_eq!(quick.tuning.shutdown_drain, Duration::from_secs(2));

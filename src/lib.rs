@@ -18,10 +18,13 @@ pub mod app;
 pub mod broadcast;
 pub mod config;
 pub mod crypto;
+#[cfg(feature = "simulator")]
+pub mod dev;
 pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod secret;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

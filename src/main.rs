@@ -39,7 +39,9 @@ enum Command {
     },
     /// Run the Twitch simulator on its own (OAuth, Helix, EventSub delivery).
     /// Point a service at it with TWITCH_AUTH_URL=http://HOST:PORT/oauth2 and
-    /// TWITCH_API_URL=http://HOST:PORT/helix.
+    /// TWITCH_API_URL=http://HOST:PORT/helix. Absent from production builds
+    /// (built without the `simulator` feature).
+    #[cfg_attr(not(feature = "simulator"), command(hide = true))]
     TwitchSim {
         /// Port to listen on.
         #[arg(long, default_value_t = 8090)]
@@ -124,64 +126,47 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         StorageMode::Distributed { .. } => "distributed (PostgreSQL + Redis)".to_owned(),
     };
     let public_url = config.public_url.clone();
+    #[cfg(feature = "simulator")]
+    let (app, demo) = match chatpulse::dev::BuiltInTwitch::from_env(&config)? {
+        Some(builtin) => Application::build_with_simulator(config, builtin).await?,
+        None => (Application::build(config).await?, None),
+    };
+    #[cfg(not(feature = "simulator"))]
     let app = Application::build(config).await?;
     tracing::info!(port = app.port(), storage = %storage, "ChatPulse is listening");
     println!("ChatPulse is listening on port {} — storage: {storage}", app.port());
-    match app.demo() {
-        Some(demo) => {
-            println!();
-            println!("  Demo on the built-in Twitch simulator ({}):", demo.simulator_url);
-            println!("    dashboard:  {}", demo.dashboard_url);
-            println!("    overlay:    {}", demo.overlay_url);
-            println!("    chat page:  {}   ← type \"yes\" or \"no\" there", demo.chat_url);
-            println!();
-        }
-        None => println!("  add a streamer: chatpulse streamers add <twitch_user_id> <login>"),
+    #[cfg(feature = "simulator")]
+    if let Some(demo) = demo {
+        println!();
+        println!("  Demo on the built-in Twitch simulator ({}):", demo.simulator_url);
+        println!("    dashboard:  {}", demo.dashboard_url);
+        println!("    overlay:    {}", demo.overlay_url);
+        println!("    chat page:  {}   ← type \"yes\" or \"no\" there", demo.chat_url);
+        println!();
     }
+    println!("  add a streamer: chatpulse streamers add <twitch_user_id> <login>");
     println!("  health:  {public_url}/health/ready");
     startup::cancel_on_signal(app.shutdown_token());
     app.run_until_stopped().await
 }
 
+/// `chatpulse twitch-sim`: the simulator crate's standalone runner.
+#[cfg(feature = "simulator")]
 async fn twitch_sim(
     port: u16,
     client_id: Option<String>,
     client_secret: Option<String>,
     redirect_uris: Vec<String>,
 ) -> anyhow::Result<()> {
-    use chatpulse::twitch::sim::{SimConfig, Simulator};
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
-    let port = listener.local_addr()?.port();
-    let defaults = SimConfig::default();
-    let config = SimConfig {
-        client_id: client_id.unwrap_or(defaults.client_id.clone()),
-        client_secret: client_secret.unwrap_or(defaults.client_secret.clone()),
-        public_url: format!("http://localhost:{port}"),
-        redirect_uris,
-        ..defaults
-    };
-    let sim = Simulator::new(config);
-    // The same two accounts, in the same order (so with the same ids), as the
-    // built-in simulator of `make run`: a channel to chat in, and the bot.
-    let streamer = sim.create_user("demo_streamer", "DemoStreamer");
-    sim.grant(&streamer.id, &["channel:bot"]);
-    let bot = sim.create_user("chatpulse_bot", "ChatPulse Bot");
-    sim.grant(&bot.id, &["user:read:chat", "user:bot"]);
-    let config = sim.config();
-    println!("Twitch simulator on http://localhost:{port}; point ChatPulse at it with:");
-    println!();
-    println!("  export TWITCH_AUTH_URL=http://localhost:{port}/oauth2");
-    println!("  export TWITCH_API_URL=http://localhost:{port}/helix");
-    println!("  export TWITCH_EVENTSUB_WS_URL=ws://localhost:{port}/ws");
-    println!("  export TWITCH_CLIENT_ID={}", config.client_id);
-    println!("  export TWITCH_CLIENT_SECRET={}", config.client_secret);
-    println!("  export BOT_USER_ID={}", bot.id);
-    println!();
-    println!("  chat page: http://localhost:{port}/sim/chat   (channel: {} {})", streamer.login, streamer.id);
     let shutdown = tokio_util::sync::CancellationToken::new();
     startup::cancel_on_signal(shutdown.clone());
-    sim.serve(listener, shutdown).await?;
+    twitch_sim::run_standalone(port, client_id, client_secret, redirect_uris, shutdown).await?;
     Ok(())
+}
+
+#[cfg(not(feature = "simulator"))]
+async fn twitch_sim(_: u16, _: Option<String>, _: Option<String>, _: Vec<String>) -> anyhow::Result<()> {
+    anyhow::bail!("this chatpulse was built without the Twitch simulator (cargo feature `simulator`)")
 }
 
 async fn streamers(config: &Config, action: StreamersCommand) -> anyhow::Result<()> {

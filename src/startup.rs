@@ -24,14 +24,14 @@ use crate::engine::VoteEngine;
 use crate::http::limits::ConnectionLimits;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::memory::MemoryLiveStore;
 use crate::store::postgres::PostgresRepository;
 use crate::store::redis::RedisLiveStore;
 use crate::store::sqlite::SqliteRepository;
-use crate::store::{LiveStore, NewStreamer, Repository, VoteLimits};
+use crate::store::{LiveStore, Repository, VoteLimits};
 use crate::twitch::client::TwitchClient;
 use crate::twitch::oauth::TwitchOAuth;
-use crate::twitch::sim::{SimConfig, Simulator};
 
 /// Opens the durable store for a one-shot command (CLI): migrations are
 /// applied first, and an unreachable server is an error, not a retry.
@@ -119,27 +119,45 @@ async fn migrate_until_done(pg: Arc<PostgresRepository>, status: Arc<Mutex<Resul
     }
 }
 
-/// What a newcomer needs after `make run` with the built-in simulator.
+/// How this process reaches Twitch: the real one (from the configuration)
+/// or a simulator (the development wiring in `crate::dev`).
 #[derive(Debug, Clone)]
-pub struct Demo {
-    /// The demo streamer's overlay.
-    pub overlay_url: String,
-    /// The simulator's chat page: type the trigger words there.
-    pub chat_url: String,
-    /// Logs the demo streamer in (through the simulator) and opens the dashboard.
-    pub dashboard_url: String,
-    /// The simulator's base URL (`TWITCH_API_URL` = this + `/helix`).
-    pub simulator_url: String,
+pub(crate) struct TwitchEndpoints {
+    /// Helix (`TWITCH_API_URL`).
+    pub api_url: String,
+    /// OAuth (`TWITCH_AUTH_URL`): the authorize page browsers are sent to and
+    /// the token endpoint.
+    pub auth_url: String,
+    /// The EventSub WebSocket (`TWITCH_EVENTSUB_WS_URL`).
+    pub ws_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The bot account that reads chat (`BOT_USER_ID`); its own messages
+    /// never vote. `None`: chat cannot be subscribed to.
+    pub bot_user_id: Option<String>,
 }
 
-/// Twitch as this process sees it: the real one, the built-in simulator, or none.
+impl TwitchEndpoints {
+    /// The configured Twitch application, if there is one.
+    fn from_config(config: &Config) -> Option<Self> {
+        let (client_id, client_secret) = (config.twitch_client_id.as_ref()?, config.twitch_client_secret.as_ref()?);
+        Some(Self {
+            api_url: config.twitch_api_url.clone(),
+            auth_url: config.twitch_auth_url.clone(),
+            ws_url: config.twitch_eventsub_ws_url.clone(),
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            bot_user_id: config.bot_user_id.clone(),
+        })
+    }
+}
+
+/// Twitch as this process sees it; all `None` without a Twitch application.
+#[derive(Default)]
 struct Twitch {
     eventsub: Option<Arc<EventSub>>,
     oauth: Option<Arc<TwitchOAuth>>,
     bot_user_id: Option<String>,
-    simulator: bool,
-    demo: Option<Demo>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 /// What the EventSub manager needs besides its Twitch client.
@@ -173,131 +191,26 @@ impl EventSubDeps<'_> {
     }
 }
 
-async fn start_twitch(deps: &EventSubDeps<'_>, shutdown: &CancellationToken) -> anyhow::Result<Twitch> {
-    let (config, repo) = (deps.config, deps.repo);
-    if let (Some(id), Some(client_secret)) = (&config.twitch_client_id, &config.twitch_client_secret) {
-        let client =
-            Arc::new(TwitchClient::new(&config.twitch_api_url, &config.twitch_auth_url, id, client_secret.clone())?);
-        let oauth = TwitchOAuth::new(
-            &config.twitch_auth_url,
-            &config.twitch_api_url,
-            id,
-            client_secret,
-            &config.twitch_redirect_uri,
-        )?;
-        let eventsub = match &config.bot_user_id {
-            Some(bot) => Some(deps.build(client, bot, &config.twitch_eventsub_ws_url)),
-            None => {
-                tracing::warn!("BOT_USER_ID is not set: chat cannot be subscribed to");
-                None
-            }
-        };
-        return Ok(Twitch {
-            eventsub,
-            oauth: Some(Arc::new(oauth)),
-            bot_user_id: config.bot_user_id.clone(),
-            simulator: false,
-            demo: None,
-            tasks: vec![],
-        });
-    }
-    let Some(port) = config.twitch_sim_port else {
-        return Ok(Twitch {
-            eventsub: None,
-            oauth: None,
-            bot_user_id: None,
-            simulator: false,
-            demo: None,
-            tasks: vec![],
-        });
-    };
-
-    // Development without credentials: a local Twitch in this process,
-    // reached over HTTP exactly like the real one.
-    let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
-        .await
-        .with_context(|| format!("TWITCH_SIM_PORT: cannot listen on port {port}"))?;
-    let port = listener.local_addr()?.port();
-    let simulator_url = format!("http://localhost:{port}");
-    let sim = Simulator::new(SimConfig {
-        public_url: simulator_url.clone(),
-        redirect_uris: vec![config.twitch_redirect_uri.clone()],
-        first_user_id: config.tuning.simulator_first_user_id,
-        ..SimConfig::default()
-    });
-    // Created in a fixed order so their ids are the same on every start (the
-    // demo streamer is stored in our database); the demo channel comes first
-    // so the chat page preselects it.
-    let streamer = sim.create_user("demo_streamer", "DemoStreamer");
-    sim.grant(&streamer.id, &["channel:bot"]);
-    let bot = sim.create_user("chatpulse_bot", "ChatPulse Bot");
-    sim.grant(&bot.id, &["user:read:chat", "user:bot"]);
-    let serve = {
-        let sim = sim.clone();
-        let shutdown = shutdown.child_token();
-        tokio::spawn(async move {
-            if let Err(e) = sim.serve(listener, shutdown).await {
-                tracing::error!(error = %e, "Twitch simulator stopped");
-            }
-        })
-    };
-    let local = format!("http://127.0.0.1:{port}");
-    let sim_secret = crate::config::Secret::new(sim.config().client_secret.clone());
-    let client = Arc::new(TwitchClient::new(
-        &format!("{local}/helix"),
-        &format!("{local}/oauth2"),
-        &sim.config().client_id,
-        sim_secret.clone(),
-    )?);
-    // The browser goes to the simulator's public address; the server talks
-    // to it on loopback.
-    let oauth = TwitchOAuth::new(
-        &format!("{simulator_url}/oauth2"),
-        &format!("{local}/helix"),
-        &sim.config().client_id,
-        &sim_secret,
-        &config.twitch_redirect_uri,
-    )?;
-    let eventsub = deps.build(client, &bot.id, &format!("ws://127.0.0.1:{port}/ws"));
-    let demo = match demo_streamer(repo, &streamer.id, &streamer.login, &streamer.display_name).await {
-        Ok(overlay) => Some(Demo {
-            overlay_url: config.overlay_url(overlay),
-            chat_url: format!("{simulator_url}/sim/chat"),
-            dashboard_url: format!("{}/auth/login?as={}", config.public_url, streamer.login),
-            simulator_url,
-        }),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot create the demo streamer yet");
+fn connect_twitch(deps: &EventSubDeps<'_>, endpoints: Option<TwitchEndpoints>) -> anyhow::Result<Twitch> {
+    let Some(e) = endpoints else { return Ok(Twitch::default()) };
+    let client = Arc::new(TwitchClient::new(&e.api_url, &e.auth_url, &e.client_id, e.client_secret.clone())?);
+    let redirect = &deps.config.twitch_redirect_uri;
+    let oauth = TwitchOAuth::new(&e.auth_url, &e.api_url, &e.client_id, &e.client_secret, redirect)?;
+    let eventsub = match &e.bot_user_id {
+        Some(bot) => Some(deps.build(client, bot, &e.ws_url)),
+        None => {
+            tracing::warn!("BOT_USER_ID is not set: chat cannot be subscribed to");
             None
         }
     };
-    Ok(Twitch {
-        eventsub: Some(eventsub),
-        oauth: Some(Arc::new(oauth)),
-        bot_user_id: Some(bot.id),
-        simulator: true,
-        demo,
-        tasks: vec![serve],
-    })
+    Ok(Twitch { eventsub, oauth: Some(Arc::new(oauth)), bot_user_id: e.bot_user_id })
 }
 
-/// The demo streamer's overlay, creating the streamer on first start.
-async fn demo_streamer(
-    repo: &Arc<dyn Repository>,
-    twitch_user_id: &str,
-    login: &str,
-    display_name: &str,
-) -> anyhow::Result<crate::domain::OverlayId> {
-    let id = crate::domain::BroadcasterId::parse(twitch_user_id)?;
-    if let Some(s) = repo.list_streamers().await?.into_iter().find(|s| s.twitch_user_id == id) {
-        return Ok(s.overlay_id);
-    }
-    let new = NewStreamer { twitch_user_id: id, login: login.to_owned(), display_name: display_name.to_owned() };
-    Ok(repo.create_streamer(&new).await?.streamer.overlay_id)
-}
+/// Wraps the HTTP router before it serves (the development wiring adds its
+/// login shortcut this way).
+type RouterWrap = Box<dyn FnOnce(axum::Router) -> axum::Router + Send>;
 
 pub struct Application {
-    demo: Option<Demo>,
     eventsub: Option<Arc<EventSub>>,
     listener: TcpListener,
     state: AppState,
@@ -308,15 +221,42 @@ pub struct Application {
     serving: CancellationToken,
     broadcaster_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    wrap_router: Option<RouterWrap>,
 }
 
 impl Application {
+    /// The service on the configured Twitch (or on none, without a Twitch
+    /// application: overlays and signed webhooks still work).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let twitch = TwitchEndpoints::from_config(&config);
+        Self::assemble(config, CancellationToken::new(), twitch).await
+    }
+
+    /// The service on the built-in Twitch simulator, started beside it in
+    /// this process, like `make run`; with the demo streamer's URLs.
+    #[cfg(feature = "simulator")]
+    pub async fn build_with_simulator(
+        config: Config,
+        builtin: crate::dev::BuiltInTwitch,
+    ) -> anyhow::Result<(Self, Option<crate::dev::Demo>)> {
+        let shutdown = CancellationToken::new();
+        let started = crate::dev::start(&builtin, &config, shutdown.child_token()).await?;
+        let mut app = Self::assemble(config, shutdown, Some(started.endpoints.clone())).await?;
+        let demo = started.demo(&app.state.app.repo, &app.config).await;
+        app.wrap_router = Some(Box::new(started.wrap()));
+        app.background.push(started.running.task);
+        Ok((app, demo))
+    }
+
+    async fn assemble(
+        config: Config,
+        shutdown: CancellationToken,
+        endpoints: Option<TwitchEndpoints>,
+    ) -> anyhow::Result<Self> {
         crate::install_crypto_provider();
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let stores = open_stores(&config, &metrics).await?;
-        let shutdown = CancellationToken::new();
         let serving = CancellationToken::new();
         let instance_id = uuid::Uuid::new_v4().to_string();
         let deps = EventSubDeps {
@@ -326,7 +266,7 @@ impl Application {
             metrics: &metrics,
             instance_id: &instance_id,
         };
-        let twitch = start_twitch(&deps, &shutdown).await?;
+        let twitch = connect_twitch(&deps, endpoints)?;
         let (missing_tx, missing_rx) = tokio::sync::mpsc::channel(1024);
         let (broadcaster, broadcaster_task) = Broadcaster::spawn(
             Arc::clone(&stores.live),
@@ -354,10 +294,8 @@ impl Application {
         };
         let sessions = SessionManager::new(ports, metrics.clone(), settings, shutdown.clone());
         let mut background = stores.tasks;
-        background.extend(twitch.tasks);
         background.push(tokio::spawn(sessions.clone().run_repair(missing_rx, shutdown.child_token())));
-        // The bot whose own messages never vote: the simulator's bot account
-        // when running on the built-in simulator (`BOT_USER_ID` is unset there).
+        // The bot whose own messages never vote.
         let engine = VoteEngine::new(
             Arc::clone(&stores.live),
             twitch.bot_user_id.clone().or_else(|| config.bot_user_id.clone()),
@@ -391,7 +329,6 @@ impl Application {
                 instance_id: instance_id.clone(),
                 leader_key: config.tuning.leader_key.clone(),
                 bot_user_id: twitch.bot_user_id,
-                simulator: twitch.simulator,
             },
         };
         let state = AppState {
@@ -410,7 +347,6 @@ impl Application {
         let listener =
             listen(address, config.tuning.socket_send_buffer).with_context(|| format!("cannot listen on {address}"))?;
         Ok(Self {
-            demo: twitch.demo,
             eventsub: twitch.eventsub,
             listener,
             state,
@@ -419,12 +355,8 @@ impl Application {
             serving,
             broadcaster_task,
             background,
+            wrap_router: None,
         })
-    }
-
-    /// The newcomer's URLs when running on the built-in simulator.
-    pub fn demo(&self) -> Option<&Demo> {
-        self.demo.as_ref()
     }
 
     /// The port actually bound (useful with `PORT=0`).
@@ -441,7 +373,17 @@ impl Application {
     /// turns false, new connections are refused, every overlay gets close code
     /// 1001, in-flight requests finish — all within `SHUTDOWN_TIMEOUT`.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, state, config, shutdown, serving, broadcaster_task, mut background, eventsub, .. } = self;
+        let Self {
+            listener,
+            state,
+            config,
+            shutdown,
+            serving,
+            broadcaster_task,
+            mut background,
+            eventsub,
+            wrap_router,
+        } = self;
         background.push(tokio::spawn(state.app.sessions.clone().run_reconciler(
             config.tuning.reconcile_interval,
             config.tuning.config_check_interval,
@@ -455,7 +397,10 @@ impl Application {
         )));
 
         let router = match http::router(state.clone(), &config) {
-            Ok(router) => router,
+            Ok(router) => match wrap_router {
+                Some(wrap) => wrap(router),
+                None => router,
+            },
             Err(e) => {
                 shutdown.cancel();
                 background.iter().for_each(JoinHandle::abort);

@@ -163,19 +163,14 @@ impl App {
     }
 
     /// The Twitch authorize URL for `purpose` and what the session must keep.
-    /// `as_user` asks the built-in simulator to approve as that login.
-    pub fn start_auth(&self, purpose: Purpose, as_user: Option<&str>) -> Result<(String, PendingAuth), LoginError> {
+    pub fn start_auth(&self, purpose: Purpose) -> Result<(String, PendingAuth), LoginError> {
         let oauth = self.oauth.as_ref().ok_or(LoginError::NotConfigured)?;
         let (scopes, force_verify) = match purpose {
             Purpose::Login => (STREAMER_SCOPES, false),
             // Make sure the operator really is logged in as the bot.
             Purpose::Bot => (BOT_SCOPES, true),
         };
-        let extra: Vec<(&str, &str)> = match as_user {
-            Some(login) if self.settings.simulator => vec![("sim_auto_approve", login)],
-            _ => vec![],
-        };
-        let (url, state) = oauth.authorize_url(scopes, force_verify, &extra);
+        let (url, state) = oauth.authorize_url(scopes, force_verify);
         Ok((url, PendingAuth { state, purpose }))
     }
 

@@ -45,9 +45,6 @@ pub struct AppSettings {
     /// Prefix of the keys that elect one instance for a periodic job.
     pub leader_key: String,
     pub bot_user_id: Option<String>,
-    /// Running on the built-in simulator: `/auth/login?as=<login>` may ask it
-    /// to approve as that user at once (demo and tests).
-    pub simulator: bool,
 }
 
 /// The state of each dependency, for `/health/ready`.

@@ -19,31 +19,15 @@ pub async fn home(State(state): State<AppState>, session: Session) -> Result<Res
     })
 }
 
-#[derive(Deserialize)]
-pub struct LoginQuery {
-    /// With the built-in simulator only: approve at once as this login.
-    #[serde(rename = "as")]
-    as_user: Option<String>,
-}
-
-pub async fn login(
-    State(state): State<AppState>,
-    session: Session,
-    Query(query): Query<LoginQuery>,
-) -> Result<Response, Error> {
+pub async fn login(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
     if session::streamer(&session, state.tuning.login_session_max).await?.is_some() {
         return Ok(Redirect::to("/dashboard").into_response());
     }
-    start(&state, &session, Purpose::Login, query.as_user.as_deref()).await
+    start(&state, &session, Purpose::Login).await
 }
 
-async fn start(
-    state: &AppState,
-    session: &Session,
-    purpose: Purpose,
-    as_user: Option<&str>,
-) -> Result<Response, Error> {
-    match state.app.start_auth(purpose, as_user) {
+async fn start(state: &AppState, session: &Session, purpose: Purpose) -> Result<Response, Error> {
+    match state.app.start_auth(purpose) {
         Ok((url, pending)) => {
             session::remember_pending(session, &pending).await?;
             Ok(Redirect::to(&url).into_response())
@@ -162,10 +146,6 @@ pub async fn bot(State(state): State<AppState>, session: Session) -> Result<Resp
     .into_response())
 }
 
-pub async fn bot_start(
-    State(state): State<AppState>,
-    session: Session,
-    Query(query): Query<LoginQuery>,
-) -> Result<Response, Error> {
-    start(&state, &session, Purpose::Bot, query.as_user.as_deref()).await
+pub async fn bot_start(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
+    start(&state, &session, Purpose::Bot).await
 }

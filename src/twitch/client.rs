@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Renew the app token this long before Twitch says it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(3600);

@@ -7,4 +7,3 @@ pub mod eventsub;
 pub mod eventsub_ws;
 pub mod oauth;
 pub mod signature;
-pub mod sim;

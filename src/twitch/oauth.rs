@@ -18,7 +18,7 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// A token answer as Twitch sends it (`scope` is an array, possibly absent).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,16 +217,13 @@ impl TwitchOAuth {
     }
 
     /// Where to send the browser, and the `state` to remember for the callback.
-    pub fn authorize_url(&self, scopes: &[&str], force_verify: bool, extra: &[(&str, &str)]) -> (String, String) {
+    pub fn authorize_url(&self, scopes: &[&str], force_verify: bool) -> (String, String) {
         let mut request = self.client.authorize_url(CsrfToken::new_random);
         for scope in scopes {
             request = request.add_scope(Scope::new((*scope).to_owned()));
         }
         if force_verify {
             request = request.add_extra_param("force_verify", "true");
-        }
-        for (k, v) in extra {
-            request = request.add_extra_param(*k, *v);
         }
         let (url, state) = request.url();
         (url.to_string(), state.secret().clone())

@@ -195,7 +195,7 @@ async fn the_reconnect_indicator_shows_while_the_server_is_away() {
     let first_user_id = demo_first_user_id();
     let data = tempfile::tempdir().unwrap();
     let data_path = data.path().to_path_buf();
-    let mut app = spawn_in(data, |c| wire_demo(c, port, first_user_id)).await;
+    let mut app = spawn_demo_in(data, port, first_user_id, |_| {}).await;
     let overlay = app.demo_overlay();
     let b = app.demo_broadcaster().await;
     browser.client.goto(&format!("{}/overlay/{overlay}", app.base)).await.unwrap();
@@ -211,8 +211,7 @@ async fn the_reconnect_indicator_shows_while_the_server_is_away() {
     browser.save_screenshot("overlay-reconnecting.png").await;
 
     // The same server (and its simulator) comes back on the same port and data.
-    let back = spawn_in(tempfile::TempDir::with_prefix("unused").unwrap(), |c| {
-        wire_demo(c, port, first_user_id);
+    let back = spawn_demo_in(tempfile::TempDir::with_prefix("unused").unwrap(), port, first_user_id, |c| {
         c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path.clone() };
     })
     .await;

@@ -11,9 +11,9 @@ use chatpulse::config::{Config, EventSubTransport, Secret};
 use chatpulse::domain::BroadcasterId;
 use chatpulse::store::{NewStreamer, OverlaySetup};
 use chatpulse::twitch::client::TwitchClient;
-use chatpulse::twitch::sim::{ChatInput, SimConfig, SimUser, Simulator};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use twitch_sim::{ChatInput, SimConfig, SimUser, Simulator};
 
 use crate::helpers::*;
 
@@ -42,11 +42,9 @@ impl Twitch {
         let first_user_id = 3_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let sim = Simulator::new(SimConfig { first_user_id, public_url: base.clone(), ..SimConfig::default() });
+        let config = SimConfig { first_user_id, public_url: base.clone(), ..SimConfig::default() };
         let stop = CancellationToken::new();
-        tokio::spawn(sim.clone().serve(listener, stop.clone()));
-        let bot = sim.create_user("chatpulse_bot", "ChatPulse Bot");
-        sim.grant(&bot.id, &["user:read:chat", "user:bot"]);
+        let twitch_sim::Running { sim, bot, .. } = twitch_sim::Running::start(config, listener, stop.clone()).unwrap();
         let secret = Secret::new(sim.config().client_secret.clone());
         let client =
             TwitchClient::new(&format!("{base}/helix"), &format!("{base}/oauth2"), &sim.config().client_id, secret)
@@ -64,16 +62,16 @@ impl Twitch {
 
     /// Points a service at this Twitch, with its webhook on `port`.
     fn wire(&self, c: &mut Config, port: u16) {
+        let to = twitch_sim::Endpoints::at(&self.base, self.sim.config());
         c.port = port;
         c.public_url = format!("http://127.0.0.1:{port}");
         c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
-        c.twitch_client_id = Some(self.sim.config().client_id.clone());
-        c.twitch_client_secret = Some(Secret::new(self.sim.config().client_secret.clone()));
-        c.twitch_api_url = format!("{}/helix", self.base);
-        c.twitch_auth_url = format!("{}/oauth2", self.base);
-        c.twitch_eventsub_ws_url = format!("{}/ws", self.base.replace("http://", "ws://"));
+        c.twitch_client_id = Some(to.client_id);
+        c.twitch_client_secret = Some(Secret::new(to.client_secret));
+        c.twitch_api_url = to.api_url;
+        c.twitch_auth_url = to.auth_url;
+        c.twitch_eventsub_ws_url = to.ws_url;
         c.bot_user_id = Some(self.bot.id.clone());
-        c.twitch_sim_port = None;
     }
 
     fn conduits(&self) -> Vec<Value> {
@@ -844,7 +842,7 @@ async fn a_chat_revocation_flags_the_streamer_whose_own_grant_is_gone() {
     let cipher = chatpulse::crypto::TokenCipher::new(chatpulse::config::DEV_TOKEN_ENCRYPTION_KEY, None).unwrap();
     let access = cipher.decrypt(&stored.access_token, s.streamer.twitch_user_id.as_str()).unwrap();
     let sim = &app.demo.as_ref().unwrap().simulator_url;
-    let client_id = chatpulse::twitch::sim::SimConfig::default().client_id;
+    let client_id = twitch_sim::SimConfig::default().client_id;
     let form = [("client_id", client_id.as_str()), ("token", access.as_str())];
     assert_eq!(app.http.post(format!("{sim}/oauth2/revoke")).form(&form).send().await.unwrap().status(), 200);
 

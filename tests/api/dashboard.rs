@@ -858,7 +858,7 @@ async fn a_token_twitch_no_longer_accepts_is_refreshed() {
     log_in(&app, &login).await;
     let (_, old) = decrypted_access_token(&app, &login).await;
     let old = old.unwrap();
-    let client_id = chatpulse::twitch::sim::SimConfig::default().client_id;
+    let client_id = twitch_sim::SimConfig::default().client_id;
     let revoked = reqwest::Client::new()
         .post(format!("{}/oauth2/revoke", sim_url(&app)))
         .form(&[("client_id", client_id.as_str()), ("token", old.as_str())])
@@ -905,7 +905,7 @@ async fn a_twitch_outage_during_a_refresh_keeps_the_tokens() {
         .await
         .unwrap();
     assert_eq!(faulted.status(), 200);
-    let client_id = chatpulse::twitch::sim::SimConfig::default().client_id;
+    let client_id = twitch_sim::SimConfig::default().client_id;
     let form = [("client_id", client_id.as_str()), ("token", old.as_str())];
     let revoked = reqwest::Client::new().post(format!("{}/oauth2/revoke", sim_url(&app))).form(&form).send().await;
     assert_eq!(revoked.unwrap().status(), 200);
@@ -941,7 +941,7 @@ async fn a_twitch_outage_during_a_refresh_keeps_the_tokens() {
 /// checking tokens every 200 ms.
 async fn restart_with_keys(first: &TestApp, key: &str, previous: Option<&str>) -> TestApp {
     let (data_path, sim) = (first.data.path().to_path_buf(), sim_url(first));
-    let sim_defaults = chatpulse::twitch::sim::SimConfig::default();
+    let sim_defaults = twitch_sim::SimConfig::default();
     spawn_in(tempfile::TempDir::with_prefix("unused").unwrap(), |c| {
         c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path };
         c.twitch_client_id = Some(sim_defaults.client_id.clone());
@@ -996,7 +996,7 @@ async fn one_instance_at_a_time_checks_the_tokens() {
     })
     .await;
     log_in(&one, &unique_login()).await;
-    let (sim, sim_defaults) = (sim_url(&one), chatpulse::twitch::sim::SimConfig::default());
+    let (sim, sim_defaults) = (sim_url(&one), twitch_sim::SimConfig::default());
     let two = spawn_app_with(|c| {
         distributed(c);
         c.tuning.leader_key = key.clone();
@@ -1073,7 +1073,7 @@ async fn the_bots_grant_is_kept_fresh_and_its_loss_is_shown_and_alarmed() {
     let first = cipher.decrypt(&bot.tokens.access_token, &owner).unwrap();
 
     // Twitch stops accepting the access token: the hourly check refreshes it.
-    let client_id = chatpulse::twitch::sim::SimConfig::default().client_id;
+    let client_id = twitch_sim::SimConfig::default().client_id;
     let form = [("client_id", client_id.as_str()), ("token", first.as_str())];
     let revoked = reqwest::Client::new().post(format!("{}/oauth2/revoke", sim_url(&app))).form(&form).send().await;
     assert_eq!(revoked.unwrap().status(), 200);

@@ -10,12 +10,12 @@ use std::time::Duration;
 use chatpulse::config::Secret;
 use chatpulse::twitch::client::{Subscription, TwitchClient};
 use chatpulse::twitch::eventsub_ws::{self, WsEvent, WsSettings};
-use chatpulse::twitch::sim::{ChatInput, SimConfig, Simulator};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
+use twitch_sim::{ChatInput, SimConfig, Simulator};
 
 use crate::helpers::eventually;
 
@@ -122,9 +122,9 @@ impl Drop for Twitch {
 async fn twitch() -> Twitch {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let sim = Simulator::new(SimConfig { public_url: base.clone(), ..SimConfig::default() });
     let shutdown = CancellationToken::new();
-    tokio::spawn(sim.clone().serve(listener, shutdown.clone()));
+    let config = SimConfig { public_url: base.clone(), ..SimConfig::default() };
+    let twitch_sim::Running { sim, bot, .. } = twitch_sim::Running::start(config, listener, shutdown.clone()).unwrap();
     let config = sim.config().clone();
     let client = TwitchClient::new(
         &format!("{base}/helix"),
@@ -135,9 +135,7 @@ async fn twitch() -> Twitch {
     .unwrap();
     let conduit = client.create_conduit(1).await.unwrap().id;
     let streamer = sim.create_user("pixelpaws", "PixelPaws");
-    let bot = sim.create_user("chatpulsebot", "ChatPulseBot");
-    sim.grant(&streamer.id, &["channel:bot"]);
-    sim.grant(&bot.id, &["user:read:chat", "user:bot"]);
+    sim.grant(&streamer.id, twitch_sim::STREAMER_SCOPES);
     Twitch { sim, base, client, conduit, streamer: streamer.id, bot: bot.id, shutdown }
 }
 

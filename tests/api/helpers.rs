@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatpulse::config::{Config, Secret, StorageMode};
+use chatpulse::dev::BuiltInTwitch;
 use chatpulse::domain::{BroadcasterId, DecaySpeed, Label, OverlayConfig, OverlayId, Trigger};
 use chatpulse::startup::Application;
 use chatpulse::store::postgres::PostgresRepository;
@@ -118,7 +119,7 @@ pub struct TestApp {
     pub repo: Arc<dyn Repository>,
     pub data: TempDir,
     /// Set when the app runs the built-in Twitch simulator.
-    pub demo: Option<chatpulse::startup::Demo>,
+    pub demo: Option<chatpulse::dev::Demo>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -145,18 +146,23 @@ pub async fn spawn_unready_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp
 }
 
 async fn start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    try_start_in(data, adjust).await.unwrap_or_else(|e| panic!("app builds: {e:#}"))
+    try_start_in(data, None, adjust).await.unwrap_or_else(|e| panic!("app builds: {e:#}"))
 }
 
 /// A service on a port chosen ahead (its public URL and webhook callback
 /// name it), ready. A port picked from the OS and released can be taken by
 /// anything else before the service binds it: then it tries another.
 pub async fn spawn_on_a_free_port(adjust: impl Fn(&mut Config, u16)) -> TestApp {
+    spawn_on_a_free_port_with(None, adjust).await
+}
+
+/// [`spawn_on_a_free_port`], on the built-in simulator when `simulator` is set.
+async fn spawn_on_a_free_port_with(simulator: Option<BuiltInTwitch>, adjust: impl Fn(&mut Config, u16)) -> TestApp {
     let mut attempts = 0;
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let data = tempfile::tempdir().expect("temp dir");
-        match try_start_in(data, |c| adjust(c, port)).await {
+        match try_start_in(data, simulator.clone(), |c| adjust(c, port)).await {
             Ok(app) => {
                 app.wait_until_ready().await;
                 return app;
@@ -167,7 +173,11 @@ pub async fn spawn_on_a_free_port(adjust: impl Fn(&mut Config, u16)) -> TestApp 
     }
 }
 
-async fn try_start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
+async fn try_start_in(
+    data: TempDir,
+    simulator: Option<BuiltInTwitch>,
+    adjust: impl FnOnce(&mut Config),
+) -> anyhow::Result<TestApp> {
     chatpulse::telemetry::init("warn", chatpulse::config::LogFormat::Text);
     chatpulse::install_crypto_provider();
     let mut config = Config::for_tests(data.path().to_path_buf());
@@ -181,8 +191,10 @@ async fn try_start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> anyhow
     }
     adjust(&mut config);
     let repo = test_repository(&config).await;
-    let app = Application::build(config).await?;
-    let demo = app.demo().cloned();
+    let (app, demo) = match simulator {
+        Some(builtin) => Application::build_with_simulator(config, builtin).await?,
+        None => (Application::build(config).await?, None),
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
@@ -218,12 +230,28 @@ pub async fn test_repository(config: &Config) -> Arc<dyn Repository> {
 /// A service wired to its own in-process Twitch simulator, like `make run`
 /// (public URL and webhook callback on a reserved port).
 pub async fn spawn_demo_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
-    let first_user_id = demo_first_user_id();
-    spawn_on_a_free_port(|c, port| {
-        wire_demo(c, port, first_user_id);
+    let simulator = BuiltInTwitch { port: 0, first_user_id: demo_first_user_id() };
+    spawn_on_a_free_port_with(Some(simulator), |c, port| {
+        wire_demo(c, port);
         adjust(c);
     })
     .await
+}
+
+/// A demo app (see [`spawn_demo_app_with`]) on `port` and the data in
+/// `data`, whose simulator numbers its users from `first_user_id`: started
+/// twice with the same three, it is the same service with the same demo
+/// streamer.
+pub async fn spawn_demo_in(data: TempDir, port: u16, first_user_id: u64, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let simulator = BuiltInTwitch { port: 0, first_user_id };
+    let app = try_start_in(data, Some(simulator), |c| {
+        wire_demo(c, port);
+        adjust(c);
+    })
+    .await
+    .unwrap_or_else(|e| panic!("app builds: {e:#}"));
+    app.wait_until_ready().await;
+    app
 }
 
 /// A base for the simulator's user ids of one demo app. Apps in one test run
@@ -232,17 +260,13 @@ pub fn demo_first_user_id() -> u64 {
     2_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64
 }
 
-/// Wires `c` like `make run`: the built-in simulator on a free port, the
-/// service's public URL and webhook callback on `port`, and the simulator's
-/// users numbered from `first_user_id` (so a restart finds the same demo
-/// streamer).
-pub fn wire_demo(c: &mut Config, port: u16, first_user_id: u64) {
+/// Wires `c` like `make run`: the service's public URL and webhook
+/// callback on `port`.
+fn wire_demo(c: &mut Config, port: u16) {
     c.port = port;
     c.public_url = format!("http://127.0.0.1:{port}");
     c.twitch_redirect_uri = format!("http://127.0.0.1:{port}/auth/callback");
     c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
-    c.twitch_sim_port = Some(0);
-    c.tuning.simulator_first_user_id = first_user_id;
 }
 
 pub fn random_twitch_id() -> String {

@@ -41,5 +41,4 @@ mod repository;
 mod sessions;
 mod shutdown;
 mod simulated;
-mod simulator;
 mod webhook;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use chatpulse::config::Secret;
 use chatpulse::twitch::client::TwitchClient;
-use chatpulse::twitch::sim::SimConfig;
 use serde_json::{Value, json};
+use twitch_sim::SimConfig;
 
 use crate::helpers::*;
 

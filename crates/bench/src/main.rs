@@ -1,5 +1,5 @@
 //! `chatpulse-bench`: the load harness behind `make bench` and
-//! `make bench-quick` (issue 7, docs/PERFORMANCE.md).
+//! `make bench-quick` (docs/PERFORMANCE.md).
 //!
 //! It starts the real `chatpulse` server as a child process — in embedded
 //! mode (SQLite + in-process state) and in distributed mode (PostgreSQL + a
@@ -17,15 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
-#[path = "chatpulse-bench/load.rs"]
 mod load;
-#[path = "chatpulse-bench/procs.rs"]
 mod procs;
-#[path = "chatpulse-bench/report.rs"]
 mod report;
-#[path = "chatpulse-bench/scenarios.rs"]
 mod scenarios;
-#[path = "chatpulse-bench/side_by_side.rs"]
 mod side_by_side;
 
 use procs::{RedisServer, Storage};

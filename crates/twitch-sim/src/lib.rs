@@ -23,6 +23,7 @@ mod eventsub;
 mod generator;
 mod helix;
 mod oauth;
+mod running;
 mod state;
 mod util;
 mod websocket;
@@ -38,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use chat::{ChatBadge, ChatOptions};
 pub use generator::{ChatGenerator, GeneratorReport};
+pub use running::{BOT_SCOPES, Endpoints, Running, STREAMER_SCOPES, run_standalone};
 use state::{Fault, State};
 
 /// Configuration of the simulated Twitch application and its timings.

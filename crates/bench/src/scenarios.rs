@@ -1,4 +1,4 @@
-//! Scenarios 1–4 of issue 7, each run against a freshly started server in one
+//! Scenarios 1–4 of docs/PERFORMANCE.md, each run against a freshly started server in one
 //! storage mode.
 
 use std::net::SocketAddr;

@@ -1,8 +1,10 @@
-//! Fidelity suite for the local Twitch simulator (`chatpulse::twitch::sim`),
+//! Fidelity suite for the local Twitch simulator (the `twitch-sim` crate),
 //! judged against `shared/twitch-protocol.md`. The simulator runs in-process on
 //! an ephemeral port and is spoken to over real HTTP; EventSub deliveries land
 //! in a small receiver app, and signatures are checked with an independent
 //! HMAC implementation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -13,13 +15,27 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chatpulse::twitch::sim::{ChatBadge, ChatGenerator, ChatInput, ChatOptions, SimConfig, Simulator};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
+use twitch_sim::{ChatBadge, ChatGenerator, ChatInput, ChatOptions, SimConfig, Simulator};
 
-use crate::helpers::eventually;
+/// Polls `f` every 20 ms until it holds or `within` has passed.
+async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
 
 const REDIRECT: &str = "http://127.0.0.1:9/auth/callback";
 const SHARD_SECRET: &str = "shard-secret-0123456789";

@@ -7,11 +7,22 @@ use serde_json::{Value, json};
 use super::state::{ShardTransport, State, SubTransport, Subscription};
 use super::util::{now_nanos, stable_hash};
 use super::{DeliveryRecord, Simulator, websocket};
-use crate::twitch::signature::sign;
 
 pub(crate) const NOTIFICATION: &str = "notification";
 pub(crate) const REVOCATION: &str = "revocation";
 pub(crate) const VERIFICATION: &str = "webhook_callback_verification";
+
+/// `Twitch-Eventsub-Message-Signature` as Twitch computes it (§5.4):
+/// `sha256=` and the hex HMAC-SHA256 of id, timestamp and raw body.
+fn sign(secret: &str, message_id: &str, timestamp: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    // HMAC takes keys of any length: this cannot fail.
+    let Ok(mut hmac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else { unreachable!() };
+    for part in [message_id.as_bytes(), timestamp.as_bytes(), body] {
+        hmac.update(part);
+    }
+    format!("sha256={}", hex::encode(hmac.finalize().into_bytes()))
+}
 
 /// Every 7th message carries a field Twitch never documented (§8.5).
 const UNKNOWN_FIELD_EVERY: u64 = 7;

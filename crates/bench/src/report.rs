@@ -1,5 +1,5 @@
 //! The Markdown report: one table for scenarios 1–4 (embedded and
-//! distributed side by side, with the targets), one for scenario 5.
+//! distributed side by side, with their targets from docs/PERFORMANCE.md), one for scenario 5.
 
 use std::time::Duration;
 
