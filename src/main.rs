@@ -165,6 +165,7 @@ async fn twitch_sim(
 }
 
 #[cfg(not(feature = "simulator"))]
+#[allow(clippy::unused_async)] // the same shape as the simulator build's
 async fn twitch_sim(_: u16, _: Option<String>, _: Option<String>, _: Vec<String>) -> anyhow::Result<()> {
     anyhow::bail!("this chatpulse was built without the Twitch simulator (cargo feature `simulator`)")
 }
