@@ -1,5 +1,5 @@
-//! The vote pipeline: a `channel.chat.message` event → the channel's active
-//! session → trigger match → one atomic live-store call.
+//! The vote pipeline: a chat message → the channel's active session →
+//! trigger match → one atomic live-store call → who must hear of the change.
 //!
 //! Nothing here waits on anything slow: the live-store call is bounded by a
 //! timeout, and a failure is counted as a dropped vote rather than surfaced to
@@ -8,10 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::domain::{BroadcasterId, ChatterId, Direction, OverlayId, match_vote};
+use crate::domain::{ChatMessage, ChatterId, Direction, OverlayId, match_vote};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, VoteOutcome, VoteRequest};
-use crate::twitch::eventsub::ChatMessageEvent;
 
 /// A bar within this distance of the centre before a vote may be resting
 /// (read once in a while) on other instances...
@@ -25,17 +24,26 @@ const RECENT_VOTE: Duration = Duration::from_millis(100);
 /// Bound on the remembered last-vote times; older entries go first.
 const RECENT_MAX: usize = 50_000;
 
+/// Who must be told that a vote moved a bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// This instance's overlays: other instances read a moving bar on every
+    /// tick anyway.
+    Here,
+    /// Every instance: the bar was at the centre before this vote and no vote
+    /// went through here just before, so elsewhere it may be resting (read
+    /// only now and then).
+    Everywhere,
+}
+
 /// What happened to one chat message. Every variant is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ChatOutcome {
-    /// Counted: the session's new value. `from_rest`: the bar was at the
-    /// centre before this vote and no vote went through here just before,
-    /// so other instances may be reading it only now and then (resting) and
-    /// must be told.
+    /// Counted: the session's new value, and who must hear of it.
     Applied {
         value: f64,
         overlay: OverlayId,
-        from_rest: bool,
+        wake: Wake,
     },
     Duplicate,
     Debounced,
@@ -69,7 +77,10 @@ impl ChatOutcome {
 impl ChatOutcome {
     fn of_vote(o: VoteOutcome, overlay: OverlayId, woke: impl FnOnce(f64) -> bool) -> Self {
         match o {
-            VoteOutcome::Applied(value) => ChatOutcome::Applied { value, overlay, from_rest: woke(value) },
+            VoteOutcome::Applied(value) => {
+                let wake = if woke(value) { Wake::Everywhere } else { Wake::Here };
+                ChatOutcome::Applied { value, overlay, wake }
+            }
             VoteOutcome::Duplicate => ChatOutcome::Duplicate,
             VoteOutcome::Debounced => ChatOutcome::Debounced,
             VoteOutcome::RateLimited => ChatOutcome::RateLimited,
@@ -80,7 +91,8 @@ impl ChatOutcome {
 
 pub struct VoteEngine {
     live: Arc<dyn LiveStore>,
-    bot_user_id: Option<String>,
+    /// The bot account: its own messages never vote.
+    bot: Option<ChatterId>,
     timeout: Duration,
     metrics: Metrics,
     /// When a vote was last applied through this instance, per session.
@@ -88,9 +100,9 @@ pub struct VoteEngine {
 }
 
 impl VoteEngine {
-    pub fn new(live: Arc<dyn LiveStore>, bot_user_id: Option<String>, timeout: Duration, metrics: Metrics) -> Self {
+    pub fn new(live: Arc<dyn LiveStore>, bot: Option<ChatterId>, timeout: Duration, metrics: Metrics) -> Self {
         let last_applied = std::sync::Mutex::new(std::collections::HashMap::new());
-        Self { live, bot_user_id, timeout, metrics, last_applied }
+        Self { live, bot, timeout, metrics, last_applied }
     }
 
     /// Whether a vote that left the bar at `value` may have woken it from
@@ -110,40 +122,30 @@ impl VoteEngine {
     }
 
     /// Runs one chat message through the pipeline and records the outcome.
-    /// `delivery_id` is the `Twitch-Eventsub-Message-Id` (the de-duplication key).
-    pub async fn handle_chat(&self, delivery_id: &str, event: &ChatMessageEvent) -> ChatOutcome {
+    pub async fn handle_chat(&self, chat: &ChatMessage) -> ChatOutcome {
         let started = Instant::now();
-        let outcome = self.run(delivery_id, event).await;
+        let outcome = self.run(chat).await;
         self.metrics.vote(outcome.label());
         self.metrics.vote_duration.observe(started.elapsed().as_secs_f64());
         outcome
     }
 
-    async fn run(&self, delivery_id: &str, event: &ChatMessageEvent) -> ChatOutcome {
-        let relayed =
-            event.source_broadcaster_user_id.as_deref().is_some_and(|source| source != event.broadcaster_user_id);
-        let from_bot = self.bot_user_id.as_deref() == Some(event.chatter_user_id.as_str());
-        if relayed || from_bot {
+    async fn run(&self, chat: &ChatMessage) -> ChatOutcome {
+        if chat.is_relayed() || self.bot.as_ref() == Some(&chat.chatter) {
             return ChatOutcome::Ignored;
         }
-        let (Ok(broadcaster), Ok(chatter)) =
-            (BroadcasterId::parse(&event.broadcaster_user_id), ChatterId::parse(&event.chatter_user_id))
-        else {
-            return ChatOutcome::Ignored;
-        };
-
-        let session = match tokio::time::timeout(self.timeout, self.live.session_for(&broadcaster)).await {
+        let session = match tokio::time::timeout(self.timeout, self.live.session_for(&chat.channel)).await {
             Ok(Ok(Some(session))) => session,
             Ok(Ok(None)) => return ChatOutcome::NoSession,
             Ok(Err(e)) => return self.failed("session_for", &e),
             Err(_) => return self.failed("session_for", &"timed out"),
         };
-        let Some(direction) =
-            match_vote(&event.message.text, &session.config.for_trigger, &session.config.against_trigger)
+        let Some(direction) = match_vote(&chat.text, &session.config.for_trigger, &session.config.against_trigger)
         else {
             return ChatOutcome::NoMatch;
         };
-        let request = VoteRequest { overlay: session.overlay, message_id: delivery_id, chatter: &chatter, direction };
+        let request =
+            VoteRequest { overlay: session.overlay, message_id: &chat.delivery_id, chatter: &chat.chatter, direction };
         match tokio::time::timeout(self.timeout, self.live.vote(&request, crate::now_ms())).await {
             Ok(Ok(outcome)) => {
                 ChatOutcome::of_vote(outcome, session.overlay, |v| self.woke(session.overlay, v, direction))

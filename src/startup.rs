@@ -14,12 +14,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppSettings;
-use crate::app::eventsub::{EventSub, EventSubSettings, Inbound};
+use crate::app::eventsub::{EventSub, EventSubSettings};
 use crate::app::signals::SignalBus;
 use crate::app::{App, SessionManager, SessionPorts, SessionSettings};
 use crate::broadcast::{BroadcastTiming, Broadcaster};
 use crate::config::{Config, StorageMode};
 use crate::crypto::TokenCipher;
+use crate::domain::ChatterId;
 use crate::engine::VoteEngine;
 use crate::http::limits::ConnectionLimits;
 use crate::http::{self, AppState};
@@ -296,9 +297,10 @@ impl Application {
         let mut background = stores.tasks;
         background.push(tokio::spawn(sessions.clone().run_repair(missing_rx, shutdown.child_token())));
         // The bot whose own messages never vote.
+        let bot = twitch.bot_user_id.as_deref().or(config.bot_user_id.as_deref());
         let engine = VoteEngine::new(
             Arc::clone(&stores.live),
-            twitch.bot_user_id.clone().or_else(|| config.bot_user_id.clone()),
+            bot.and_then(|id| ChatterId::parse(id).ok()),
             config.tuning.vote_timeout,
             metrics.clone(),
         );
@@ -324,6 +326,7 @@ impl Application {
             oauth: twitch.oauth,
             cipher,
             eventsub: twitch.eventsub.clone(),
+            engine,
             settings: AppSettings {
                 public_url: config.public_url.clone(),
                 instance_id: instance_id.clone(),
@@ -333,7 +336,6 @@ impl Application {
         };
         let state = AppState {
             app: Arc::new(app),
-            engine: Arc::new(engine),
             broadcaster,
             limits: Arc::new(limits),
             metrics,
@@ -416,22 +418,11 @@ impl Application {
 
         // The conduit's shard is verified through our own webhook, so this
         // starts once the server is listening. Messages from the WebSocket
-        // shard take the webhook's path after its transport checks.
+        // shard go to the same dispatcher as the webhook's.
         if let Some(eventsub) = eventsub {
-            let (inbound, mut messages) = tokio::sync::mpsc::channel::<Inbound>(1024);
+            let (inbound, messages) = tokio::sync::mpsc::channel(1024);
             background.push(tokio::spawn(eventsub.run(inbound, shutdown.child_token())));
-            let state = state.clone();
-            background.push(tokio::spawn(async move {
-                while let Some(m) = messages.recv().await {
-                    let kind = m.subscription_type.as_deref();
-                    match http::webhook::dispatch(&state, &m.message_id, &m.message_type, kind, m.payload.as_bytes())
-                        .await
-                    {
-                        Ok(outcome) => state.metrics.webhook(http::webhook::type_label(&m.message_type), outcome),
-                        Err(e) => tracing::warn!(error = %e, "EventSub WebSocket message rejected"),
-                    }
-                }
-            }));
+            background.push(tokio::spawn(Arc::clone(&state.app).run_inbound(messages, shutdown.child_token())));
         }
 
         tokio::select! {

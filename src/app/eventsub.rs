@@ -34,6 +34,7 @@ use crate::domain::{BroadcasterId, StreamerId};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, Repository, SubscriptionRecord};
 use crate::twitch::client::{Subscription, Totals, TwitchClient, TwitchError};
+use crate::twitch::eventsub::Inbound;
 use crate::twitch::eventsub::{
     CHANNEL_CHAT_MESSAGE, CONDUIT_SHARD_DISABLED, STREAM_OFFLINE, STREAM_ONLINE, USER_AUTHORIZATION_REVOKE,
 };
@@ -68,16 +69,6 @@ pub struct EventSubSettings {
     pub retry_base: Duration,
     pub rate_limit_wait: Duration,
     pub shard_verify_timeout: Duration,
-}
-
-/// One EventSub message that arrived over the WebSocket shard, for the same
-/// handling as a webhook delivery.
-#[derive(Debug)]
-pub struct Inbound {
-    pub message_id: String,
-    pub message_type: String,
-    pub subscription_type: Option<String>,
-    pub payload: String,
 }
 
 /// What `/health/ready` shows about EventSub (it never fails readiness:
@@ -654,9 +645,8 @@ impl EventSub {
                         self.set_error(None);
                     }
                 }
-                WsEvent::Message { message_id, message_type, subscription_type, payload } => {
-                    let message = Inbound { message_id, message_type, subscription_type, payload };
-                    if inbound.send(message).await.is_err() {
+                WsEvent::Message(message) => {
+                    if inbound.send(*message).await.is_err() {
                         break;
                     }
                 }

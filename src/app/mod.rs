@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod eventsub;
+pub mod inbound;
 pub mod revocations;
 pub mod sessions;
 pub mod signals;
@@ -33,6 +34,8 @@ pub struct App {
     pub cipher: crate::crypto::TokenCipher,
     /// Chat subscriptions and their per-channel status.
     pub eventsub: Option<Arc<eventsub::EventSub>>,
+    /// The vote pipeline (chat messages reach it through [`App::dispatch`]).
+    pub engine: crate::engine::VoteEngine,
     pub settings: AppSettings,
 }
 
@@ -69,33 +72,6 @@ impl App {
     /// The streamer and config behind an overlay URL, if it exists.
     pub async fn overlay(&self, overlay: OverlayId) -> Result<Option<OverlaySetup>, RepositoryError> {
         self.repo.overlay_setup(overlay).await.inspect_err(|_| self.metrics.durable_error("overlay_setup"))
-    }
-
-    /// A channel went live or offline: the overlay frame's status follows,
-    /// and going live starts the bar from the centre. Returns the outcome
-    /// (a metric label).
-    pub async fn stream_changed(&self, broadcaster: &str, live: bool) -> &'static str {
-        let Ok(broadcaster) = crate::domain::BroadcasterId::parse(broadcaster) else { return "ignored" };
-        let status = if live { crate::domain::SessionStatus::Live } else { crate::domain::SessionStatus::Offline };
-        let session = match self.live.session_for(&broadcaster).await {
-            Ok(Some(session)) => session,
-            Ok(None) => return "no_session",
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot record the stream state");
-                return "error";
-            }
-        };
-        match self.live.set_status(session.overlay, status, crate::now_ms()).await {
-            Ok(true) => {
-                self.sessions.touch(session.overlay);
-                "status_updated"
-            }
-            Ok(false) => "no_session",
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot record the stream state");
-                "error"
-            }
-        }
     }
 
     pub async fn readiness(&self) -> Readiness {

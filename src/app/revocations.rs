@@ -135,13 +135,12 @@ impl App {
     }
 
     /// `user.authorization.revoke`: a user disconnected our app.
-    pub async fn authorization_revoked(&self, user_id: &str) -> Result<&'static str, RepositoryError> {
-        if self.is_bot(user_id) {
+    pub async fn authorization_revoked(&self, user_id: &BroadcasterId) -> Result<&'static str, RepositoryError> {
+        if self.is_bot(user_id.as_str()) {
             self.bot_lost();
             return Ok("bot_revoked");
         }
-        let Ok(broadcaster) = BroadcasterId::parse(user_id) else { return Ok("ignored") };
-        self.streamer_disconnected(&broadcaster).await
+        self.streamer_disconnected(user_id).await
     }
 
     /// A streamer's grant is gone: their tokens are deleted, they must log in

@@ -203,6 +203,12 @@ impl SessionManager {
         }
     }
 
+    /// A session's value changed here in a way only this instance's
+    /// overlays need to see at once (a vote on a bar that moves anyway).
+    pub fn touch_here(&self, overlay: OverlayId) {
+        self.inner.broadcaster.touch(overlay);
+    }
+
     /// Deletes a cleaned-up channel's subscriptions, in the background.
     fn forget_subscriptions(&self, broadcaster: &BroadcasterId) {
         let Some(eventsub) = self.inner.eventsub.clone() else { return };

@@ -1,11 +1,13 @@
 //! Pure types and rules. Nothing in here performs I/O or reads a clock:
 //! callers pass the current time in, which keeps every rule testable.
 
+pub mod chat;
 pub mod ids;
 pub mod overlay_config;
 pub mod sentiment;
 pub mod trigger;
 
+pub use chat::ChatMessage;
 pub use ids::{BroadcasterId, ChatterId, IdError, OverlayId, StreamerId};
 pub use overlay_config::{ConfigError, DecaySpeed, Label, OverlayConfig, Trigger};
 pub use sentiment::{Direction, SessionStatus};

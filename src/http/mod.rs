@@ -31,7 +31,6 @@ pub use error::Error;
 use crate::app::App;
 use crate::broadcast::Broadcaster;
 use crate::config::{Config, Tuning};
-use crate::engine::VoteEngine;
 use crate::metrics::Metrics;
 use limits::ConnectionLimits;
 
@@ -44,7 +43,6 @@ pub const FORM_BODY_LIMIT: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub app: Arc<App>,
-    pub engine: Arc<VoteEngine>,
     pub broadcaster: Broadcaster,
     pub limits: Arc<ConnectionLimits>,
     pub metrics: Metrics,

@@ -1,24 +1,20 @@
 //! `POST /webhooks/eventsub`: EventSub deliveries from Twitch (twitch-protocol.md §5).
 //!
-//! Order of checks: required headers → signature → freshness → message type →
-//! body → handle. Anything rejected changes nothing. Notifications are
-//! answered 204 as soon as the vote is applied (one in-memory or one Redis
-//! call); nothing slow runs on that path.
+//! Order of checks: required headers → signature → freshness → body (whose
+//! signed `subscription.type` must agree with the unsigned header) → the
+//! application's dispatcher (`app::inbound`). Anything rejected changes
+//! nothing. Notifications are answered 204 as soon as the vote is applied
+//! (one in-memory or one Redis call); nothing slow runs on that path.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{AppState, Error};
-use crate::engine::ChatOutcome;
-use crate::twitch::eventsub::{
-    self, AuthorizationRevokeEvent, ChatMessageEvent, Notification, Revocation, ShardDisabledEvent, StreamEvent,
-    Verification,
-};
+use crate::twitch::eventsub::{self, Message, Verification};
 use crate::twitch::signature;
 
 /// Deliveries older than this are replays (twitch-protocol.md §5.5).
@@ -76,11 +72,8 @@ fn check_fresh(timestamp: &str, now: OffsetDateTime) -> Result<(), Error> {
     Ok(())
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("malformed body: {e}")))
-}
-
-pub fn type_label(message_type: &str) -> &'static str {
+/// The message-type metric label of a delivery.
+fn type_label(message_type: &str) -> &'static str {
     match message_type {
         eventsub::MESSAGE_NOTIFICATION => eventsub::MESSAGE_NOTIFICATION,
         eventsub::MESSAGE_VERIFICATION => eventsub::MESSAGE_VERIFICATION,
@@ -109,97 +102,37 @@ pub async fn eventsub(State(state): State<AppState>, headers: HeaderMap, body: B
     }
 }
 
+/// Verifies, parses, hands the message to the application's dispatcher and
+/// maps what it did to a status: a challenge is answered here (it is this
+/// transport's own business); everything else is 204.
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(&'static str, Response), Error> {
     let d = delivery(headers)?;
     signature::verify(&state.webhook_secret, d.id, d.timestamp, body, d.signature)
         .map_err(|e| Error::Forbidden(format!("invalid signature: {e}")))?;
     check_fresh(d.timestamp, OffsetDateTime::now_utc())?;
-
-    match d.message_type {
-        eventsub::MESSAGE_VERIFICATION => {
-            let v: Verification = parse(body)?;
-            let ours = v.conduit_shard.is_some()
-                || v.subscription.as_ref().is_some_and(|s| eventsub::is_supported_type(&s.kind));
-            if !ours {
-                return Err(Error::BadRequest("not a subscription type this service uses".into()));
-            }
-            if v.challenge.is_empty() {
-                return Err(Error::BadRequest("empty challenge".into()));
-            }
-            // The raw challenge, verbatim, as text/plain (no JSON, no newline).
-            let response = (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], v.challenge).into_response();
-            Ok(("challenge_answered", response))
-        }
-        other => {
-            let outcome = dispatch(state, d.id, other, d.subscription_type, body).await?;
-            Ok((outcome, StatusCode::NO_CONTENT.into_response()))
-        }
-    }
+    let message = eventsub::parse_message(d.id, d.message_type, d.subscription_type, body)
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let inbound = match message {
+        Message::Verification(v) => return challenge(v).map(|response| ("challenge_answered", response)),
+        Message::Unknown => return Ok(("ignored", StatusCode::NO_CONTENT.into_response())),
+        Message::Inbound(inbound) => inbound,
+    };
+    let outcome = state.app.dispatch(inbound).await.map_err(|e| Error::Internal(e.into()))?;
+    Ok((outcome.label(), StatusCode::NO_CONTENT.into_response()))
 }
 
-/// Handles one authenticated EventSub message, whichever transport brought
-/// it (our webhook, or the WebSocket shard): notifications by subscription
-/// type, revocations by reason. Returns the outcome (a metric label).
-pub async fn dispatch(
-    state: &AppState,
-    message_id: &str,
-    message_type: &str,
-    subscription_type: Option<&str>,
-    body: &[u8],
-) -> Result<&'static str, Error> {
-    match message_type {
-        eventsub::MESSAGE_NOTIFICATION => {
-            let kind = subscription_type.ok_or_else(|| Error::BadRequest(format!("missing header {H_SUB_TYPE}")))?;
-            Ok(match kind {
-                eventsub::CHANNEL_CHAT_MESSAGE => {
-                    let n: Notification<ChatMessageEvent> = parse(body)?;
-                    let outcome = state.engine.handle_chat(message_id, &n.event).await;
-                    match outcome {
-                        // Everywhere: the bar may be resting on other instances.
-                        ChatOutcome::Applied { overlay, from_rest: true, .. } => state.app.sessions.touch(overlay),
-                        // Moving bars are read every tick everywhere already.
-                        ChatOutcome::Applied { overlay, .. } => state.broadcaster.touch(overlay),
-                        _ => {}
-                    }
-                    outcome.label()
-                }
-                eventsub::STREAM_ONLINE | eventsub::STREAM_OFFLINE => {
-                    let n: Notification<StreamEvent> = parse(body)?;
-                    let live = kind == eventsub::STREAM_ONLINE;
-                    state.app.stream_changed(&n.event.broadcaster_user_id, live).await
-                }
-                eventsub::USER_AUTHORIZATION_REVOKE => {
-                    let n: Notification<AuthorizationRevokeEvent> = parse(body)?;
-                    state.app.authorization_revoked(&n.event.user_id).await.map_err(|e| Error::Internal(e.into()))?
-                }
-                eventsub::CONDUIT_SHARD_DISABLED => {
-                    let n: Notification<ShardDisabledEvent> = parse(body)?;
-                    let e = &n.event;
-                    match &state.app.eventsub {
-                        Some(eventsub) if eventsub.shard_disabled(&e.conduit_id, &e.shard_id, &e.status) => {
-                            // Any instance may re-assign it; the leader checks again too.
-                            let eventsub = std::sync::Arc::clone(eventsub);
-                            tokio::spawn(async move { eventsub.repair_shard().await });
-                            "shard_repair_started"
-                        }
-                        _ => "ignored",
-                    }
-                }
-                _ => {
-                    // Tolerant: a valid notification of a type we do not use.
-                    let n: Notification<serde_json::Value> = parse(body)?;
-                    tracing::debug!(subscription_type = %n.subscription.kind, "notification acknowledged");
-                    "acknowledged"
-                }
-            })
-        }
-        eventsub::MESSAGE_REVOCATION => {
-            let r: Revocation = parse(body)?;
-            state.app.revoked(&r.subscription).await.map_err(|e| Error::Internal(e.into()))
-        }
-        // Tolerant: a message type we do not know is acknowledged and ignored.
-        _ => Ok("ignored"),
+/// Answers a subscription's or our shard's challenge: the raw challenge,
+/// verbatim, as text/plain (no JSON, no newline).
+fn challenge(v: Verification) -> Result<Response, Error> {
+    let ours =
+        v.conduit_shard.is_some() || v.subscription.as_ref().is_some_and(|s| eventsub::is_supported_type(&s.kind));
+    if !ours {
+        return Err(Error::BadRequest("not a subscription type this service uses".into()));
     }
+    if v.challenge.is_empty() {
+        return Err(Error::BadRequest("empty challenge".into()));
+    }
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], v.challenge).into_response())
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
-//! EventSub message bodies (twitch-protocol.md §5.3, §5.9–5.13).
+//! EventSub messages (twitch-protocol.md §5.3, §5.9–5.13, §6): their bodies,
+//! and [`parse_message`], which turns one verified message of either
+//! transport (webhook or WebSocket) into the typed [`Inbound`] the
+//! application dispatches.
 //!
 //! The types are lenient on purpose: unknown fields are ignored, and fields we
 //! do not use are not declared, so Twitch adding or changing them cannot break
-//! delivery. All ids are strings.
+//! delivery. User ids are parsed into the domain's newtypes here, at the edge.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::domain::{BroadcasterId, ChatMessage as Chat, ChatterId};
 
 /// `Twitch-Eventsub-Message-Type` values.
 pub const MESSAGE_NOTIFICATION: &str = "notification";
@@ -67,21 +73,35 @@ pub struct Revocation {
 /// The fields of a `channel.chat.message` event the vote engine uses.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatMessageEvent {
-    pub broadcaster_user_id: String,
-    pub chatter_user_id: String,
+    pub broadcaster_user_id: BroadcasterId,
+    pub chatter_user_id: ChatterId,
     #[serde(default)]
     pub chatter_user_login: Option<String>,
     pub message_id: String,
     pub message: ChatMessage,
     /// Set during Shared Chat when the message was sent in another channel.
     #[serde(default)]
-    pub source_broadcaster_user_id: Option<String>,
+    pub source_broadcaster_user_id: Option<BroadcasterId>,
+}
+
+impl ChatMessageEvent {
+    /// The message as the vote engine takes it; `delivery_id` is the
+    /// EventSub message id (the de-duplication key), not the chat message's.
+    pub fn into_chat(self, delivery_id: String) -> Chat {
+        Chat {
+            delivery_id,
+            channel: self.broadcaster_user_id,
+            chatter: self.chatter_user_id,
+            text: self.message.text,
+            relayed_from: self.source_broadcaster_user_id,
+        }
+    }
 }
 
 /// The fields of a `stream.online` / `stream.offline` event we use.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StreamEvent {
-    pub broadcaster_user_id: String,
+    pub broadcaster_user_id: BroadcasterId,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,7 +113,8 @@ pub struct ChatMessage {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthorizationRevokeEvent {
     pub client_id: String,
-    pub user_id: String,
+    /// A streamer, or the bot account.
+    pub user_id: BroadcasterId,
 }
 
 /// `conduit.shard.disabled` (§5.13).
@@ -102,6 +123,139 @@ pub struct ShardDisabledEvent {
     pub conduit_id: String,
     pub shard_id: String,
     pub status: String,
+}
+
+/// The version of each subscription type this service reads; a
+/// notification of another version is acknowledged and not acted on.
+const VERSION: &str = "1";
+
+/// One verified EventSub message, typed: what both transports hand to the
+/// application's dispatcher.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The message id, identical on Twitch's redeliveries: the
+    /// de-duplication key.
+    pub message_id: String,
+    pub kind: InboundKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum InboundKind {
+    Notification {
+        subscription: Subscription,
+        event: Event,
+    },
+    /// The subscription ended; the reason is `subscription.status`.
+    Revocation {
+        subscription: Subscription,
+    },
+}
+
+/// A notification's event, chosen by the signed body's `subscription.type`
+/// and `version` (never by a header, which the signature does not cover).
+#[derive(Debug, Clone)]
+pub enum Event {
+    ChatMessage(ChatMessageEvent),
+    StreamOnline(StreamEvent),
+    StreamOffline(StreamEvent),
+    AuthorizationRevoke(AuthorizationRevokeEvent),
+    ShardDisabled(ShardDisabledEvent),
+    /// A valid notification of a type or version this service does not use:
+    /// acknowledged, nothing else.
+    Other,
+}
+
+/// One message as a transport received it.
+#[derive(Debug)]
+pub enum Message {
+    /// A webhook's challenge (webhook transport only).
+    Verification(Verification),
+    Inbound(Inbound),
+    /// A message type this service does not know: acknowledged and ignored.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// Not JSON, or missing what its type requires (serde's words, never the body).
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    /// A notification or revocation without its subscription type (Twitch
+    /// always sends it).
+    #[error("the subscription type is missing")]
+    MissingType,
+    /// The unsigned subscription-type header names another type than the
+    /// signed body: a tampered or confused delivery.
+    #[error("the subscription type header says {header:?}, the body says {body:?}")]
+    TypeMismatch { header: String, body: String },
+}
+
+#[derive(Deserialize)]
+struct RawNotification<'a> {
+    subscription: Subscription,
+    #[serde(borrow)]
+    event: &'a RawValue,
+}
+
+fn malformed(e: serde_json::Error) -> MessageError {
+    MessageError::Malformed(e.to_string())
+}
+
+fn event<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Result<T, MessageError> {
+    serde_json::from_str(raw.get()).map_err(malformed)
+}
+
+impl Event {
+    /// The event of a notification of `kind` and `version`.
+    fn parse(kind: &str, version: &str, raw: &RawValue) -> Result<Self, MessageError> {
+        if version != VERSION {
+            return Ok(Event::Other);
+        }
+        Ok(match kind {
+            CHANNEL_CHAT_MESSAGE => Event::ChatMessage(event(raw)?),
+            STREAM_ONLINE => Event::StreamOnline(event(raw)?),
+            STREAM_OFFLINE => Event::StreamOffline(event(raw)?),
+            USER_AUTHORIZATION_REVOKE => Event::AuthorizationRevoke(event(raw)?),
+            CONDUIT_SHARD_DISABLED => Event::ShardDisabled(event(raw)?),
+            _ => Event::Other,
+        })
+    }
+}
+
+/// Parses one message whose origin its transport has already verified.
+/// `subscription_type` is the `Twitch-Eventsub-Subscription-Type` header
+/// (webhook) or `metadata.subscription_type` (WebSocket): a notification or
+/// revocation must carry it, and it must agree with the signed body, which
+/// alone decides what the message is.
+pub fn parse_message(
+    message_id: &str,
+    message_type: &str,
+    subscription_type: Option<&str>,
+    body: &[u8],
+) -> Result<Message, MessageError> {
+    let agrees = |subscription: &Subscription| match subscription_type {
+        None => Err(MessageError::MissingType),
+        Some(header) if header != subscription.kind => {
+            Err(MessageError::TypeMismatch { header: header.to_owned(), body: subscription.kind.clone() })
+        }
+        Some(_) => Ok(()),
+    };
+    let kind = match message_type {
+        MESSAGE_VERIFICATION => return serde_json::from_slice(body).map(Message::Verification).map_err(malformed),
+        MESSAGE_NOTIFICATION => {
+            let raw: RawNotification<'_> = serde_json::from_slice(body).map_err(malformed)?;
+            agrees(&raw.subscription)?;
+            let event = Event::parse(&raw.subscription.kind, &raw.subscription.version, raw.event)?;
+            InboundKind::Notification { subscription: raw.subscription, event }
+        }
+        MESSAGE_REVOCATION => {
+            let revocation: Revocation = serde_json::from_slice(body).map_err(malformed)?;
+            agrees(&revocation.subscription)?;
+            InboundKind::Revocation { subscription: revocation.subscription }
+        }
+        _ => return Ok(Message::Unknown),
+    };
+    Ok(Message::Inbound(Inbound { message_id: message_id.to_owned(), kind }))
 }
 
 #[cfg(test)]
@@ -122,7 +276,7 @@ mod tests {
             "source_message_id":null,"source_badges":null}}"#;
         let n: Notification<ChatMessageEvent> = serde_json::from_str(body).unwrap();
         assert_eq!(n.subscription.kind, CHANNEL_CHAT_MESSAGE);
-        assert_eq!(n.event.chatter_user_id, "73310458");
+        assert_eq!(n.event.chatter_user_id.as_str(), "73310458");
         assert_eq!(n.event.message.text, "Cheer100 YES");
         assert_eq!(n.event.source_broadcaster_user_id, None);
     }
@@ -152,5 +306,56 @@ mod tests {
         assert_eq!(shard.challenge, "abc");
         assert!(shard.subscription.is_none());
         assert_eq!(shard.conduit_shard.map(|s| s.shard), Some("0".to_owned()));
+    }
+
+    fn chat(kind: &str, version: &str) -> String {
+        format!(
+            r#"{{"subscription":{{"id":"0f3d","status":"enabled","type":"{kind}","version":"{version}","condition":{{}}}},
+            "event":{{"broadcaster_user_id":"41245072","chatter_user_id":"73310458","message_id":"a3f1",
+            "message":{{"text":"yes"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_signed_body_chooses_the_event_and_a_disagreeing_header_is_refused() {
+        let body = chat(CHANNEL_CHAT_MESSAGE, "1");
+        let header = Some(CHANNEL_CHAT_MESSAGE);
+        let Ok(Message::Inbound(m)) = parse_message("m1", MESSAGE_NOTIFICATION, header, body.as_bytes()) else {
+            panic!("a chat notification parses");
+        };
+        assert_eq!(m.message_id, "m1");
+        assert!(matches!(m.kind, InboundKind::Notification { event: Event::ChatMessage(_), .. }));
+        let e = parse_message("m1", MESSAGE_NOTIFICATION, Some(STREAM_ONLINE), body.as_bytes()).unwrap_err();
+        assert!(matches!(e, MessageError::TypeMismatch { .. }), "{e}");
+        let e = parse_message("m1", MESSAGE_NOTIFICATION, None, body.as_bytes()).unwrap_err();
+        assert_eq!(e, MessageError::MissingType);
+    }
+
+    #[test]
+    fn types_and_versions_we_do_not_use_are_acknowledged_without_an_event() {
+        for (kind, version) in [("channel.follow", "2"), (CHANNEL_CHAT_MESSAGE, "2")] {
+            let body = chat(kind, version);
+            let Ok(Message::Inbound(m)) = parse_message("m", MESSAGE_NOTIFICATION, Some(kind), body.as_bytes()) else {
+                panic!("parses");
+            };
+            assert!(matches!(m.kind, InboundKind::Notification { event: Event::Other, .. }));
+        }
+        assert!(matches!(parse_message("m", "something_new", None, b"{}"), Ok(Message::Unknown)));
+    }
+
+    #[test]
+    fn a_chat_event_with_an_impossible_user_id_is_malformed() {
+        let body = chat(CHANNEL_CHAT_MESSAGE, "1").replace("73310458", "not an id");
+        let e = parse_message("m", MESSAGE_NOTIFICATION, Some(CHANNEL_CHAT_MESSAGE), body.as_bytes()).unwrap_err();
+        assert!(matches!(e, MessageError::Malformed(_)));
+    }
+
+    #[test]
+    fn a_chat_event_becomes_the_engines_chat_message() {
+        let n: Notification<ChatMessageEvent> = serde_json::from_str(&chat(CHANNEL_CHAT_MESSAGE, "1")).unwrap();
+        let chat = n.event.into_chat("delivery-1".into());
+        assert_eq!(chat.delivery_id, "delivery-1");
+        assert_eq!((chat.channel.as_str(), chat.chatter.as_str(), chat.text.as_str()), ("41245072", "73310458", "yes"));
+        assert_eq!(chat.relayed_from, None);
     }
 }

@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use super::eventsub::{self, Inbound, Message as EventSubMessage};
+
 /// Twitch's EventSub WebSocket endpoint (§6.1).
 pub const TWITCH_EVENTSUB_WS_URL: &str = "wss://eventsub.wss.twitch.tv/ws";
 
@@ -48,10 +50,9 @@ pub enum WsEvent {
     /// reconnect from scratch, or a reconnect URL whose welcome carries a different id).
     /// The owner must bind it within the 10 s window (Update Conduit Shards).
     Session { session_id: String },
-    /// A data message other than welcome/keepalive/reconnect: `message_type` is
-    /// "notification" or "revocation"; `payload` is the raw JSON of `payload`
-    /// (for a notification: exactly a webhook body, {"subscription":…,"event":…}).
-    Message { message_id: String, message_type: String, subscription_type: Option<String>, payload: String },
+    /// A notification or revocation, parsed like a webhook delivery (its
+    /// `payload` is exactly a webhook body).
+    Message(Box<Inbound>),
     /// The connection was lost (close code if any, reason); a reconnect from scratch follows after backoff.
     Disconnected { code: Option<u16>, reason: String },
 }
@@ -382,7 +383,14 @@ impl Link<'_> {
             Frame::Keepalive { .. } | Frame::Reconnect { .. } => return true,
         };
         tracing::debug!(%message_id, message_type, ?subscription_type, "eventsub websocket: message");
-        self.emit(WsEvent::Message { message_id, message_type: message_type.into(), subscription_type, payload }).await
+        match eventsub::parse_message(&message_id, message_type, subscription_type.as_deref(), payload.as_bytes()) {
+            Ok(EventSubMessage::Inbound(inbound)) => self.emit(WsEvent::Message(Box::new(inbound))).await,
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(%message_id, error = %e, "eventsub websocket: message refused");
+                true
+            }
+        }
     }
 
     fn watchdog(&self, session: &SessionInfo) -> Duration {

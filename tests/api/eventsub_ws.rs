@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chatpulse::config::Secret;
 use chatpulse::twitch::client::{Subscription, TwitchClient};
+use chatpulse::twitch::eventsub::{ChatMessageEvent, Event, Inbound, InboundKind, Subscription as Delivered};
 use chatpulse::twitch::eventsub_ws::{self, WsEvent, WsSettings};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -43,13 +44,14 @@ fn transport(url: String, keepalive_timeout: Option<u32>) -> Transport {
     Transport { events, shutdown, task }
 }
 
-/// A `WsEvent::Message`, payload parsed.
+/// A `WsEvent::Message`: the typed message, as a webhook delivery's.
 #[derive(Debug)]
 struct Received {
     message_id: String,
-    message_type: String,
-    subscription_type: Option<String>,
-    payload: Value,
+    message_type: &'static str,
+    subscription: Delivered,
+    /// The chat event of a `channel.chat.message` notification.
+    chat: Option<ChatMessageEvent>,
 }
 
 impl Transport {
@@ -65,14 +67,19 @@ impl Transport {
     }
 
     async fn message(&mut self) -> Received {
-        match self.next().await {
-            WsEvent::Message { message_id, message_type, subscription_type, payload } => Received {
-                message_id,
-                message_type,
-                subscription_type,
-                payload: serde_json::from_str(&payload).unwrap(),
-            },
-            other => panic!("expected a Message, got {other:?}"),
+        let WsEvent::Message(message) = self.next().await else { panic!("expected a Message") };
+        let Inbound { message_id, kind } = *message;
+        match kind {
+            InboundKind::Notification { subscription, event } => {
+                let chat = match event {
+                    Event::ChatMessage(chat) => Some(chat),
+                    _ => None,
+                };
+                Received { message_id, message_type: "notification", subscription, chat }
+            }
+            InboundKind::Revocation { subscription } => {
+                Received { message_id, message_type: "revocation", subscription, chat: None }
+            }
         }
     }
 
@@ -98,7 +105,7 @@ impl Transport {
 }
 
 fn chat_text(received: &Received) -> String {
-    received.payload["event"]["message"]["text"].as_str().unwrap().to_owned()
+    received.chat.as_ref().expect("a chat message").message.text.clone()
 }
 
 // ---------------------------------------------------------- the simulator
@@ -193,32 +200,29 @@ async fn a_welcomed_session_is_bound_and_gets_chat_and_revocations_then_closes_c
     let chat_id = t.chat("YES pizza").await;
     let got = ws.message().await;
     assert_eq!(got.message_type, "notification");
-    assert_eq!(got.subscription_type.as_deref(), Some("channel.chat.message"));
+    assert_eq!(got.subscription.kind, "channel.chat.message");
     let delivered = t.sim.deliveries();
     assert!(
         delivered.iter().any(|d| d.message_id == got.message_id && d.callback == format!("websocket:{session_id}")),
         "metadata.message_id of the frame the simulator wrote: {delivered:?}"
     );
-    let keys: BTreeSet<&str> = got.payload.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(["event", "subscription"]), "exactly a webhook body");
-    let subscription = &got.payload["subscription"];
-    assert_eq!(subscription["id"], sub.id.as_str());
-    assert_eq!(subscription["type"], "channel.chat.message");
-    assert_eq!(subscription["status"], "enabled");
-    assert_eq!(subscription["transport"], json!({"method": "conduit", "conduit_id": t.conduit}));
-    let event = &got.payload["event"];
-    assert_eq!(event["message_id"], chat_id.as_str());
-    assert_eq!(event["broadcaster_user_id"], t.streamer.as_str());
-    assert_eq!(event["chatter_user_id"], t.bot.as_str());
+    // Parsed exactly as a webhook body is: the same subscription and event.
+    assert_eq!(got.subscription.id, sub.id);
+    assert_eq!(got.subscription.status, "enabled");
+    assert_eq!(got.subscription.condition["broadcaster_user_id"], t.streamer.as_str());
+    let event = got.chat.as_ref().expect("a chat event");
+    assert_eq!(event.message_id, chat_id);
+    assert_eq!(event.broadcaster_user_id.as_str(), t.streamer);
+    assert_eq!(event.chatter_user_id.as_str(), t.bot);
     assert_eq!(chat_text(&got), "YES pizza");
 
     t.sim.revoke_subscription(&sub.id, "authorization_revoked").await.unwrap();
     let revoked = ws.message().await;
     assert_eq!(revoked.message_type, "revocation");
-    assert_eq!(revoked.subscription_type.as_deref(), Some("channel.chat.message"));
-    assert_eq!(revoked.payload["subscription"]["id"], sub.id.as_str());
-    assert_eq!(revoked.payload["subscription"]["status"], "authorization_revoked");
-    assert!(revoked.payload.get("event").is_none());
+    assert_eq!(revoked.subscription.kind, "channel.chat.message");
+    assert_eq!(revoked.subscription.id, sub.id);
+    assert_eq!(revoked.subscription.status, "authorization_revoked");
+    assert!(revoked.chat.is_none());
     ws.quiet().await;
 
     let rest = ws.stop().await;
@@ -262,10 +266,10 @@ async fn session_reconnect_is_followed_without_losing_a_message() {
     let mut sessions = Vec::new();
     while texts.len() < 30 {
         match ws.next().await {
-            WsEvent::Message { payload, .. } => {
-                let payload: Value = serde_json::from_str(&payload).unwrap();
-                texts.push(payload["event"]["message"]["text"].as_str().unwrap().to_owned());
-            }
+            WsEvent::Message(message) => match message.kind {
+                InboundKind::Notification { event: Event::ChatMessage(chat), .. } => texts.push(chat.message.text),
+                other => panic!("only chat was sent: {other:?}"),
+            },
             WsEvent::Session { session_id } => sessions.push(session_id),
             other @ WsEvent::Disconnected { .. } => panic!("a reconnect is not a loss: {other:?}"),
         }
@@ -386,7 +390,12 @@ fn notification(text: &str) -> Message {
     frame(
         "notification",
         json!({"subscription_type": "channel.chat.message", "subscription_version": "1"}),
-        json!({"subscription": {"id": "sub-1", "type": "channel.chat.message"}, "event": {"message": {"text": text}}}),
+        json!({
+            "subscription": {"id": "sub-1", "status": "enabled", "type": "channel.chat.message", "version": "1",
+                "condition": {"broadcaster_user_id": "41245072", "user_id": "99887766"}},
+            "event": {"broadcaster_user_id": "41245072", "chatter_user_id": "73310458", "message_id": text,
+                "message": {"text": text}},
+        }),
     )
 }
 
@@ -428,7 +437,7 @@ async fn a_reconnect_that_keeps_the_session_id_is_followed_silently() {
     old.send(notification("one")).await.unwrap();
     let one = ws.message().await;
     assert_eq!(chat_text(&one), "one");
-    assert_eq!(one.subscription_type.as_deref(), Some("channel.chat.message"));
+    assert_eq!(one.subscription.kind, "channel.chat.message");
     assert!(!one.message_id.is_empty());
 
     let reconnect_url = format!("{base}/ws?challenge=c0ffee&id=S1");

@@ -216,6 +216,19 @@ fn bad_deliveries(broadcaster: &str) -> Vec<(&'static str, Delivery, u16)> {
     let mut d = good();
     d.subscription_type = None;
     cases.push(("notification without subscription type", d, 400));
+    // The header is not signed: a captured chat delivery relabelled as a
+    // stream going live or offline must not reset the bar or its status.
+    for relabelled in ["stream.online", "stream.offline"] {
+        let mut d = good();
+        d.subscription_type = Some(relabelled.into());
+        cases.push(("chat body under a stream header", d, 400));
+    }
+    let follow = chat_body(broadcaster, "7003", "yes", None).replacen("channel.chat.message", "channel.follow", 1);
+    cases.push((
+        "another type's body under the chat header",
+        Delivery::notification("channel.chat.message", follow),
+        400,
+    ));
     let padding = " ".repeat(70 * 1024);
     let body = chat_body(broadcaster, "7002", "yes", None).replacen('{', &format!("{{{padding}"), 1);
     cases.push(("body over 64 KiB", Delivery::notification("channel.chat.message", body), 413));

@@ -627,7 +627,7 @@ mod tests {
             .expect("the server's own check accepts it");
         let parsed: chatpulse::twitch::eventsub::Notification<chatpulse::twitch::eventsub::ChatMessageEvent> =
             serde_json::from_str(&body).expect("Twitch's shape");
-        assert_eq!(parsed.event.broadcaster_user_id, "41245007");
+        assert_eq!(parsed.event.broadcaster_user_id.as_str(), "41245007");
         assert_eq!(parsed.event.message.text, "yes");
         assert_eq!(parsed.event.message_id, id);
         let second: serde_json::Value = serde_json::from_str(&second_body).unwrap();
