@@ -44,7 +44,8 @@ psql_admin() {
     as_root su postgres -c "psql -d postgres -v ON_ERROR_STOP=1 -Atqc \"$1\""
   fi
 }
-db=chatpulse_test
+# TEST_DB_NAME: another name, for several checkouts testing on one machine at once.
+db=${TEST_DB_NAME:-chatpulse_test}
 psql_admin "DROP DATABASE IF EXISTS $db WITH (FORCE)" >&2
 psql_admin "CREATE DATABASE $db" >&2
 log "created fresh database $db"

@@ -15,7 +15,9 @@ pub const DEV_TOKEN_ENCRYPTION_KEY: &str = "000000000000000000000000000000000000
 
 pub const TWITCH_AUTH_URL: &str = "https://id.twitch.tv/oauth2";
 pub const TWITCH_API_URL: &str = "https://api.twitch.tv/helix";
+pub use crate::domain::IpNet;
 pub use crate::secret::Secret;
+pub use crate::twitch::EventSubTransport;
 pub use crate::twitch::eventsub_ws::TWITCH_EVENTSUB_WS_URL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +39,6 @@ pub enum StorageMode {
     Embedded { data_dir: PathBuf },
     /// PostgreSQL plus Redis; any number of instances.
     Distributed { database_url: Secret, redis_url: Secret },
-}
-
-/// How Twitch reaches our conduit's shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventSubTransport {
-    /// Shard 0 is `WEBHOOK_CALLBACK_URL`; any instance receives.
-    Webhook,
-    /// Shard 0 is a WebSocket session the leader holds open.
-    WebSocket,
 }
 
 /// Internal timings and limits. Not environment variables: the defaults are
@@ -256,41 +249,6 @@ pub const VARIABLES: &[&str] = &[
     "VOTE_RATE_LIMIT_CAPACITY",
     "VOTE_RATE_LIMIT_RATE",
 ];
-
-/// An IP network (`10.0.0.0/8`, `fd00::/8`) or one address (a full-length
-/// prefix), as `TRUSTED_PROXIES` lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    pub fn parse(raw: &str) -> Option<Self> {
-        let (addr, prefix) = match raw.split_once('/') {
-            Some((addr, prefix)) => (addr.parse::<std::net::IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
-            None => (raw.parse().ok()?, None),
-        };
-        let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(Self { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let bits = |ip: IpAddr| match ip {
-            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
-            IpAddr::V6(v6) => (u128::from(v6), 128u32),
-        };
-        let ((net, width), (candidate, other)) = (bits(self.addr), bits(ip.to_canonical()));
-        if width != other {
-            return false;
-        }
-        let shift = width - u32::from(self.prefix);
-        shift >= width || (net >> shift) == (candidate >> shift)
-    }
-}
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

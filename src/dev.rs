@@ -22,11 +22,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use twitch_sim::{Running, SimConfig};
 
+use crate::app::App;
 use crate::config::{AppEnv, Config, ConfigError};
-use crate::domain::{BroadcasterId, OverlayId};
+use crate::domain::BroadcasterId;
 use crate::secret::Secret;
 use crate::startup::TwitchEndpoints;
-use crate::store::{NewStreamer, Repository};
+use crate::store::NewStreamer;
 
 /// The built-in simulator's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,9 +125,18 @@ pub(crate) async fn start(
 
 impl Started {
     /// The demo streamer's URLs, creating the streamer on first start.
-    pub async fn demo(&self, repo: &Arc<dyn Repository>, config: &Config) -> Option<Demo> {
+    pub async fn demo(&self, app: &App, config: &Config) -> Option<Demo> {
         let streamer = &self.running.streamer;
-        match demo_streamer(repo, &streamer.id, &streamer.login, &streamer.display_name).await {
+        let new = BroadcasterId::parse(&streamer.id).map(|id| NewStreamer {
+            twitch_user_id: id,
+            login: streamer.login.clone(),
+            display_name: streamer.display_name.clone(),
+        });
+        let created = match new {
+            Ok(new) => app.ensure_streamer(&new).await.map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match created {
             Ok(overlay) => Some(Demo {
                 overlay_url: config.overlay_url(overlay),
                 chat_url: format!("{}/sim/chat", self.running.sim.config().public_url),
@@ -145,21 +155,6 @@ impl Started {
         let authorize_url = Arc::clone(&self.authorize_url);
         move |router| router.layer(axum::middleware::from_fn_with_state(authorize_url, login_shortcut))
     }
-}
-
-/// The demo streamer's overlay, creating the streamer on first start.
-async fn demo_streamer(
-    repo: &Arc<dyn Repository>,
-    twitch_user_id: &str,
-    login: &str,
-    display_name: &str,
-) -> anyhow::Result<OverlayId> {
-    let id = BroadcasterId::parse(twitch_user_id)?;
-    if let Some(s) = repo.list_streamers().await?.into_iter().find(|s| s.twitch_user_id == id) {
-        return Ok(s.overlay_id);
-    }
-    let new = NewStreamer { twitch_user_id: id, login: login.to_owned(), display_name: display_name.to_owned() };
-    Ok(repo.create_streamer(&new).await?.streamer.overlay_id)
 }
 
 /// A Twitch login: 1–25 letters, digits or `_` (safe in a query string as is).

@@ -16,8 +16,11 @@
 
 pub mod app;
 pub mod broadcast;
+pub mod clock;
 pub mod config;
 pub mod crypto;
+#[cfg(test)]
+mod dependency_rule;
 #[cfg(feature = "simulator")]
 pub mod dev;
 pub mod domain;
@@ -30,10 +33,10 @@ pub mod store;
 pub mod telemetry;
 pub mod twitch;
 
-/// Milliseconds since the Unix epoch: the one clock every live-state call uses.
+/// Milliseconds since the Unix epoch: the one clock every live-state call
+/// uses (components that decide by time take a [`clock::Clock`] instead).
 pub fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    clock::Clock::System.now_ms()
 }
 
 /// Installs the process-wide TLS crypto provider (ring) that every HTTPS

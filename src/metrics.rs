@@ -59,6 +59,12 @@ pub struct SubscriptionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    /// A background task's name (a fixed set: `reconciler`, `signals`, …).
+    pub task: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -113,6 +119,8 @@ pub struct Metrics {
     /// The bot account lost its authorization: chat stops in every channel
     /// until the operator re-authorizes it (`/auth/bot`). Alert on any rise.
     pub bot_authorization_lost: Counter,
+    /// Background tasks restarted after they ended or panicked.
+    pub task_restarts: Family<TaskLabels, Counter>,
 }
 
 impl Metrics {
@@ -150,6 +158,7 @@ impl Metrics {
             eventsub_max_total_cost: Gauge::default(),
             authorizations_revoked: Counter::default(),
             bot_authorization_lost: Counter::default(),
+            task_restarts: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("chatpulse");
         r.register("http_requests", "HTTP requests by method, route and status", m.http_requests.clone());
@@ -192,6 +201,11 @@ impl Metrics {
             "store_call_errors",
             "Failed PostgreSQL and Redis calls by store and operation",
             m.store_call_errors.clone(),
+        );
+        r.register(
+            "task_restarts",
+            "Background tasks restarted after they ended or panicked, by task",
+            m.task_restarts.clone(),
         );
         r.register("leader", "1 while this instance is the leader (EventSub set-up, reconciliation)", m.leader.clone());
         r.register("eventsub_ready", "1 once the EventSub conduit and its shard are set up", m.eventsub_ready.clone());
@@ -262,6 +276,15 @@ impl Metrics {
 
     pub fn webhook(&self, message_type: &'static str, outcome: &'static str) {
         self.webhook_messages.get_or_create(&WebhookLabels { message_type, outcome }).inc();
+    }
+
+    pub fn task_restarted(&self, task: &'static str) {
+        self.task_restarts.get_or_create(&TaskLabels { task }).inc();
+    }
+
+    /// How often `task` was restarted (tests read it).
+    pub fn task_restarts_of(&self, task: &'static str) -> u64 {
+        self.task_restarts.get_or_create(&TaskLabels { task }).get()
     }
 
     pub fn ws_rejected(&self, reason: &'static str) {

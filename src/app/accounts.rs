@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::App;
-use super::signals::Signal;
 use crate::domain::{BroadcasterId, ConfigError, DecaySpeed, Label, OverlayConfig, OverlayId, StreamerId, Trigger};
+use crate::store::signals::Signal;
 use crate::store::{BotAccount, NewStreamer, OverlaySetup, RepositoryError, StoredConfig, StoredTokens};
 use crate::twitch::eventsub::CHANNEL_CHAT_MESSAGE;
 use crate::twitch::oauth::{OAuthError, UserTokens};
@@ -132,6 +132,20 @@ pub struct DashboardView {
     pub stream_status: String,
 }
 
+/// The bot account, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotStatus {
+    /// `BOT_USER_ID`.
+    pub bot_user_id: Option<String>,
+    /// The linked account's login, when it is the configured one.
+    pub login: Option<String>,
+    pub scopes: Vec<String>,
+    /// Linked, with every scope it needs, and Twitch still accepts it.
+    pub authorized: bool,
+    /// Linked with every scope, but Twitch no longer accepts the grant.
+    pub grant_lost: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
     #[error("not found")]
@@ -211,6 +225,23 @@ impl App {
         };
         self.repo.save_bot(&bot).await?;
         Ok(me.login)
+    }
+
+    /// The bot account as the operator's page shows it: linked or not, its
+    /// scopes, and whether Twitch still accepts its grant (what was stored
+    /// is not the last word: Twitch is asked).
+    pub async fn bot_status(&self) -> Result<BotStatus, RepositoryError> {
+        let expected = self.settings.bot_user_id.clone();
+        let linked = self.repo.bot().await?.filter(|b| Some(b.twitch_user_id.as_str()) == expected.as_deref());
+        let scopes = linked.as_ref().map(|b| b.tokens.scopes.clone()).unwrap_or_default();
+        let mut authorized = linked.is_some() && BOT_SCOPES.iter().all(|s| scopes.iter().any(|g| g == s));
+        let mut grant_lost = false;
+        if let Some(bot) = linked.as_ref().filter(|_| authorized)
+            && self.bot_grant_alive(bot).await == Some(false)
+        {
+            (authorized, grant_lost) = (false, true);
+        }
+        Ok(BotStatus { bot_user_id: expected, login: linked.map(|b| b.login), scopes, authorized, grant_lost })
     }
 
     /// Whether Twitch still accepts the linked bot account's grant: `None`

@@ -29,10 +29,10 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::EventSubTransport;
 use crate::domain::{BroadcasterId, StreamerId};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, Repository, SubscriptionRecord};
+use crate::twitch::EventSubTransport;
 use crate::twitch::client::{Subscription, Totals, TwitchClient, TwitchError};
 use crate::twitch::eventsub::Inbound;
 use crate::twitch::eventsub::{

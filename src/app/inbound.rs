@@ -140,7 +140,7 @@ impl App {
     }
 
     /// Dispatches the messages of the WebSocket shard until shutdown.
-    pub async fn run_inbound(self: Arc<Self>, mut messages: mpsc::Receiver<Inbound>, shutdown: CancellationToken) {
+    pub async fn run_inbound(&self, messages: &mut mpsc::Receiver<Inbound>, shutdown: CancellationToken) {
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return,

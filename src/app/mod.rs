@@ -7,7 +7,6 @@ pub mod eventsub;
 pub mod inbound;
 pub mod revocations;
 pub mod sessions;
-pub mod signals;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -18,8 +17,30 @@ use crate::store::{LiveStore, OverlaySetup, Repository, RepositoryError};
 
 pub use sessions::{AcquireError, SessionLease, SessionManager, SessionPorts, SessionSettings};
 
-/// Everything the use cases need. Cheap to share behind an `Arc`.
+/// Everything the use cases need. Cheap to share behind an `Arc`. Its
+/// fields are private to `app`: handlers call its methods.
 pub struct App {
+    repo: Arc<dyn Repository>,
+    live: Arc<dyn LiveStore>,
+    sessions: SessionManager,
+    /// Schema state of the durable store: `Err` until migrations have run.
+    migrations: Arc<std::sync::Mutex<Result<(), String>>>,
+    metrics: Metrics,
+    /// Tells every instance about config changes and rotated overlay URLs.
+    signals: Arc<crate::store::signals::SignalBus>,
+    /// Twitch login; `None` when no Twitch (real or simulated) is configured.
+    oauth: Option<Arc<crate::twitch::oauth::TwitchOAuth>>,
+    /// Encrypts stored Twitch tokens.
+    cipher: crate::crypto::TokenCipher,
+    /// Chat subscriptions and their per-channel status.
+    eventsub: Option<Arc<eventsub::EventSub>>,
+    /// The vote pipeline (chat messages reach it through [`App::dispatch`]).
+    engine: crate::engine::VoteEngine,
+    settings: AppSettings,
+}
+
+/// What an [`App`] is made of (the composition root assembles it).
+pub struct AppParts {
     pub repo: Arc<dyn Repository>,
     pub live: Arc<dyn LiveStore>,
     pub sessions: SessionManager,
@@ -27,7 +48,7 @@ pub struct App {
     pub migrations: Arc<std::sync::Mutex<Result<(), String>>>,
     pub metrics: Metrics,
     /// Tells every instance about config changes and rotated overlay URLs.
-    pub signals: Arc<signals::SignalBus>,
+    pub signals: Arc<crate::store::signals::SignalBus>,
     /// Twitch login; `None` when no Twitch (real or simulated) is configured.
     pub oauth: Option<Arc<crate::twitch::oauth::TwitchOAuth>>,
     /// Encrypts stored Twitch tokens.
@@ -69,6 +90,32 @@ impl Readiness {
 }
 
 impl App {
+    pub fn new(parts: AppParts) -> Self {
+        let AppParts { repo, live, sessions, migrations, metrics, signals, oauth, cipher, eventsub, engine, settings } =
+            parts;
+        Self { repo, live, sessions, migrations, metrics, signals, oauth, cipher, eventsub, engine, settings }
+    }
+
+    /// The overlay URL a streamer pastes into OBS.
+    pub fn overlay_url(&self, overlay: OverlayId) -> String {
+        format!("{}/overlay/{overlay}", self.settings.public_url)
+    }
+
+    /// Joins the session of an overlay for one connection (activating it on
+    /// the first one here); dropping the lease leaves it.
+    pub async fn join_overlay(&self, overlay: OverlayId) -> Result<SessionLease, AcquireError> {
+        self.sessions.acquire(overlay).await
+    }
+
+    /// The streamer's overlay, creating the streamer with the default config
+    /// when there is none with this Twitch id.
+    pub async fn ensure_streamer(&self, new: &crate::store::NewStreamer) -> Result<OverlayId, RepositoryError> {
+        if let Some(setup) = self.repo.streamer_by_twitch_id(&new.twitch_user_id).await? {
+            return Ok(setup.streamer.overlay_id);
+        }
+        Ok(self.repo.create_streamer(new).await?.streamer.overlay_id)
+    }
+
     /// The streamer and config behind an overlay URL, if it exists.
     pub async fn overlay(&self, overlay: OverlayId) -> Result<Option<OverlaySetup>, RepositoryError> {
         self.repo.overlay_setup(overlay).await.inspect_err(|_| self.metrics.durable_error("overlay_setup"))

@@ -4,8 +4,8 @@
 
 use super::App;
 use super::eventsub::{BLOCKING_REASONS, CHANNEL_TYPES};
-use super::signals::Signal;
 use crate::domain::{BroadcasterId, SessionStatus};
+use crate::store::signals::Signal;
 use crate::store::{OverlaySetup, RepositoryError};
 use crate::twitch::eventsub::Subscription;
 

@@ -19,10 +19,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::eventsub::EventSub;
-use super::signals::{Signal, SignalBus};
 use crate::broadcast::{Broadcaster, CloseReason};
 use crate::domain::{BroadcasterId, OverlayId, StreamerId};
 use crate::metrics::Metrics;
+use crate::store::signals::{Signal, SignalBus};
 use crate::store::{Lease, LiveStore, OverlaySetup, Repository, SessionActivation};
 
 /// How sessions are held on this instance.
@@ -447,7 +447,7 @@ impl SessionManager {
     }
 
     /// Re-activates sessions the broadcaster found missing from the live store.
-    pub async fn run_repair(self, mut missing: tokio::sync::mpsc::Receiver<OverlayId>, shutdown: CancellationToken) {
+    pub async fn run_repair(&self, missing: &mut tokio::sync::mpsc::Receiver<OverlayId>, shutdown: CancellationToken) {
         loop {
             let overlay = tokio::select! {
                 _ = shutdown.cancelled() => return,

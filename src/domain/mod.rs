@@ -3,12 +3,14 @@
 
 pub mod chat;
 pub mod ids;
+pub mod net;
 pub mod overlay_config;
 pub mod sentiment;
 pub mod trigger;
 
 pub use chat::ChatMessage;
 pub use ids::{BroadcasterId, ChatterId, IdError, OverlayId, StreamerId};
+pub use net::IpNet;
 pub use overlay_config::{ConfigError, DecaySpeed, Label, OverlayConfig, Trigger};
 pub use sentiment::{Direction, SessionStatus};
 pub use trigger::match_vote;

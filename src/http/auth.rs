@@ -10,17 +10,17 @@ use tower_sessions::Session;
 
 use super::pages::{AuthErrorPage, BotPage, LoginPage};
 use super::{AppState, Error, session};
-use crate::app::accounts::{BOT_SCOPES, LoginError, Purpose};
+use crate::app::accounts::{LoginError, Purpose};
 
 pub async fn home(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
-    Ok(match session::streamer(&session, state.tuning.login_session_max).await? {
+    Ok(match session::streamer(&session, state.settings.login_session_max).await? {
         Some(_) => Redirect::to("/dashboard").into_response(),
         None => LoginPage { error: None }.into_response(),
     })
 }
 
 pub async fn login(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
-    if session::streamer(&session, state.tuning.login_session_max).await?.is_some() {
+    if session::streamer(&session, state.settings.login_session_max).await?.is_some() {
         return Ok(Redirect::to("/dashboard").into_response());
     }
     start(&state, &session, Purpose::Login).await
@@ -122,24 +122,15 @@ pub async fn logout(session: Session, Form(form): Form<CsrfForm>) -> Result<Resp
 }
 
 pub async fn bot(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
-    let bot = state.app.repo.bot().await.map_err(|e| Error::Unavailable(e.to_string()))?;
-    let expected = state.app.settings.bot_user_id.clone();
-    let linked = bot.filter(|b| Some(b.twitch_user_id.as_str()) == expected.as_deref());
-    let scopes = linked.as_ref().map(|b| b.tokens.scopes.clone()).unwrap_or_default();
-    let mut authorized = linked.is_some() && BOT_SCOPES.iter().all(|s| scopes.iter().any(|g| g == s));
-    let mut error = None;
-    // What was stored is not the last word: ask Twitch whether it still holds.
-    if let Some(bot) = linked.as_ref().filter(|_| authorized)
-        && state.app.bot_grant_alive(bot).await == Some(false)
-    {
-        authorized = false;
-        error = Some("Twitch no longer accepts the bot account's authorization. Authorize it again below.".into());
-    }
+    let status = state.app.bot_status().await.map_err(|e| Error::Unavailable(e.to_string()))?;
+    let error = status
+        .grant_lost
+        .then(|| "Twitch no longer accepts the bot account's authorization. Authorize it again below.".to_owned());
     Ok(BotPage {
-        bot_user_id: expected,
-        authorized,
-        bot_login: linked.map(|b| b.login),
-        scopes,
+        bot_user_id: status.bot_user_id,
+        authorized: status.authorized,
+        bot_login: status.login,
+        scopes: status.scopes,
         error,
         csrf_token: session::csrf_token(&session).await?,
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
-use crate::config::IpNet;
+use crate::domain::IpNet;
 
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Arc<[IpNet]>);

@@ -46,10 +46,7 @@ fn page(
         account,
         display_name: streamer.as_ref().map(|s| s.display_name.clone()).unwrap_or_default(),
         login: streamer.as_ref().map(|s| s.login.clone()).unwrap_or_default(),
-        overlay_url: streamer
-            .as_ref()
-            .map(|s| format!("{}/overlay/{}", state.app.settings.public_url, s.overlay_id))
-            .unwrap_or_default(),
+        overlay_url: streamer.as_ref().map(|s| state.app.overlay_url(s.overlay_id)).unwrap_or_default(),
         overlay_id: streamer.as_ref().map(|s| s.overlay_id.to_string()).unwrap_or_default(),
         csrf_token,
         form,
@@ -66,7 +63,7 @@ fn page(
 /// The logged-in streamer and their dashboard data; `Err(response)` redirects
 /// to the login when there is none.
 async fn view(state: &AppState, session: &Session) -> Result<Result<(StreamerId, DashboardView), Response>, Error> {
-    let Some(id) = session::streamer(session, state.tuning.login_session_max).await? else {
+    let Some(id) = session::streamer(session, state.settings.login_session_max).await? else {
         return Ok(Err(Redirect::to("/auth/login").into_response()));
     };
     match state.app.dashboard(id).await.map_err(|e| Error::Unavailable(e.to_string()))? {
@@ -116,7 +113,7 @@ pub async fn save(
         _ => Error::BadRequest(e.body_text()),
     })?;
     session::check_csrf(&session, form.csrf_token.as_deref()).await?;
-    let Some(id) = session::streamer(&session, state.tuning.login_session_max).await? else {
+    let Some(id) = session::streamer(&session, state.settings.login_session_max).await? else {
         return Ok(Redirect::to("/auth/login").into_response());
     };
     // The save is one statement: it is written entirely or not at all.
@@ -173,7 +170,7 @@ fn csrf_from(headers: &HeaderMap, form: Result<Form<CsrfForm>, FormRejection>) -
 }
 
 async fn require_streamer(state: &AppState, session: &Session) -> Result<StreamerId, Error> {
-    let max = state.tuning.login_session_max;
+    let max = state.settings.login_session_max;
     session::streamer(session, max).await?.ok_or_else(|| Error::Unauthorized("log in first".into()))
 }
 
@@ -211,7 +208,7 @@ pub async fn rotate(
     let id = require_streamer(&state, &session).await?;
     let overlay = state.app.rotate(id).await.map_err(action_error)?;
     if json {
-        let url = format!("{}/overlay/{overlay}", state.app.settings.public_url);
+        let url = state.app.overlay_url(overlay);
         return Ok(Json(json!({ "overlay_url": url })).into_response());
     }
     Ok(Redirect::to("/dashboard?rotated=1").into_response())

@@ -6,11 +6,39 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::AppState;
 
-/// The process is up and serving HTTP.
-pub async fn live() -> &'static str {
-    "ok"
+/// Whether the process is still whole: false once an essential task failed.
+#[derive(Clone, Default)]
+pub struct Liveness(Arc<AtomicBool>);
+
+impl Liveness {
+    pub fn new() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Marks the process as broken for good.
+    pub fn fail(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The process is up, serving HTTP, and whole: 503 once a task it cannot do
+/// without has failed (the process is about to exit; the orchestrator
+/// replaces it).
+pub async fn live(State(state): State<AppState>) -> impl IntoResponse {
+    if state.liveness.is_live() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "a background task failed")
+    }
 }
 
 /// Ready for traffic: not shutting down and every store reachable. The body

@@ -4,7 +4,7 @@ mod auth;
 pub mod client_ip;
 mod dashboard;
 mod error;
-mod health;
+pub mod health;
 pub mod limits;
 mod observe;
 mod overlay;
@@ -30,14 +30,35 @@ pub use error::Error;
 
 use crate::app::App;
 use crate::broadcast::Broadcaster;
-use crate::config::{Config, Tuning};
+use crate::broadcast::connection::ConnectionSettings;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use limits::ConnectionLimits;
+use session::SessionStorage;
 
 /// Largest EventSub delivery we accept; Twitch's are a few KiB.
 pub const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 /// Largest dashboard form we accept.
 pub const FORM_BODY_LIMIT: usize = 16 * 1024;
+
+/// What the HTTP layer needs from the configuration (built by the
+/// composition root).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `APP_ENV=production`: HSTS, and Secure session cookies.
+    pub production: bool,
+    /// Signs the session cookies.
+    pub session_secret: Secret,
+    /// A login session ends after this long without activity...
+    pub login_session_idle: std::time::Duration,
+    /// ...and this long after the login, however active.
+    pub login_session_max: std::time::Duration,
+    /// Per-IP request budgets, (per minute, burst): login pages, dashboard.
+    pub auth_rate: (u32, u32),
+    pub dashboard_rate: (u32, u32),
+    /// How each overlay connection is kept.
+    pub connection: ConnectionSettings,
+}
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -48,9 +69,11 @@ pub struct AppState {
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
     pub webhook_secret: Arc<str>,
-    pub tuning: Tuning,
+    pub settings: Arc<HttpSettings>,
     /// False once shutdown has begun: readiness fails and upgrades are refused.
     pub accepting: Arc<AtomicBool>,
+    /// False once a task the process cannot do without failed: `/health/live` fails.
+    pub liveness: health::Liveness,
     /// Whose `X-Forwarded-For` names the client (per-IP limits).
     pub proxies: client_ip::TrustedProxies,
 }
@@ -61,10 +84,10 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
+pub fn router(state: AppState, sessions: SessionStorage) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let proxies = state.proxies.clone();
-    let (auth_rate, dashboard_rate) = (config.tuning.auth_rate, config.tuning.dashboard_rate);
+    let (auth_rate, dashboard_rate) = (state.settings.auth_rate, state.settings.dashboard_rate);
     let auth_limit = security::IpLimit::per_minute(auth_rate.0, auth_rate.1, proxies.clone());
     let dashboard_limit = security::IpLimit::per_minute(dashboard_rate.0, dashboard_rate.1, proxies);
     let auth = Router::new()
@@ -81,9 +104,10 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/api/reset/{overlay_uuid}", post(dashboard::reset))
         .route("/api/rotate-overlay-uuid", post(dashboard::rotate))
         .layer(axum::middleware::from_fn_with_state(dashboard_limit, security::limit));
-    let pages = session::with_sessions(auth.merge(dashboard), config)?.layer(DefaultBodyLimit::max(FORM_BODY_LIMIT));
-    let hsts = config.app_env == crate::config::AppEnv::Production;
-    Ok(Router::new()
+    let pages = session::with_sessions(auth.merge(dashboard), &state.settings, sessions)
+        .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT));
+    let hsts = state.settings.production;
+    Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
@@ -100,7 +124,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .with_state(state))
+        .with_state(state)
 }
 
 /// `static/` of the source tree, found relative to the crate so the binary

@@ -95,13 +95,14 @@ pub async fn websocket(
         };
         reject(limit.label(), error)
     })?;
-    let lease = state.app.sessions.acquire(overlay).await.map_err(|e| match e {
+    let lease = state.app.join_overlay(overlay).await.map_err(|e| match e {
         AcquireError::NotFound => reject("not_found", Error::NotFound),
         AcquireError::Full => reject("session_full", Error::Unavailable(e.to_string())),
         AcquireError::Unavailable(msg) => reject("unavailable", Error::Unavailable(msg)),
     })?;
     state.metrics.ws_connections.inc();
-    let (broadcaster, tuning, metrics) = (state.broadcaster.clone(), state.tuning.clone(), state.metrics.clone());
+    let (broadcaster, settings, metrics) =
+        (state.broadcaster.clone(), state.settings.connection, state.metrics.clone());
     Ok(upgrade
         .max_message_size(4 * 1024)
         // Overlays only ever send pongs and a close: a small read buffer
@@ -109,7 +110,7 @@ pub async fn websocket(
         // (it grows if a client ever sends more).
         .read_buffer_size(1024)
         .on_upgrade(move |socket| async move {
-            connection::serve(socket, overlay, broadcaster, tuning, metrics).await;
+            connection::serve(socket, overlay, broadcaster, settings, metrics).await;
             drop(lease);
             drop(permit);
         })

@@ -12,9 +12,8 @@ use tower_sessions::session_store;
 use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
 use tower_sessions_redis_store::RedisStore;
 
-use super::Error;
+use super::{Error, HttpSettings};
 use crate::app::accounts::PendingAuth;
-use crate::config::{AppEnv, Config, StorageMode};
 use crate::domain::StreamerId;
 
 const STREAMER: &str = "streamer_id";
@@ -27,44 +26,41 @@ fn internal(e: tower_sessions::session::Error) -> Error {
     Error::Internal(anyhow::anyhow!("session store: {e}"))
 }
 
-/// Adds the session layer with the store of the deployment shape: memory when
-/// embedded (one instance), Redis when distributed (a login on one instance
-/// is valid on all).
+/// Where login sessions live, by the deployment shape.
+pub enum SessionStorage {
+    /// In this process (embedded: one instance).
+    InProcess,
+    /// In Redis, through the instance's shared client (distributed: a login
+    /// on one instance is valid on all).
+    Redis(fred::clients::Client),
+}
+
+/// Adds the session layer with the store of the deployment shape.
 pub fn with_sessions<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
-    config: &Config,
-) -> anyhow::Result<Router<S>> {
+    settings: &HttpSettings,
+    storage: SessionStorage,
+) -> Router<S> {
     // SHA-512 spreads SESSION_SECRET (≥ 64 characters) into the 64-byte key.
-    let key = Key::from(Sha512::digest(config.session_secret.expose().as_bytes()).as_slice());
+    let key = Key::from(Sha512::digest(settings.session_secret.expose().as_bytes()).as_slice());
     fn layer<T: SessionStore + Clone>(
         store: T,
-        config: &Config,
+        settings: &HttpSettings,
         key: Key,
     ) -> SessionManagerLayer<T, tower_sessions::service::SignedCookie> {
-        let idle = time::Duration::try_from(config.tuning.login_session_idle).unwrap_or(time::Duration::days(7));
+        let idle = time::Duration::try_from(settings.login_session_idle).unwrap_or(time::Duration::days(7));
         SessionManagerLayer::new(store)
             .with_name(COOKIE)
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
-            .with_secure(config.app_env == AppEnv::Production)
+            .with_secure(settings.production)
             .with_expiry(Expiry::OnInactivity(idle))
             .with_signed(key)
     }
-    Ok(match &config.storage {
-        StorageMode::Embedded { .. } => router.layer(layer(EmbeddedStore::default(), config, key)),
-        StorageMode::Distributed { redis_url, .. } => {
-            use fred::prelude::*;
-            let mut redis = fred::prelude::Config::from_url(redis_url.expose())?;
-            redis.fail_fast = false;
-            let client = Builder::from_config(redis)
-                .with_performance_config(|p| p.default_command_timeout = std::time::Duration::from_secs(2))
-                .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-                .build()?;
-            // The connection task runs (and reconnects) on its own.
-            drop(client.connect());
-            router.layer(layer(RedisStore::new(client), config, key))
-        }
-    })
+    match storage {
+        SessionStorage::InProcess => router.layer(layer(EmbeddedStore::default(), settings, key)),
+        SessionStorage::Redis(client) => router.layer(layer(RedisStore::new(client), settings, key)),
+    }
 }
 
 /// The logged-in streamer, if any. A login older than `max_age` is over,

@@ -13,6 +13,7 @@
 pub mod memory;
 pub mod postgres;
 pub mod redis;
+pub mod signals;
 pub mod sqlite;
 
 use std::collections::HashMap;

@@ -1,9 +1,19 @@
 //! The Twitch protocol as ChatPulse speaks it (`shared/twitch-protocol.md`):
-//! EventSub webhook payloads and their HMAC signatures, the Helix/OAuth
-//! client, and a faithful local simulator of Twitch for demos and tests.
+//! EventSub messages and their HMAC signatures, the EventSub WebSocket
+//! transport, and the Helix/OAuth clients. (The simulator that stands in for
+//! Twitch in the demo and the tests is the `twitch-sim` crate.)
 
 pub mod client;
 pub mod eventsub;
 pub mod eventsub_ws;
 pub mod oauth;
 pub mod signature;
+
+/// How Twitch reaches our conduit's shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSubTransport {
+    /// Shard 0 is `WEBHOOK_CALLBACK_URL`; any instance receives.
+    Webhook,
+    /// Shard 0 is a WebSocket session the leader holds open.
+    WebSocket,
+}

@@ -17,7 +17,7 @@ use chatpulse::domain::{
     BroadcasterId, ChatterId, DecaySpeed, Direction, Label, OverlayConfig, OverlayId, SessionStatus, Trigger,
 };
 use chatpulse::store::memory::MemoryLiveStore;
-use chatpulse::store::redis::RedisLiveStore;
+use chatpulse::store::redis::{RedisConnection, RedisLiveStore};
 use chatpulse::store::{
     ActiveSession, Lease, LiveStore, SessionActivation, Snapshot, VoteLimits, VoteOutcome, VoteRequest,
 };
@@ -547,7 +547,7 @@ pub async fn redis_backend(variable: &str, limits: VoteLimits) -> Option<Arc<Red
     };
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = chatpulse::metrics::Metrics::register(&mut registry);
-    let store = RedisLiveStore::new(&url, limits, metrics).unwrap();
+    let store = RedisLiveStore::new(&RedisConnection::open(&url).unwrap(), limits, metrics);
     tokio::spawn(Arc::clone(&store).maintain());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {

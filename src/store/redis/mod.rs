@@ -24,7 +24,6 @@ use failsafe::backoff::Exponential;
 use failsafe::failure_policy::ConsecutiveFailures;
 use failsafe::futures::CircuitBreaker;
 use fred::prelude::*;
-use fred::types::config::ReconnectPolicy;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{
@@ -35,7 +34,11 @@ use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, SessionStatus};
 use crate::metrics::Metrics;
 
 /// The Functions library, compiled into the binary.
-pub const LIBRARY: &str = include_str!("../../redis-functions/chatpulse.lua");
+mod connection;
+
+pub use connection::RedisConnection;
+
+pub const LIBRARY: &str = include_str!("../../../redis-functions/chatpulse.lua");
 
 /// The `VERSION` constant of [`LIBRARY`].
 pub fn library_version() -> &'static str {
@@ -173,20 +176,8 @@ const READ_CHUNK: usize = 256;
 impl RedisLiveStore {
     /// Builds the client without waiting for Redis: a server that is down at
     /// start-up is retried in the background (see [`Self::maintain`]).
-    pub fn new(url: &str, limits: VoteLimits, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
-        let mut config = Config::from_url(url).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
-        // Retry the first connection like any other instead of failing.
-        config.fail_fast = false;
-        let client = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(2);
-                c.internal_command_timeout = Duration::from_secs(2);
-                c.max_command_attempts = 2;
-            })
-            .with_performance_config(|p| p.default_command_timeout = Duration::from_millis(1500))
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .build()
-            .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+    pub fn new(connection: &RedisConnection, limits: VoteLimits, metrics: Metrics) -> Arc<Self> {
+        let client = connection.client().clone();
         let gauge = BreakerGauge(metrics.circuit_breaker_state.clone());
         let breaker = failsafe::Config::new()
             .failure_policy(failsafe::failure_policy::consecutive_failures(
@@ -195,7 +186,7 @@ impl RedisLiveStore {
             ))
             .instrument(gauge)
             .build();
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             client,
             limits,
             metrics,
@@ -203,7 +194,7 @@ impl RedisLiveStore {
             library_loaded: AtomicBool::new(false),
             last_error: Mutex::new(Some("not connected yet".into())),
             cache: Mutex::new(HashMap::new()),
-        }))
+        })
     }
 
     /// Connects and keeps the Functions library loaded: on every (re)connect

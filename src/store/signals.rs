@@ -1,7 +1,8 @@
 //! Signals between instances: "this overlay's config changed", "this overlay
-//! URL was rotated". Embedded: an in-process channel. Distributed: Redis
-//! pub/sub, so a change saved on one instance reaches overlays held open on
-//! every other within a moment.
+//! URL was rotated", "this bar moved". Embedded: an in-process channel.
+//! Distributed: Redis pub/sub (publishing on the instance's shared client,
+//! listening on a connection of its own), so a change saved on one instance
+//! reaches overlays held open on every other within a moment.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,7 @@ use fred::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use super::redis::RedisConnection;
 use crate::domain::OverlayId;
 
 const CHANNEL: &str = "chatpulse:signals";
@@ -43,20 +45,13 @@ impl SignalBus {
         Self::Local(broadcast::channel(256).0)
     }
 
-    /// Connects (in the background, retrying) a publisher and a subscriber
-    /// that re-subscribes after reconnects.
-    pub fn redis(url: &str) -> anyhow::Result<Self> {
-        let mut config = Config::from_url(url)?;
-        config.fail_fast = false;
-        let policy = ReconnectPolicy::new_exponential(0, 100, 5_000, 2);
-        let publisher = Builder::from_config(config.clone())
-            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
-            .set_policy(policy.clone())
-            .build()?;
-        let subscriber = Builder::from_config(config).set_policy(policy).build_subscriber_client()?;
+    /// Publishes on the shared client and listens on a subscriber of its
+    /// own, which connects (in the background, retrying) and re-subscribes
+    /// after reconnects.
+    pub fn redis(connection: &RedisConnection) -> anyhow::Result<Self> {
+        let publisher = connection.client().clone();
+        let subscriber = connection.subscriber()?;
         let (local, _) = broadcast::channel(256);
-        // The connection task runs on its own; its handle is not needed.
-        drop(publisher.connect());
         let forward = local.clone();
         let subscribed = Arc::new(AtomicBool::new(false));
         let (flag, handle) = (subscribed.clone(), subscriber.clone());
