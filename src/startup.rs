@@ -447,6 +447,9 @@ impl Application {
             config.tuning.config_check_interval,
             shutdown.child_token(),
         )));
+        background.push(tokio::spawn(
+            Arc::clone(&state.app).watch_dependencies(crate::app::DEPENDENCY_CHECK_INTERVAL, shutdown.child_token()),
+        ));
         background.push(tokio::spawn(prune_limits(Arc::clone(&state.limits), shutdown.child_token())));
         background.push(tokio::spawn(crate::app::tokens::run_token_hygiene(
             Arc::clone(&state.app),

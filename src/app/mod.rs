@@ -11,6 +11,8 @@ pub mod tokens;
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::domain::OverlayId;
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, OverlaySetup, Repository, RepositoryError};
@@ -50,7 +52,15 @@ pub struct AppSettings {
     pub simulator: bool,
 }
 
-/// The state of each dependency, for `/health/ready`.
+/// How often the dependency gauges (`chatpulse_dependency_up`) are brought
+/// up to date when nobody asks `/health/ready`.
+pub const DEPENDENCY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The state of each dependency, for `/health/ready` and the
+/// `chatpulse_dependency_up` gauges. It never decides whether the instance
+/// takes traffic: PostgreSQL and Redis are shared by every instance, so an
+/// outage of either would take the whole fleet out of the load balancer
+/// (docs/operations/readiness.md).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Readiness {
     pub durable_store: Result<(), String>,
@@ -63,8 +73,14 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.durable_store.is_ok() && self.live_store.is_ok() && self.signals.is_ok()
+    /// Each dependency by the name the readiness body and the metric use.
+    pub fn checks(&self) -> [(&'static str, &Result<(), String>); 3] {
+        [("durable_store", &self.durable_store), ("live_store", &self.live_store), ("signals", &self.signals)]
+    }
+
+    /// Every dependency reachable (and the schema migrated).
+    pub fn dependencies_ok(&self) -> bool {
+        self.checks().iter().all(|(_, state)| state.is_ok())
     }
 }
 
@@ -105,11 +121,28 @@ impl App {
         let (durable, live) = tokio::join!(self.repo.ping(), self.live.ping());
         // Reachable is not enough: the schema must be migrated too.
         let migrated = self.migrations.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Readiness {
+        let readiness = Readiness {
             durable_store: migrated.and(durable.map_err(|e| e.to_string())),
             live_store: live.map_err(|e| e.to_string()),
             signals: self.signals.ready(),
             eventsub: self.eventsub.as_ref().map(|e| e.status()),
+        };
+        for (dependency, state) in readiness.checks() {
+            self.metrics.dependency_up(dependency, state.is_ok());
+        }
+        readiness
+    }
+
+    /// Keeps the dependency gauges current between readiness probes.
+    pub async fn watch_dependencies(self: Arc<Self>, every: std::time::Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            self.readiness().await;
         }
     }
 }

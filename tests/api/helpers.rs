@@ -335,11 +335,14 @@ impl Delivery {
 }
 
 impl TestApp {
-    /// Waits for `/health/ready` (migrations applied, Redis functions loaded).
+    /// Waits until `/health/ready` answers 200 with every dependency check
+    /// passing (migrations applied, Redis functions loaded, signals heard):
+    /// readiness alone only says the instance takes traffic.
     pub async fn wait_until_ready(&self) {
         let url = format!("{}/health/ready", self.base);
         let ready = eventually(Duration::from_secs(20), || async {
-            self.http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+            let Ok(r) = self.http.get(&url).send().await else { return false };
+            r.status() == 200 && r.json::<serde_json::Value>().await.is_ok_and(|b| b["dependencies_ok"] == true)
         })
         .await;
         let body = match self.http.get(&url).send().await {
