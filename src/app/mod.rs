@@ -56,6 +56,13 @@ pub struct AppSettings {
 /// up to date when nobody asks `/health/ready`.
 pub const DEPENDENCY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The longest a readiness check waits for a dependency's answer. Probes
+/// give up after a second or two (HAProxy's check, the kubelet's
+/// `timeoutSeconds`): a probe that timed out would take the instance out of
+/// rotation as surely as a failed one, so a silent dependency must not make
+/// the probe itself slow.
+pub const DEPENDENCY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The state of each dependency, for `/health/ready` and the
 /// `chatpulse_dependency_up` gauges. It never decides whether the instance
 /// takes traffic: PostgreSQL and Redis are shared by every instance, so an
@@ -118,12 +125,18 @@ impl App {
     }
 
     pub async fn readiness(&self) -> Readiness {
-        let (durable, live) = tokio::join!(self.repo.ping(), self.live.ping());
+        let bounded = |ping: Result<Result<(), String>, tokio::time::error::Elapsed>| {
+            ping.unwrap_or_else(|_| Err(format!("no answer within {} ms", DEPENDENCY_PING_TIMEOUT.as_millis())))
+        };
+        let (durable, live) = tokio::join!(
+            tokio::time::timeout(DEPENDENCY_PING_TIMEOUT, async { self.repo.ping().await.map_err(|e| e.to_string()) }),
+            tokio::time::timeout(DEPENDENCY_PING_TIMEOUT, async { self.live.ping().await.map_err(|e| e.to_string()) }),
+        );
         // Reachable is not enough: the schema must be migrated too.
         let migrated = self.migrations.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let readiness = Readiness {
-            durable_store: migrated.and(durable.map_err(|e| e.to_string())),
-            live_store: live.map_err(|e| e.to_string()),
+            durable_store: migrated.and(bounded(durable)),
+            live_store: bounded(live),
             signals: self.signals.ready(),
             eventsub: self.eventsub.as_ref().map(|e| e.status()),
         };

@@ -130,7 +130,9 @@ async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
     assert!(failed_calls >= 5.0, "every failed Redis call is counted: {failed_calls}");
     let open = eventually(Duration::from_secs(10), || async { app.metric(BREAKER).await == 1.0 }).await;
     assert!(open, "the circuit breaker opens (gauge 1) and stops hammering Redis");
+    let asked = Instant::now();
     let (status, body) = readiness(&app).await;
+    assert!(asked.elapsed() < Duration::from_secs(1), "a probe gets its answer at once: {:?}", asked.elapsed());
     assert_eq!(status, 200, "still takes traffic: {body}");
     assert_eq!(body["ready"], true, "{body}");
     assert_eq!(body["dependencies_ok"], false, "{body}");
