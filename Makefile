@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build run test test-unit lint fmt services clean bench bench-quick
+.PHONY: build run test test-unit lint fmt services clean bench bench-quick cluster cluster-stop cluster-status
 
 build:
 	$(CARGO) build
@@ -39,6 +39,20 @@ fmt:
 
 services:
 	@scripts/test-services.sh >/dev/null
+
+## A load-balanced cluster on this machine, without Docker (scripts/cluster.sh):
+## PostgreSQL, a private Redis, the Twitch simulator, three instances and
+## HAProxy (deploy/haproxy/haproxy.cfg) on ports 18080-18100
+## (CLUSTER_BASE_PORT). Prints the URLs; `cluster-stop` ends what it started.
+cluster:
+	$(CARGO) build --bin chatpulse
+	@scripts/cluster.sh start >/dev/null
+
+cluster-stop:
+	@scripts/cluster.sh stop
+
+cluster-status:
+	@scripts/cluster.sh status
 
 ## Benchmarks (docs/PERFORMANCE.md): release builds of the server and the
 ## load harness, which starts the server itself in embedded and distributed
