@@ -125,8 +125,8 @@ impl App {
     }
 
     pub async fn readiness(&self) -> Readiness {
-        let bounded = |ping: Result<Result<(), String>, tokio::time::error::Elapsed>| {
-            ping.unwrap_or_else(|_| Err(format!("no answer within {} ms", DEPENDENCY_PING_TIMEOUT.as_millis())))
+        let bounded = |store: &str, ping: Result<Result<(), String>, tokio::time::error::Elapsed>| {
+            ping.unwrap_or_else(|_| Err(format!("the {store} gave no answer within {DEPENDENCY_PING_TIMEOUT:?}")))
         };
         let (durable, live) = tokio::join!(
             tokio::time::timeout(DEPENDENCY_PING_TIMEOUT, async { self.repo.ping().await.map_err(|e| e.to_string()) }),
@@ -135,8 +135,8 @@ impl App {
         // Reachable is not enough: the schema must be migrated too.
         let migrated = self.migrations.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let readiness = Readiness {
-            durable_store: migrated.and(bounded(durable)),
-            live_store: bounded(live),
+            durable_store: migrated.and(bounded("durable store", durable)),
+            live_store: bounded("live store", live),
             signals: self.signals.ready(),
             eventsub: self.eventsub.as_ref().map(|e| e.status()),
         };

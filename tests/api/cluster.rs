@@ -11,10 +11,12 @@
 //! - a 20 s outage of the cluster's Redis keeps every instance in rotation,
 //!   and the overlays move again afterwards with nothing restarted.
 //!
-//! It prints its figures (`cargo test --test api cluster -- --nocapture`).
+//! It prints its figures on stderr, past the harness's capture, so `make test`
+//! shows them.
 //! Ports: `CLUSTER_TEST_BASE_PORT` (default 18180) and the 20 above it.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -182,6 +184,17 @@ impl Cluster {
             }
         }
         leaders
+    }
+
+    /// Waits until exactly one instance leads (a leader that stopped
+    /// gracefully gave its lease up; another takes it on its next attempt);
+    /// which one.
+    async fn one_leader(&self) -> usize {
+        let deadline = LEADER_LEASE + LEADER_RENEW + Duration::from_secs(10);
+        let one = eventually(deadline, || async { self.leaders().await.len() == 1 }).await;
+        let leaders = self.leaders().await;
+        assert!(one && leaders.len() == 1, "exactly one instance leads: {leaders:?}");
+        leaders[0]
     }
 
     fn pid(&self, n: usize) -> String {
@@ -379,8 +392,7 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
     let tally = Arc::new(Tally::default());
     tasks.spawn(send_load(lb.clone(), channels, Arc::clone(&phase), Arc::clone(&tally), stop.clone()));
     all_moved_since(&overlays, Instant::now(), SETTLE).await;
-    let leaders = cluster.leaders().await;
-    assert_eq!(leaders.len(), 1, "exactly one instance leads: {leaders:?}");
+    cluster.one_leader().await;
 
     // (a) Rolling restart: each instance in turn gets SIGTERM, starts again
     // and is back in rotation before the next one goes.
@@ -394,10 +406,9 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
 
     // (b) kill -9: first a follower, then the leader.
     phase.set(KILL);
-    let leader = cluster.leaders().await;
-    assert_eq!(leader.len(), 1, "exactly one instance leads after the rolling restart: {leader:?}");
-    let leader = leader[0];
+    let leader = cluster.one_leader().await;
     let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let mut takeover = Duration::ZERO;
     for (n, is_leader) in [(follower, false), (leader, true)] {
         let killed = Instant::now();
         cluster.run(&["kill-instance", &n.to_string()]).await;
@@ -410,8 +421,7 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
             })
             .await;
             assert!(taken, "no other instance took the lead within {deadline:?}");
-            let takeover = killed.elapsed();
-            eprintln!("cluster: leadership taken over {:.1} s after the leader was killed", takeover.as_secs_f64());
+            takeover = killed.elapsed();
             assert!(takeover <= LEADER_LEASE + LEADER_RENEW, "takeover took {takeover:?}");
         }
         cluster.wait_for_server(n, "DOWN").await;
@@ -419,8 +429,9 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
         cluster.run(&["start-instance", &n.to_string()]).await;
         cluster.wait_in_rotation(n).await;
     }
+    // The restarted instance does not lead beside the new leader.
     let leaders = cluster.leaders().await;
-    assert_eq!(leaders.len(), 1, "the restarted leader does not lead beside the new one: {leaders:?}");
+    assert_eq!(leaders.len(), 1, "exactly one instance leads after the crashes: {leaders:?}");
 
     // (c) Redis goes away for 20 s: every instance stays in rotation, and
     // afterwards the overlays move again with nothing restarted.
@@ -452,24 +463,38 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
     let (kill_failed, kill_total) = tally.of(KILL);
     let (redis_failed, redis_total) = tally.of(REDIS);
     let frames: u64 = overlays.iter().map(|s| s.frames.load(Ordering::Relaxed)).sum();
-    eprintln!("cluster: {} overlays, {frames} frames, load {LOAD_INTERVAL:?} apart", overlays.len());
-    eprintln!(
-        "cluster: rolling restart: {rolling_failed} non-2xx of {rolling_total} deliveries; worst overlay gap {:.2} s",
-        worst_gap(&overlays, ROLLING).as_secs_f64()
-    );
-    eprintln!(
-        "cluster: kill -9 (follower, leader): {kill_failed} non-2xx of {kill_total} deliveries; worst overlay gap {:.2} s",
-        worst_gap(&overlays, KILL).as_secs_f64()
-    );
-    eprintln!(
-        "cluster: Redis outage of {REDIS_OUTAGE:?}: {redis_failed} non-2xx of {redis_total} deliveries; fewest instances \
-         in rotation {fewest_up}/3; load balancer not ready {not_ready} times; overlays moving again {:.1} s after Redis returned",
-        recovery.as_secs_f64()
-    );
+    let figures = [
+        format!(
+            "{} overlays through HAProxy, {frames} frames; a signed delivery every {LOAD_INTERVAL:?}",
+            overlays.len()
+        ),
+        format!(
+            "rolling restart: {rolling_failed} non-2xx of {rolling_total} deliveries; worst overlay gap {:.2} s",
+            worst_gap(&overlays, ROLLING).as_secs_f64()
+        ),
+        format!(
+            "kill -9 (follower, then leader): {kill_failed} non-2xx of {kill_total} deliveries; worst overlay gap {:.2} s; \
+             leadership taken over {:.1} s after the leader was killed",
+            worst_gap(&overlays, KILL).as_secs_f64(),
+            takeover.as_secs_f64()
+        ),
+        format!(
+            "Redis outage of {REDIS_OUTAGE:?}: {redis_failed} non-2xx of {redis_total} deliveries; fewest instances in \
+             rotation {fewest_up}/3; /health/ready through HAProxy not 200 {not_ready} times; overlays moving again {:.1} s \
+             after Redis returned",
+            recovery.as_secs_f64()
+        ),
+    ];
+    // Straight to stderr, past the test harness's capture: `make test` shows them.
+    let mut out = std::io::stderr().lock();
+    for line in &figures {
+        let _ = writeln!(out, "cluster test: {line}");
+    }
     let failures = tally.failures.lock().unwrap().clone();
     if !failures.is_empty() {
-        eprintln!("cluster: first failures: {failures:#?}");
+        let _ = writeln!(out, "cluster test: first failures: {failures:#?}");
     }
+    drop(out);
 
     assert!(rolling_total > 100 && kill_total > 100 && redis_total > 100, "the load really ran");
     assert_eq!(rolling_failed, 0, "a rolling restart answers every delivery 2xx");

@@ -274,7 +274,9 @@ async fn the_service_waits_for_redis_and_becomes_ready_when_it_appears() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["dependencies_ok"], false, "{body}");
     assert_eq!(body["checks"]["live_store"]["ok"], false, "{body}");
-    assert!(body["checks"]["live_store"]["error"].as_str().is_some_and(|e| e.contains("Redis")), "{body}");
+    // Unreachable Redis, or (while the client keeps reconnecting) no answer in time.
+    let error = body["checks"]["live_store"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("Redis") || error.contains("live store gave no answer"), "{body}");
     assert_eq!(body["checks"]["durable_store"]["ok"], true, "only Redis is missing: {body}");
 
     redis.restart().await;
