@@ -151,7 +151,9 @@ start_instance() {
     . "$state/twitch.env"
     unset DATA_DIR TWITCH_SIM_PORT TWITCH_REDIRECT_URI
     export APP_ENV=development LOG_FORMAT=text
-    export PORT="$(instance_port "$n")" METRICS_PORT="$(metrics_port "$n")"
+    PORT=$(instance_port "$n")
+    METRICS_PORT=$(metrics_port "$n")
+    export PORT METRICS_PORT
     export PUBLIC_URL="http://localhost:$lb_port"
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database"
     export REDIS_URL="redis://127.0.0.1:$redis_port"
@@ -171,8 +173,10 @@ kill_instance() { end "instance-$1" "$bin" KILL 10; }
 
 haproxy_env() {
   export CHATPULSE_LB_BIND="127.0.0.1:$lb_port" CHATPULSE_STATS_BIND="127.0.0.1:$stats_port"
-  export CHATPULSE_SERVER_1="127.0.0.1:$(instance_port 1)" CHATPULSE_SERVER_2="127.0.0.1:$(instance_port 2)"
-  export CHATPULSE_SERVER_3="127.0.0.1:$(instance_port 3)"
+  CHATPULSE_SERVER_1=127.0.0.1:$(instance_port 1)
+  CHATPULSE_SERVER_2=127.0.0.1:$(instance_port 2)
+  CHATPULSE_SERVER_3=127.0.0.1:$(instance_port 3)
+  export CHATPULSE_SERVER_1 CHATPULSE_SERVER_2 CHATPULSE_SERVER_3
 }
 
 # HAProxy's statistics as CSV: backend,server,status (UP, DOWN, …).

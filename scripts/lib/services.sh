@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Installing and starting the local servers that the test suites and the
 # one-machine cluster use. Sourced by scripts/test-services.sh and
 # scripts/cluster.sh; every function logs on stderr (through the caller's
@@ -26,7 +27,7 @@ ensure_postgres() {
     install_packages postgresql
   fi
   local pg_version
-  pg_version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
   if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     log "starting PostgreSQL $pg_version"
     as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start >&2 || true
@@ -52,7 +53,9 @@ fresh_database() {
 }
 
 ensure_redis_installed() {
-  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || install_packages redis-server
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    install_packages redis-server
+  fi
 }
 
 # The shared Redis on 127.0.0.1:6379, started when it is not running.
