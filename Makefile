@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build run release test test-unit lint fmt services clean bench bench-quick
+.PHONY: build run release test test-unit lint fmt services clean bench bench-quick cluster cluster-stop cluster-status deploy-check
 
 build:
 	$(CARGO) build
@@ -18,18 +18,26 @@ run:
 release:
 	$(CARGO) build --release --locked --no-default-features --bin chatpulse
 
-## The whole suite: formatting and lints, then unit and integration tests
-## against every backend. PostgreSQL and Redis are provisioned first
-## (scripts/test-services.sh) and a 3-master Redis Cluster is started for the
-## run and stopped afterwards, pass or fail (scripts/redis-cluster.sh).
+## The whole suite: formatting and lints, the deployment check, then unit and
+## integration tests against every backend. PostgreSQL and Redis are
+## provisioned first (scripts/test-services.sh, which also installs HAProxy for
+## the cluster test) and a 3-master Redis Cluster is started for the run and
+## stopped afterwards, pass or fail (scripts/redis-cluster.sh).
 ## TEST_REQUIRE_ALL: a test whose server URL is missing fails instead of
 ## skipping, so no suite is left out silently.
-test: lint
+test: lint deploy-check
 	export TEST_REQUIRE_ALL=1 \
 	  && eval "$$(scripts/test-services.sh)" \
 	  && eval "$$(scripts/redis-cluster.sh start)" \
 	  && trap 'scripts/redis-cluster.sh stop' EXIT \
 	  && $(CARGO) test --workspace --all-targets
+
+## Validates deploy/: Kubernetes objects against pinned schemas, the Dockerfile
+## (hadolint), compose, HAProxy and Prometheus configurations, and every metric
+## the dashboard and the alerts query against a running instance
+## (scripts/deploy-check.sh; a venv under target/deploy-check).
+deploy-check:
+	scripts/deploy-check.sh
 
 ## Unit tests only (pure rules; no servers needed).
 test-unit:
@@ -50,6 +58,20 @@ fmt:
 
 services:
 	@scripts/test-services.sh >/dev/null
+
+## A load-balanced cluster on this machine, without Docker (scripts/cluster.sh):
+## PostgreSQL, a private Redis, the Twitch simulator, three instances and
+## HAProxy (deploy/haproxy/haproxy.cfg) on ports 18080-18100
+## (CLUSTER_BASE_PORT). Prints the URLs; `cluster-stop` ends what it started.
+cluster:
+	$(CARGO) build --bin chatpulse
+	@scripts/cluster.sh start >/dev/null
+
+cluster-stop:
+	@scripts/cluster.sh stop
+
+cluster-status:
+	@scripts/cluster.sh status
 
 ## Benchmarks (docs/PERFORMANCE.md): release builds of the server and the
 ## load harness, which starts the server itself in embedded and distributed

@@ -10,7 +10,7 @@ set -euo pipefail
 
 base=${CLUSTER_BASE_PORT:-7101}
 ports=("$base" $((base + 1)) $((base + 2)))
-dir=${CLUSTER_DIR:-/tmp/chatpulse-redis-cluster}
+dir=${CLUSTER_DIR:-/tmp/chatpulse-redis-cluster-$base}
 
 log() { echo "redis-cluster: $*" >&2; }
 

@@ -65,6 +65,13 @@ pub struct TaskLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    /// `durable_store` (PostgreSQL; SQLite embedded), `live_store` (Redis;
+    /// in-process embedded), `signals` (instance-to-instance pub/sub).
+    pub dependency: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -94,6 +101,9 @@ pub struct Metrics {
     pub store_call_errors: Family<StoreCallLabels, Counter>,
     /// Redis circuit breaker: 0 closed, 1 open, 2 half-open.
     pub circuit_breaker_state: Gauge,
+    /// 1 while a dependency is reachable and usable, 0 while not (the
+    /// readiness checks; they never take the instance out of rotation).
+    pub dependency_up: Family<DependencyLabels, Gauge>,
     /// Stored user-token checks by outcome (valid, refreshed, login_needed, skipped).
     pub token_checks: Family<OutcomeLabels, Counter>,
     /// 1 while this instance holds `cleanup:leader`.
@@ -143,6 +153,7 @@ impl Metrics {
             store_calls: Family::new_with_constructor(latency_histogram),
             store_call_errors: Family::default(),
             circuit_breaker_state: Gauge::default(),
+            dependency_up: Family::default(),
             token_checks: Family::default(),
             leader: Gauge::default(),
             eventsub_ready: Gauge::default(),
@@ -191,6 +202,11 @@ impl Metrics {
             "circuit_breaker_state",
             "Redis circuit breaker state (0 closed, 1 open, 2 half-open)",
             m.circuit_breaker_state.clone(),
+        );
+        r.register(
+            "dependency_up",
+            "1 while a dependency is reachable and usable, 0 while not (durable_store, live_store, signals)",
+            m.dependency_up.clone(),
         );
         r.register(
             "token_checks",
@@ -302,6 +318,10 @@ impl Metrics {
         if !ok {
             self.store_call_errors.get_or_create(&labels).inc();
         }
+    }
+
+    pub fn dependency_up(&self, dependency: &'static str, up: bool) {
+        self.dependency_up.get_or_create(&DependencyLabels { dependency }).set(i64::from(up));
     }
 
     pub fn durable_error(&self, operation: &'static str) {

@@ -11,6 +11,8 @@ pub mod tokens;
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::domain::OverlayId;
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, OverlaySetup, Repository, RepositoryError};
@@ -71,7 +73,22 @@ pub struct AppSettings {
     pub bot_user_id: Option<String>,
 }
 
-/// The state of each dependency, for `/health/ready`.
+/// How often the dependency gauges (`chatpulse_dependency_up`) are brought
+/// up to date when nobody asks `/health/ready`.
+pub const DEPENDENCY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest a readiness check waits for a dependency's answer. Probes
+/// give up after a second or two (HAProxy's check, the kubelet's
+/// `timeoutSeconds`): a probe that timed out would take the instance out of
+/// rotation as surely as a failed one, so a silent dependency must not make
+/// the probe itself slow.
+pub const DEPENDENCY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The state of each dependency, for `/health/ready` and the
+/// `chatpulse_dependency_up` gauges. It never decides whether the instance
+/// takes traffic: PostgreSQL and Redis are shared by every instance, so an
+/// outage of either would take the whole fleet out of the load balancer
+/// (docs/operations/readiness.md).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Readiness {
     pub durable_store: Result<(), String>,
@@ -84,8 +101,14 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.durable_store.is_ok() && self.live_store.is_ok() && self.signals.is_ok()
+    /// Each dependency by the name the readiness body and the metric use.
+    pub fn checks(&self) -> [(&'static str, &Result<(), String>); 3] {
+        [("durable_store", &self.durable_store), ("live_store", &self.live_store), ("signals", &self.signals)]
+    }
+
+    /// Every dependency reachable (and the schema migrated).
+    pub fn dependencies_ok(&self) -> bool {
+        self.checks().iter().all(|(_, state)| state.is_ok())
     }
 }
 
@@ -122,14 +145,37 @@ impl App {
     }
 
     pub async fn readiness(&self) -> Readiness {
-        let (durable, live) = tokio::join!(self.repo.ping(), self.live.ping());
+        let bounded = |store: &str, ping: Result<Result<(), String>, tokio::time::error::Elapsed>| {
+            ping.unwrap_or_else(|_| Err(format!("the {store} gave no answer within {DEPENDENCY_PING_TIMEOUT:?}")))
+        };
+        let (durable, live) = tokio::join!(
+            tokio::time::timeout(DEPENDENCY_PING_TIMEOUT, async { self.repo.ping().await.map_err(|e| e.to_string()) }),
+            tokio::time::timeout(DEPENDENCY_PING_TIMEOUT, async { self.live.ping().await.map_err(|e| e.to_string()) }),
+        );
         // Reachable is not enough: the schema must be migrated too.
         let migrated = self.migrations.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Readiness {
-            durable_store: migrated.and(durable.map_err(|e| e.to_string())),
-            live_store: live.map_err(|e| e.to_string()),
+        let readiness = Readiness {
+            durable_store: migrated.and(bounded("durable store", durable)),
+            live_store: bounded("live store", live),
             signals: self.signals.ready(),
             eventsub: self.eventsub.as_ref().map(|e| e.status()),
+        };
+        for (dependency, state) in readiness.checks() {
+            self.metrics.dependency_up(dependency, state.is_ok());
+        }
+        readiness
+    }
+
+    /// Keeps the dependency gauges current between readiness probes.
+    pub async fn watch_dependencies(self: Arc<Self>, every: std::time::Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            self.readiness().await;
         }
     }
 }

@@ -41,19 +41,22 @@ pub async fn live(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Ready for traffic: not shutting down and every store reachable. The body
-/// says which check failed and why.
+/// Ready for traffic: initialised (this handler runs once the router serves)
+/// and not shutting down. PostgreSQL and Redis are shared by every instance,
+/// so their state never fails readiness — a load balancer would otherwise
+/// take the whole fleet out at once (docs/operations/readiness.md). The body
+/// reports each dependency; `chatpulse_dependency_up` exports the same.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let readiness = state.app.readiness().await;
     let accepting = state.is_accepting();
-    let ok = accepting && readiness.is_ready();
     let check = |r: &Result<(), String>| match r {
         Ok(()) => json!({"ok": true}),
         Err(e) => json!({"ok": false, "error": e}),
     };
     let body = json!({
-        "ready": ok,
+        "ready": accepting,
         "shutting_down": !accepting,
+        "dependencies_ok": readiness.dependencies_ok(),
         "checks": {
             "durable_store": check(&readiness.durable_store),
             "live_store": check(&readiness.live_store),
@@ -61,7 +64,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         },
         "eventsub": readiness.eventsub,
     });
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if accepting { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
 }
 

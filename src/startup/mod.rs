@@ -165,6 +165,9 @@ impl Application {
         let t = &config.tuning;
         let (interval, config_every) = (t.reconcile_interval, t.config_check_interval);
         supervisor.restarting("reconciler", move |stop| sessions.clone().run_reconciler(interval, config_every, stop));
+        let app = Arc::clone(&state.app);
+        let every = crate::app::DEPENDENCY_CHECK_INTERVAL;
+        supervisor.restarting("dependencies", move |stop| Arc::clone(&app).watch_dependencies(every, stop));
         let limits = Arc::clone(&state.limits);
         supervisor.restarting("limits", move |stop| prune_limits(Arc::clone(&limits), stop));
         let (app, every) = (Arc::clone(&state.app), t.token_check_interval);

@@ -358,12 +358,39 @@ impl Delivery {
     }
 }
 
+/// The POST of one EventSub delivery to `base`'s webhook, as Twitch sends it
+/// (headers in `d.omit` left out).
+pub fn delivery_request(http: &reqwest::Client, base: &str, d: &Delivery) -> reqwest::RequestBuilder {
+    let mut req = http.post(format!("{base}/webhooks/eventsub")).header("content-type", "application/json");
+    let signature = d.signature_header();
+    let mut headers = vec![
+        ("Twitch-Eventsub-Message-Id", d.id.clone()),
+        ("Twitch-Eventsub-Message-Retry", "0".into()),
+        ("Twitch-Eventsub-Message-Type", d.message_type.clone()),
+        ("Twitch-Eventsub-Message-Signature", signature),
+        ("Twitch-Eventsub-Message-Timestamp", d.timestamp.clone()),
+        ("Twitch-Eventsub-Subscription-Version", "1".into()),
+    ];
+    if let Some(t) = &d.subscription_type {
+        headers.push(("Twitch-Eventsub-Subscription-Type", t.clone()));
+    }
+    for (name, value) in headers {
+        if !d.omit.contains(&name) {
+            req = req.header(name, value);
+        }
+    }
+    req.body(d.body.clone())
+}
+
 impl TestApp {
-    /// Waits for `/health/ready` (migrations applied, Redis functions loaded).
+    /// Waits until `/health/ready` answers 200 with every dependency check
+    /// passing (migrations applied, Redis functions loaded, signals heard):
+    /// readiness alone only says the instance takes traffic.
     pub async fn wait_until_ready(&self) {
         let url = format!("{}/health/ready", self.base);
         let ready = eventually(Duration::from_secs(20), || async {
-            self.http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+            let Ok(r) = self.http.get(&url).send().await else { return false };
+            r.status() == 200 && r.json::<serde_json::Value>().await.is_ok_and(|b| b["dependencies_ok"] == true)
         })
         .await;
         let body = match self.http.get(&url).send().await {
@@ -395,26 +422,7 @@ impl TestApp {
     }
 
     pub async fn deliver(&self, d: &Delivery) -> reqwest::Response {
-        let mut req =
-            self.http.post(format!("{}/webhooks/eventsub", self.base)).header("content-type", "application/json");
-        let signature = d.signature_header();
-        let mut headers = vec![
-            ("Twitch-Eventsub-Message-Id", d.id.clone()),
-            ("Twitch-Eventsub-Message-Retry", "0".into()),
-            ("Twitch-Eventsub-Message-Type", d.message_type.clone()),
-            ("Twitch-Eventsub-Message-Signature", signature),
-            ("Twitch-Eventsub-Message-Timestamp", d.timestamp.clone()),
-            ("Twitch-Eventsub-Subscription-Version", "1".into()),
-        ];
-        if let Some(t) = &d.subscription_type {
-            headers.push(("Twitch-Eventsub-Subscription-Type", t.clone()));
-        }
-        for (name, value) in headers {
-            if !d.omit.contains(&name) {
-                req = req.header(name, value);
-            }
-        }
-        req.body(d.body.clone()).send().await.expect("webhook request")
+        delivery_request(&self.http, &self.base, d).send().await.expect("webhook request")
     }
 
     /// Posts one signed chat message and returns the HTTP status.

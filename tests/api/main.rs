@@ -29,6 +29,7 @@ macro_rules! both_modes {
 
 mod browser;
 mod cli;
+mod cluster;
 mod conduit;
 mod dashboard;
 mod distributed;

@@ -72,9 +72,14 @@ async fn readiness_reports_each_store() {
     let body: serde_json::Value =
         app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["ready"], true);
+    assert_eq!(body["dependencies_ok"], true);
     assert_eq!(body["checks"]["durable_store"]["ok"], true);
     assert_eq!(body["checks"]["live_store"]["ok"], true);
     assert_eq!(body["checks"]["signals"]["ok"], true);
+    for dependency in ["durable_store", "live_store", "signals"] {
+        let gauge = format!("chatpulse_dependency_up{{dependency=\"{dependency}\"}}");
+        assert_eq!(app.metric(&gauge).await, 1.0, "{gauge}");
+    }
     let live = app.http.get(format!("{}/health/live", app.base)).send().await.unwrap();
     assert_eq!(live.status(), 200);
 }
