@@ -1,6 +1,7 @@
 //! `/sim/*`: the parts of Twitch that are people, not APIs — typing in chat,
-//! going live, disconnecting an app, moderators — plus faults, revocations,
-//! a state dump, synthetic chat, and the browser chat page.
+//! going live, disconnecting an app, moderators, channel settings, editors,
+//! bans — plus faults, revocations, the clock, tunnels, a state dump,
+//! synthetic chat, and the browser chat page.
 
 use std::time::Duration;
 
@@ -36,6 +37,12 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/sim/state", get(state))
         .route("/sim/generator", post(generator))
         .route("/sim/websocket/{session_id}/reconnect", post(reconnect_websocket))
+        .route("/sim/clock", get(clock).post(set_clock))
+        .route("/sim/channels/{broadcaster_id}/settings", post(channel_settings))
+        .route("/sim/channels/{broadcaster_id}/editors", post(editor))
+        .route("/sim/channels/{broadcaster_id}/bans", post(ban))
+        .route("/sim/clips/processing", post(clip_processing))
+        .route("/sim/tunnels", get(list_tunnels).post(add_tunnel).delete(remove_tunnel))
 }
 
 fn see_other(location: &str) -> Response {
@@ -536,6 +543,179 @@ async fn reconnect_websocket(State(sim): State<Simulator>, Path(session_id): Pat
         Ok(url) => {
             (StatusCode::ACCEPTED, Json(json!({"session_id": session_id, "reconnect_url": url}))).into_response()
         }
+        Err(e) => sim_error(&e),
+    }
+}
+
+fn clock_json(sim: &Simulator) -> Response {
+    Json(json!({
+        "now": super::util::rfc3339_nanos(sim.now()),
+        "offset_seconds": sim.clock_offset().as_secs_f64(),
+    }))
+    .into_response()
+}
+
+/// `GET /sim/clock` → `{"now", "offset_seconds"}`.
+async fn clock(State(sim): State<Simulator>) -> Response {
+    clock_json(&sim)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    advance_seconds: Option<f64>,
+    set: Option<String>,
+}
+
+/// `POST /sim/clock` `{"advance_seconds": 3600}` or `{"set": "2030-01-01T00:00:00Z"}`:
+/// moves the simulator's clock forward (never back) and applies what is due.
+async fn set_clock(State(sim): State<Simulator>, body: Bytes) -> Response {
+    let body: ClockBody = match parse_json(&body) {
+        Ok(b) => b,
+        Err(response) => return *response,
+    };
+    match (body.advance_seconds, body.set) {
+        (Some(seconds), None) => match Duration::try_from_secs_f64(seconds) {
+            Ok(by) => sim.advance_clock(by),
+            Err(_) => return error(StatusCode::BAD_REQUEST, "advance_seconds must be a number of seconds ≥ 0"),
+        },
+        (None, Some(at)) => {
+            let Some(at) = super::util::parse_rfc3339(&at) else {
+                return error(StatusCode::BAD_REQUEST, "set must be an RFC 3339 time");
+            };
+            if let Err(e) = sim.set_clock(at) {
+                return sim_error(&e);
+            }
+        }
+        _ => return error(StatusCode::BAD_REQUEST, "give exactly one of advance_seconds and set"),
+    }
+    clock_json(&sim)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    clips_enabled: Option<bool>,
+    vods_enabled: Option<bool>,
+}
+
+/// `POST /sim/channels/{id}/settings` `{"clips_enabled": false, "vods_enabled": false}` (either or both).
+async fn channel_settings(State(sim): State<Simulator>, Path(id): Path<String>, body: Bytes) -> Response {
+    let body: SettingsBody = match parse_json(&body) {
+        Ok(b) => b,
+        Err(response) => return *response,
+    };
+    let result = body
+        .clips_enabled
+        .map_or(Ok(()), |on| sim.set_clips_enabled(&id, on))
+        .and_then(|()| body.vods_enabled.map_or(Ok(()), |on| sim.set_vods_enabled(&id, on)));
+    if let Err(e) = result {
+        return sim_error(&e);
+    }
+    let settings = sim.state().channel_settings(&id);
+    Json(json!({"broadcaster_user_id": id, "clips_enabled": settings.clips_enabled,
+        "vods_enabled": settings.vods_enabled}))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct EditorBody {
+    user_id: String,
+    #[serde(default = "yes")]
+    editor: bool,
+}
+
+/// `POST /sim/channels/{id}/editors` `{"user_id", "editor": true}` → 204.
+async fn editor(State(sim): State<Simulator>, Path(id): Path<String>, body: Bytes) -> Response {
+    let body: EditorBody = match parse_json(&body) {
+        Ok(b) => b,
+        Err(response) => return *response,
+    };
+    match sim.set_editor(&id, &body.user_id, body.editor) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => sim_error(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BanBody {
+    user_id: String,
+    #[serde(default = "yes")]
+    banned: bool,
+}
+
+/// `POST /sim/channels/{id}/bans` `{"user_id", "banned": true}` → 200
+/// `{"revoked": [subscription ids]}` (chat subscriptions read as that user).
+async fn ban(State(sim): State<Simulator>, Path(id): Path<String>, body: Bytes) -> Response {
+    let body: BanBody = match parse_json(&body) {
+        Ok(b) => b,
+        Err(response) => return *response,
+    };
+    match sim.set_banned(&id, &body.user_id, body.banned) {
+        Ok(revoked) => Json(json!({"broadcaster_user_id": id, "user_id": body.user_id, "banned": body.banned,
+            "revoked": revoked}))
+        .into_response(),
+        Err(e) => sim_error(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClipProcessingBody {
+    delay_seconds: Option<f64>,
+    #[serde(default)]
+    never: bool,
+}
+
+/// `POST /sim/clips/processing` `{"delay_seconds": 15}` or `{"never": true}`:
+/// how clips created from now on appear in Get Clips.
+async fn clip_processing(State(sim): State<Simulator>, body: Bytes) -> Response {
+    let body: ClipProcessingBody = match parse_json(&body) {
+        Ok(b) => b,
+        Err(response) => return *response,
+    };
+    match (body.delay_seconds, body.never) {
+        (Some(seconds), false) => match Duration::try_from_secs_f64(seconds) {
+            Ok(delay) => sim.set_clip_processing(Some(delay)),
+            Err(_) => return error(StatusCode::BAD_REQUEST, "delay_seconds must be a number of seconds ≥ 0"),
+        },
+        (None, true) => sim.set_clip_processing(None),
+        _ => return error(StatusCode::BAD_REQUEST, "give either delay_seconds or \"never\": true"),
+    }
+    Json(json!({"delay_seconds": body.delay_seconds, "never": body.never})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct TunnelBody {
+    public_url: String,
+    local_url: String,
+}
+
+async fn list_tunnels(State(sim): State<Simulator>) -> Response {
+    Json(json!({"data": sim.snapshot()["tunnels"].clone()})).into_response()
+}
+
+/// `POST /sim/tunnels` `{"public_url": "https://hooks.example", "local_url": "http://127.0.0.1:8099"}` → 201.
+async fn add_tunnel(State(sim): State<Simulator>, body: Bytes) -> Response {
+    let body: TunnelBody = match parse_json(&body) {
+        Ok(b) => b,
+        Err(response) => return *response,
+    };
+    match sim.add_tunnel(&body.public_url, &body.local_url) {
+        Ok(()) => (StatusCode::CREATED, Json(json!({"public_url": body.public_url, "local_url": body.local_url})))
+            .into_response(),
+        Err(e) => sim_error(&e),
+    }
+}
+
+/// `DELETE /sim/tunnels?public_url=https://hooks.example` → 204.
+async fn remove_tunnel(State(sim): State<Simulator>, RawQuery(query): RawQuery) -> Response {
+    let params = Params::parse(query.as_deref());
+    let Some(public_url) = params.get("public_url") else {
+        return error(StatusCode::BAD_REQUEST, "public_url is required");
+    };
+    match sim.remove_tunnel(public_url) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => sim_error(&e),
     }
 }

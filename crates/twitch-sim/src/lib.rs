@@ -1,31 +1,59 @@
 //! A faithful local Twitch, served over real HTTP (`shared/twitch-protocol.md`):
 //!
 //! - OAuth under `/oauth2` (authorize page, token, validate, revoke) — §1;
-//! - Helix under `/helix` (users, streams, clips, conduits, shards, EventSub
-//!   subscriptions) with Twitch's auth rules, error bodies and rate-limit
-//!   headers — §2–§4, §7;
-//! - an EventSub webhook sender (signed, retried, with shard disabling and
-//!   revocations) — §5;
-//! - controls under `/sim` (chat page, users, grants, streams, faults,
-//!   revocations, state, synthetic chat) that stand in for the rest of Twitch.
+//! - Helix under `/helix` (users, streams, clips, stream markers, conduits,
+//!   shards, EventSub subscriptions) with Twitch's auth rules, error bodies
+//!   and rate-limit headers — §2–§4, §7;
+//! - an EventSub sender: signed, retried webhooks with shard disabling and
+//!   revocations (§5), and the EventSub WebSocket at `/ws`, as a conduit
+//!   shard or with plain WebSocket subscriptions (§6);
+//! - controls under `/sim` (chat page, users, grants, streams, channel
+//!   settings, faults, revocations, the clock, tunnels, state, synthetic chat)
+//!   that stand in for the rest of Twitch.
 //!
 //! Point a client at it with `TWITCH_AUTH_URL=http://HOST:PORT/oauth2` and
-//! `TWITCH_API_URL=http://HOST:PORT/helix`.
+//! `TWITCH_API_URL=http://HOST:PORT/helix`. The Twitch CLI's mock layout
+//! (`/mock/…`, `/auth/…`, `/eventsub/subscriptions`) is served too, for
+//! client libraries that can only be pointed at a mock by port. The crate's
+//! README documents every route.
 //!
 //! The simulator serves plain HTTP. Its webhook sender calls `http://`
 //! loopback callbacks and `https://…:443` ones, whose certificates it checks
 //! against the public web roots (§5.1: "a publicly trusted certificate").
 
+/// Channel settings (clips, VODs), editors and bans.
+mod channels;
+/// `channel.chat.message` events: fragments, cheers, badges, replies, shared chat.
 mod chat;
+/// Clips: Create Clip with its processing delay, Get Clips.
+mod clips;
+/// The controllable clock and the clean-up that runs on it.
+mod clock;
+/// Conduits and conduit shards (§3).
+mod conduits;
+/// `/sim/*`: the people and faults of Twitch.
 mod control;
+/// The EventSub sender: routing, signing, retries, challenges, revocations.
 mod delivery;
+/// EventSub subscriptions (§4), all three transports.
 mod eventsub;
+/// Synthetic chat crowds.
 mod generator;
+/// The Helix gate (auth, rate limits, faults), users and streams.
 mod helix;
+/// Stream markers (§7.6).
+mod markers;
+/// OAuth: authorize page, token, validate, revoke (§1).
 mod oauth;
+/// The shared set-up: a simulator on a port with the development accounts.
 mod running;
+/// Everything the simulator remembers.
 mod state;
+/// Tunnels: `https://` callbacks forwarded to local `http://` receivers.
+mod tunnels;
+/// Ids, timestamps, urlencoding, cursors, callback rules.
 mod util;
+/// The EventSub WebSocket (§6).
 mod websocket;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -69,6 +97,11 @@ pub struct SimConfig {
     /// same on every start. Simulators whose users share one database (tests)
     /// use different bases.
     pub first_user_id: u64,
+    /// How long a created clip takes to appear in Get Clips, on the
+    /// simulator's clock (§7.3: Twitch's are usually there within a few
+    /// seconds, and one still missing after 15 s has failed).
+    /// `POST /sim/clips/processing` changes it at run time.
+    pub clip_processing_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -85,12 +118,13 @@ impl Default for SimConfig {
             retry_delays: vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)],
             failed_messages_before_disable: 10,
             first_user_id: 41_245_000,
+            clip_processing_delay: Duration::from_secs(5),
         }
     }
 }
 
 /// A simulated Twitch account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimUser {
     /// Numeric, but a string — like every Twitch id.
     pub id: String,
@@ -212,6 +246,7 @@ pub(crate) struct Inner {
     http: Option<reqwest::Client>,
     /// Cancelled when [`Simulator::serve`] shuts down, to close WebSocket sessions.
     closing: CancellationToken,
+    clock: clock::Clock,
 }
 
 /// The simulator; cheap to clone (all clones share one state).
@@ -248,8 +283,13 @@ impl Simulator {
     pub fn new(config: SimConfig) -> Self {
         let http = build_http_client(config.delivery_timeout);
         let closing = CancellationToken::new();
-        let state = State { first_user_id: config.first_user_id, ..State::default() };
-        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), http, closing }) }
+        let state = State {
+            first_user_id: config.first_user_id,
+            clip_processing: state::ClipProcessing::After(config.clip_processing_delay),
+            ..State::default()
+        };
+        let clock = clock::Clock::default();
+        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), http, closing, clock }) }
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -268,14 +308,23 @@ impl Simulator {
         self.inner.closing.clone()
     }
 
-    /// Every route: `/oauth2/*`, `/helix/*`, `/ws` (EventSub WebSocket), `/sim/*` and `/` (→ the chat page).
+    /// Every route: `/oauth2/*`, `/helix/*`, `/ws` (EventSub WebSocket), `/sim/*` and `/` (→ the chat page),
+    /// and the same OAuth and Helix under the Twitch CLI's mock layout: `/auth/*`, `/mock/*` and
+    /// `/eventsub/subscriptions` (twurple's `TWURPLE_MOCK_API_PORT` calls these).
     pub fn router(&self) -> Router {
+        let oauth = |prefix: &str| {
+            Router::new()
+                .route(&format!("{prefix}/authorize"), get(oauth::authorize_page).post(oauth::authorize_decision))
+                .route(&format!("{prefix}/token"), post(oauth::token))
+                .route(&format!("{prefix}/validate"), get(oauth::validate))
+                .route(&format!("{prefix}/revoke"), post(oauth::revoke))
+        };
         Router::new()
             .nest("/helix", helix::router(self.clone()))
-            .route("/oauth2/authorize", get(oauth::authorize_page).post(oauth::authorize_decision))
-            .route("/oauth2/token", post(oauth::token))
-            .route("/oauth2/validate", get(oauth::validate))
-            .route("/oauth2/revoke", post(oauth::revoke))
+            .nest("/mock", helix::router(self.clone()))
+            .merge(helix::subscriptions_router(self.clone()))
+            .merge(oauth("/oauth2"))
+            .merge(oauth("/auth"))
             .route("/ws", get(websocket::upgrade))
             .merge(control::router())
             .with_state(self.clone())
@@ -285,6 +334,18 @@ impl Simulator {
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
         let app = self.router();
         let closing = self.closing();
+        // Time-based clean-up also happens when nobody calls (§3.9's 72 hours on real time).
+        let sweeper = self.clone();
+        let stop_sweeping = closing.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(clock::SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    () = stop_sweeping.cancelled() => break,
+                    _ = every.tick() => sweeper.sweep(),
+                }
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
@@ -384,10 +445,20 @@ impl Simulator {
                     return Ok(());
                 }
                 state.next_stream += 1;
+                let now = self.now();
+                // A channel that stores past broadcasts records this one as a video.
+                let video_id = state.channel_settings(&user.id).vods_enabled.then(|| {
+                    state.next_video += 1;
+                    let id = (2_012_345_678 + state.next_video * 11).to_string();
+                    state.videos.push(state::Video { id: id.clone(), user_id: user.id.clone() });
+                    id
+                });
                 let stream = state::LiveStream {
                     id: (50_123_456_789 + state.next_stream * 13).to_string(),
-                    started_at: util::now_seconds(),
+                    started_at: util::rfc3339_seconds(now),
+                    started: now,
                     title: format!("{} is live (simulated)", user.display_name),
+                    video_id,
                 };
                 state.streams.insert(user.id.clone(), stream.clone());
                 Some(stream)
@@ -521,6 +592,7 @@ impl Simulator {
             });
             (client_id, event)
         };
+        self.sweep();
         delivery::emit_shard_disabled(self, &client_id, conduit_id, &event);
         Ok(())
     }
@@ -595,7 +667,19 @@ impl Simulator {
             .collect();
         let fault = state.fault.map(|f| json!({"status": f.status, "remaining": f.remaining}));
         let token_fault = state.token_fault.map(|f| json!({"status": f.status, "remaining": f.remaining}));
+        let channel_settings: Vec<Value> = state
+            .channel_settings
+            .iter()
+            .map(|(id, s)| json!({"broadcaster_user_id": id, "clips_enabled": s.clips_enabled, "vods_enabled": s.vods_enabled}))
+            .collect();
+        let tunnels: Vec<Value> =
+            state.tunnels.iter().map(|t| json!({"public_url": t.public_origin, "local_url": t.local_origin})).collect();
+        let clip_processing = match state.clip_processing {
+            state::ClipProcessing::After(delay) => json!({"delay_seconds": delay.as_secs_f64()}),
+            state::ClipProcessing::Never => json!({"never": true}),
+        };
         json!({
+            "clock": {"now": util::rfc3339_nanos(self.now()), "offset_seconds": self.clock_offset().as_secs_f64()},
             "client_id": self.inner.config.client_id,
             "users": users,
             "grants": grants,
@@ -607,6 +691,11 @@ impl Simulator {
             "fault": fault,
             "token_fault": token_fault,
             "active_tokens": state.tokens.len(),
+            "channel_settings": channel_settings,
+            "clips": state.clips.len(),
+            "clip_processing": clip_processing,
+            "markers": state.markers.len(),
+            "tunnels": tunnels,
         })
     }
 }
@@ -672,6 +761,7 @@ mod tests {
             cost: 0,
             seq: 1,
             failures: 0,
+            disabled_at: None,
         };
         let on_conduit = revocation_statuses_for(&sub);
         assert_eq!(on_conduit.len(), 6);
@@ -683,6 +773,7 @@ mod tests {
             session_id: String::new(),
             user_id: String::new(),
             connected_at: String::new(),
+            disconnected_at: None,
         };
         let on_socket = revocation_statuses_for(&sub);
         assert_eq!(on_socket.len(), 14);

@@ -1,8 +1,11 @@
-//! The EventSub WebSocket transport (§6) for conduit shards: `GET /ws`
-//! welcomes with a fresh session, sends keepalives and Pings, closes unused
-//! sessions (4003), inbound data (4001), silent clients (4002), and runs the
-//! reconnect flow (4004 / 4007). Plain WebSocket subscriptions (user tokens)
-//! are not simulated — ChatPulse only binds sessions to conduit shards.
+//! The EventSub WebSocket transport (§6): `GET /ws` welcomes with a fresh
+//! session, sends keepalives and Pings, closes unused sessions (4003),
+//! inbound data (4001), silent clients (4002), and runs the reconnect flow
+//! (4004 / 4007). A session is put to use either as a conduit shard (Update
+//! Conduit Shards, app token) or by plain WebSocket subscriptions (Create
+//! EventSub Subscription with its `session_id`, user token). When it ends,
+//! its shard and its subscriptions get the matching `websocket_*` status; a
+//! reconnect carries both over to the new session.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +15,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::state::{ShardTransport, State as SimState};
-use super::util::{Params, now_nanos, random_mixed, random_token};
+use super::state::{ShardTransport, State as SimState, SubTransport};
+use super::util::{Params, random_mixed, random_token};
 use super::{SimError, Simulator, delivery};
 
 /// How long a session may stay unbound before 4003 (Twitch: 10 s).
@@ -39,8 +42,10 @@ pub(crate) struct WsSession {
     pub connected_at: String,
     pub keepalive_seconds: u64,
     pub tx: mpsc::UnboundedSender<WsOut>,
-    /// Bound to a conduit shard at least once (else 4003).
+    /// Bound to a conduit shard or given a subscription at least once (else 4003).
     pub used: bool,
+    /// Bound to a conduit shard: then it takes no plain subscriptions.
+    pub shard_bound: bool,
     /// The challenge a reconnecting client must present, once reconnect was requested.
     pub reconnect_challenge: Option<String>,
     pub superseded: bool,
@@ -54,21 +59,31 @@ enum Exit {
     Close { code: u16, reason: &'static str, status: &'static str },
 }
 
-fn metadata(message_type: &str) -> Value {
+fn metadata(message_type: &str, timestamp: String) -> Value {
     json!({
         "message_id": uuid::Uuid::new_v4().to_string(),
         "message_type": message_type,
-        "message_timestamp": now_nanos(),
+        "message_timestamp": timestamp,
     })
+}
+
+/// What a notification or revocation frame says about itself.
+pub(crate) struct FrameHeader<'a> {
+    pub message_id: &'a str,
+    pub message_type: &'a str,
+    pub timestamp: String,
+    pub kind: &'a str,
+    pub version: &'a str,
 }
 
 /// `{"metadata", "payload"}` for a notification or revocation: the payload is
 /// exactly the webhook body.
-pub(crate) fn frame(message_id: &str, message_type: &str, kind: &str, version: &str, body: &[u8]) -> String {
+pub(crate) fn frame(header: FrameHeader<'_>, body: &[u8]) -> String {
+    let FrameHeader { message_id, message_type, timestamp, kind, version } = header;
     let metadata = json!({
         "message_id": message_id,
         "message_type": message_type,
-        "message_timestamp": now_nanos(),
+        "message_timestamp": timestamp,
         "subscription_type": kind,
         "subscription_version": version,
     });
@@ -108,10 +123,10 @@ pub(crate) async fn upgrade(State(sim): State<Simulator>, RawQuery(query): RawQu
 }
 
 /// Registers a session; with a reconnect, takes over the old session's shard
-/// bindings and its keepalive setting (§6.5: the reconnect URL is used
-/// unchanged, and the session carries over). Returns whether the session is
-/// already in use and its keepalive; `Err` for an invalid or expired
-/// reconnect URL.
+/// bindings, its subscriptions and its keepalive setting (§6.5: the
+/// reconnect URL is used unchanged, and the session carries over). Returns
+/// whether the session is already in use and its keepalive; `Err` for an
+/// invalid or expired reconnect URL.
 fn register(
     state: &mut SimState,
     id: &str,
@@ -119,6 +134,7 @@ fn register(
     reconnect: Option<(String, String)>,
 ) -> Result<(bool, u64), ()> {
     let mut used = false;
+    let mut shard_bound = false;
     let mut keepalive = session.keepalive_seconds;
     if let Some((challenge, old_id)) = reconnect {
         let old = state
@@ -128,6 +144,7 @@ fn register(
             .ok_or(())?;
         old.superseded = true;
         used = old.used;
+        shard_bound = old.shard_bound;
         keepalive = old.keepalive_seconds;
         let _ = old.tx.send(WsOut::Superseded);
         for shard in state.conduits.iter_mut().flat_map(|c| c.shards.iter_mut()) {
@@ -138,8 +155,16 @@ fn register(
                 connected_at.clone_from(&session.connected_at);
             }
         }
+        for sub in &mut state.subscriptions {
+            if let SubTransport::WebSocket { session_id, connected_at, .. } = &mut sub.transport
+                && *session_id == old_id
+            {
+                *session_id = id.to_owned();
+                connected_at.clone_from(&session.connected_at);
+            }
+        }
     }
-    state.sessions.insert(id.to_owned(), WsSession { used, keepalive_seconds: keepalive, ..session });
+    state.sessions.insert(id.to_owned(), WsSession { used, shard_bound, keepalive_seconds: keepalive, ..session });
     Ok((used, keepalive))
 }
 
@@ -156,12 +181,13 @@ async fn run(
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = format!("AgoQ{}", random_mixed(32));
-    let connected_at = now_nanos();
+    let connected_at = sim.now_nanos();
     let session = WsSession {
         connected_at: connected_at.clone(),
         keepalive_seconds: keepalive,
         tx,
         used: false,
+        shard_bound: false,
         reconnect_challenge: None,
         superseded: false,
     };
@@ -171,7 +197,7 @@ async fn run(
         return;
     };
     let welcome = json!({
-        "metadata": metadata("session_welcome"),
+        "metadata": metadata("session_welcome", sim.now_nanos()),
         "payload": {"session": {
             "id": id, "status": "connected", "connected_at": connected_at, "keepalive_timeout_seconds": keepalive,
             "reconnect_url": null, "recovery_url": null,
@@ -233,7 +259,7 @@ async fn serve_session(
                 }
             },
             () = tokio::time::sleep_until(keepalive_at) => {
-                let keepalive = json!({"metadata": metadata("session_keepalive"), "payload": {}});
+                let keepalive = json!({"metadata": metadata("session_keepalive", sim.now_nanos()), "payload": {}});
                 if socket.send(Message::Text(keepalive.to_string().into())).await.is_err() {
                     return Exit::Closed;
                 }
@@ -266,17 +292,32 @@ async fn serve_session(
 }
 
 /// The session is gone: shards still bound to it are disabled (no replay)
-/// and `conduit.shard.disabled` is emitted for each.
+/// and `conduit.shard.disabled` is emitted for each; its plain
+/// subscriptions get the same status and are deleted a minute later
+/// (`clock::sweep`). No revocation is sent: there is no socket left to send
+/// it on.
 fn disconnected(sim: &Simulator, id: &str, exit: Exit) {
     let status = match exit {
         Exit::Close { status, .. } => status,
         Exit::Closed | Exit::Shutdown => "websocket_disconnected",
     };
-    let disconnected_at = now_nanos();
+    let now = sim.now();
+    let disconnected_at = super::util::rfc3339_nanos(now);
     let mut events = Vec::new();
     {
         let mut state = sim.state();
         state.sessions.remove(id);
+        for sub in &mut state.subscriptions {
+            let SubTransport::WebSocket { session_id, disconnected_at: gone, .. } = &mut sub.transport else {
+                continue;
+            };
+            if session_id != id || sub.status != "enabled" {
+                continue;
+            }
+            *gone = Some(disconnected_at.clone());
+            sub.status = status.into();
+            sub.disabled_at = Some(now);
+        }
         for conduit in &mut state.conduits {
             for (index, shard) in conduit.shards.iter_mut().enumerate() {
                 let ShardTransport::WebSocket { session_id, disconnected_at: gone, .. } = &mut shard.transport else {
@@ -298,6 +339,7 @@ fn disconnected(sim: &Simulator, id: &str, exit: Exit) {
             }
         }
     }
+    sim.sweep();
     for (client_id, conduit_id, event) in events {
         delivery::emit_shard_disabled(sim, &client_id, &conduit_id, &event);
     }
@@ -319,7 +361,7 @@ impl Simulator {
         session.reconnect_challenge = Some(challenge.clone());
         let url = format!("{base}/ws?challenge={challenge}&id={session_id}");
         let message = json!({
-            "metadata": metadata("session_reconnect"),
+            "metadata": metadata("session_reconnect", super::util::rfc3339_nanos(self.now())),
             "payload": {"session": {
                 "id": session_id, "status": "reconnecting", "keepalive_timeout_seconds": null,
                 "reconnect_url": url, "connected_at": session.connected_at,
@@ -338,7 +380,7 @@ impl Simulator {
             .iter()
             .map(|(id, s)| {
                 json!({"id": id, "connected_at": s.connected_at, "keepalive_timeout_seconds": s.keepalive_seconds,
-                    "bound": s.used, "superseded": s.superseded})
+                    "bound": s.used, "shard_bound": s.shard_bound, "superseded": s.superseded})
             })
             .collect();
         sessions.sort_by(|a, b| a["connected_at"].as_str().cmp(&b["connected_at"].as_str()));

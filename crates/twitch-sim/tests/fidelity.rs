@@ -1275,6 +1275,9 @@ async fn streams_go_online_and_offline_with_consistent_ids_and_clips_need_a_live
     let clip_id = clip["data"][0]["id"].as_str().unwrap();
     assert!(clip["data"][0]["edit_url"].as_str().unwrap().ends_with(&format!("/pixelpaws/clip/{clip_id}")));
     let (_, clips) = t.get(&format!("/clips?id={clip_id}"), &app).await;
+    assert_eq!(clips["data"], json!([]), "still being processed (§7.3)");
+    t.sim.advance_clock(t.sim.config().clip_processing_delay);
+    let (_, clips) = t.get(&format!("/clips?id={clip_id}"), &app).await;
     assert_eq!(clips["data"][0]["id"], clip_id);
     assert_eq!(clips["data"][0]["broadcaster_id"], streamer.id.as_str());
     assert_eq!(t.post(&format!("/clips?broadcaster_id={}", streamer.id), &app, json!({})).await.0, 401);
