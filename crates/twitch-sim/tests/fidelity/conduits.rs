@@ -134,3 +134,116 @@ async fn deleting_a_conduit_stops_its_subscriptions_but_keeps_them_listed() {
     assert!(receiver.of_type("notification", None).is_empty(), "stopped");
     assert!(receiver.of_type("revocation", None).is_empty(), "no transport left to send a revocation to");
 }
+
+/// A request with no body at all, as the query form sends it.
+async fn bare(t: &TestSim, method: reqwest::Method, path: &str, token: &str) -> (StatusCode, serde_json::Value) {
+    send(t.helix(method, path, token)).await
+}
+
+#[tokio::test]
+async fn conduit_calls_take_their_parameters_in_the_query_or_the_body() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let receiver = Receiver::start(Challenge::Echo).await;
+
+    // Create: query form, body form, both (agreeing) — the same answer.
+    let (status, body) = bare(&t, reqwest::Method::POST, "/eventsub/conduits?shard_count=2", &app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["shard_count"], 2);
+    let conduit = body["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = t.post("/eventsub/conduits?shard_count=1", &app, json!({"shard_count": 1})).await;
+    assert_eq!((status, body["data"][0]["shard_count"].as_u64()), (StatusCode::OK, Some(1)));
+    let (status, body) = t.post("/eventsub/conduits?shard_count=1", &app, json!({"shard_count": 2})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "Bad Request");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("shard_count") && message.contains("query (1)") && message.contains("body (2)"), "{body}");
+    for bad in ["/eventsub/conduits", "/eventsub/conduits?shard_count=0", "/eventsub/conduits?shard_count=x"] {
+        assert_eq!(bare(&t, reqwest::Method::POST, bad, &app).await.0, 400, "{bad}");
+    }
+
+    // Update: id and shard_count from either place.
+    let path = format!("/eventsub/conduits?id={conduit}&shard_count=3");
+    let (status, body) = bare(&t, reqwest::Method::PATCH, &path, &app).await;
+    assert_eq!((status, body["data"][0]["shard_count"].as_u64()), (StatusCode::OK, Some(3)), "{body}");
+    let path = format!("/eventsub/conduits?id={conduit}");
+    let (status, body) = t.patch(&path, &app, json!({"shard_count": 1})).await;
+    assert_eq!((status, body["data"][0]["shard_count"].as_u64()), (StatusCode::OK, Some(1)), "{body}");
+    let (status, body) = t.patch(&path, &app, json!({"id": "another-conduit", "shard_count": 1})).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("\"id\""), "{body}");
+    let (status, body) = bare(&t, reqwest::Method::PATCH, "/eventsub/conduits?shard_count=1", &app).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Missing required parameter \"id\""))
+    );
+
+    // Update Conduit Shards: conduit_id in the query, shards in the body.
+    let mut shards = shard_update(&conduit, "0", &receiver.url);
+    shards.as_object_mut().unwrap().remove("conduit_id");
+    let (status, body) =
+        t.patch(&format!("/eventsub/conduits/shards?conduit_id={conduit}"), &app, shards.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["errors"], json!([]));
+    assert_eq!(body["data"][0]["status"], "webhook_callback_verification_pending");
+    t.wait_shard(&app, &conduit, "0", "enabled").await;
+    let mut disagreeing = shards.clone();
+    disagreeing["conduit_id"] = json!("another-conduit");
+    let (status, _) = t.patch(&format!("/eventsub/conduits/shards?conduit_id={conduit}"), &app, disagreeing).await;
+    assert_eq!(status, 400);
+    let (status, body) = t.patch("/eventsub/conduits/shards", &app, shards).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Missing required parameter \"conduit_id\""))
+    );
+}
+
+#[tokio::test]
+async fn a_conduit_without_an_enabled_shard_for_72_hours_is_deleted_with_its_subscriptions() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let receiver = Receiver::start(Challenge::Echo).await;
+    let (streamer, _) = t.streamer_and_bot();
+    let working = t.conduit_for(&app, &receiver).await;
+    let (_, body) = t.post("/eventsub/conduits", &app, json!({"shard_count": 1})).await;
+    let unbound = body["data"][0]["id"].as_str().unwrap().to_owned();
+    let orphan = t.subscribe(&app, "stream.online", json!({"broadcaster_user_id": streamer}), &unbound).await;
+    let kept = t.subscribe(&app, "stream.online", json!({"broadcaster_user_id": streamer}), &working).await;
+    let hour = Duration::from_secs(3600);
+
+    t.sim.advance_clock(71 * hour);
+    assert_eq!(t.get("/eventsub/conduits", &app).await.1["data"].as_array().unwrap().len(), 2, "71 h: still there");
+    let (status, _) = t.sim_post("/sim/clock", json!({"advance_seconds": 3600})).await;
+    assert_eq!(status, 200);
+    let (_, conduits) = t.get("/eventsub/conduits", &app).await;
+    assert_eq!(conduits["data"], json!([{"id": working, "shard_count": 1}]), "72 h without an enabled shard");
+    let (_, subs) = t.get("/eventsub/subscriptions", &app).await;
+    let ids: Vec<&str> = subs["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [kept["id"].as_str().unwrap()], "its subscriptions went with it: {subs}");
+    assert!(!ids.contains(&orphan["id"].as_str().unwrap()));
+
+    // A shard enabled again within the 72 hours starts the count anew.
+    let (_, body) = t.sim_post(&format!("/sim/conduits/{working}/shards/0/disable"), json!({})).await;
+    assert_eq!(body["shard_id"], "0");
+    t.sim.advance_clock(48 * hour);
+    let (_, body) = t.patch("/eventsub/conduits/shards", &app, shard_update(&working, "0", &receiver.url)).await;
+    assert_eq!(body["errors"], json!([]));
+    t.wait_shard(&app, &working, "0", "enabled").await;
+    t.sim.advance_clock(48 * hour);
+    assert_eq!(t.get("/eventsub/conduits", &app).await.1["data"].as_array().unwrap().len(), 1, "re-enabled in time");
+
+    // A WebSocket shard whose session dropped counts as disabled too.
+    let (_, body) = t.post("/eventsub/conduits", &app, json!({"shard_count": 1})).await;
+    let socketed = body["data"][0]["id"].as_str().unwrap().to_owned();
+    let mut ws = ws_connect(&t.ws_url("")).await;
+    let session = next_message(&mut ws).await.unwrap()["payload"]["session"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(t.bind_websocket(&app, &socketed, &session).await.0, 202);
+    t.sim.advance_clock(100 * hour);
+    assert_eq!(t.get("/eventsub/conduits", &app).await.1["data"].as_array().unwrap().len(), 2, "enabled: kept");
+    ws.close(None).await.unwrap();
+    t.wait_shard(&app, &socketed, "0", "websocket_disconnected").await;
+    t.sim.advance_clock(72 * hour);
+    let (_, conduits) = t.get("/eventsub/conduits", &app).await;
+    assert!(conduits["data"].as_array().unwrap().iter().all(|c| c["id"] != socketed.as_str()), "{conduits}");
+    drop(receiver);
+}

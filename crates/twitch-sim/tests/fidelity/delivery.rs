@@ -350,3 +350,50 @@ async fn an_injected_delivery_fault_spoils_only_the_first_attempt() {
     .await;
     assert!(ok, "{:?}", t.sim.deliveries());
 }
+
+#[tokio::test]
+async fn a_tunnel_forwards_an_https_callback_to_a_local_receiver() {
+    let t = start().await;
+    let app = t.app_token().await;
+    let receiver = Receiver::start(Challenge::Echo).await;
+    receiver.state.verify.store(true, Ordering::SeqCst);
+    let local = receiver.url.trim_end_matches("/webhooks/eventsub").to_owned();
+    let (status, _) =
+        t.sim_post("/sim/tunnels", json!({"public_url": "https://hooks.example", "local_url": local})).await;
+    assert_eq!(status, 201);
+    let (_, listed) = send(t.http.get(format!("{}/sim/tunnels", t.base))).await;
+    assert_eq!(listed["data"], json!([{"public_url": "https://hooks.example", "local_url": local}]));
+
+    // A Twitch-valid callback (https, 443) that lands on the local receiver.
+    let (streamer, _) = t.streamer_and_bot();
+    let callback = "https://hooks.example/webhooks/eventsub";
+    let body = json!({"type": "stream.online", "version": "1", "condition": {"broadcaster_user_id": streamer},
+        "transport": {"method": "webhook", "callback": callback, "secret": SHARD_SECRET}});
+    let (status, created) = t.post("/eventsub/subscriptions", &app, body).await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["data"][0]["transport"], json!({"method": "webhook", "callback": callback}));
+    let challenge = receiver.wait_count("webhook_callback_verification", None, 1).await.remove(0);
+    assert!(signature_valid(SHARD_SECRET, &challenge));
+    let id = created["data"][0]["id"].as_str().unwrap().to_owned();
+    let enabled = eventually(WAIT, || async {
+        t.get(&format!("/eventsub/subscriptions?subscription_id={id}"), &app).await.1["data"][0]["status"] == "enabled"
+    })
+    .await;
+    assert!(enabled, "the challenge was answered through the tunnel");
+    t.sim.set_live(&streamer, true).await.unwrap();
+    let online = receiver.wait_count("notification", Some("stream.online"), 1).await.remove(0);
+    assert!(signature_valid(SHARD_SECRET, &online));
+    let logged = t.sim.deliveries().into_iter().find(|d| d.message_id == online.id()).unwrap();
+    assert_eq!(logged.callback, callback, "the log shows the callback Twitch knows");
+
+    for bad in [
+        json!({"public_url": "http://hooks.example", "local_url": local}),
+        json!({"public_url": "https://hooks.example:8443", "local_url": local}),
+        json!({"public_url": "https://hooks.example", "local_url": "http://10.1.2.3:8080"}),
+    ] {
+        assert_eq!(t.sim_post("/sim/tunnels", bad.clone()).await.0, 400, "{bad}");
+    }
+    let delete = |url: &str| t.http.delete(format!("{}/sim/tunnels?public_url={}", t.base, urlencode(url)));
+    assert_eq!(delete("https://hooks.example").send().await.unwrap().status(), 204);
+    assert_eq!(delete("https://hooks.example").send().await.unwrap().status(), 404);
+}

@@ -458,3 +458,54 @@ pub(crate) async fn chat_event(receiver: &Receiver, id: &str) -> Value {
     let all = receiver.of_type("notification", Some("channel.chat.message"));
     all.iter().map(Received::json).find(|b| b["event"]["message_id"] == id).unwrap()["event"].clone()
 }
+
+// ------------------------------------------------------------- WebSocket
+
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub(crate) async fn ws_connect(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// The next JSON data frame that is not a keepalive; `None` on close or timeout.
+pub(crate) async fn next_message(ws: &mut Socket) -> Option<Value> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.ok()?? {
+            Ok(Message::Text(text)) => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["metadata"]["message_type"] != "session_keepalive" {
+                    return Some(v);
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads until the server closes; returns the close code.
+pub(crate) async fn close_code(ws: &mut Socket) -> Option<u16> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.ok()?? {
+            Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+            Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+impl TestSim {
+    pub(crate) fn ws_url(&self, query: &str) -> String {
+        format!("{}/ws{query}", self.base.replace("http://", "ws://"))
+    }
+
+    pub(crate) async fn bind_websocket(&self, app: &str, conduit: &str, session: &str) -> (StatusCode, Value) {
+        let body = json!({"conduit_id": conduit, "shards": [{"id": "0",
+            "transport": {"method": "websocket", "session_id": session}}]});
+        self.patch("/eventsub/conduits/shards", app, body).await
+    }
+}

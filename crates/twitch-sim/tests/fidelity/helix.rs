@@ -80,3 +80,27 @@ async fn fault_switch_answers_429_with_reset_and_5xx() {
     assert_eq!(body["error"], "Service Unavailable");
     assert_eq!(t.get("/eventsub/conduits", &app).await.0, 200);
 }
+
+#[tokio::test]
+async fn the_twitch_cli_mock_layout_is_served_too() {
+    // twurple's TWURPLE_MOCK_API_PORT: /auth/*, /mock/* and /eventsub/subscriptions.
+    let t = start().await;
+    let (id, secret) = (t.client_id(), t.client_secret());
+    let form = [("client_id", id.as_str()), ("client_secret", secret.as_str()), ("grant_type", "client_credentials")];
+    let r = t.http.post(format!("{}/auth/token", t.base)).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let app = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let r = t.http.get(format!("{}/auth/validate", t.base)).header("Authorization", format!("OAuth {app}"));
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    t.sim.create_user("pixelpaws", "PixelPaws");
+    let mock =
+        |path: &str| t.http.get(format!("{}{path}", t.base)).bearer_auth(&app).header("Client-Id", t.client_id());
+    let (status, users) = send(mock("/mock/users?login=pixelpaws")).await;
+    assert_eq!((status, users["data"][0]["login"].as_str()), (StatusCode::OK, Some("pixelpaws")));
+    let r = mock("/mock/users?login=pixelpaws").send().await.unwrap();
+    assert!(r.headers().contains_key("ratelimit-remaining"), "behind the same gate");
+    let (status, subs) = send(mock("/eventsub/subscriptions")).await;
+    assert_eq!((status, subs["max_total_cost"].as_u64()), (StatusCode::OK, Some(10_000)));
+    let unauthenticated = t.http.get(format!("{}/eventsub/subscriptions", t.base));
+    assert_eq!(send(unauthenticated).await.0, 401);
+}

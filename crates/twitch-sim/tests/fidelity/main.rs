@@ -11,6 +11,8 @@
 mod harness;
 
 mod chat;
+mod clips;
+mod clock;
 mod conduits;
 mod delivery;
 mod helix;
@@ -19,3 +21,4 @@ mod pages;
 mod streams;
 mod subscriptions;
 mod websocket;
+mod websocket_subscriptions;

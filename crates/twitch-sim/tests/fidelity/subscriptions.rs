@@ -201,14 +201,27 @@ async fn revocations_are_limited_to_what_can_happen_to_the_subscription() {
 }
 
 #[tokio::test]
-async fn user_authorization_types_refuse_the_websocket_transport() {
+async fn user_authorization_types_are_webhook_only() {
     let t = start().await;
+    let app = t.app_token().await;
     let (user, _) = t.user_token("pixelpaws", "").await;
+    let (_, conduit) = t.post("/eventsub/conduits", &app, json!({"shard_count": 1})).await;
+    let conduit = conduit["data"][0]["id"].as_str().unwrap().to_owned();
+    let receiver = Receiver::start(Challenge::Echo).await;
     for kind in ["user.authorization.revoke", "user.authorization.grant"] {
-        let body = json!({"type": kind, "version": "1", "condition": {"client_id": t.client_id()},
+        let condition = json!({"client_id": t.client_id()});
+        let body = json!({"type": kind, "version": "1", "condition": condition,
             "transport": {"method": "websocket", "session_id": "AgoQk3v7uYxQ"}});
         let (status, body) = t.post("/eventsub/subscriptions", &user, body).await;
-        assert_eq!(status, 400, "{kind}: {body}");
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("Bad Request")), "{kind}: {body}");
         assert!(body["message"].as_str().unwrap().contains("type does not support the websocket"), "{body}");
+        let body = json!({"type": kind, "version": "1", "condition": condition,
+            "transport": {"method": "conduit", "conduit_id": conduit}});
+        let (status, body) = t.post("/eventsub/subscriptions", &app, body).await;
+        assert_eq!(status, 400, "{kind} on a conduit: {body}");
+        assert!(body["message"].as_str().unwrap().contains("type does not support the conduit"), "{body}");
+        let body = json!({"type": kind, "version": "1", "condition": condition,
+            "transport": {"method": "webhook", "callback": receiver.url, "secret": HOOK_SECRET}});
+        assert_eq!(t.post("/eventsub/subscriptions", &app, body).await.0, 202, "{kind} on a webhook");
     }
 }

@@ -2,60 +2,10 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use twitch_sim::ChatInput;
 
 use crate::harness::*;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws_connect(url: &str) -> Socket {
-    tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-/// The next JSON data frame that is not a keepalive; `None` on close or timeout.
-async fn next_message(ws: &mut Socket) -> Option<Value> {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.ok()?? {
-            Ok(Message::Text(text)) => {
-                let v: Value = serde_json::from_str(&text).unwrap();
-                if v["metadata"]["message_type"] != "session_keepalive" {
-                    return Some(v);
-                }
-            }
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Reads until the server closes; returns the close code.
-async fn close_code(ws: &mut Socket) -> Option<u16> {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.ok()?? {
-            Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
-            Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-}
-
-impl TestSim {
-    fn ws_url(&self, query: &str) -> String {
-        format!("{}/ws{query}", self.base.replace("http://", "ws://"))
-    }
-
-    async fn bind_websocket(&self, app: &str, conduit: &str, session: &str) -> (StatusCode, Value) {
-        let body = json!({"conduit_id": conduit, "shards": [{"id": "0",
-            "transport": {"method": "websocket", "session_id": session}}]});
-        self.patch("/eventsub/conduits/shards", app, body).await
-    }
-}
 
 #[tokio::test]
 async fn websocket_shards_get_notifications_and_report_disconnects() {
