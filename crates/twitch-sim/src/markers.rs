@@ -81,7 +81,8 @@ pub(crate) async fn create_marker(
     Json(json!({"data": [data]})).into_response()
 }
 
-/// `https://twitch.tv/videos/<id>?t=1h2m03s`, as Twitch links a marker.
+/// `https://twitch.tv/videos/<id>?t=1h2m03s`, as Twitch links a marker (in
+/// a field named `URL`, upper case, which pyTwitchAPI and twurple read).
 fn marker_url(marker: &Marker) -> String {
     let s = marker.position_seconds;
     format!("https://twitch.tv/videos/{}?t={}h{}m{:02}s", marker.video_id, s / 3600, s / 60 % 60, s % 60)
@@ -124,7 +125,7 @@ pub(crate) async fn get_markers(
         .filter(|m| m.video_id == video.id)
         .map(|m| {
             json!({"id": m.id, "created_at": m.created_at, "description": m.description,
-                "position_seconds": m.position_seconds, "url": marker_url(m)})
+                "position_seconds": m.position_seconds, "URL": marker_url(m)})
         })
         .collect();
     let (markers, pagination) = paginate(markers, start, size);

@@ -168,7 +168,7 @@ async fn stream_markers_need_a_live_channel_with_vods_and_the_broadcaster_or_an_
     let descriptions: Vec<&str> = markers.iter().map(|m| m["description"].as_str().unwrap()).collect();
     assert_eq!(descriptions, ["by an editor", "", "ChatPulse: chat swung to YES"]);
     let video_id = video["video_id"].as_str().unwrap();
-    assert_eq!(markers[2]["url"], format!("https://twitch.tv/videos/{video_id}?t=1h28m32s"));
+    assert_eq!(markers[2]["URL"], format!("https://twitch.tv/videos/{video_id}?t=1h28m32s"));
     let (_, page) = t.get(&format!("/streams/markers?video_id={video_id}&first=2"), &token).await;
     assert_eq!(page["data"][0]["videos"][0]["markers"].as_array().unwrap().len(), 2);
     let cursor = page["pagination"]["cursor"].as_str().unwrap();
