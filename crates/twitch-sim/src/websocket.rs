@@ -101,25 +101,39 @@ fn websocket_base(public_url: &str) -> String {
     }
 }
 
+/// A session's timings: Twitch's, or shortened by a test.
+#[derive(Debug, Clone, Copy)]
+struct Timings {
+    keepalive: u64,
+    /// Until 4003 if the session is not put to use.
+    unused: Duration,
+    /// From `session_reconnect` until 4004 if the old socket is still open.
+    reconnect_grace: Duration,
+}
+
 /// `GET /ws[?keepalive_timeout_seconds=10..600]`. `challenge` + `id` come
-/// from a reconnect URL. `sim_unused_timeout_ms` shortens the 10 s window (tests).
+/// from a reconnect URL. `sim_unused_timeout_ms` shortens the 10 s unused
+/// window and `sim_reconnect_grace_ms` the 30 s reconnect grace (tests).
 pub(crate) async fn upgrade(State(sim): State<Simulator>, RawQuery(query): RawQuery, ws: WebSocketUpgrade) -> Response {
     let params = Params::parse(query.as_deref());
     let keepalive = params
         .get("keepalive_timeout_seconds")
         .and_then(|v| v.trim().parse::<i64>().ok())
         .map_or(10, |v| v.clamp(10, 600));
-    let keepalive = u64::try_from(keepalive).unwrap_or(10);
-    let unused = params
-        .get("sim_unused_timeout_ms")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(UNUSED_TIMEOUT, Duration::from_millis);
+    let millis = |key: &str, default: Duration| {
+        params.get(key).and_then(|v| v.parse::<u64>().ok()).map_or(default, Duration::from_millis)
+    };
+    let timings = Timings {
+        keepalive: u64::try_from(keepalive).unwrap_or(10),
+        unused: millis("sim_unused_timeout_ms", UNUSED_TIMEOUT),
+        reconnect_grace: millis("sim_reconnect_grace_ms", RECONNECT_GRACE),
+    };
     let reconnect = match (params.get("challenge"), params.get("id")) {
         (Some(challenge), Some(id)) => Some((challenge.to_owned(), id.to_owned())),
         (None, None) => None,
         _ => Some((String::new(), String::new())),
     };
-    ws.on_upgrade(move |socket| run(sim, socket, keepalive, unused, reconnect))
+    ws.on_upgrade(move |socket| run(sim, socket, timings, reconnect))
 }
 
 /// Registers a session; with a reconnect, takes over the old session's shard
@@ -172,19 +186,13 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
 }
 
-async fn run(
-    sim: Simulator,
-    mut socket: WebSocket,
-    keepalive: u64,
-    unused: Duration,
-    reconnect: Option<(String, String)>,
-) {
+async fn run(sim: Simulator, mut socket: WebSocket, timings: Timings, reconnect: Option<(String, String)>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = format!("AgoQ{}", random_mixed(32));
     let connected_at = sim.now_nanos();
     let session = WsSession {
         connected_at: connected_at.clone(),
-        keepalive_seconds: keepalive,
+        keepalive_seconds: timings.keepalive,
         tx,
         used: false,
         shard_bound: false,
@@ -206,7 +214,9 @@ async fn run(
     let exit = if socket.send(Message::Text(welcome.to_string().into())).await.is_err() {
         Exit::Closed
     } else {
-        serve_session(&sim, &mut socket, &id, &mut rx, keepalive, (!used).then(|| Instant::now() + unused)).await
+        let timings = Timings { keepalive, ..timings };
+        let unused_deadline = (!used).then(|| Instant::now() + timings.unused);
+        serve_session(&sim, &mut socket, &id, &mut rx, timings, unused_deadline).await
     };
     if let Exit::Close { code, reason, .. } = exit {
         close(&mut socket, code, reason).await;
@@ -221,9 +231,10 @@ async fn serve_session(
     socket: &mut WebSocket,
     id: &str,
     rx: &mut mpsc::UnboundedReceiver<WsOut>,
-    keepalive: u64,
+    timings: Timings,
     mut unused_deadline: Option<Instant>,
 ) -> Exit {
+    let keepalive = timings.keepalive;
     let closing = sim.closing();
     let mut last_sent = Instant::now();
     let mut next_ping = Instant::now() + PING_EVERY;
@@ -244,7 +255,7 @@ async fn serve_session(
                     last_sent = Instant::now();
                 }
                 Some(WsOut::Reconnecting | WsOut::Superseded) => {
-                    grace_deadline.get_or_insert_with(|| Instant::now() + RECONNECT_GRACE);
+                    grace_deadline.get_or_insert_with(|| Instant::now() + timings.reconnect_grace);
                 }
                 None => return Exit::Shutdown,
             },

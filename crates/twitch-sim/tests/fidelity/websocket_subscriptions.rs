@@ -306,3 +306,45 @@ async fn a_user_has_a_budget_of_10_and_3_sessions_and_a_session_300_subscription
     );
     drop(sockets);
 }
+
+#[tokio::test]
+async fn an_old_socket_left_open_after_a_reconnect_is_closed_with_4004() {
+    let t = start().await;
+    let (token, me, channel) = t.chatter_and_channel().await;
+    let chat = json!({"broadcaster_user_id": channel, "user_id": me});
+    let t = &t;
+    let reconnect = |session: String| {
+        let path = format!("/sim/websocket/{session}/reconnect");
+        async move { t.sim_post(&path, json!({})).await.1["reconnect_url"].as_str().unwrap().to_owned() }
+    };
+
+    // The client moves but never closes the old socket: Twitch closes it, the subscription stays.
+    let (mut old, old_id) = t.session("?sim_reconnect_grace_ms=300").await;
+    let (_, body) = t.ws_subscribe(&token, "channel.chat.message", chat.clone(), &old_id).await;
+    let moved = body["data"][0]["id"].as_str().unwrap().to_owned();
+    let url = reconnect(old_id).await;
+    let mut new = ws_connect(&url).await;
+    next_message(&mut new).await.unwrap();
+    assert_eq!(close_code(&mut old).await, Some(4004));
+    let path = format!("/eventsub/subscriptions?subscription_id={moved}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(t.get(&path, &token).await.1["data"][0]["status"], "enabled");
+    t.chat(&channel, "still here").await;
+    let note = next_message(&mut new).await.unwrap();
+    assert_eq!(note["payload"]["event"]["message"]["text"], "still here");
+
+    // The client never moves: the subscriptions fail with the old socket.
+    let other = t.sim.create_user("otherchannel", "").id;
+    let (mut stuck, stuck_id) = t.session("?sim_reconnect_grace_ms=300").await;
+    let chat = json!({"broadcaster_user_id": other, "user_id": me});
+    let (_, body) = t.ws_subscribe(&token, "channel.chat.message", chat, &stuck_id).await;
+    let lost = body["data"][0]["id"].as_str().unwrap().to_owned();
+    reconnect(stuck_id).await;
+    assert_eq!(close_code(&mut stuck).await, Some(4004));
+    let path = format!("/eventsub/subscriptions?subscription_id={lost}");
+    let failed = eventually(WAIT, || async {
+        t.get(&path, &token).await.1["data"][0]["status"] == "websocket_failed_to_reconnect"
+    })
+    .await;
+    assert!(failed, "{:?}", t.sim.subscriptions());
+}
