@@ -1,10 +1,78 @@
-//! What a broadcaster sets up for their channel and who they trust or ban:
-//! clips allowed (§7.4), past broadcasts stored (§7.6), editors (§7.6),
-//! bans (§7.4, §5.8).
+//! Channels: going live and offline (§5.10), what a broadcaster sets up —
+//! clips allowed (§7.4), past broadcasts stored (§7.6) — and who they trust
+//! or ban: editors (§7.6), bans (§7.4, §5.8).
 
-use super::{SimError, Simulator, delivery};
+use serde_json::json;
+
+use super::{SimError, Simulator, delivery, state, util};
 
 impl Simulator {
+    /// Takes a channel live or offline, emitting `stream.online` /
+    /// `stream.offline`. Repeating the current state is a no-op.
+    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
+    pub async fn set_live(&self, broadcaster_user_id: &str, live: bool) -> Result<(), SimError> {
+        let (user, started) = {
+            let mut state = self.state();
+            let user = state
+                .user(broadcaster_user_id)
+                .cloned()
+                .ok_or_else(|| SimError::NotFound(format!("broadcaster {broadcaster_user_id}")))?;
+            let started = if live {
+                if state.streams.contains_key(&user.id) {
+                    return Ok(());
+                }
+                state.next_stream += 1;
+                let now = self.now();
+                // A channel that stores past broadcasts records this one as a video.
+                let video_id = state.channel_settings(&user.id).vods_enabled.then(|| {
+                    state.next_video += 1;
+                    let id = (2_012_345_678 + state.next_video * 11).to_string();
+                    state.videos.push(state::Video { id: id.clone(), user_id: user.id.clone() });
+                    id
+                });
+                let stream = state::LiveStream {
+                    id: (50_123_456_789 + state.next_stream * 13).to_string(),
+                    started_at: util::rfc3339_seconds(now),
+                    started: now,
+                    title: format!("{} is live (simulated)", user.display_name),
+                    video_id,
+                };
+                state.streams.insert(user.id.clone(), stream.clone());
+                Some(stream)
+            } else {
+                if state.streams.remove(&user.id).is_none() {
+                    return Ok(());
+                }
+                None
+            };
+            (user, started)
+        };
+        let id = user.id.clone();
+        let matches = |s: &state::Subscription| s.condition_str("broadcaster_user_id") == Some(&id);
+        match started {
+            Some(stream) => {
+                let event = json!({
+                    "id": stream.id, "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
+                    "broadcaster_user_name": user.display_name, "type": "live", "started_at": stream.started_at,
+                });
+                delivery::emit(self, "stream.online", &id, &event, matches);
+            }
+            None => {
+                let event = json!({
+                    "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
+                    "broadcaster_user_name": user.display_name,
+                });
+                delivery::emit(self, "stream.offline", &id, &event, matches);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the channel is live, and the current stream id.
+    pub fn live_stream_id(&self, broadcaster_user_id: &str) -> Option<String> {
+        self.state().streams.get(broadcaster_user_id).map(|s| s.id.clone())
+    }
+
     fn require_user(&self, user_id: &str) -> Result<(), SimError> {
         match self.user(user_id) {
             Some(_) => Ok(()),

@@ -21,7 +21,7 @@
 //! loopback callbacks and `https://…:443` ones, whose certificates it checks
 //! against the public web roots (§5.1: "a publicly trusted certificate").
 
-/// Channel settings (clips, VODs), editors and bans.
+/// Channels: going live, settings (clips, VODs), editors and bans.
 mod channels;
 /// `channel.chat.message` events: fragments, cheers, badges, replies, shared chat.
 mod chat;
@@ -37,6 +37,8 @@ mod control;
 mod delivery;
 /// EventSub subscriptions (§4), all three transports.
 mod eventsub;
+/// Failures on demand: revocations, failing shards, fault switches.
+mod faults;
 /// Synthetic chat crowds.
 mod generator;
 /// The Helix gate (auth, rate limits, faults), users and streams.
@@ -68,7 +70,7 @@ use tokio_util::sync::CancellationToken;
 pub use chat::{ChatBadge, ChatOptions};
 pub use generator::{ChatGenerator, GeneratorReport};
 pub use running::{BOT_SCOPES, Endpoints, Running, STREAMER_SCOPES, run_standalone};
-use state::{Fault, State};
+use state::State;
 
 /// Configuration of the simulated Twitch application and its timings.
 #[derive(Debug, Clone)]
@@ -213,31 +215,6 @@ pub const REVOCATION_STATUSES: [&str; 15] = [
     "websocket_network_error",
     "websocket_failed_to_reconnect",
 ];
-
-/// The revocation statuses that can happen to `sub` (§4.4, §5.8):
-/// `version_removed` and `beta_maintenance` to any; `authorization_revoked`
-/// and `user_removed` when its condition names a user; `chat_user_banned`
-/// and `moderator_removed` to chat subscriptions (the bot in the condition);
-/// `notification_failures_exceeded` only to a plain webhook; `websocket_*`
-/// only to a plain WebSocket subscription (a conduit's shard fails instead).
-pub(crate) fn revocation_statuses_for(sub: &state::Subscription) -> Vec<&'static str> {
-    let mut statuses = vec!["version_removed", "beta_maintenance"];
-    if sub.condition.keys().any(|k| k.ends_with("user_id")) {
-        statuses.extend(["authorization_revoked", "user_removed"]);
-    }
-    if sub.kind == "channel.chat.message" {
-        statuses.extend(["chat_user_banned", "moderator_removed"]);
-    }
-    match sub.transport {
-        state::SubTransport::Webhook { .. } => statuses.push("notification_failures_exceeded"),
-        state::SubTransport::WebSocket { .. } => {
-            statuses.extend(REVOCATION_STATUSES.iter().filter(|s| s.starts_with("websocket_")));
-        }
-        state::SubTransport::Conduit { .. } => {}
-    }
-    statuses.sort_unstable_by_key(|s| REVOCATION_STATUSES.iter().position(|r| r == s));
-    statuses
-}
 
 pub(crate) struct Inner {
     config: SimConfig,
@@ -430,108 +407,6 @@ impl Simulator {
         Ok(built.message_id)
     }
 
-    /// Takes a channel live or offline, emitting `stream.online` /
-    /// `stream.offline`. Repeating the current state is a no-op.
-    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
-    pub async fn set_live(&self, broadcaster_user_id: &str, live: bool) -> Result<(), SimError> {
-        let (user, started) = {
-            let mut state = self.state();
-            let user = state
-                .user(broadcaster_user_id)
-                .cloned()
-                .ok_or_else(|| SimError::NotFound(format!("broadcaster {broadcaster_user_id}")))?;
-            let started = if live {
-                if state.streams.contains_key(&user.id) {
-                    return Ok(());
-                }
-                state.next_stream += 1;
-                let now = self.now();
-                // A channel that stores past broadcasts records this one as a video.
-                let video_id = state.channel_settings(&user.id).vods_enabled.then(|| {
-                    state.next_video += 1;
-                    let id = (2_012_345_678 + state.next_video * 11).to_string();
-                    state.videos.push(state::Video { id: id.clone(), user_id: user.id.clone() });
-                    id
-                });
-                let stream = state::LiveStream {
-                    id: (50_123_456_789 + state.next_stream * 13).to_string(),
-                    started_at: util::rfc3339_seconds(now),
-                    started: now,
-                    title: format!("{} is live (simulated)", user.display_name),
-                    video_id,
-                };
-                state.streams.insert(user.id.clone(), stream.clone());
-                Some(stream)
-            } else {
-                if state.streams.remove(&user.id).is_none() {
-                    return Ok(());
-                }
-                None
-            };
-            (user, started)
-        };
-        let id = user.id.clone();
-        let matches = |s: &state::Subscription| s.condition_str("broadcaster_user_id") == Some(&id);
-        match started {
-            Some(stream) => {
-                let event = json!({
-                    "id": stream.id, "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
-                    "broadcaster_user_name": user.display_name, "type": "live", "started_at": stream.started_at,
-                });
-                delivery::emit(self, "stream.online", &id, &event, matches);
-            }
-            None => {
-                let event = json!({
-                    "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
-                    "broadcaster_user_name": user.display_name,
-                });
-                delivery::emit(self, "stream.offline", &id, &event, matches);
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether the channel is live, and the current stream id.
-    pub fn live_stream_id(&self, broadcaster_user_id: &str) -> Option<String> {
-        self.state().streams.get(broadcaster_user_id).map(|s| s.id.clone())
-    }
-
-    /// Revokes a subscription with `status` (§4.4, §5.8): it gets that
-    /// status, a `revocation` message is sent, and nothing more is delivered
-    /// for it. Only a status that can happen to this subscription is
-    /// accepted (`revocation_statuses_for`); anything else is a 400.
-    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
-    pub async fn revoke_subscription(&self, subscription_id: &str, status: &str) -> Result<(), SimError> {
-        if !REVOCATION_STATUSES.contains(&status) {
-            return Err(SimError::BadRequest(format!("status must be one of {}", REVOCATION_STATUSES.join(", "))));
-        }
-        let outgoing = {
-            let mut state = self.state();
-            let sub = state
-                .subscriptions
-                .iter_mut()
-                .find(|s| s.id == subscription_id)
-                .ok_or_else(|| SimError::NotFound(format!("subscription {subscription_id}")))?;
-            let possible = revocation_statuses_for(sub);
-            if !possible.contains(&status) {
-                return Err(SimError::BadRequest(format!(
-                    "{status} cannot happen to a {} subscription with {} transport; possible: {}",
-                    sub.kind,
-                    sub.transport.method(),
-                    possible.join(", ")
-                )));
-            }
-            if !sub.is_active() {
-                return Err(SimError::BadRequest(format!("subscription is already {}", sub.status)));
-            }
-            sub.status = status.to_owned();
-            let sub = sub.clone();
-            delivery::revocation(&mut state, &sub)
-        };
-        delivery::spawn(self, outgoing);
-        Ok(())
-    }
-
     /// The user disconnects our app (§8.1): their tokens, refresh tokens and
     /// grant are gone, their subscriptions are revoked with
     /// `authorization_revoked`, and `user.authorization.revoke` is emitted.
@@ -565,60 +440,6 @@ impl Simulator {
             s.condition_str("client_id") == Some(&client_id)
         });
         Ok(())
-    }
-
-    /// Disables a webhook shard as Twitch does after a long run of failed
-    /// deliveries (§3.9, §5.7): status `notification_failures_exceeded`, and
-    /// `conduit.shard.disabled` sent to the client's plain-webhook alarms.
-    pub fn disable_shard(&self, conduit_id: &str, shard_id: &str) -> Result<(), SimError> {
-        let (client_id, event) = {
-            let mut state = self.state();
-            let conduit = state
-                .conduits
-                .iter_mut()
-                .find(|c| c.id == conduit_id)
-                .ok_or_else(|| SimError::NotFound(format!("conduit {conduit_id}")))?;
-            let index: usize =
-                shard_id.parse().map_err(|_| SimError::BadRequest("shard id must be a number".into()))?;
-            let client_id = conduit.client_id.clone();
-            let shard = conduit.shards.get_mut(index).ok_or_else(|| SimError::NotFound(format!("shard {shard_id}")))?;
-            if shard.status != "enabled" {
-                return Err(SimError::BadRequest(format!("shard is {}", shard.status)));
-            }
-            shard.status = "notification_failures_exceeded".into();
-            let event = json!({
-                "conduit_id": conduit_id, "shard_id": shard_id, "status": "notification_failures_exceeded",
-                "transport": shard.transport_json(),
-            });
-            (client_id, event)
-        };
-        self.sweep();
-        delivery::emit_shard_disabled(self, &client_id, conduit_id, &event);
-        Ok(())
-    }
-
-    /// Applies `fault` to each of the next `count` webhook notifications. A
-    /// `stale` or `bad_signature` fault spoils the first attempt only: a retry
-    /// is sent correctly, as Twitch would. A `duplicate` one sends the message
-    /// again once an attempt got through.
-    pub fn inject_delivery_faults(&self, fault: DeliveryFault, count: u32) {
-        let mut state = self.state();
-        for _ in 0..count {
-            state.delivery_faults.push_back(fault);
-        }
-    }
-
-    /// Fault switch: the next `count` Helix calls answer `status` (429 comes
-    /// with `Ratelimit-Remaining: 0` and a real `Ratelimit-Reset`). `count` 0 clears it.
-    pub fn fail_next(&self, status: u16, count: u32) {
-        self.state().fault = (count > 0).then_some(Fault { status, remaining: count });
-    }
-
-    /// Fault switch of the token endpoint: the next `count` calls to
-    /// `/oauth2/token` answer `status` with Twitch's OAuth error body, as
-    /// during an outage. `count` 0 clears it.
-    pub fn fail_next_token_calls(&self, status: u16, count: u32) {
-        self.state().token_fault = (count > 0).then_some(Fault { status, remaining: count });
     }
 
     /// Every subscription, in Helix shape, oldest first.
@@ -742,48 +563,5 @@ mod tests {
             roots.roots.iter().map(|r| String::from_utf8_lossy(r.subject.as_ref()).into_owned()).collect();
         assert!(subjects.iter().any(|s| s.contains("ISRG Root X1")), "Let's Encrypt's root is trusted");
         assert!(Simulator::new(SimConfig::default()).http().is_some(), "the delivery client builds");
-    }
-
-    #[test]
-    fn revocation_statuses_depend_on_the_transport_and_type() {
-        let mut condition = serde_json::Map::new();
-        condition.insert("broadcaster_user_id".into(), json!("1"));
-        condition.insert("user_id".into(), json!("2"));
-        let mut sub = state::Subscription {
-            id: "s".into(),
-            client_id: "c".into(),
-            status: "enabled".into(),
-            kind: "channel.chat.message".into(),
-            version: "1".into(),
-            condition,
-            created_at: String::new(),
-            transport: state::SubTransport::Conduit { conduit_id: "x".into() },
-            cost: 0,
-            seq: 1,
-            failures: 0,
-            disabled_at: None,
-        };
-        let on_conduit = revocation_statuses_for(&sub);
-        assert_eq!(on_conduit.len(), 6);
-        assert!(!on_conduit.contains(&"notification_failures_exceeded"));
-        assert!(!on_conduit.iter().any(|s| s.starts_with("websocket_")));
-        sub.transport = state::SubTransport::Webhook { callback: String::new(), secret: String::new() };
-        assert!(revocation_statuses_for(&sub).contains(&"notification_failures_exceeded"));
-        sub.transport = state::SubTransport::WebSocket {
-            session_id: String::new(),
-            user_id: String::new(),
-            connected_at: String::new(),
-            disconnected_at: None,
-        };
-        let on_socket = revocation_statuses_for(&sub);
-        assert_eq!(on_socket.len(), 14);
-        assert!(!on_socket.contains(&"notification_failures_exceeded"));
-        sub.kind = "stream.online".into();
-        sub.condition.remove("user_id");
-        sub.transport = state::SubTransport::Conduit { conduit_id: "x".into() };
-        assert_eq!(
-            revocation_statuses_for(&sub),
-            ["authorization_revoked", "user_removed", "version_removed", "beta_maintenance"]
-        );
     }
 }
