@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build run release test test-unit lint fmt services clean bench bench-quick cluster cluster-stop cluster-status deploy-check
+.PHONY: build run release test test-unit lint compat fmt services clean bench bench-quick cluster cluster-stop cluster-status deploy-check
 
 build:
 	$(CARGO) build
@@ -24,8 +24,9 @@ release:
 ## the cluster test) and a 3-master Redis Cluster is started for the run and
 ## stopped afterwards, pass or fail (scripts/redis-cluster.sh).
 ## TEST_REQUIRE_ALL: a test whose server URL is missing fails instead of
-## skipping, so no suite is left out silently.
-test: lint deploy-check
+## skipping, so no suite is left out silently. `deploy-check` and `compat`
+## run first.
+test: lint deploy-check compat
 	export TEST_REQUIRE_ALL=1 \
 	  && eval "$$(scripts/test-services.sh)" \
 	  && eval "$$(scripts/redis-cluster.sh start)" \
@@ -52,6 +53,13 @@ lint:
 	$(CARGO) clippy -p chatpulse --no-default-features --lib --bins -- -D warnings
 	@if $(CARGO) tree -p chatpulse --no-default-features -e normal,build --prefix none | grep -q '^twitch-sim '; then \
 	  echo "the production build (--no-default-features) links the Twitch simulator" >&2; exit 1; fi
+
+## The Twitch simulator against a real client library: pyTwitchAPI (pinned,
+## in a venv under target/, built on first use) drives the simulator's own
+## binary through the library's public options. Fails if the venv cannot be
+## built. See crates/twitch-sim/README.md.
+compat:
+	CARGO="$(CARGO)" crates/twitch-sim/compat/run.sh
 
 fmt:
 	$(CARGO) fmt --all

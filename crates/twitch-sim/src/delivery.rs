@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::state::{ShardTransport, State, SubTransport, Subscription};
-use super::util::{now_nanos, stable_hash};
+use super::util::stable_hash;
 use super::{DeliveryRecord, Simulator, websocket};
 
 pub(crate) const NOTIFICATION: &str = "notification";
@@ -35,6 +35,8 @@ pub(crate) enum Route {
     Conduit { conduit_id: String, key: String },
     /// A plain webhook subscription's own callback and secret.
     Webhook { callback: String, secret: String },
+    /// A plain WebSocket subscription's session.
+    Session { session_id: String },
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +68,7 @@ enum Target {
         callback: String,
         secret: String,
     },
-    /// A conduit shard bound to an EventSub WebSocket session.
+    /// An EventSub WebSocket session (a conduit shard's or a plain subscription's).
     Session {
         session_id: String,
     },
@@ -94,10 +96,7 @@ pub(crate) fn route_for(sub: &Subscription, key: &str) -> Route {
         SubTransport::Webhook { callback, secret } => {
             Route::Webhook { callback: callback.clone(), secret: secret.clone() }
         }
-        // No WebSocket sessions exist yet; such messages are dropped when resolved.
-        SubTransport::WebSocket { session_id, .. } => {
-            Route::Conduit { conduit_id: format!("websocket:{session_id}"), key: key.to_owned() }
-        }
+        SubTransport::WebSocket { session_id, .. } => Route::Session { session_id: session_id.clone() },
     }
 }
 
@@ -218,6 +217,12 @@ fn resolve(state: &State, route: &Route) -> Result<Target, String> {
         Route::Webhook { callback, secret } => {
             Ok(Target::Webhook { callback: callback.clone(), secret: secret.clone() })
         }
+        Route::Session { session_id } => state
+            .sessions
+            .get(session_id)
+            .filter(|s| !s.superseded)
+            .map(|_| Target::Session { session_id: session_id.clone() })
+            .ok_or_else(|| "dropped: the websocket session is gone".to_owned()),
         Route::Conduit { conduit_id, key } => {
             let conduit = state
                 .conduits
@@ -271,13 +276,14 @@ fn outcome_parts(outcome: &Result<(u16, Vec<u8>), String>) -> (Option<u16>, Opti
 }
 
 fn record(
+    sim: &Simulator,
     message: &Outgoing,
     callback: &str,
     attempt: u32,
     (status, error): (Option<u16>, Option<String>),
 ) -> DeliveryRecord {
     DeliveryRecord {
-        at: now_nanos(),
+        at: sim.now_nanos(),
         message_id: message.message_id.clone(),
         message_type: message.message_type.to_owned(),
         subscription_type: Some(message.subscription_type.clone()).filter(|t| !t.is_empty()),
@@ -306,17 +312,15 @@ async fn post(sim: &Simulator, callback: &str, secret: &str, envelope: Envelope<
     let Envelope { message_id, message_type, subscription, retry, body, fault } = envelope;
     let client = sim.http().ok_or("the simulator's HTTP client is unavailable")?;
     let timestamp = match fault {
-        Some(super::DeliveryFault::Stale) => {
-            super::util::rfc3339_nanos(time::OffsetDateTime::now_utc() - time::Duration::minutes(11))
-        }
-        _ => now_nanos(),
+        Some(super::DeliveryFault::Stale) => super::util::rfc3339_nanos(sim.now() - time::Duration::minutes(11)),
+        _ => sim.now_nanos(),
     };
     let signature = match fault {
         Some(super::DeliveryFault::BadSignature) => sign("not-the-shard-secret", message_id, &timestamp, body),
         _ => sign(secret, message_id, &timestamp, body),
     };
     let mut request = client
-        .post(callback)
+        .post(sim.tunnelled(callback))
         .header("Content-Type", "application/json")
         .header("Twitch-Eventsub-Message-Id", message_id)
         .header("Twitch-Eventsub-Message-Retry", retry.to_string())
@@ -355,7 +359,7 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
         match resolve(&state, &message.route) {
             Ok(target) => target,
             Err(reason) => {
-                state.log_delivery(record(&message, "", 0, (None, Some(reason))));
+                state.log_delivery(record(sim, &message, "", 0, (None, Some(reason))));
                 return;
             }
         }
@@ -373,7 +377,7 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
             tokio::time::sleep(pause).await;
             let mut state = sim.state();
             if let Err(reason) = still_deliverable(&state, &message, &target) {
-                state.log_delivery(record(&message, &target.callback(), attempt, (None, Some(reason))));
+                state.log_delivery(record(sim, &message, &target.callback(), attempt, (None, Some(reason))));
                 return;
             }
         }
@@ -387,7 +391,7 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
         };
         let outcome = post(sim, &target.callback(), target.secret(), envelope).await;
         let delivered = matches!(outcome, Ok((status, _)) if (200..300).contains(&status));
-        sim.state().log_delivery(record(&message, &target.callback(), attempt, outcome_parts(&outcome)));
+        sim.state().log_delivery(record(sim, &message, &target.callback(), attempt, outcome_parts(&outcome)));
         if delivered {
             note_success(sim, &message, &target);
             if fault == Some(super::DeliveryFault::Duplicate) {
@@ -402,7 +406,13 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
                     fault: None,
                 };
                 let outcome = post(sim, &target.callback(), target.secret(), again).await;
-                sim.state().log_delivery(record(&message, &target.callback(), attempt + 1, outcome_parts(&outcome)));
+                sim.state().log_delivery(record(
+                    sim,
+                    &message,
+                    &target.callback(),
+                    attempt + 1,
+                    outcome_parts(&outcome),
+                ));
             }
             return;
         }
@@ -412,17 +422,18 @@ pub(crate) async fn deliver(sim: &Simulator, message: Outgoing) {
 
 /// WebSocket delivery: one frame, no signature, no retries (§6).
 fn send_frame(sim: &Simulator, message: &Outgoing, session_id: &str) {
-    let text = websocket::frame(
-        &message.message_id,
-        message.message_type,
-        &message.subscription_type,
-        &message.subscription_version,
-        &message.body,
-    );
+    let header = websocket::FrameHeader {
+        message_id: &message.message_id,
+        message_type: message.message_type,
+        timestamp: sim.now_nanos(),
+        kind: &message.subscription_type,
+        version: &message.subscription_version,
+    };
+    let text = websocket::frame(header, &message.body);
     let mut state = sim.state();
     let sent = state.sessions.get(session_id).is_some_and(|s| s.tx.send(websocket::WsOut::Text(text)).is_ok());
     let error = (!sent).then(|| "dropped: the websocket session is gone".to_owned());
-    state.log_delivery(record(message, &format!("websocket:{session_id}"), 0, (None, error)));
+    state.log_delivery(record(sim, message, &format!("websocket:{session_id}"), 0, (None, error)));
 }
 
 fn note_success(sim: &Simulator, message: &Outgoing, target: &Target) {
@@ -471,6 +482,7 @@ fn note_failed_message(sim: &Simulator, message: &Outgoing, target: &Target) {
                 }
             };
             let Some(client_id) = disabled else { return };
+            sim.sweep();
             tracing::info!(conduit_id, shard = index, "simulator: webhook shard disabled after failures");
             let event = json!({
                 "conduit_id": conduit_id,
@@ -553,9 +565,10 @@ pub(crate) fn spawn_challenge(sim: &Simulator, callback: String, secret: String,
         };
         let outcome = post(&sim, &callback, &secret, envelope).await;
         let verified = matches!(&outcome, Ok((200, answer)) if answer.as_slice() == challenge.as_bytes());
+        let at = sim.now_nanos();
         let mut state = sim.state();
         state.log_delivery(DeliveryRecord {
-            at: now_nanos(),
+            at,
             message_id,
             message_type: VERIFICATION.into(),
             subscription_type: subscription.as_ref().map(|(k, _, _)| k.clone()),
@@ -593,5 +606,7 @@ pub(crate) fn spawn_challenge(sim: &Simulator, callback: String, secret: String,
                 }
             }
         }
+        drop(state);
+        sim.sweep();
     });
 }

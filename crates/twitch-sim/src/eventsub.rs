@@ -1,4 +1,5 @@
-//! Conduits, conduit shards (§3) and EventSub subscriptions (§4).
+//! EventSub subscriptions (§4) on all three transports: conduits and plain
+//! webhooks (app token) and plain WebSocket sessions (user token, §6).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,26 +10,12 @@ use serde_json::{Map, Value, json};
 
 use super::Simulator;
 use super::delivery::{ChallengeFor, spawn_challenge};
-use super::helix::{Caller, Reject, after, bad_request, error, page_size, paginate, require_app};
+use super::helix::{Caller, Reject, bad_request, error, page_size};
 use super::state::{
-    Conduit, MAX_CONDUITS, MAX_SHARDS, MAX_TOTAL_COST, Shard, ShardTransport, State as SimState, SubTransport,
-    Subscription,
+    MAX_TOTAL_COST, State as SimState, SubTransport, Subscription, WEBSOCKET_MAX_TOTAL_COST,
+    WEBSOCKET_SESSIONS_PER_USER, WEBSOCKET_SUBSCRIPTIONS_PER_SESSION,
 };
-use super::util::{Params, check_callback, check_secret, decode_cursor, encode_cursor, now_nanos};
-
-const SHARD_STATUSES: [&str; 11] = [
-    "enabled",
-    "webhook_callback_verification_pending",
-    "webhook_callback_verification_failed",
-    "notification_failures_exceeded",
-    "websocket_disconnected",
-    "websocket_failed_ping_pong",
-    "websocket_received_inbound_traffic",
-    "websocket_internal_error",
-    "websocket_network_timeout",
-    "websocket_network_error",
-    "websocket_failed_to_reconnect",
-];
+use super::util::{Params, check_callback, check_secret, decode_cursor, encode_cursor};
 
 /// Whether `status` is a subscription status (§4.4): `enabled`, the two of
 /// the webhook challenge, every revocation status, and `conduit_deleted`,
@@ -44,7 +31,7 @@ fn is_subscription_status(status: &str) -> bool {
 /// such subscriptions "stop" and later "show as disabled"; Twitch's Get
 /// EventSub Subscriptions reference names this status for it ("The conduit
 /// associated with the subscription was deleted").
-const CONDUIT_DELETED: &str = "conduit_deleted";
+pub(crate) const CONDUIT_DELETED: &str = "conduit_deleted";
 
 fn json_body(body: &Bytes) -> Result<Map<String, Value>, Reject> {
     match serde_json::from_slice::<Value>(body) {
@@ -60,246 +47,6 @@ macro_rules! tri {
             Err(response) => return *response,
         }
     };
-}
-
-fn shard_count(value: Option<&Value>) -> Result<usize, Reject> {
-    match value.and_then(Value::as_u64) {
-        Some(n) if (1..=MAX_SHARDS).contains(&n) => Ok(usize::try_from(n).unwrap_or(1)),
-        _ => Err(Box::new(bad_request(format!("shard_count must be an integer between 1 and {MAX_SHARDS}")))),
-    }
-}
-
-/// `GET /helix/eventsub/conduits`
-pub(crate) async fn get_conduits(State(sim): State<Simulator>, Extension(caller): Extension<Caller>) -> Response {
-    tri!(require_app(&caller));
-    let state = sim.state();
-    let data: Vec<Value> =
-        state.conduits.iter().filter(|c| c.client_id == caller.client_id).map(Conduit::to_json).collect();
-    Json(json!({"data": data})).into_response()
-}
-
-/// `POST /helix/eventsub/conduits` `{"shard_count": n}` → 200.
-pub(crate) async fn create_conduit(
-    State(sim): State<Simulator>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> Response {
-    tri!(require_app(&caller));
-    let body = tri!(json_body(&body));
-    let count = tri!(shard_count(body.get("shard_count")));
-    let mut state = sim.state();
-    if state.conduits.iter().filter(|c| c.client_id == caller.client_id).count() >= MAX_CONDUITS {
-        return error(StatusCode::TOO_MANY_REQUESTS, "The conduit limit has been reached");
-    }
-    let conduit = Conduit {
-        id: uuid::Uuid::new_v4().to_string(),
-        client_id: caller.client_id.clone(),
-        shards: vec![Shard::unbound(); count],
-    };
-    let data = conduit.to_json();
-    state.conduits.push(conduit);
-    Json(json!({"data": [data]})).into_response()
-}
-
-/// `PATCH /helix/eventsub/conduits` `{"id": …, "shard_count": n}` → 200;
-/// shrinking drops the highest-numbered shards.
-pub(crate) async fn update_conduit(
-    State(sim): State<Simulator>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> Response {
-    tri!(require_app(&caller));
-    let body = tri!(json_body(&body));
-    let Some(id) = body.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-        return bad_request("Missing required parameter \"id\"");
-    };
-    let count = tri!(shard_count(body.get("shard_count")));
-    let mut state = sim.state();
-    let Some(conduit) = state.conduit_mut(&caller.client_id, id) else {
-        return error(StatusCode::NOT_FOUND, "Conduit not found");
-    };
-    conduit.shards.resize(count, Shard::unbound());
-    Json(json!({"data": [conduit.to_json()]})).into_response()
-}
-
-/// `DELETE /helix/eventsub/conduits?id=…` → 204. Its subscriptions stop at
-/// once and stay listed as `conduit_deleted` (§3.5: "all subscriptions on it
-/// stop", shown as disabled, not removed; like other disabled subscriptions,
-/// §4.2, they remain visible — here until deleted or the simulator stops).
-pub(crate) async fn delete_conduit(
-    State(sim): State<Simulator>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    tri!(require_app(&caller));
-    let params = Params::parse(query.as_deref());
-    let Some(id) = params.get("id").filter(|s| !s.is_empty()) else {
-        return bad_request("Missing required parameter \"id\"");
-    };
-    let mut state = sim.state();
-    if state.conduit(&caller.client_id, id).is_none() {
-        return error(StatusCode::NOT_FOUND, "Conduit not found");
-    }
-    state.conduits.retain(|c| c.id != id);
-    for sub in &mut state.subscriptions {
-        if matches!(&sub.transport, SubTransport::Conduit { conduit_id } if conduit_id == id) && sub.is_active() {
-            sub.status = CONDUIT_DELETED.into();
-        }
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-/// `GET /helix/eventsub/conduits/shards?conduit_id=…[&status=…][&after=…]`
-pub(crate) async fn get_shards(
-    State(sim): State<Simulator>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    tri!(require_app(&caller));
-    let params = Params::parse(query.as_deref());
-    let Some(conduit_id) = params.get("conduit_id").filter(|s| !s.is_empty()) else {
-        return bad_request("Missing required parameter \"conduit_id\"");
-    };
-    let status = params.get("status");
-    if status.is_some_and(|s| !SHARD_STATUSES.contains(&s)) {
-        return bad_request("Invalid status");
-    }
-    let size = tri!(page_size(&params, 100));
-    let start = usize::try_from(tri!(after(&params)).unwrap_or(0)).unwrap_or(usize::MAX);
-    let state = sim.state();
-    let Some(conduit) = state.conduit(&caller.client_id, conduit_id) else {
-        return error(StatusCode::NOT_FOUND, "Conduit not found");
-    };
-    let shards: Vec<Value> = conduit
-        .shards
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| status.is_none_or(|wanted| s.status == wanted))
-        .map(|(i, s)| s.to_json(i))
-        .collect();
-    let (data, pagination) = paginate(shards, start, size);
-    Json(json!({"data": data, "pagination": pagination})).into_response()
-}
-
-fn shard_error(id: &str, message: &str) -> Value {
-    json!({"id": id, "message": message, "code": "invalid_parameter"})
-}
-
-/// Validates one entry of Update Conduit Shards; returns the shard index and transport.
-fn parse_shard(
-    entry: &Value,
-    count: usize,
-    state: &SimState,
-) -> Result<(usize, ShardTransport), (String, &'static str)> {
-    let id_text = match entry.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    let index = match entry.get("id").and_then(Value::as_str).and_then(|s| s.parse::<usize>().ok()) {
-        Some(i) if i < count => i,
-        _ => return Err((id_text, "The shard id is outside the conduit's range")),
-    };
-    let fail = |m| Err((id_text.clone(), m));
-    let Some(transport) = entry.get("transport").and_then(Value::as_object) else {
-        return fail("The transport is missing");
-    };
-    match transport.get("method").and_then(Value::as_str) {
-        Some("webhook") => {
-            let Some(callback) = transport.get("callback").and_then(Value::as_str).filter(|c| !c.is_empty()) else {
-                return fail("The callback is required for the webhook transport");
-            };
-            if let Err(message) = check_callback(callback) {
-                return fail(message);
-            }
-            let secret = transport.get("secret").and_then(Value::as_str).unwrap_or_default();
-            if let Err(message) = check_secret(secret) {
-                return fail(message);
-            }
-            Ok((index, ShardTransport::Webhook { callback: callback.to_owned(), secret: secret.to_owned() }))
-        }
-        Some("websocket") => {
-            let Some(session_id) = transport.get("session_id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-                return fail("The session_id is required for the websocket transport");
-            };
-            let Some(session) = state.sessions.get(session_id).filter(|s| !s.superseded) else {
-                return fail("websocket session is not connected");
-            };
-            Ok((
-                index,
-                ShardTransport::WebSocket {
-                    session_id: session_id.to_owned(),
-                    connected_at: session.connected_at.clone(),
-                    disconnected_at: None,
-                },
-            ))
-        }
-        _ => fail("The transport method must be webhook or websocket"),
-    }
-}
-
-/// `PATCH /helix/eventsub/conduits/shards` → 202 with `data` and `errors`;
-/// webhook shards go `webhook_callback_verification_pending` and get a challenge.
-pub(crate) async fn update_shards(
-    State(sim): State<Simulator>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> Response {
-    tri!(require_app(&caller));
-    let body = tri!(json_body(&body));
-    let Some(conduit_id) = body.get("conduit_id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-        return bad_request("Missing required parameter \"conduit_id\"");
-    };
-    let Some(entries) = body.get("shards").and_then(Value::as_array).filter(|a| !a.is_empty()) else {
-        return bad_request("Missing required parameter \"shards\"");
-    };
-    let mut data = Vec::new();
-    let mut errors = Vec::new();
-    let mut challenges = Vec::new();
-    {
-        let mut state = sim.state();
-        let Some(count) = state.conduit(&caller.client_id, conduit_id).map(|c| c.shards.len()) else {
-            return error(StatusCode::NOT_FOUND, "Conduit not found");
-        };
-        let parsed: Vec<_> = entries.iter().map(|entry| parse_shard(entry, count, &state)).collect();
-        let mut bound_sessions = Vec::new();
-        let Some(conduit) = state.conduit_mut(&caller.client_id, conduit_id) else {
-            return error(StatusCode::NOT_FOUND, "Conduit not found");
-        };
-        for result in parsed {
-            match result {
-                Err((id, message)) => errors.push(shard_error(&id, message)),
-                Ok((index, transport)) => {
-                    let Some(shard) = conduit.shards.get_mut(index) else { continue };
-                    shard.generation += 1;
-                    shard.failures = 0;
-                    match &transport {
-                        ShardTransport::Webhook { callback, secret } => {
-                            shard.status = "webhook_callback_verification_pending".into();
-                            challenges.push((callback.clone(), secret.clone(), index, shard.generation));
-                        }
-                        ShardTransport::WebSocket { session_id, .. } => {
-                            shard.status = "enabled".into();
-                            bound_sessions.push(session_id.clone());
-                        }
-                        ShardTransport::Unbound => {}
-                    }
-                    shard.transport = transport;
-                    data.push(shard.to_json(index));
-                }
-            }
-        }
-        for session_id in bound_sessions {
-            if let Some(session) = state.sessions.get_mut(&session_id) {
-                session.used = true;
-            }
-        }
-    }
-    for (callback, secret, index, generation) in challenges {
-        let what = ChallengeFor::Shard { conduit_id: conduit_id.to_owned(), index, generation };
-        spawn_challenge(&sim, callback, secret, what);
-    }
-    (StatusCode::ACCEPTED, Json(json!({"data": data, "errors": errors}))).into_response()
 }
 
 /// Condition fields per type: (required, optional).
@@ -388,11 +135,20 @@ fn parse_transport(state: &SimState, caller: &Caller, transport: Option<&Value>)
         }
         Some("websocket") => {
             let session_id = text("session_id").ok_or_else(|| Refusal::bad("transport.session_id is required"))?;
-            if state.sessions.get(session_id).is_some_and(|s| !s.superseded) {
-                // ChatPulse binds sessions to conduit shards; plain WebSocket subscriptions are not simulated.
-                return Err(Refusal::bad("The simulator supports WebSocket sessions only as conduit shards"));
+            let Some(session) = state.sessions.get(session_id).filter(|s| !s.superseded) else {
+                return Err(Refusal::bad("websocket session is not connected"));
+            };
+            // The spec is silent on mixing; the simulator keeps a session
+            // either a conduit shard's (the app's) or a user's subscriptions'.
+            if session.shard_bound {
+                return Err(Refusal::bad("websocket session is bound to a conduit shard"));
             }
-            Err(Refusal::bad("websocket session is not connected"))
+            Ok(SubTransport::WebSocket {
+                session_id: session_id.to_owned(),
+                user_id: caller.user_id.clone().unwrap_or_default(),
+                connected_at: session.connected_at.clone(),
+                disconnected_at: None,
+            })
         }
         _ => Err(Refusal::bad("transport.method must be webhook, websocket or conduit")),
     }
@@ -407,19 +163,29 @@ fn same_transport(a: &SubTransport, b: &SubTransport) -> bool {
     }
 }
 
-/// Twitch's authorization rule for subscriptions made with an app token (§4.6).
+/// Twitch's authorization rules (§4.6). With an app token (conduit,
+/// webhook) consent is looked up by client ID; with a user token (plain
+/// WebSocket) the token itself must carry it.
 fn authorized(state: &SimState, caller: &Caller, kind: &str, condition: &Map<String, Value>) -> bool {
     let field = |k: &str| condition.get(k).and_then(Value::as_str).unwrap_or_default();
-    match kind {
-        "channel.chat.message" => {
+    let client = caller.client_id.as_str();
+    match (kind, caller.user_id.as_deref()) {
+        ("channel.chat.message", None) => {
             let (broadcaster, bot) = (field("broadcaster_user_id"), field("user_id"));
-            let client = caller.client_id.as_str();
             let bot_ok = state.has_scope(client, bot, "user:read:chat") && state.has_scope(client, bot, "user:bot");
             let channel_ok = bot == broadcaster
                 || state.has_scope(client, broadcaster, "channel:bot")
                 || state.moderators.contains(&(broadcaster.to_owned(), bot.to_owned()));
             bot_ok && channel_ok
         }
+        // Twitch's type reference: "user:read:chat scope from the chatting
+        // user" — the token's own user; `user:bot` and the channel's
+        // `channel:bot` are only needed with an app token.
+        ("channel.chat.message", Some(me)) => {
+            field("user_id") == me && caller.scopes.iter().any(|s| s == "user:read:chat")
+        }
+        // Keyed by client ID: "app access token where the client ID matches".
+        ("conduit.shard.disabled", user) => user.is_none(),
         _ => true,
     }
 }
@@ -436,6 +202,61 @@ fn cost(state: &SimState, caller: &Caller, kind: &str, condition: &Map<String, V
     }
 }
 
+/// The limits of plain WebSocket subscriptions (§4.5): 300 enabled ones per
+/// session, 3 sessions with enabled ones per user of the client.
+fn websocket_limits(state: &SimState, caller: &Caller, session_id: &str) -> Result<(), Refusal> {
+    let mine: Vec<&Subscription> =
+        state.owned_by(&caller.client_id, caller.user_id.as_deref()).filter(|s| s.status == "enabled").collect();
+    if mine.iter().filter(|s| s.session_id() == Some(session_id)).count() >= WEBSOCKET_SUBSCRIPTIONS_PER_SESSION {
+        let message = "websocket transport session subscriptions limit exceeded";
+        return Err(Refusal(StatusCode::TOO_MANY_REQUESTS, message.into()));
+    }
+    let mut sessions: Vec<&str> = mine.iter().filter_map(|s| s.session_id()).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    if sessions.len() >= WEBSOCKET_SESSIONS_PER_USER && !sessions.contains(&session_id) {
+        return Err(Refusal(StatusCode::TOO_MANY_REQUESTS, "number of websocket transports limit exceeded".into()));
+    }
+    Ok(())
+}
+
+/// Refuses what the token type, the type and the transport do not allow
+/// together, before anything else is looked at.
+fn check_kind_and_token(body: &Map<String, Value>, caller: &Caller) -> Result<(String, String), Refusal> {
+    let method = body.get("transport").and_then(|t| t.get("method")).and_then(Value::as_str).unwrap_or_default();
+    // §1.7 and §4.1: the wrong token type for the transport is a 401. (Real
+    // Twitch has been seen answering 400 "invalid transport and auth
+    // combination"; the reference and the spec say 401.)
+    match method {
+        "conduit" | "webhook" if !caller.is_app() => {
+            let message = "An app access token is required for webhook and conduit transports";
+            return Err(Refusal(StatusCode::UNAUTHORIZED, message.into()));
+        }
+        "websocket" if caller.is_app() => {
+            let message = "A user access token is required for the websocket transport";
+            return Err(Refusal(StatusCode::UNAUTHORIZED, message.into()));
+        }
+        _ => {}
+    }
+    let Some(kind) = body.get("type").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+        return Err(Refusal::bad("The subscription type is missing"));
+    };
+    let version = match body.get("version") {
+        Some(Value::String(v)) => v.clone(),
+        Some(_) => return Err(Refusal::bad("The version must be a string")),
+        None => return Err(Refusal::bad("The version is missing")),
+    };
+    if version != "1" || condition_fields(kind).is_none() {
+        return Err(Refusal::bad("The subscription type and version combination is not supported"));
+    }
+    // §4.6: the user.authorization.* types are webhook-only ("not usable
+    // with WebSockets"; Twitch's type reference says the same of conduits).
+    if kind.starts_with("user.authorization.") && (method == "websocket" || method == "conduit") {
+        return Err(Refusal::bad(format!("The subscription type does not support the {method} transport")));
+    }
+    Ok((kind.to_owned(), version))
+}
+
 /// `POST /helix/eventsub/subscriptions` → 202 with `data[0]`, `total`, `total_cost`, `max_total_cost`.
 pub(crate) async fn create_subscription(
     State(sim): State<Simulator>,
@@ -443,89 +264,18 @@ pub(crate) async fn create_subscription(
     body: Bytes,
 ) -> Response {
     let body = tri!(json_body(&body));
-    let method = body.get("transport").and_then(|t| t.get("method")).and_then(Value::as_str).unwrap_or_default();
-    match method {
-        "conduit" | "webhook" if !caller.is_app() => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "An app access token is required for webhook and conduit transports",
-            );
-        }
-        "websocket" if caller.is_app() => {
-            return error(StatusCode::UNAUTHORIZED, "A user access token is required for the websocket transport");
-        }
-        _ => {}
-    }
-    let Some(kind) = body.get("type").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-        return bad_request("The subscription type is missing");
+    let (kind, version) = match check_kind_and_token(&body, &caller) {
+        Ok(checked) => checked,
+        Err(refusal) => return refusal.into_response(),
     };
-    let version = match body.get("version") {
-        Some(Value::String(v)) => v.clone(),
-        Some(_) => return bad_request("The version must be a string"),
-        None => return bad_request("The version is missing"),
-    };
-    if version != "1" || condition_fields(kind).is_none() {
-        return bad_request("The subscription type and version combination is not supported");
-    }
-    // §4.6: the user.authorization.* types are "not usable with WebSockets".
-    if kind.starts_with("user.authorization.") && method == "websocket" {
-        return bad_request("The subscription type does not support the websocket transport");
-    }
-    let (subscription, response) = {
+    let now = sim.now_nanos();
+    let created = {
         let mut state = sim.state();
-        let condition = match validate_condition(&state, &caller, kind, body.get("condition")) {
-            Ok(c) => c,
-            Err(refusal) => return refusal.into_response(),
-        };
-        let transport = match parse_transport(&state, &caller, body.get("transport")) {
-            Ok(t) => t,
-            Err(refusal) => return refusal.into_response(),
-        };
-        if !authorized(&state, &caller, kind, &condition) {
-            return error(StatusCode::FORBIDDEN, "subscription missing proper authorization");
-        }
-        let same_condition: Vec<&Subscription> = state
-            .subscriptions
-            .iter()
-            .filter(|s| s.client_id == caller.client_id && s.kind == kind && s.condition == condition && s.is_active())
-            .collect();
-        if same_condition.iter().any(|s| same_transport(&s.transport, &transport)) {
-            return error(StatusCode::CONFLICT, "subscription already exists");
-        }
-        if same_condition.len() >= 3 {
-            return error(StatusCode::TOO_MANY_REQUESTS, "too many subscriptions with the same type and condition");
-        }
-        let cost = cost(&state, &caller, kind, &condition);
-        if state.total_cost(&caller.client_id) + cost > MAX_TOTAL_COST {
-            return error(StatusCode::TOO_MANY_REQUESTS, "subscription cost budget exceeded");
-        }
-        let status = if matches!(transport, SubTransport::Webhook { .. }) {
-            "webhook_callback_verification_pending"
-        } else {
-            "enabled"
-        };
-        state.next_seq += 1;
-        let subscription = Subscription {
-            id: uuid::Uuid::new_v4().to_string(),
-            client_id: caller.client_id.clone(),
-            status: status.into(),
-            kind: kind.to_owned(),
-            version,
-            condition,
-            created_at: now_nanos(),
-            transport,
-            cost,
-            seq: state.next_seq,
-            failures: 0,
-        };
-        state.subscriptions.push(subscription.clone());
-        let response = json!({
-            "data": [subscription.to_json()],
-            "total": state.total(&caller.client_id),
-            "total_cost": state.total_cost(&caller.client_id),
-            "max_total_cost": MAX_TOTAL_COST,
-        });
-        (subscription, response)
+        create(&mut state, &caller, &kind, version, &body, now)
+    };
+    let (subscription, response) = match created {
+        Ok(created) => created,
+        Err(refusal) => return refusal.into_response(),
     };
     if let SubTransport::Webhook { callback, secret } = &subscription.transport {
         let what = ChallengeFor::Subscription { subscription: Box::new(subscription.clone()) };
@@ -534,17 +284,84 @@ pub(crate) async fn create_subscription(
     (StatusCode::ACCEPTED, Json(response)).into_response()
 }
 
+/// The owner's `total`, `total_cost` and `max_total_cost` (§4.1): the app's
+/// for webhook and conduit subscriptions, the user's for WebSocket ones.
+fn totals(state: &SimState, client_id: &str, owner: Option<&str>) -> (usize, u64, u64) {
+    let max = if owner.is_some() { WEBSOCKET_MAX_TOTAL_COST } else { MAX_TOTAL_COST };
+    (state.total(client_id, owner), state.total_cost(client_id, owner), max)
+}
+
+fn create(
+    state: &mut SimState,
+    caller: &Caller,
+    kind: &str,
+    version: String,
+    body: &Map<String, Value>,
+    now: String,
+) -> Result<(Subscription, Value), Refusal> {
+    let condition = validate_condition(state, caller, kind, body.get("condition"))?;
+    let transport = parse_transport(state, caller, body.get("transport"))?;
+    if !authorized(state, caller, kind, &condition) {
+        return Err(Refusal(StatusCode::FORBIDDEN, "subscription missing proper authorization".into()));
+    }
+    let owner = caller.user_id.as_deref();
+    let same_condition: Vec<&Subscription> = state
+        .owned_by(&caller.client_id, owner)
+        .filter(|s| s.kind == kind && s.condition == condition && s.is_active())
+        .collect();
+    if same_condition.iter().any(|s| same_transport(&s.transport, &transport)) {
+        return Err(Refusal(StatusCode::CONFLICT, "subscription already exists".into()));
+    }
+    if same_condition.len() >= 3 {
+        let message = "too many subscriptions with the same type and condition";
+        return Err(Refusal(StatusCode::TOO_MANY_REQUESTS, message.into()));
+    }
+    if let SubTransport::WebSocket { session_id, .. } = &transport {
+        websocket_limits(state, caller, session_id)?;
+    }
+    let cost = cost(state, caller, kind, &condition);
+    let (_, spent, budget) = totals(state, &caller.client_id, owner);
+    if spent + cost > budget {
+        return Err(Refusal(StatusCode::TOO_MANY_REQUESTS, "subscription cost budget exceeded".into()));
+    }
+    let status = if matches!(transport, SubTransport::Webhook { .. }) {
+        "webhook_callback_verification_pending"
+    } else {
+        "enabled"
+    };
+    if let SubTransport::WebSocket { session_id, .. } = &transport
+        && let Some(session) = state.sessions.get_mut(session_id)
+    {
+        // A subscription puts the session to use (no 4003, §6.4).
+        session.used = true;
+    }
+    state.next_seq += 1;
+    let subscription = Subscription {
+        id: uuid::Uuid::new_v4().to_string(),
+        client_id: caller.client_id.clone(),
+        status: status.into(),
+        kind: kind.to_owned(),
+        version,
+        condition,
+        created_at: now,
+        transport,
+        cost,
+        seq: state.next_seq,
+        failures: 0,
+        disabled_at: None,
+    };
+    state.subscriptions.push(subscription.clone());
+    let (total, total_cost, max_total_cost) = totals(state, &caller.client_id, owner);
+    let response = json!({
+        "data": [subscription.to_json()], "total": total, "total_cost": total_cost, "max_total_cost": max_total_cost,
+    });
+    Ok((subscription, response))
+}
+
 /// Subscriptions a caller may see: an app token sees the client's webhook and
 /// conduit subscriptions, a user token its own WebSocket ones.
 fn visible(caller: &Caller, sub: &Subscription) -> bool {
-    if sub.client_id != caller.client_id {
-        return false;
-    }
-    match (&sub.transport, &caller.user_id) {
-        (SubTransport::WebSocket { user_id, .. }, Some(me)) => user_id == me,
-        (SubTransport::WebSocket { .. }, None) => false,
-        (_, user) => user.is_none(),
-    }
+    sub.client_id == caller.client_id && sub.websocket_owner() == caller.user_id.as_deref()
 }
 
 /// `GET /helix/eventsub/subscriptions` with at most one of
@@ -598,13 +415,9 @@ pub(crate) async fn get_subscriptions(
         _ => json!({}),
     };
     let data: Vec<Value> = page.iter().map(|s| s.to_json()).collect();
-    let (total, total_cost) = if caller.is_app() {
-        (state.total(&caller.client_id), state.total_cost(&caller.client_id))
-    } else {
-        (data.len(), 0)
-    };
+    let (total, total_cost, max_total_cost) = totals(&state, &caller.client_id, caller.user_id.as_deref());
     Json(json!({
-        "data": data, "total": total, "total_cost": total_cost, "max_total_cost": MAX_TOTAL_COST,
+        "data": data, "total": total, "total_cost": total_cost, "max_total_cost": max_total_cost,
         "pagination": pagination,
     }))
     .into_response()

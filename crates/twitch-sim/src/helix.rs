@@ -1,8 +1,7 @@
-//! Helix (§2, §7): authentication, rate limits and the fault switch for every
-//! `/helix` request, plus Get Users, Get Streams, Create Clip and Get Clips.
-//! Conduits and EventSub subscriptions live in `eventsub.rs`.
-
-use std::time::Instant;
+//! Helix (§2): authentication, rate limits and the fault switch for every
+//! `/helix` request, plus Get Users and Get Streams. Clips live in
+//! `clips.rs`, stream markers in `markers.rs`, conduits in `conduits.rs`
+//! and EventSub subscriptions in `eventsub.rs`.
 
 use axum::extract::{Extension, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,12 +11,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::state::{Clip, State as SimState};
+use super::state::State as SimState;
+use super::util::{Params, decode_cursor, encode_cursor};
+use super::{SimUser, Simulator, clips, conduits, eventsub, markers};
 
 /// `Ratelimit-Limit`: the bucket size, also the refill per minute.
 const BUCKET_LIMIT: u64 = 800;
-use super::util::{Params, decode_cursor, encode_cursor, epoch_seconds, now_seconds, random_mixed};
-use super::{SimUser, Simulator, eventsub};
 
 /// An early error response, boxed so that `Result`s stay small.
 pub(crate) type Reject = Box<Response>;
@@ -41,22 +40,33 @@ pub(crate) fn router(sim: Simulator) -> Router<Simulator> {
     Router::new()
         .route("/users", get(users))
         .route("/streams", get(streams))
-        .route("/clips", get(get_clips).post(create_clip))
+        .route("/streams/markers", get(markers::get_markers).post(markers::create_marker))
+        .route("/clips", get(clips::get_clips).post(clips::create_clip))
         .route(
             "/eventsub/conduits",
-            get(eventsub::get_conduits)
-                .post(eventsub::create_conduit)
-                .patch(eventsub::update_conduit)
-                .delete(eventsub::delete_conduit),
+            get(conduits::get_conduits)
+                .post(conduits::create_conduit)
+                .patch(conduits::update_conduit)
+                .delete(conduits::delete_conduit),
         )
-        .route("/eventsub/conduits/shards", get(eventsub::get_shards).patch(eventsub::update_shards))
-        .route(
-            "/eventsub/subscriptions",
-            get(eventsub::get_subscriptions).post(eventsub::create_subscription).delete(eventsub::delete_subscription),
-        )
+        .route("/eventsub/conduits/shards", get(conduits::get_shards).patch(conduits::update_shards))
+        .merge(subscription_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(sim, gate))
+}
+
+fn subscription_routes() -> Router<Simulator> {
+    Router::new().route(
+        "/eventsub/subscriptions",
+        get(eventsub::get_subscriptions).post(eventsub::create_subscription).delete(eventsub::delete_subscription),
+    )
+}
+
+/// `/eventsub/subscriptions` at the root, behind the same gate: where the
+/// Twitch CLI's mock API (and so twurple's `TWURPLE_MOCK_API_PORT`) has it.
+pub(crate) fn subscriptions_router(sim: Simulator) -> Router<Simulator> {
+    subscription_routes().layer(middleware::from_fn_with_state(sim, gate))
 }
 
 /// Twitch's error body: `{"error": <reason phrase>, "status": n, "message": …}`.
@@ -102,8 +112,9 @@ fn authenticate(sim: &Simulator, headers: &HeaderMap) -> Result<Caller, Reject> 
         _ => return Err(Box::new(unauthorized("Invalid OAuth token"))),
     };
     let client_id = headers.get("client-id").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or_default();
+    let now = sim.now();
     let state = sim.state();
-    let Some(access) = state.tokens.get(token).filter(|t| t.expires_at > Instant::now()) else {
+    let Some(access) = state.tokens.get(token).filter(|t| t.expires_at > now) else {
         return Err(Box::new(unauthorized("Invalid OAuth token")));
     };
     if client_id.is_empty() {
@@ -118,7 +129,8 @@ fn authenticate(sim: &Simulator, headers: &HeaderMap) -> Result<Caller, Reject> 
 /// Authentication, the fault switch, the 800-point bucket and the
 /// `Ratelimit-*` headers, for every Helix request.
 async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) -> Response {
-    let now = epoch_seconds();
+    sim.sweep();
+    let now = sim.epoch_seconds();
     let caller = match authenticate(&sim, request.headers()) {
         Ok(caller) => caller,
         Err(response) => return with_rate_headers(*response, BUCKET_LIMIT, now),
@@ -156,6 +168,23 @@ pub(crate) fn require_app(caller: &Caller) -> Result<(), Reject> {
         Ok(())
     } else {
         Err(Box::new(error(StatusCode::UNAUTHORIZED, "An app access token is required")))
+    }
+}
+
+/// The caller's user id, or 401 for an app access token.
+pub(crate) fn require_user(caller: &Caller) -> Result<&str, Reject> {
+    caller
+        .user_id
+        .as_deref()
+        .ok_or_else(|| Box::new(error(StatusCode::UNAUTHORIZED, "A user access token is required")))
+}
+
+/// 401 unless the (user) token carries one of `scopes`.
+pub(crate) fn require_scope(caller: &Caller, scopes: &[&str]) -> Result<(), Reject> {
+    if caller.scopes.iter().any(|s| scopes.contains(&s.as_str())) {
+        Ok(())
+    } else {
+        Err(Box::new(error(StatusCode::UNAUTHORIZED, format!("Missing scope: {}", scopes.join(" or ")))))
     }
 }
 
@@ -287,109 +316,4 @@ async fn streams(State(sim): State<Simulator>, RawQuery(query): RawQuery) -> Res
         users.into_iter().filter(|u| seen.insert(u.id.clone())).filter_map(|u| stream_json(&state, u)).collect();
     let (data, pagination) = paginate(live, start, size);
     Json(json!({"data": data, "pagination": pagination})).into_response()
-}
-
-const CLIP_WORDS: [&str; 16] = [
-    "Brave", "Tiny", "Pizza", "Kappa", "Ross", "Clever", "Sleepy", "Otter", "Pogchamp", "Shiny", "Fancy", "Wombat",
-    "Lucky", "Salty", "Panda", "Swift",
-];
-
-fn clip_id() -> String {
-    let mut id = String::new();
-    for byte in uuid::Uuid::new_v4().into_bytes().iter().take(5) {
-        id.push_str(CLIP_WORDS[usize::from(*byte) % CLIP_WORDS.len()]);
-    }
-    format!("{id}-{}", random_mixed(10))
-}
-
-/// `POST /helix/clips?broadcaster_id=…[&title=…][&duration=…]` — user token with `clips:edit`.
-async fn create_clip(
-    State(sim): State<Simulator>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let Some(creator_id) = caller.user_id.clone() else {
-        return error(StatusCode::UNAUTHORIZED, "A user access token is required");
-    };
-    if !caller.scopes.iter().any(|s| s == "clips:edit") {
-        return error(StatusCode::UNAUTHORIZED, "Missing scope: clips:edit");
-    }
-    let params = Params::parse(query.as_deref());
-    let Some(broadcaster_id) = params.get("broadcaster_id").filter(|b| !b.is_empty()) else {
-        return bad_request("Missing required parameter \"broadcaster_id\"");
-    };
-    let duration = match params.get("duration") {
-        None => 30.0,
-        Some(raw) => match raw.parse::<f64>() {
-            Ok(d) if (5.0..=60.0).contains(&d) => (d * 10.0).round() / 10.0,
-            _ => return bad_request("The parameter \"duration\" must be between 5 and 60"),
-        },
-    };
-    let title = params.get("title").map(str::to_owned);
-    if title.as_ref().is_some_and(|t| t.chars().count() > 140) {
-        return bad_request("The title is too long");
-    }
-    let mut state = sim.state();
-    let Some(broadcaster) = state.user(broadcaster_id).cloned() else {
-        return bad_request("The broadcaster does not exist");
-    };
-    let Some(stream_title) = state.streams.get(&broadcaster.id).map(|s| s.title.clone()) else {
-        return error(StatusCode::NOT_FOUND, "The broadcaster is not live");
-    };
-    let id = clip_id();
-    state.clips.push(Clip {
-        id: id.clone(),
-        broadcaster_id: broadcaster.id.clone(),
-        creator_id,
-        title: title.unwrap_or(stream_title),
-        duration,
-        created_at: now_seconds(),
-    });
-    let edit_url = format!("https://www.twitch.tv/{}/clip/{id}", broadcaster.login);
-    (StatusCode::ACCEPTED, Json(json!({"data": [{"id": id, "edit_url": edit_url}]}))).into_response()
-}
-
-fn clip_json(state: &SimState, clip: &Clip) -> Value {
-    let name = |id: &str| state.user(id).map(|u| u.display_name.clone()).unwrap_or_default();
-    json!({
-        "id": clip.id,
-        "url": format!("https://clips.twitch.tv/{}", clip.id),
-        "embed_url": format!("https://clips.twitch.tv/embed?clip={}", clip.id),
-        "broadcaster_id": clip.broadcaster_id, "broadcaster_name": name(&clip.broadcaster_id),
-        "creator_id": clip.creator_id, "creator_name": name(&clip.creator_id),
-        "video_id": "", "game_id": "509658", "language": "en", "title": clip.title, "view_count": 0,
-        "created_at": clip.created_at,
-        "thumbnail_url": "https://clips-media-assets2.twitch.tv/simulated-preview-480x272.jpg",
-        "duration": clip.duration, "vod_offset": null, "is_featured": false,
-    })
-}
-
-/// `GET /helix/clips`: exactly one of `id` (repeated, ≤100), `broadcaster_id`, `game_id`.
-async fn get_clips(State(sim): State<Simulator>, RawQuery(query): RawQuery) -> Response {
-    let params = Params::parse(query.as_deref());
-    let ids = params.all("id");
-    let filters =
-        usize::from(!ids.is_empty()) + usize::from(params.has("broadcaster_id")) + usize::from(params.has("game_id"));
-    if filters != 1 {
-        return bad_request("Exactly one of id, broadcaster_id or game_id must be given");
-    }
-    if ids.len() > 100 {
-        return bad_request("The number of id values must not exceed 100");
-    }
-    let state = sim.state();
-    let data: Vec<Value> = state
-        .clips
-        .iter()
-        .filter(|c| {
-            if !ids.is_empty() {
-                ids.contains(&c.id.as_str())
-            } else if let Some(b) = params.get("broadcaster_id") {
-                c.broadcaster_id == b
-            } else {
-                params.get("game_id") == Some("509658")
-            }
-        })
-        .map(|c| clip_json(&state, c))
-        .collect();
-    Json(json!({"data": data, "pagination": {}})).into_response()
 }

@@ -1,31 +1,61 @@
 //! A faithful local Twitch, served over real HTTP (`shared/twitch-protocol.md`):
 //!
 //! - OAuth under `/oauth2` (authorize page, token, validate, revoke) — §1;
-//! - Helix under `/helix` (users, streams, clips, conduits, shards, EventSub
-//!   subscriptions) with Twitch's auth rules, error bodies and rate-limit
-//!   headers — §2–§4, §7;
-//! - an EventSub webhook sender (signed, retried, with shard disabling and
-//!   revocations) — §5;
-//! - controls under `/sim` (chat page, users, grants, streams, faults,
-//!   revocations, state, synthetic chat) that stand in for the rest of Twitch.
+//! - Helix under `/helix` (users, streams, clips, stream markers, conduits,
+//!   shards, EventSub subscriptions) with Twitch's auth rules, error bodies
+//!   and rate-limit headers — §2–§4, §7;
+//! - an EventSub sender: signed, retried webhooks with shard disabling and
+//!   revocations (§5), and the EventSub WebSocket at `/ws`, as a conduit
+//!   shard or with plain WebSocket subscriptions (§6);
+//! - controls under `/sim` (chat page, users, grants, streams, channel
+//!   settings, faults, revocations, the clock, tunnels, state, synthetic chat)
+//!   that stand in for the rest of Twitch.
 //!
 //! Point a client at it with `TWITCH_AUTH_URL=http://HOST:PORT/oauth2` and
-//! `TWITCH_API_URL=http://HOST:PORT/helix`.
+//! `TWITCH_API_URL=http://HOST:PORT/helix`. The Twitch CLI's mock layout
+//! (`/mock/…`, `/auth/…`, `/eventsub/subscriptions`) is served too, for
+//! client libraries that can only be pointed at a mock by port. The crate's
+//! README documents every route.
 //!
 //! The simulator serves plain HTTP. Its webhook sender calls `http://`
 //! loopback callbacks and `https://…:443` ones, whose certificates it checks
 //! against the public web roots (§5.1: "a publicly trusted certificate").
 
+/// Channels: going live, settings (clips, VODs), editors and bans.
+mod channels;
+/// `channel.chat.message` events: fragments, cheers, badges, replies, shared chat.
 mod chat;
+/// Clips: Create Clip with its processing delay, Get Clips.
+mod clips;
+/// The controllable clock and the clean-up that runs on it.
+mod clock;
+/// Conduits and conduit shards (§3).
+mod conduits;
+/// `/sim/*`: the people and faults of Twitch.
 mod control;
+/// The EventSub sender: routing, signing, retries, challenges, revocations.
 mod delivery;
+/// EventSub subscriptions (§4), all three transports.
 mod eventsub;
+/// Failures on demand: revocations, failing shards, fault switches.
+mod faults;
+/// Synthetic chat crowds.
 mod generator;
+/// The Helix gate (auth, rate limits, faults), users and streams.
 mod helix;
+/// Stream markers (§7.6).
+mod markers;
+/// OAuth: authorize page, token, validate, revoke (§1).
 mod oauth;
+/// The shared set-up: a simulator on a port with the development accounts.
 mod running;
+/// Everything the simulator remembers.
 mod state;
+/// Tunnels: `https://` callbacks forwarded to local `http://` receivers.
+mod tunnels;
+/// Ids, timestamps, urlencoding, cursors, callback rules.
 mod util;
+/// The EventSub WebSocket (§6).
 mod websocket;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -40,7 +70,7 @@ use tokio_util::sync::CancellationToken;
 pub use chat::{ChatBadge, ChatOptions};
 pub use generator::{ChatGenerator, GeneratorReport};
 pub use running::{BOT_SCOPES, Endpoints, Running, STREAMER_SCOPES, run_standalone};
-use state::{Fault, State};
+use state::State;
 
 /// Configuration of the simulated Twitch application and its timings.
 #[derive(Debug, Clone)]
@@ -69,6 +99,11 @@ pub struct SimConfig {
     /// same on every start. Simulators whose users share one database (tests)
     /// use different bases.
     pub first_user_id: u64,
+    /// How long a created clip takes to appear in Get Clips, on the
+    /// simulator's clock (§7.3: Twitch's are usually there within a few
+    /// seconds, and one still missing after 15 s has failed).
+    /// `POST /sim/clips/processing` changes it at run time.
+    pub clip_processing_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -85,12 +120,13 @@ impl Default for SimConfig {
             retry_delays: vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)],
             failed_messages_before_disable: 10,
             first_user_id: 41_245_000,
+            clip_processing_delay: Duration::from_secs(5),
         }
     }
 }
 
 /// A simulated Twitch account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimUser {
     /// Numeric, but a string — like every Twitch id.
     pub id: String,
@@ -180,31 +216,6 @@ pub const REVOCATION_STATUSES: [&str; 15] = [
     "websocket_failed_to_reconnect",
 ];
 
-/// The revocation statuses that can happen to `sub` (§4.4, §5.8):
-/// `version_removed` and `beta_maintenance` to any; `authorization_revoked`
-/// and `user_removed` when its condition names a user; `chat_user_banned`
-/// and `moderator_removed` to chat subscriptions (the bot in the condition);
-/// `notification_failures_exceeded` only to a plain webhook; `websocket_*`
-/// only to a plain WebSocket subscription (a conduit's shard fails instead).
-pub(crate) fn revocation_statuses_for(sub: &state::Subscription) -> Vec<&'static str> {
-    let mut statuses = vec!["version_removed", "beta_maintenance"];
-    if sub.condition.keys().any(|k| k.ends_with("user_id")) {
-        statuses.extend(["authorization_revoked", "user_removed"]);
-    }
-    if sub.kind == "channel.chat.message" {
-        statuses.extend(["chat_user_banned", "moderator_removed"]);
-    }
-    match sub.transport {
-        state::SubTransport::Webhook { .. } => statuses.push("notification_failures_exceeded"),
-        state::SubTransport::WebSocket { .. } => {
-            statuses.extend(REVOCATION_STATUSES.iter().filter(|s| s.starts_with("websocket_")));
-        }
-        state::SubTransport::Conduit { .. } => {}
-    }
-    statuses.sort_unstable_by_key(|s| REVOCATION_STATUSES.iter().position(|r| r == s));
-    statuses
-}
-
 pub(crate) struct Inner {
     config: SimConfig,
     state: Mutex<State>,
@@ -212,6 +223,7 @@ pub(crate) struct Inner {
     http: Option<reqwest::Client>,
     /// Cancelled when [`Simulator::serve`] shuts down, to close WebSocket sessions.
     closing: CancellationToken,
+    clock: clock::Clock,
 }
 
 /// The simulator; cheap to clone (all clones share one state).
@@ -248,8 +260,13 @@ impl Simulator {
     pub fn new(config: SimConfig) -> Self {
         let http = build_http_client(config.delivery_timeout);
         let closing = CancellationToken::new();
-        let state = State { first_user_id: config.first_user_id, ..State::default() };
-        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), http, closing }) }
+        let state = State {
+            first_user_id: config.first_user_id,
+            clip_processing: state::ClipProcessing::After(config.clip_processing_delay),
+            ..State::default()
+        };
+        let clock = clock::Clock::default();
+        Self { inner: Arc::new(Inner { config, state: Mutex::new(state), http, closing, clock }) }
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -268,14 +285,23 @@ impl Simulator {
         self.inner.closing.clone()
     }
 
-    /// Every route: `/oauth2/*`, `/helix/*`, `/ws` (EventSub WebSocket), `/sim/*` and `/` (→ the chat page).
+    /// Every route: `/oauth2/*`, `/helix/*`, `/ws` (EventSub WebSocket), `/sim/*` and `/` (→ the chat page),
+    /// and the same OAuth and Helix under the Twitch CLI's mock layout: `/auth/*`, `/mock/*` and
+    /// `/eventsub/subscriptions` (twurple's `TWURPLE_MOCK_API_PORT` calls these).
     pub fn router(&self) -> Router {
+        let oauth = |prefix: &str| {
+            Router::new()
+                .route(&format!("{prefix}/authorize"), get(oauth::authorize_page).post(oauth::authorize_decision))
+                .route(&format!("{prefix}/token"), post(oauth::token))
+                .route(&format!("{prefix}/validate"), get(oauth::validate))
+                .route(&format!("{prefix}/revoke"), post(oauth::revoke))
+        };
         Router::new()
             .nest("/helix", helix::router(self.clone()))
-            .route("/oauth2/authorize", get(oauth::authorize_page).post(oauth::authorize_decision))
-            .route("/oauth2/token", post(oauth::token))
-            .route("/oauth2/validate", get(oauth::validate))
-            .route("/oauth2/revoke", post(oauth::revoke))
+            .nest("/mock", helix::router(self.clone()))
+            .merge(helix::subscriptions_router(self.clone()))
+            .merge(oauth("/oauth2"))
+            .merge(oauth("/auth"))
             .route("/ws", get(websocket::upgrade))
             .merge(control::router())
             .with_state(self.clone())
@@ -285,6 +311,18 @@ impl Simulator {
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
         let app = self.router();
         let closing = self.closing();
+        // Time-based clean-up also happens when nobody calls (§3.9's 72 hours on real time).
+        let sweeper = self.clone();
+        let stop_sweeping = closing.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(clock::SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    () = stop_sweeping.cancelled() => break,
+                    _ = every.tick() => sweeper.sweep(),
+                }
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
@@ -369,98 +407,6 @@ impl Simulator {
         Ok(built.message_id)
     }
 
-    /// Takes a channel live or offline, emitting `stream.online` /
-    /// `stream.offline`. Repeating the current state is a no-op.
-    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
-    pub async fn set_live(&self, broadcaster_user_id: &str, live: bool) -> Result<(), SimError> {
-        let (user, started) = {
-            let mut state = self.state();
-            let user = state
-                .user(broadcaster_user_id)
-                .cloned()
-                .ok_or_else(|| SimError::NotFound(format!("broadcaster {broadcaster_user_id}")))?;
-            let started = if live {
-                if state.streams.contains_key(&user.id) {
-                    return Ok(());
-                }
-                state.next_stream += 1;
-                let stream = state::LiveStream {
-                    id: (50_123_456_789 + state.next_stream * 13).to_string(),
-                    started_at: util::now_seconds(),
-                    title: format!("{} is live (simulated)", user.display_name),
-                };
-                state.streams.insert(user.id.clone(), stream.clone());
-                Some(stream)
-            } else {
-                if state.streams.remove(&user.id).is_none() {
-                    return Ok(());
-                }
-                None
-            };
-            (user, started)
-        };
-        let id = user.id.clone();
-        let matches = |s: &state::Subscription| s.condition_str("broadcaster_user_id") == Some(&id);
-        match started {
-            Some(stream) => {
-                let event = json!({
-                    "id": stream.id, "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
-                    "broadcaster_user_name": user.display_name, "type": "live", "started_at": stream.started_at,
-                });
-                delivery::emit(self, "stream.online", &id, &event, matches);
-            }
-            None => {
-                let event = json!({
-                    "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
-                    "broadcaster_user_name": user.display_name,
-                });
-                delivery::emit(self, "stream.offline", &id, &event, matches);
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether the channel is live, and the current stream id.
-    pub fn live_stream_id(&self, broadcaster_user_id: &str) -> Option<String> {
-        self.state().streams.get(broadcaster_user_id).map(|s| s.id.clone())
-    }
-
-    /// Revokes a subscription with `status` (§4.4, §5.8): it gets that
-    /// status, a `revocation` message is sent, and nothing more is delivered
-    /// for it. Only a status that can happen to this subscription is
-    /// accepted (`revocation_statuses_for`); anything else is a 400.
-    #[allow(clippy::unused_async)] // async by contract: a WebSocket transport will await here
-    pub async fn revoke_subscription(&self, subscription_id: &str, status: &str) -> Result<(), SimError> {
-        if !REVOCATION_STATUSES.contains(&status) {
-            return Err(SimError::BadRequest(format!("status must be one of {}", REVOCATION_STATUSES.join(", "))));
-        }
-        let outgoing = {
-            let mut state = self.state();
-            let sub = state
-                .subscriptions
-                .iter_mut()
-                .find(|s| s.id == subscription_id)
-                .ok_or_else(|| SimError::NotFound(format!("subscription {subscription_id}")))?;
-            let possible = revocation_statuses_for(sub);
-            if !possible.contains(&status) {
-                return Err(SimError::BadRequest(format!(
-                    "{status} cannot happen to a {} subscription with {} transport; possible: {}",
-                    sub.kind,
-                    sub.transport.method(),
-                    possible.join(", ")
-                )));
-            }
-            if !sub.is_active() {
-                return Err(SimError::BadRequest(format!("subscription is already {}", sub.status)));
-            }
-            sub.status = status.to_owned();
-            let sub = sub.clone();
-            delivery::revocation(&mut state, &sub)
-        };
-        delivery::spawn(self, outgoing);
-        Ok(())
-    }
-
     /// The user disconnects our app (§8.1): their tokens, refresh tokens and
     /// grant are gone, their subscriptions are revoked with
     /// `authorization_revoked`, and `user.authorization.revoke` is emitted.
@@ -494,59 +440,6 @@ impl Simulator {
             s.condition_str("client_id") == Some(&client_id)
         });
         Ok(())
-    }
-
-    /// Disables a webhook shard as Twitch does after a long run of failed
-    /// deliveries (§3.9, §5.7): status `notification_failures_exceeded`, and
-    /// `conduit.shard.disabled` sent to the client's plain-webhook alarms.
-    pub fn disable_shard(&self, conduit_id: &str, shard_id: &str) -> Result<(), SimError> {
-        let (client_id, event) = {
-            let mut state = self.state();
-            let conduit = state
-                .conduits
-                .iter_mut()
-                .find(|c| c.id == conduit_id)
-                .ok_or_else(|| SimError::NotFound(format!("conduit {conduit_id}")))?;
-            let index: usize =
-                shard_id.parse().map_err(|_| SimError::BadRequest("shard id must be a number".into()))?;
-            let client_id = conduit.client_id.clone();
-            let shard = conduit.shards.get_mut(index).ok_or_else(|| SimError::NotFound(format!("shard {shard_id}")))?;
-            if shard.status != "enabled" {
-                return Err(SimError::BadRequest(format!("shard is {}", shard.status)));
-            }
-            shard.status = "notification_failures_exceeded".into();
-            let event = json!({
-                "conduit_id": conduit_id, "shard_id": shard_id, "status": "notification_failures_exceeded",
-                "transport": shard.transport_json(),
-            });
-            (client_id, event)
-        };
-        delivery::emit_shard_disabled(self, &client_id, conduit_id, &event);
-        Ok(())
-    }
-
-    /// Applies `fault` to each of the next `count` webhook notifications. A
-    /// `stale` or `bad_signature` fault spoils the first attempt only: a retry
-    /// is sent correctly, as Twitch would. A `duplicate` one sends the message
-    /// again once an attempt got through.
-    pub fn inject_delivery_faults(&self, fault: DeliveryFault, count: u32) {
-        let mut state = self.state();
-        for _ in 0..count {
-            state.delivery_faults.push_back(fault);
-        }
-    }
-
-    /// Fault switch: the next `count` Helix calls answer `status` (429 comes
-    /// with `Ratelimit-Remaining: 0` and a real `Ratelimit-Reset`). `count` 0 clears it.
-    pub fn fail_next(&self, status: u16, count: u32) {
-        self.state().fault = (count > 0).then_some(Fault { status, remaining: count });
-    }
-
-    /// Fault switch of the token endpoint: the next `count` calls to
-    /// `/oauth2/token` answer `status` with Twitch's OAuth error body, as
-    /// during an outage. `count` 0 clears it.
-    pub fn fail_next_token_calls(&self, status: u16, count: u32) {
-        self.state().token_fault = (count > 0).then_some(Fault { status, remaining: count });
     }
 
     /// Every subscription, in Helix shape, oldest first.
@@ -595,7 +488,19 @@ impl Simulator {
             .collect();
         let fault = state.fault.map(|f| json!({"status": f.status, "remaining": f.remaining}));
         let token_fault = state.token_fault.map(|f| json!({"status": f.status, "remaining": f.remaining}));
+        let channel_settings: Vec<Value> = state
+            .channel_settings
+            .iter()
+            .map(|(id, s)| json!({"broadcaster_user_id": id, "clips_enabled": s.clips_enabled, "vods_enabled": s.vods_enabled}))
+            .collect();
+        let tunnels: Vec<Value> =
+            state.tunnels.iter().map(|t| json!({"public_url": t.public_origin, "local_url": t.local_origin})).collect();
+        let clip_processing = match state.clip_processing {
+            state::ClipProcessing::After(delay) => json!({"delay_seconds": delay.as_secs_f64()}),
+            state::ClipProcessing::Never => json!({"never": true}),
+        };
         json!({
+            "clock": {"now": util::rfc3339_nanos(self.now()), "offset_seconds": self.clock_offset().as_secs_f64()},
             "client_id": self.inner.config.client_id,
             "users": users,
             "grants": grants,
@@ -607,6 +512,11 @@ impl Simulator {
             "fault": fault,
             "token_fault": token_fault,
             "active_tokens": state.tokens.len(),
+            "channel_settings": channel_settings,
+            "clips": state.clips.len(),
+            "clip_processing": clip_processing,
+            "markers": state.markers.len(),
+            "tunnels": tunnels,
         })
     }
 }
@@ -653,46 +563,5 @@ mod tests {
             roots.roots.iter().map(|r| String::from_utf8_lossy(r.subject.as_ref()).into_owned()).collect();
         assert!(subjects.iter().any(|s| s.contains("ISRG Root X1")), "Let's Encrypt's root is trusted");
         assert!(Simulator::new(SimConfig::default()).http().is_some(), "the delivery client builds");
-    }
-
-    #[test]
-    fn revocation_statuses_depend_on_the_transport_and_type() {
-        let mut condition = serde_json::Map::new();
-        condition.insert("broadcaster_user_id".into(), json!("1"));
-        condition.insert("user_id".into(), json!("2"));
-        let mut sub = state::Subscription {
-            id: "s".into(),
-            client_id: "c".into(),
-            status: "enabled".into(),
-            kind: "channel.chat.message".into(),
-            version: "1".into(),
-            condition,
-            created_at: String::new(),
-            transport: state::SubTransport::Conduit { conduit_id: "x".into() },
-            cost: 0,
-            seq: 1,
-            failures: 0,
-        };
-        let on_conduit = revocation_statuses_for(&sub);
-        assert_eq!(on_conduit.len(), 6);
-        assert!(!on_conduit.contains(&"notification_failures_exceeded"));
-        assert!(!on_conduit.iter().any(|s| s.starts_with("websocket_")));
-        sub.transport = state::SubTransport::Webhook { callback: String::new(), secret: String::new() };
-        assert!(revocation_statuses_for(&sub).contains(&"notification_failures_exceeded"));
-        sub.transport = state::SubTransport::WebSocket {
-            session_id: String::new(),
-            user_id: String::new(),
-            connected_at: String::new(),
-        };
-        let on_socket = revocation_statuses_for(&sub);
-        assert_eq!(on_socket.len(), 14);
-        assert!(!on_socket.contains(&"notification_failures_exceeded"));
-        sub.kind = "stream.online".into();
-        sub.condition.remove("user_id");
-        sub.transport = state::SubTransport::Conduit { conduit_id: "x".into() };
-        assert_eq!(
-            revocation_statuses_for(&sub),
-            ["authorization_revoked", "user_removed", "version_removed", "beta_maintenance"]
-        );
     }
 }

@@ -2,8 +2,6 @@
 //! endpoint (authorization code, refresh token, client credentials),
 //! validate and revoke.
 
-use std::time::Instant;
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Json;
@@ -223,7 +221,7 @@ fn approve(sim: &Simulator, request: &AuthorizeRequest, user: &SimUser) -> Respo
                 redirect_uri: request.redirect_uri.clone(),
                 user_id: user.id.clone(),
                 scopes: request.scopes.clone(),
-                expires_at: Instant::now() + config.code_ttl,
+                expires_at: sim.now() + config.code_ttl,
             },
         );
         first
@@ -325,7 +323,7 @@ fn issue_user_token(sim: &Simulator, user_id: &str, scopes: &[String]) -> Value 
             client_id: config.client_id.clone(),
             user_id: Some(user_id.to_owned()),
             scopes: scopes.to_vec(),
-            expires_at: Instant::now() + config.user_token_ttl,
+            expires_at: sim.now() + config.user_token_ttl,
         },
     );
     state.refresh_tokens.insert(
@@ -370,9 +368,8 @@ pub(crate) async fn token(State(sim): State<Simulator>, RawQuery(query): RawQuer
             let redirect_uri = params.get("redirect_uri").unwrap_or_default();
             // Single use: a presented code is gone whatever the outcome.
             let entry = sim.state().codes.remove(code);
-            let valid = entry.filter(|c| {
-                c.client_id == client_id && c.redirect_uri == redirect_uri && c.expires_at > Instant::now()
-            });
+            let valid = entry
+                .filter(|c| c.client_id == client_id && c.redirect_uri == redirect_uri && c.expires_at > sim.now());
             match valid {
                 Some(code) => Json(issue_user_token(&sim, &code.user_id, &code.scopes)).into_response(),
                 None => oauth_error(StatusCode::BAD_REQUEST, "Invalid authorization code"),
@@ -395,7 +392,7 @@ pub(crate) async fn token(State(sim): State<Simulator>, RawQuery(query): RawQuer
                     client_id: config.client_id.clone(),
                     user_id: None,
                     scopes: Vec::new(),
-                    expires_at: Instant::now() + config.app_token_ttl,
+                    expires_at: sim.now() + config.app_token_ttl,
                 },
             );
             Json(json!({
@@ -420,12 +417,12 @@ pub(crate) async fn validate(State(sim): State<Simulator>, headers: HeaderMap) -
         }
         _ => return invalid(),
     };
+    let now = sim.now();
     let state = sim.state();
-    let now = Instant::now();
     let Some(access) = state.tokens.get(token).filter(|t| t.expires_at > now) else {
         return invalid();
     };
-    let expires_in = access.expires_at.saturating_duration_since(now).as_secs();
+    let expires_in = (access.expires_at - now).whole_seconds().max(0);
     let body = match &access.user_id {
         Some(user_id) => json!({
             "client_id": access.client_id,

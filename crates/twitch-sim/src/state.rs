@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
 
 use super::websocket::WsSession;
 use super::{DeliveryRecord, SimUser};
@@ -13,6 +14,12 @@ use super::{DeliveryRecord, SimUser};
 pub(crate) const DELIVERY_LOG_LIMIT: usize = 5_000;
 /// Subscription budget for app-token (webhook / conduit) subscriptions.
 pub(crate) const MAX_TOTAL_COST: u64 = 10_000;
+/// Plain WebSocket subscriptions (§4.5): the budget of one user of the client,
+/// the enabled subscriptions one session may hold, and the sessions with
+/// enabled subscriptions one user of the client may have.
+pub(crate) const WEBSOCKET_MAX_TOTAL_COST: u64 = 10;
+pub(crate) const WEBSOCKET_SUBSCRIPTIONS_PER_SESSION: usize = 300;
+pub(crate) const WEBSOCKET_SESSIONS_PER_USER: usize = 3;
 pub(crate) const MAX_CONDUITS: usize = 5;
 pub(crate) const MAX_SHARDS: u64 = 20_000;
 /// Helix bucket size and refill per minute.
@@ -24,7 +31,8 @@ pub(crate) struct AccessToken {
     /// `None` for app access tokens.
     pub user_id: Option<String>,
     pub scopes: Vec<String>,
-    pub expires_at: Instant,
+    /// On the simulator's clock.
+    pub expires_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
@@ -40,7 +48,8 @@ pub(crate) struct AuthCode {
     pub redirect_uri: String,
     pub user_id: String,
     pub scopes: Vec<String>,
-    pub expires_at: Instant,
+    /// On the simulator's clock.
+    pub expires_at: OffsetDateTime,
 }
 
 /// How a conduit shard is bound. New shards are unbound until Update Conduit Shards.
@@ -100,6 +109,9 @@ pub(crate) struct Conduit {
     pub id: String,
     pub client_id: String,
     pub shards: Vec<Shard>,
+    /// Since when no shard has been `enabled` (`None` while one is); after
+    /// 72 hours the conduit is deleted (§3.9). Kept by `clock::sweep`.
+    pub no_enabled_shard_since: Option<OffsetDateTime>,
 }
 
 impl Conduit {
@@ -117,12 +129,15 @@ pub(crate) enum SubTransport {
         callback: String,
         secret: String,
     },
-    /// Plain WebSocket subscriptions (user token); reserved for §6.
-    #[allow(dead_code)]
+    /// A plain WebSocket subscription (§6, user token): bound to one
+    /// session, and moved to the new session by a reconnect (§6.5).
     WebSocket {
         session_id: String,
+        /// The user whose token created it: it is theirs to list and delete.
         user_id: String,
         connected_at: String,
+        /// Set when the session ended.
+        disconnected_at: Option<String>,
     },
 }
 
@@ -141,6 +156,9 @@ pub(crate) struct Subscription {
     pub seq: u64,
     /// Consecutive failed notifications, each after all its retries (plain webhooks).
     pub failures: u32,
+    /// When a plain WebSocket subscription lost its session; it is deleted a
+    /// minute later (§4.2).
+    pub disabled_at: Option<OffsetDateTime>,
 }
 
 impl SubTransport {
@@ -159,8 +177,13 @@ impl Subscription {
         match &self.transport {
             SubTransport::Conduit { conduit_id } => json!({"method": "conduit", "conduit_id": conduit_id}),
             SubTransport::Webhook { callback, .. } => json!({"method": "webhook", "callback": callback}),
-            SubTransport::WebSocket { session_id, connected_at, .. } => {
-                json!({"method": "websocket", "session_id": session_id, "connected_at": connected_at})
+            SubTransport::WebSocket { session_id, connected_at, disconnected_at, .. } => {
+                let mut transport =
+                    json!({"method": "websocket", "session_id": session_id, "connected_at": connected_at});
+                if let (Some(at), Some(object)) = (disconnected_at, transport.as_object_mut()) {
+                    object.insert("disconnected_at".into(), json!(at));
+                }
+                transport
             }
         }
     }
@@ -192,13 +215,33 @@ impl Subscription {
     pub(crate) fn is_active(&self) -> bool {
         self.status == "enabled" || self.status == "webhook_callback_verification_pending"
     }
+
+    /// The user whose token owns a plain WebSocket subscription; `None` for
+    /// the app's own (webhook and conduit) subscriptions.
+    pub(crate) fn websocket_owner(&self) -> Option<&str> {
+        match &self.transport {
+            SubTransport::WebSocket { user_id, .. } => Some(user_id),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn session_id(&self) -> Option<&str> {
+        match &self.transport {
+            SubTransport::WebSocket { session_id, .. } => Some(session_id),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct LiveStream {
     pub id: String,
+    /// Helix style (whole seconds).
     pub started_at: String,
+    pub started: OffsetDateTime,
     pub title: String,
+    /// The past broadcast (VOD) being recorded, if the channel stores them.
+    pub video_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +252,67 @@ pub(crate) struct Clip {
     pub title: String,
     pub duration: f64,
     pub created_at: String,
+    pub created: OffsetDateTime,
+    /// When Get Clips starts returning it; `None`: never (a failed clip, §7.3).
+    pub ready_at: Option<OffsetDateTime>,
+    /// The VOD it was cut from (`""` without one) and its start in it.
+    pub video_id: String,
+    pub vod_offset: Option<u64>,
+    pub is_featured: bool,
+}
+
+/// How long clips take to appear in Get Clips (§7.3). `Simulator::new`
+/// sets it from `SimConfig::clip_processing_delay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ClipProcessing {
+    /// Visible once this long has passed on the simulator's clock.
+    After(std::time::Duration),
+    /// Never visible: creation failed after the 202.
+    #[default]
+    Never,
+}
+
+/// What a broadcaster has set up for their channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChannelSettings {
+    /// Clips are allowed (else Create Clip answers 403, §7.4).
+    pub clips_enabled: bool,
+    /// Past broadcasts are stored (else Create Stream Marker answers 404, §7.6).
+    pub vods_enabled: bool,
+}
+
+impl Default for ChannelSettings {
+    fn default() -> Self {
+        Self { clips_enabled: true, vods_enabled: true }
+    }
+}
+
+/// A past broadcast, recorded while a channel with VODs on is live.
+#[derive(Debug, Clone)]
+pub(crate) struct Video {
+    pub id: String,
+    pub user_id: String,
+}
+
+/// A stream marker (§7.6).
+#[derive(Debug, Clone)]
+pub(crate) struct Marker {
+    pub id: String,
+    pub video_id: String,
+    pub created_at: String,
+    pub position_seconds: u64,
+    pub description: String,
+}
+
+/// An `https://` origin that Twitch would call, forwarded to a local
+/// `http://` address — what a tunnel (ngrok and the like) does for a
+/// webhook receiver on a development machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tunnel {
+    /// `https://host` (port 443), lower-case host.
+    pub public_origin: String,
+    /// `http://127.0.0.1:port`, no trailing slash.
+    pub local_origin: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -280,6 +384,19 @@ pub(crate) struct State {
     pub sessions: HashMap<String, WsSession>,
     /// Recent chat messages (bounded), so that a message can reply to one.
     pub chat_log: VecDeque<super::chat::ChatRecord>,
+    /// Channel settings by broadcaster id (absent: the defaults).
+    pub channel_settings: HashMap<String, ChannelSettings>,
+    /// The broadcaster's editors: (broadcaster id, user id).
+    pub editors: HashSet<(String, String)>,
+    /// Users banned from a channel: (broadcaster id, user id).
+    pub bans: HashSet<(String, String)>,
+    pub videos: Vec<Video>,
+    pub next_video: u64,
+    /// Stream markers, oldest first.
+    pub markers: Vec<Marker>,
+    /// How clips created from now on are processed.
+    pub clip_processing: ClipProcessing,
+    pub tunnels: Vec<Tunnel>,
 }
 
 impl State {
@@ -359,12 +476,27 @@ impl State {
         self.deliveries.push_back(record);
     }
 
-    /// Sum of costs of the client's active subscriptions.
-    pub(crate) fn total_cost(&self, client_id: &str) -> u64 {
-        self.subscriptions.iter().filter(|s| s.client_id == client_id && s.is_active()).map(|s| s.cost).sum()
+    /// Sum of costs of the active subscriptions of `owner`: the client's
+    /// app (`None`: webhook and conduit subscriptions) or one of its users
+    /// (plain WebSocket subscriptions) — two separate budgets (§4.5).
+    pub(crate) fn total_cost(&self, client_id: &str, owner: Option<&str>) -> u64 {
+        self.owned_by(client_id, owner).filter(|s| s.is_active()).map(|s| s.cost).sum()
     }
 
-    pub(crate) fn total(&self, client_id: &str) -> usize {
-        self.subscriptions.iter().filter(|s| s.client_id == client_id).count()
+    /// How many subscriptions `owner` has (any status).
+    pub(crate) fn total(&self, client_id: &str, owner: Option<&str>) -> usize {
+        self.owned_by(client_id, owner).count()
+    }
+
+    pub(crate) fn owned_by<'a>(
+        &'a self,
+        client_id: &'a str,
+        owner: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Subscription> + 'a {
+        self.subscriptions.iter().filter(move |s| s.client_id == client_id && s.websocket_owner() == owner)
+    }
+
+    pub(crate) fn channel_settings(&self, broadcaster_id: &str) -> ChannelSettings {
+        self.channel_settings.get(broadcaster_id).copied().unwrap_or_default()
     }
 }

@@ -18,16 +18,15 @@ pub(crate) fn rfc3339_seconds(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC).format(format).unwrap_or_default()
 }
 
-pub(crate) fn now_nanos() -> String {
-    rfc3339_nanos(OffsetDateTime::now_utc())
+/// Helix markers style: RFC 3339, UTC, microseconds (§7.6's example).
+pub(crate) fn rfc3339_micros(at: OffsetDateTime) -> String {
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    at.to_offset(time::UtcOffset::UTC).format(format).unwrap_or_default()
 }
 
-pub(crate) fn now_seconds() -> String {
-    rfc3339_seconds(OffsetDateTime::now_utc())
-}
-
-pub(crate) fn epoch_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+/// Parses an RFC 3339 timestamp (any fraction length, any offset).
+pub(crate) fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";

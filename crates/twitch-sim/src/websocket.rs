@@ -1,8 +1,11 @@
-//! The EventSub WebSocket transport (§6) for conduit shards: `GET /ws`
-//! welcomes with a fresh session, sends keepalives and Pings, closes unused
-//! sessions (4003), inbound data (4001), silent clients (4002), and runs the
-//! reconnect flow (4004 / 4007). Plain WebSocket subscriptions (user tokens)
-//! are not simulated — ChatPulse only binds sessions to conduit shards.
+//! The EventSub WebSocket transport (§6): `GET /ws` welcomes with a fresh
+//! session, sends keepalives and Pings, closes unused sessions (4003),
+//! inbound data (4001), silent clients (4002), and runs the reconnect flow
+//! (4004 / 4007). A session is put to use either as a conduit shard (Update
+//! Conduit Shards, app token) or by plain WebSocket subscriptions (Create
+//! EventSub Subscription with its `session_id`, user token). When it ends,
+//! its shard and its subscriptions get the matching `websocket_*` status; a
+//! reconnect carries both over to the new session.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +15,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::state::{ShardTransport, State as SimState};
-use super::util::{Params, now_nanos, random_mixed, random_token};
+use super::state::{ShardTransport, State as SimState, SubTransport};
+use super::util::{Params, random_mixed, random_token};
 use super::{SimError, Simulator, delivery};
 
 /// How long a session may stay unbound before 4003 (Twitch: 10 s).
@@ -39,8 +42,10 @@ pub(crate) struct WsSession {
     pub connected_at: String,
     pub keepalive_seconds: u64,
     pub tx: mpsc::UnboundedSender<WsOut>,
-    /// Bound to a conduit shard at least once (else 4003).
+    /// Bound to a conduit shard or given a subscription at least once (else 4003).
     pub used: bool,
+    /// Bound to a conduit shard: then it takes no plain subscriptions.
+    pub shard_bound: bool,
     /// The challenge a reconnecting client must present, once reconnect was requested.
     pub reconnect_challenge: Option<String>,
     pub superseded: bool,
@@ -54,21 +59,31 @@ enum Exit {
     Close { code: u16, reason: &'static str, status: &'static str },
 }
 
-fn metadata(message_type: &str) -> Value {
+fn metadata(message_type: &str, timestamp: String) -> Value {
     json!({
         "message_id": uuid::Uuid::new_v4().to_string(),
         "message_type": message_type,
-        "message_timestamp": now_nanos(),
+        "message_timestamp": timestamp,
     })
+}
+
+/// What a notification or revocation frame says about itself.
+pub(crate) struct FrameHeader<'a> {
+    pub message_id: &'a str,
+    pub message_type: &'a str,
+    pub timestamp: String,
+    pub kind: &'a str,
+    pub version: &'a str,
 }
 
 /// `{"metadata", "payload"}` for a notification or revocation: the payload is
 /// exactly the webhook body.
-pub(crate) fn frame(message_id: &str, message_type: &str, kind: &str, version: &str, body: &[u8]) -> String {
+pub(crate) fn frame(header: FrameHeader<'_>, body: &[u8]) -> String {
+    let FrameHeader { message_id, message_type, timestamp, kind, version } = header;
     let metadata = json!({
         "message_id": message_id,
         "message_type": message_type,
-        "message_timestamp": now_nanos(),
+        "message_timestamp": timestamp,
         "subscription_type": kind,
         "subscription_version": version,
     });
@@ -86,32 +101,46 @@ fn websocket_base(public_url: &str) -> String {
     }
 }
 
+/// A session's timings: Twitch's, or shortened by a test.
+#[derive(Debug, Clone, Copy)]
+struct Timings {
+    keepalive: u64,
+    /// Until 4003 if the session is not put to use.
+    unused: Duration,
+    /// From `session_reconnect` until 4004 if the old socket is still open.
+    reconnect_grace: Duration,
+}
+
 /// `GET /ws[?keepalive_timeout_seconds=10..600]`. `challenge` + `id` come
-/// from a reconnect URL. `sim_unused_timeout_ms` shortens the 10 s window (tests).
+/// from a reconnect URL. `sim_unused_timeout_ms` shortens the 10 s unused
+/// window and `sim_reconnect_grace_ms` the 30 s reconnect grace (tests).
 pub(crate) async fn upgrade(State(sim): State<Simulator>, RawQuery(query): RawQuery, ws: WebSocketUpgrade) -> Response {
     let params = Params::parse(query.as_deref());
     let keepalive = params
         .get("keepalive_timeout_seconds")
         .and_then(|v| v.trim().parse::<i64>().ok())
         .map_or(10, |v| v.clamp(10, 600));
-    let keepalive = u64::try_from(keepalive).unwrap_or(10);
-    let unused = params
-        .get("sim_unused_timeout_ms")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(UNUSED_TIMEOUT, Duration::from_millis);
+    let millis = |key: &str, default: Duration| {
+        params.get(key).and_then(|v| v.parse::<u64>().ok()).map_or(default, Duration::from_millis)
+    };
+    let timings = Timings {
+        keepalive: u64::try_from(keepalive).unwrap_or(10),
+        unused: millis("sim_unused_timeout_ms", UNUSED_TIMEOUT),
+        reconnect_grace: millis("sim_reconnect_grace_ms", RECONNECT_GRACE),
+    };
     let reconnect = match (params.get("challenge"), params.get("id")) {
         (Some(challenge), Some(id)) => Some((challenge.to_owned(), id.to_owned())),
         (None, None) => None,
         _ => Some((String::new(), String::new())),
     };
-    ws.on_upgrade(move |socket| run(sim, socket, keepalive, unused, reconnect))
+    ws.on_upgrade(move |socket| run(sim, socket, timings, reconnect))
 }
 
 /// Registers a session; with a reconnect, takes over the old session's shard
-/// bindings and its keepalive setting (§6.5: the reconnect URL is used
-/// unchanged, and the session carries over). Returns whether the session is
-/// already in use and its keepalive; `Err` for an invalid or expired
-/// reconnect URL.
+/// bindings, its subscriptions and its keepalive setting (§6.5: the
+/// reconnect URL is used unchanged, and the session carries over). Returns
+/// whether the session is already in use and its keepalive; `Err` for an
+/// invalid or expired reconnect URL.
 fn register(
     state: &mut SimState,
     id: &str,
@@ -119,6 +148,7 @@ fn register(
     reconnect: Option<(String, String)>,
 ) -> Result<(bool, u64), ()> {
     let mut used = false;
+    let mut shard_bound = false;
     let mut keepalive = session.keepalive_seconds;
     if let Some((challenge, old_id)) = reconnect {
         let old = state
@@ -128,6 +158,7 @@ fn register(
             .ok_or(())?;
         old.superseded = true;
         used = old.used;
+        shard_bound = old.shard_bound;
         keepalive = old.keepalive_seconds;
         let _ = old.tx.send(WsOut::Superseded);
         for shard in state.conduits.iter_mut().flat_map(|c| c.shards.iter_mut()) {
@@ -138,8 +169,16 @@ fn register(
                 connected_at.clone_from(&session.connected_at);
             }
         }
+        for sub in &mut state.subscriptions {
+            if let SubTransport::WebSocket { session_id, connected_at, .. } = &mut sub.transport
+                && *session_id == old_id
+            {
+                *session_id = id.to_owned();
+                connected_at.clone_from(&session.connected_at);
+            }
+        }
     }
-    state.sessions.insert(id.to_owned(), WsSession { used, keepalive_seconds: keepalive, ..session });
+    state.sessions.insert(id.to_owned(), WsSession { used, shard_bound, keepalive_seconds: keepalive, ..session });
     Ok((used, keepalive))
 }
 
@@ -147,21 +186,16 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
 }
 
-async fn run(
-    sim: Simulator,
-    mut socket: WebSocket,
-    keepalive: u64,
-    unused: Duration,
-    reconnect: Option<(String, String)>,
-) {
+async fn run(sim: Simulator, mut socket: WebSocket, timings: Timings, reconnect: Option<(String, String)>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = format!("AgoQ{}", random_mixed(32));
-    let connected_at = now_nanos();
+    let connected_at = sim.now_nanos();
     let session = WsSession {
         connected_at: connected_at.clone(),
-        keepalive_seconds: keepalive,
+        keepalive_seconds: timings.keepalive,
         tx,
         used: false,
+        shard_bound: false,
         reconnect_challenge: None,
         superseded: false,
     };
@@ -171,7 +205,7 @@ async fn run(
         return;
     };
     let welcome = json!({
-        "metadata": metadata("session_welcome"),
+        "metadata": metadata("session_welcome", sim.now_nanos()),
         "payload": {"session": {
             "id": id, "status": "connected", "connected_at": connected_at, "keepalive_timeout_seconds": keepalive,
             "reconnect_url": null, "recovery_url": null,
@@ -180,7 +214,9 @@ async fn run(
     let exit = if socket.send(Message::Text(welcome.to_string().into())).await.is_err() {
         Exit::Closed
     } else {
-        serve_session(&sim, &mut socket, &id, &mut rx, keepalive, (!used).then(|| Instant::now() + unused)).await
+        let timings = Timings { keepalive, ..timings };
+        let unused_deadline = (!used).then(|| Instant::now() + timings.unused);
+        serve_session(&sim, &mut socket, &id, &mut rx, timings, unused_deadline).await
     };
     if let Exit::Close { code, reason, .. } = exit {
         close(&mut socket, code, reason).await;
@@ -195,9 +231,10 @@ async fn serve_session(
     socket: &mut WebSocket,
     id: &str,
     rx: &mut mpsc::UnboundedReceiver<WsOut>,
-    keepalive: u64,
+    timings: Timings,
     mut unused_deadline: Option<Instant>,
 ) -> Exit {
+    let keepalive = timings.keepalive;
     let closing = sim.closing();
     let mut last_sent = Instant::now();
     let mut next_ping = Instant::now() + PING_EVERY;
@@ -218,7 +255,7 @@ async fn serve_session(
                     last_sent = Instant::now();
                 }
                 Some(WsOut::Reconnecting | WsOut::Superseded) => {
-                    grace_deadline.get_or_insert_with(|| Instant::now() + RECONNECT_GRACE);
+                    grace_deadline.get_or_insert_with(|| Instant::now() + timings.reconnect_grace);
                 }
                 None => return Exit::Shutdown,
             },
@@ -233,7 +270,7 @@ async fn serve_session(
                 }
             },
             () = tokio::time::sleep_until(keepalive_at) => {
-                let keepalive = json!({"metadata": metadata("session_keepalive"), "payload": {}});
+                let keepalive = json!({"metadata": metadata("session_keepalive", sim.now_nanos()), "payload": {}});
                 if socket.send(Message::Text(keepalive.to_string().into())).await.is_err() {
                     return Exit::Closed;
                 }
@@ -266,17 +303,32 @@ async fn serve_session(
 }
 
 /// The session is gone: shards still bound to it are disabled (no replay)
-/// and `conduit.shard.disabled` is emitted for each.
+/// and `conduit.shard.disabled` is emitted for each; its plain
+/// subscriptions get the same status and are deleted a minute later
+/// (`clock::sweep`). No revocation is sent: there is no socket left to send
+/// it on.
 fn disconnected(sim: &Simulator, id: &str, exit: Exit) {
     let status = match exit {
         Exit::Close { status, .. } => status,
         Exit::Closed | Exit::Shutdown => "websocket_disconnected",
     };
-    let disconnected_at = now_nanos();
+    let now = sim.now();
+    let disconnected_at = super::util::rfc3339_nanos(now);
     let mut events = Vec::new();
     {
         let mut state = sim.state();
         state.sessions.remove(id);
+        for sub in &mut state.subscriptions {
+            let SubTransport::WebSocket { session_id, disconnected_at: gone, .. } = &mut sub.transport else {
+                continue;
+            };
+            if session_id != id || sub.status != "enabled" {
+                continue;
+            }
+            *gone = Some(disconnected_at.clone());
+            sub.status = status.into();
+            sub.disabled_at = Some(now);
+        }
         for conduit in &mut state.conduits {
             for (index, shard) in conduit.shards.iter_mut().enumerate() {
                 let ShardTransport::WebSocket { session_id, disconnected_at: gone, .. } = &mut shard.transport else {
@@ -298,6 +350,7 @@ fn disconnected(sim: &Simulator, id: &str, exit: Exit) {
             }
         }
     }
+    sim.sweep();
     for (client_id, conduit_id, event) in events {
         delivery::emit_shard_disabled(sim, &client_id, &conduit_id, &event);
     }
@@ -319,7 +372,7 @@ impl Simulator {
         session.reconnect_challenge = Some(challenge.clone());
         let url = format!("{base}/ws?challenge={challenge}&id={session_id}");
         let message = json!({
-            "metadata": metadata("session_reconnect"),
+            "metadata": metadata("session_reconnect", super::util::rfc3339_nanos(self.now())),
             "payload": {"session": {
                 "id": session_id, "status": "reconnecting", "keepalive_timeout_seconds": null,
                 "reconnect_url": url, "connected_at": session.connected_at,
@@ -338,7 +391,7 @@ impl Simulator {
             .iter()
             .map(|(id, s)| {
                 json!({"id": id, "connected_at": s.connected_at, "keepalive_timeout_seconds": s.keepalive_seconds,
-                    "bound": s.used, "superseded": s.superseded})
+                    "bound": s.used, "shard_bound": s.shard_bound, "superseded": s.superseded})
             })
             .collect();
         sessions.sort_by(|a, b| a["connected_at"].as_str().cmp(&b["connected_at"].as_str()));
