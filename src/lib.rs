@@ -3,6 +3,7 @@
 //! The module map (dependencies point down; `domain` depends on nothing):
 //!
 //! - [`config`]    — typed configuration from the environment, validated once.
+//! - [`clock`]     — wall-clock "now" for leases and rate-limit resets (tokio's paused clock in tests).
 //! - [`domain`]    — pure types and rules: ids, config validation, trigger matching, decay math.
 //! - [`store`]     — storage ports and adapters: SQLite + in-process (embedded), later PostgreSQL + Redis.
 //! - [`twitch`]    — Twitch protocol: EventSub payload types and webhook signature checks.
@@ -16,6 +17,7 @@
 
 pub mod app;
 pub mod broadcast;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 #[cfg(feature = "simulator")]

@@ -32,6 +32,7 @@ use crate::store::sqlite::SqliteRepository;
 use crate::store::{LiveStore, Repository, VoteLimits};
 use crate::twitch::client::TwitchClient;
 use crate::twitch::oauth::TwitchOAuth;
+use crate::twitch::retry::RetryPolicy;
 
 /// Opens the durable store for a one-shot command (CLI): migrations are
 /// applied first, and an unreachable server is an error, not a retry.
@@ -183,8 +184,6 @@ impl EventSubDeps<'_> {
             leader_ttl: c.tuning.leader_ttl,
             leader_renew: c.tuning.leader_renew,
             reconcile_interval: c.tuning.eventsub_reconcile_interval,
-            retry_base: c.tuning.twitch_retry_base,
-            rate_limit_wait: c.tuning.twitch_rate_limit_wait,
             shard_verify_timeout: c.tuning.shard_verify_timeout,
         };
         Arc::new(EventSub::new(client, Arc::clone(self.repo), Arc::clone(self.live), self.metrics.clone(), settings))
@@ -193,7 +192,13 @@ impl EventSubDeps<'_> {
 
 fn connect_twitch(deps: &EventSubDeps<'_>, endpoints: Option<TwitchEndpoints>) -> anyhow::Result<Twitch> {
     let Some(e) = endpoints else { return Ok(Twitch::default()) };
-    let client = Arc::new(TwitchClient::new(&e.api_url, &e.auth_url, &e.client_id, e.client_secret.clone())?);
+    let retry = RetryPolicy {
+        base: deps.config.tuning.twitch_retry_base,
+        max_rate_limit_wait: deps.config.tuning.twitch_rate_limit_wait,
+        ..RetryPolicy::default()
+    };
+    let client = TwitchClient::new(&e.api_url, &e.auth_url, &e.client_id, e.client_secret.clone())?.with_retry(retry);
+    let client = Arc::new(client);
     let redirect = &deps.config.twitch_redirect_uri;
     let oauth = TwitchOAuth::new(&e.auth_url, &e.api_url, &e.client_id, &e.client_secret, redirect)?;
     let eventsub = match &e.bot_user_id {

@@ -13,12 +13,10 @@
 //!   `user.authorization.revoke` and `conduit.shard.disabled` webhooks, and
 //!   reconciles everything with Twitch at start-up and every 10 minutes.
 //!
-//! Helix calls follow one policy: transient errors (5xx, network) are retried
-//! after 1 s, 2 s and 4 s; a 429 with an exhausted bucket waits until
-//! `Ratelimit-Reset`; other 4xx answers are not retried and are reported.
+//! Helix calls follow the client's policy ([`crate::twitch::retry`]): what
+//! comes back here is final.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,8 +63,6 @@ pub struct EventSubSettings {
     pub leader_ttl: Duration,
     pub leader_renew: Duration,
     pub reconcile_interval: Duration,
-    pub retry_base: Duration,
-    pub rate_limit_wait: Duration,
     pub shard_verify_timeout: Duration,
 }
 
@@ -234,46 +230,6 @@ impl EventSub {
         self.metrics.eventsub_ready.set(i64::from(ready));
     }
 
-    // --- The Helix call policy ----------------------------------------------
-
-    /// Runs one Helix call under the retry policy. A 409 is returned at once
-    /// (the caller adopts the existing subscription).
-    async fn call<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, TwitchError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, TwitchError>>,
-    {
-        let mut retries = 0u32;
-        let mut rate_waits = 0u32;
-        loop {
-            let error = match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(e) => e,
-            };
-            let pause = match &error {
-                TwitchError::Status { status: 409, .. } => return Err(error),
-                TwitchError::Status { status: 429, retry_after: Some(wait), .. }
-                    if rate_waits < 3 && *wait <= self.settings.rate_limit_wait =>
-                {
-                    rate_waits += 1;
-                    // Wait for the reset, plus a little so we land after it.
-                    *wait + Duration::from_millis(100 + u64::from(rand_jitter()))
-                }
-                e if e.is_transient() && e.status() != Some(429) && retries < 3 => {
-                    let pause = self.settings.retry_base * 2u32.pow(retries);
-                    retries += 1;
-                    pause
-                }
-                _ => {
-                    tracing::warn!(call = what, error = %error, "Twitch call failed");
-                    return Err(error);
-                }
-            };
-            tracing::info!(call = what, error = %error, retry_in = ?pause, "Twitch call will be retried");
-            tokio::time::sleep(pause).await;
-        }
-    }
-
     // --- Conduit and shard ----------------------------------------------------
 
     /// Finds our conduit: the remembered one if Twitch still has it, else the
@@ -288,12 +244,12 @@ impl EventSub {
                 None
             }
         };
-        let conduits = self.call("get conduits", || self.client.conduits()).await?;
+        let conduits = self.client.conduits().await?;
         let known = remembered.clone().filter(|id| conduits.iter().any(|c| &c.id == id));
         let id = match known.or_else(|| conduits.first().map(|c| c.id.clone())) {
             Some(id) => id,
             None if create => {
-                let conduit = self.call("create conduit", || self.client.create_conduit(1)).await?;
+                let conduit = self.client.create_conduit(1).await?;
                 tracing::info!(conduit_id = %conduit.id, "EventSub conduit created");
                 conduit.id
             }
@@ -339,7 +295,7 @@ impl EventSub {
         // Unreadable counts as unknown: re-binding is harmless, a stale
         // secret is not.
         let same_secret = self.repo.shard_fingerprint(client_id).await.ok().flatten().as_deref() == Some(&fingerprint);
-        if same_secret && ours(&self.call("get shards", || self.client.shards(conduit)).await?) {
+        if same_secret && ours(&self.client.shards(conduit).await?) {
             self.set_shard_ready(true);
             return Ok(false);
         }
@@ -347,16 +303,14 @@ impl EventSub {
             tracing::info!(conduit_id = %conduit, "binding shard 0 with this deployment's callback and secret");
         }
         self.set_shard_ready(false);
-        let update = self
-            .call("update shards", || self.client.update_webhook_shard(conduit, "0", callback, &self.settings.secret))
-            .await?;
+        let update = self.client.update_webhook_shard(conduit, "0", callback, &self.settings.secret).await?;
         if let Some(e) = update.errors.first() {
             anyhow::bail!("Twitch refused shard {}: {} ({})", e.id, e.message, e.code);
         }
         let deadline = tokio::time::Instant::now() + self.settings.shard_verify_timeout;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let shards = self.call("get shards", || self.client.shards(conduit)).await?;
+            let shards = self.client.shards(conduit).await?;
             if ours(&shards) {
                 tracing::info!(conduit_id = %conduit, callback, "webhook shard enabled");
                 self.set_shard_ready(true);
@@ -376,8 +330,7 @@ impl EventSub {
 
     /// Binds shard 0 to a WebSocket session we hold.
     async fn bind_websocket_shard(&self, conduit: &str, session_id: &str) -> anyhow::Result<()> {
-        let update =
-            self.call("update shards", || self.client.update_websocket_shard(conduit, "0", session_id)).await?;
+        let update = self.client.update_websocket_shard(conduit, "0", session_id).await?;
         if let Some(e) = update.errors.first() {
             anyhow::bail!("Twitch refused shard {}: {} ({})", e.id, e.message, e.code);
         }
@@ -579,7 +532,7 @@ impl EventSub {
             }
             EventSubTransport::WebSocket => {
                 let Some(session) = lock(&self.ws_session).clone() else { return Ok(()) };
-                let shards = self.call("get shards", || self.client.shards(conduit)).await?;
+                let shards = self.client.shards(conduit).await?;
                 let bound = shards.iter().any(|s| {
                     s.id == "0" && s.status == ENABLED && s.transport.session_id.as_deref() == Some(session.as_str())
                 });
@@ -739,9 +692,7 @@ impl EventSub {
         records: &[SubscriptionRecord],
     ) -> Result<String, TwitchError> {
         let condition = channel_condition(kind, broadcaster, &self.settings.bot_user_id);
-        let created = self
-            .call("create subscription", || self.client.create_conduit_subscription(kind, condition.clone(), conduit))
-            .await;
+        let created = self.client.create_conduit_subscription(kind, condition.clone(), conduit).await;
         let id = match created {
             Ok(created) => {
                 self.metrics.subscription_call("create", "ok");
@@ -752,7 +703,8 @@ impl EventSub {
             }
             Err(TwitchError::Status { status: 409, .. }) => {
                 let found = self
-                    .call("get subscriptions", || self.client.subscriptions_for_user(broadcaster.as_str()))
+                    .client
+                    .subscriptions_for_user(broadcaster.as_str())
                     .await
                     .inspect_err(|e| self.metrics.subscription_call("adopt", failure_label(e)))?;
                 let existing = found
@@ -851,7 +803,7 @@ impl EventSub {
     /// if `forget` (the record of a blocking revocation is kept: it is why the
     /// channel is not subscribed again, and what the dashboard shows).
     async fn delete_on_twitch(&self, id: &str, forget: bool) -> bool {
-        match self.call("delete subscription", || self.client.delete_subscription(id)).await {
+        match self.client.delete_subscription(id).await {
             Ok(()) => {
                 self.metrics.subscription_call("delete", "ok");
                 if !forget {
@@ -896,7 +848,7 @@ impl EventSub {
     /// Deletes our app-wide alarm subscriptions (to make them again with the
     /// current secret). Failures are logged; reconciliation keeps one each.
     async fn drop_app_subscriptions(&self, conduit: &str) {
-        let list = match self.call("get subscriptions", || self.client.all_subscriptions()).await {
+        let list = match self.client.all_subscriptions().await {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the app-wide alarms to renew them");
@@ -914,29 +866,23 @@ impl EventSub {
     async fn ensure_app_subscriptions(&self, conduit: &str) {
         for (kind, condition) in self.app_conditions(conduit) {
             let (callback, secret) = (&self.settings.callback_url, &self.settings.secret);
-            let created = self
-                .call("create subscription", || {
-                    self.client.create_webhook_subscription(kind, condition.clone(), callback, secret)
-                })
-                .await;
+            let created = self.client.create_webhook_subscription(kind, condition.clone(), callback, secret).await;
             let sub = match created {
                 Ok(created) => {
                     self.metrics.subscription_call("create", "ok");
                     self.export_totals(created.totals);
                     Some(created.subscription)
                 }
-                Err(TwitchError::Status { status: 409, .. }) => {
-                    match self.call("get subscriptions", || self.client.all_subscriptions()).await {
-                        Ok(list) => {
-                            self.metrics.subscription_call("adopt", "ok");
-                            list.subscriptions.into_iter().find(|s| s.kind == kind && self.is_our_alarm(s, conduit))
-                        }
-                        Err(e) => {
-                            self.metrics.subscription_call("adopt", failure_label(&e));
-                            None
-                        }
+                Err(TwitchError::Status { status: 409, .. }) => match self.client.all_subscriptions().await {
+                    Ok(list) => {
+                        self.metrics.subscription_call("adopt", "ok");
+                        list.subscriptions.into_iter().find(|s| s.kind == kind && self.is_our_alarm(s, conduit))
                     }
-                }
+                    Err(e) => {
+                        self.metrics.subscription_call("adopt", failure_label(&e));
+                        None
+                    }
+                },
                 Err(e) => {
                     self.metrics.subscription_call("create", failure_label(&e));
                     tracing::warn!(kind, error = %e, "cannot subscribe to an app-wide alarm");
@@ -1009,7 +955,7 @@ impl EventSub {
 
     async fn reconcile_once(&self) -> Result<Repairs, TwitchError> {
         let conduit = self.conduit_id().ok_or_else(|| TwitchError::Transport("no conduit yet".into()))?;
-        let list = self.call("get subscriptions", || self.client.all_subscriptions()).await?;
+        let list = self.client.all_subscriptions().await?;
         self.export_totals(Totals {
             total: list.total,
             total_cost: list.total_cost,
@@ -1219,9 +1165,4 @@ impl EventSub {
             self.ensure_app_subscriptions(conduit).await;
         }
     }
-}
-
-/// 0–255 ms of jitter, so instances waiting for the same reset spread out.
-fn rand_jitter() -> u8 {
-    uuid::Uuid::new_v4().as_bytes()[0]
 }

@@ -1,9 +1,10 @@
 //! The Twitch protocol as ChatPulse speaks it (`shared/twitch-protocol.md`):
 //! EventSub webhook payloads and their HMAC signatures, the Helix/OAuth
-//! client, and a faithful local simulator of Twitch for demos and tests.
+//! client and its call policy.
 
 pub mod client;
 pub mod eventsub;
 pub mod eventsub_ws;
 pub mod oauth;
+pub mod retry;
 pub mod signature;
