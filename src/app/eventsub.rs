@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::leader::{Leadership, Lease};
 use crate::config::EventSubTransport;
 use crate::domain::{BroadcasterId, StreamerId};
 use crate::metrics::Metrics;
@@ -371,52 +372,26 @@ impl EventSub {
     /// WebSocket shard delivers.
     pub async fn run(self: Arc<Self>, inbound: mpsc::Sender<Inbound>, shutdown: CancellationToken) {
         let discover = tokio::spawn(Arc::clone(&self).discover(shutdown.child_token()));
-        let ttl_ms = i64::try_from(self.settings.leader_ttl.as_millis()).unwrap_or(i64::MAX);
-        let mut ticker = tokio::time::interval(self.settings.leader_renew);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut duties: Option<CancellationToken> = None;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
+        let lease = Lease {
+            key: self.settings.leader_key.clone(),
+            instance: self.settings.instance_id.clone(),
+            ttl: self.settings.leader_ttl,
+            renew: self.settings.leader_renew,
+        };
+        let leadership = Leadership::new(Arc::clone(&self.live), self.metrics.clone(), lease);
+        let on_change = |leads: bool| {
+            let me = &self.settings.instance_id;
+            if leads {
+                tracing::info!(instance = %me, "this instance is now the leader");
+            } else {
+                tracing::warn!(instance = %me, "this instance is no longer the leader");
             }
-            let (key, me) = (&self.settings.leader_key, &self.settings.instance_id);
-            let leads = match self.live.lead(key, me, ttl_ms, crate::now_ms()).await {
-                Ok(leads) => leads,
-                Err(e) => {
-                    // Without the live store nobody can be sure who leads: step down.
-                    self.metrics.live_error("lead");
-                    tracing::warn!(error = %e, "cannot renew leadership");
-                    false
-                }
-            };
-            match (leads, duties.is_some()) {
-                (true, false) => {
-                    tracing::info!(instance = %me, "this instance is now the leader");
-                    self.leading.store(true, Ordering::Release);
-                    self.metrics.leader.set(1);
-                    let token = shutdown.child_token();
-                    tokio::spawn(Arc::clone(&self).lead(inbound.clone(), token.clone()));
-                    duties = Some(token);
-                }
-                (false, true) => {
-                    tracing::warn!(instance = %me, "this instance is no longer the leader");
-                    self.leading.store(false, Ordering::Release);
-                    self.metrics.leader.set(0);
-                    if let Some(token) = duties.take() {
-                        token.cancel();
-                    }
-                }
-                _ => {}
-            }
-        }
+            self.leading.store(leads, Ordering::Release);
+            self.metrics.leader.set(i64::from(leads));
+        };
+        let duties = |token| Arc::clone(&self).lead(inbound.clone(), token);
+        leadership.run_while_leading(shutdown, on_change, duties).await;
         discover.abort();
-        if let Some(token) = duties.take() {
-            token.cancel();
-            let _ = self.live.resign(&self.settings.leader_key, &self.settings.instance_id).await;
-            self.leading.store(false, Ordering::Release);
-            self.metrics.leader.set(0);
-        }
     }
 
     /// Every instance: learns the conduit id the leader set up, and keeps

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod eventsub;
+pub mod leader;
 pub mod revocations;
 pub mod sessions;
 pub mod signals;
