@@ -12,6 +12,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::retry::RetryPolicy;
+use super::status::SubscriptionStatus;
 use crate::clock::Clock;
 use crate::secret::Secret;
 
@@ -94,7 +95,7 @@ pub struct ShardUpdate {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Subscription {
     pub id: String,
-    pub status: String,
+    pub status: SubscriptionStatus,
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]

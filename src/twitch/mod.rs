@@ -8,3 +8,4 @@ pub mod eventsub_ws;
 pub mod oauth;
 pub mod retry;
 pub mod signature;
+pub mod status;

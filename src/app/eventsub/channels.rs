@@ -3,20 +3,63 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::{BLOCKED, BLOCKING_REASONS, CHANNEL_TYPES, ENABLED, EventSub, lock};
+use super::plan::Wanted;
+use super::{BLOCKED, EventSub, lock};
 use crate::domain::{BroadcasterId, StreamerId};
 use crate::store::SubscriptionRecord;
 use crate::twitch::client::TwitchError;
-use crate::twitch::eventsub::CHANNEL_CHAT_MESSAGE;
+use crate::twitch::eventsub::{CHANNEL_CHAT_MESSAGE, STREAM_OFFLINE, STREAM_ONLINE};
+use crate::twitch::status::SubscriptionStatus;
 
-pub(super) fn channel_condition(kind: &str, broadcaster: &BroadcasterId, bot: &str) -> Value {
-    if kind == CHANNEL_CHAT_MESSAGE {
-        json!({ "broadcaster_user_id": broadcaster.as_str(), "user_id": bot })
-    } else {
-        json!({ "broadcaster_user_id": broadcaster.as_str() })
+/// The types subscribed per channel on our conduit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChannelType {
+    /// `channel.chat.message`, read as our bot: the votes.
+    ChatMessage,
+    /// `stream.online` and `stream.offline`: the overlay's live status.
+    StreamOnline,
+    StreamOffline,
+}
+
+impl ChannelType {
+    pub const ALL: [ChannelType; 3] = [ChannelType::ChatMessage, ChannelType::StreamOnline, ChannelType::StreamOffline];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelType::ChatMessage => CHANNEL_CHAT_MESSAGE,
+            ChannelType::StreamOnline => STREAM_ONLINE,
+            ChannelType::StreamOffline => STREAM_OFFLINE,
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == kind)
+    }
+
+    /// The condition we subscribe with (the chat as our bot reads it).
+    pub fn condition(self, broadcaster: &BroadcasterId, bot_user_id: &str) -> Map<String, Value> {
+        let mut condition = Map::new();
+        condition.insert("broadcaster_user_id".into(), broadcaster.as_str().into());
+        if self == ChannelType::ChatMessage {
+            condition.insert("user_id".into(), bot_user_id.into());
+        }
+        condition
+    }
+}
+
+/// The record of a channel subscription on our conduit, enabled.
+pub(super) fn channel_record(wanted: &Wanted, id: &str, conduit: &str) -> SubscriptionRecord {
+    SubscriptionRecord {
+        streamer: wanted.streamer,
+        broadcaster: Some(wanted.broadcaster.clone()),
+        subscription_type: wanted.kind.as_str().to_owned(),
+        subscription_id: id.to_owned(),
+        conduit_id: Some(conduit.to_owned()),
+        status: SubscriptionStatus::Enabled.to_string(),
+        created_at: OffsetDateTime::now_utc(),
     }
 }
 
@@ -66,24 +109,28 @@ impl EventSub {
         result
     }
 
-    pub(super) async fn subscribe_channel(
+    async fn subscribe_channel(
         &self,
         streamer: Option<StreamerId>,
         broadcaster: &BroadcasterId,
     ) -> Result<(), TwitchError> {
         let conduit = self.wait_conduit(Duration::from_secs(30)).await?;
         let records = self.repo.subscriptions_of(broadcaster).await.unwrap_or_default();
+        let chat = ChannelType::ChatMessage.as_str();
         let blocked = records
             .iter()
-            .find(|r| r.subscription_type == CHANNEL_CHAT_MESSAGE && BLOCKING_REASONS.contains(&r.status.as_str()));
+            .find(|r| r.subscription_type == chat && SubscriptionStatus::from(r.status.as_str()).is_blocking());
         // Every type is tried: a chat subscription Twitch refuses must not
         // cost the channel its live status.
         let mut first_error = None;
-        for kind in CHANNEL_TYPES {
-            if kind == CHANNEL_CHAT_MESSAGE && blocked.is_some() {
+        for kind in ChannelType::ALL {
+            if kind == ChannelType::ChatMessage && blocked.is_some() {
                 continue;
             }
-            if let Err(e) = self.ensure_one(&conduit, streamer, broadcaster, kind, &records).await {
+            let same = records.iter().filter(|r| r.subscription_type == kind.as_str());
+            let replaces = same.map(|r| r.subscription_id.clone()).collect();
+            let wanted = Wanted { streamer, broadcaster: broadcaster.clone(), kind, replaces };
+            if let Err(e) = self.ensure_one(&conduit, &wanted).await {
                 first_error.get_or_insert(e);
             }
         }
@@ -101,17 +148,11 @@ impl EventSub {
     }
 
     /// Creates one subscription (or adopts the existing one on 409) and
-    /// records it, replacing stale records of the same channel and type.
-    pub(super) async fn ensure_one(
-        &self,
-        conduit: &str,
-        streamer: Option<StreamerId>,
-        broadcaster: &BroadcasterId,
-        kind: &'static str,
-        records: &[SubscriptionRecord],
-    ) -> Result<String, TwitchError> {
-        let condition = channel_condition(kind, broadcaster, &self.settings.bot_user_id);
-        let created = self.client.create_conduit_subscription(kind, condition.clone(), conduit).await;
+    /// records it, replacing the records it `replaces`.
+    pub(super) async fn ensure_one(&self, conduit: &str, wanted: &Wanted) -> Result<String, TwitchError> {
+        let (kind, broadcaster) = (wanted.kind.as_str(), &wanted.broadcaster);
+        let condition = wanted.kind.condition(broadcaster, &self.settings.bot_user_id);
+        let created = self.client.create_conduit_subscription(kind, condition.into(), conduit).await;
         let id = match created {
             Ok(created) => {
                 self.metrics.subscription_call("create", "ok");
@@ -120,66 +161,50 @@ impl EventSub {
                 tracing::info!(subscription_id = %sub.id, %broadcaster, kind, "EventSub subscription created");
                 sub.id
             }
-            Err(TwitchError::Status { status: 409, .. }) => {
-                let found = self
-                    .client
-                    .subscriptions_for_user(broadcaster.as_str())
-                    .await
-                    .inspect_err(|e| self.metrics.subscription_call("adopt", failure_label(e)))?;
-                let existing = found
-                    .into_iter()
-                    .find(|s| {
-                        s.kind == kind
-                            && s.on_conduit(conduit)
-                            && s.status == ENABLED
-                            && s.condition_str("broadcaster_user_id") == Some(broadcaster.as_str())
-                    })
-                    .ok_or_else(|| {
-                        TwitchError::Malformed(format!("409 for {kind}, but no such subscription listed"))
-                    })?;
-                self.metrics.subscription_call("adopt", "ok");
-                existing.id
-            }
+            Err(TwitchError::Status { status: 409, .. }) => self.adopt_existing(conduit, wanted).await?,
             Err(e) => {
                 self.metrics.subscription_call("create", failure_label(&e));
                 return Err(e);
             }
         };
-        self.record(streamer, Some(broadcaster), kind, &id, Some(conduit), ENABLED, records).await;
+        self.record(channel_record(wanted, &id, conduit), &wanted.replaces).await;
         Ok(id)
     }
 
-    /// Stores a subscription's id, forgetting other records of the same
-    /// channel and type. Store failures are logged: reconciliation repairs.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn record(
-        &self,
-        streamer: Option<StreamerId>,
-        broadcaster: Option<&BroadcasterId>,
-        kind: &str,
-        id: &str,
-        conduit: Option<&str>,
-        status: &str,
-        records: &[SubscriptionRecord],
-    ) {
-        for old in records.iter().filter(|r| r.subscription_type == kind && r.subscription_id != id) {
-            if let Err(e) = self.repo.delete_subscription(&old.subscription_id).await {
+    /// After a 409: the enabled subscription Twitch already has on our
+    /// conduit for this channel and type.
+    async fn adopt_existing(&self, conduit: &str, wanted: &Wanted) -> Result<String, TwitchError> {
+        let (kind, broadcaster) = (wanted.kind.as_str(), wanted.broadcaster.as_str());
+        let found = self
+            .client
+            .subscriptions_for_user(broadcaster)
+            .await
+            .inspect_err(|e| self.metrics.subscription_call("adopt", failure_label(e)))?;
+        let existing = found
+            .into_iter()
+            .find(|s| {
+                s.kind == kind
+                    && s.on_conduit(conduit)
+                    && s.status.is_enabled()
+                    && s.condition_str("broadcaster_user_id") == Some(broadcaster)
+            })
+            .ok_or_else(|| TwitchError::Malformed(format!("409 for {kind}, but no such subscription listed")))?;
+        self.metrics.subscription_call("adopt", "ok");
+        Ok(existing.id)
+    }
+
+    /// Stores a subscription's record, forgetting the records it replaces.
+    /// Store failures are logged: reconciliation repairs.
+    pub(super) async fn record(&self, record: SubscriptionRecord, replaces: &[String]) {
+        for old in replaces.iter().filter(|old| **old != record.subscription_id) {
+            if let Err(e) = self.repo.delete_subscription(old).await {
                 self.metrics.durable_error("delete_subscription");
                 tracing::warn!(error = %e, "cannot forget a replaced subscription record");
             }
         }
-        let record = SubscriptionRecord {
-            streamer,
-            broadcaster: broadcaster.cloned(),
-            subscription_type: kind.to_owned(),
-            subscription_id: id.to_owned(),
-            conduit_id: conduit.map(str::to_owned),
-            status: status.to_owned(),
-            created_at: OffsetDateTime::now_utc(),
-        };
         if let Err(e) = self.repo.upsert_subscription(&record).await {
             self.metrics.durable_error("upsert_subscription");
-            tracing::warn!(error = %e, subscription_id = id, "cannot record a subscription");
+            tracing::warn!(error = %e, subscription_id = %record.subscription_id, "cannot record a subscription");
         }
     }
 
@@ -204,8 +229,8 @@ impl EventSub {
                 return;
             }
         };
-        for record in records.iter().filter(|r| CHANNEL_TYPES.contains(&r.subscription_type.as_str())) {
-            if BLOCKING_REASONS.contains(&record.status.as_str()) {
+        for record in records.iter().filter(|r| ChannelType::parse(&r.subscription_type).is_some()) {
+            if SubscriptionStatus::from(record.status.as_str()).is_blocking() {
                 continue; // kept as the reason the dashboard shows
             }
             self.delete(&record.subscription_id).await;

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::{ENABLED, EventSub, lock};
+use super::{EventSub, SHARD_ENABLED, lock};
 use crate::config::EventSubTransport;
-use crate::twitch::client::TwitchError;
+use crate::twitch::client::{Shard, TwitchError};
 
 impl EventSub {
     /// Finds our conduit: the remembered one if Twitch still has it, else the
@@ -61,17 +61,12 @@ impl EventSub {
     /// had is not known to be ours.
     pub(super) async fn bind_webhook_shard(&self, conduit: &str) -> anyhow::Result<bool> {
         let callback = self.settings.callback_url.as_str();
-        let ours = |shards: &[crate::twitch::client::Shard]| {
-            shards
-                .iter()
-                .any(|s| s.id == "0" && s.status == ENABLED && s.transport.callback.as_deref() == Some(callback))
-        };
         let fingerprint = self.shard_fingerprint();
         let client_id = self.client.client_id();
         // Unreadable counts as unknown: re-binding is harmless, a stale
         // secret is not.
         let same_secret = self.repo.shard_fingerprint(client_id).await.ok().flatten().as_deref() == Some(&fingerprint);
-        if same_secret && ours(&self.client.shards(conduit).await?) {
+        if same_secret && self.webhook_bound(&self.client.shards(conduit).await?) {
             self.set_shard_ready(true);
             return Ok(false);
         }
@@ -83,19 +78,33 @@ impl EventSub {
         if let Some(e) = update.errors.first() {
             anyhow::bail!("Twitch refused shard {}: {} ({})", e.id, e.message, e.code);
         }
+        self.await_verified(conduit).await?;
+        tracing::info!(conduit_id = %conduit, callback, "webhook shard enabled");
+        self.set_shard_ready(true);
+        if let Err(e) = self.repo.save_shard_fingerprint(client_id, &fingerprint).await {
+            // Next set-up binds once more; nothing worse.
+            self.metrics.durable_error("save_shard_fingerprint");
+            tracing::warn!(error = %e, "cannot record what shard 0 is bound with");
+        }
+        Ok(!same_secret)
+    }
+
+    /// Shard 0 is enabled and delivers to our webhook.
+    fn webhook_bound(&self, shards: &[Shard]) -> bool {
+        let callback = Some(self.settings.callback_url.as_str());
+        shards.iter().any(|s| s.id == "0" && s.status == SHARD_ENABLED && s.transport.callback.as_deref() == callback)
+    }
+
+    /// Waits (up to `shard_verify_timeout`) until Twitch has verified shard 0
+    /// through our own webhook.
+    async fn await_verified(&self, conduit: &str) -> anyhow::Result<()> {
+        let callback = self.settings.callback_url.as_str();
         let deadline = tokio::time::Instant::now() + self.settings.shard_verify_timeout;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let shards = self.client.shards(conduit).await?;
-            if ours(&shards) {
-                tracing::info!(conduit_id = %conduit, callback, "webhook shard enabled");
-                self.set_shard_ready(true);
-                if let Err(e) = self.repo.save_shard_fingerprint(client_id, &fingerprint).await {
-                    // Next set-up binds once more; nothing worse.
-                    self.metrics.durable_error("save_shard_fingerprint");
-                    tracing::warn!(error = %e, "cannot record what shard 0 is bound with");
-                }
-                return Ok(!same_secret);
+            if self.webhook_bound(&shards) {
+                return Ok(());
             }
             if shards.iter().any(|s| s.id == "0" && s.status == "webhook_callback_verification_failed") {
                 anyhow::bail!("Twitch could not verify {callback} (did it answer the challenge?)");
@@ -184,7 +193,9 @@ impl EventSub {
                 let Some(session) = lock(&self.ws_session).clone() else { return Ok(()) };
                 let shards = self.client.shards(conduit).await?;
                 let bound = shards.iter().any(|s| {
-                    s.id == "0" && s.status == ENABLED && s.transport.session_id.as_deref() == Some(session.as_str())
+                    s.id == "0"
+                        && s.status == SHARD_ENABLED
+                        && s.transport.session_id.as_deref() == Some(session.as_str())
                 });
                 if bound {
                     return Ok(());

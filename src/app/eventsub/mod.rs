@@ -7,11 +7,19 @@
 //!   store, checked against Twitch) and, when a session activates here,
 //!   ensures that channel's three subscriptions; when the last lease of a
 //!   session is released here, it deletes them.
-//! - **The leader** (one instance at a time, elected on the live store's
-//!   `cleanup:leader` key) creates the conduit if there is none, binds
-//!   shard 0 (our webhook, or a WebSocket session it holds open), keeps the
-//!   `user.authorization.revoke` and `conduit.shard.disabled` webhooks, and
-//!   reconciles everything with Twitch at start-up and every 10 minutes.
+//! - **The leader** (one instance at a time, elected by the leader loop in
+//!   [`super::leader`] on the live store's `cleanup:leader` key) creates the
+//!   conduit if there is none, binds shard 0 (our webhook, or a WebSocket
+//!   session it holds open), keeps the `user.authorization.revoke` and
+//!   `conduit.shard.disabled` webhooks, and reconciles everything with
+//!   Twitch at start-up and every 10 minutes.
+//!
+//! Where: this file has the [`EventSub`] type, its settings and status, and
+//! the leader's duties; `conduit.rs` the conduit and shard 0,
+//! `websocket.rs` the WebSocket shard, `channels.rs` the channel
+//! subscriptions, `alarms.rs` the app-wide alarms. Reconciliation is a pure
+//! `plan.rs` (what to change, from one snapshot) and a short `reconcile.rs`
+//! (take the snapshot, apply the plan).
 //!
 //! Helix calls follow the client's policy ([`crate::twitch::retry`]): what
 //! comes back here is final.
@@ -35,23 +43,26 @@ use crate::twitch::eventsub::{CHANNEL_CHAT_MESSAGE, STREAM_OFFLINE, STREAM_ONLIN
 mod alarms;
 mod channels;
 mod conduit;
+mod plan;
 mod reconcile;
 mod websocket;
 
+pub use plan::Repair;
 pub use reconcile::Repairs;
 
-/// Types subscribed per channel on the conduit.
+/// [`channels::ChannelType::ALL`] as spelled on the wire.
 pub const CHANNEL_TYPES: [&str; 3] = [CHANNEL_CHAT_MESSAGE, STREAM_ONLINE, STREAM_OFFLINE];
 
-/// Revocation reasons after which the chat subscription is not re-created
-/// automatically (§5.8): the streamer has to act, then log in again.
+/// The revocation reasons after which the chat subscription is not made
+/// again automatically (§5.8; [`crate::twitch::status::SubscriptionStatus::is_blocking`]), as
+/// spelled on the wire: the streamer has to act, then log in again.
 pub const BLOCKING_REASONS: [&str; 2] = ["chat_user_banned", "moderator_removed"];
 
 /// How a channel whose chat subscription is blocked is reported.
 const BLOCKED: &str = "Twitch revoked the chat subscription";
 
-/// Status of a subscription record while Twitch has it enabled.
-const ENABLED: &str = "enabled";
+/// A shard's status while it delivers.
+const SHARD_ENABLED: &str = "enabled";
 
 /// How the EventSub manager behaves; from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -114,7 +125,7 @@ pub struct EventSub {
     ws_session: Mutex<Option<String>>,
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -193,6 +204,17 @@ impl EventSub {
         self.metrics.eventsub_total.set(gauge(totals.total));
         self.metrics.eventsub_total_cost.set(gauge(totals.total_cost));
         self.metrics.eventsub_max_total_cost.set(gauge(totals.max_total_cost));
+    }
+
+    /// What makes a subscription ours, with `conduit` as our conduit.
+    fn ours<'a>(&'a self, conduit: &'a str) -> plan::Ours<'a> {
+        let webhook = self.settings.transport == EventSubTransport::Webhook;
+        plan::Ours {
+            conduit,
+            bot_user_id: &self.settings.bot_user_id,
+            client_id: self.client.client_id(),
+            alarm_callback: webhook.then_some(self.settings.callback_url.as_str()),
+        }
     }
 
     /// Runs until shutdown: learns the conduit, competes for leadership and,

@@ -1,251 +1,168 @@
-//! Reconciliation with Twitch: what Twitch has, what we recorded and which
-//! channels want subscriptions, brought in line.
+//! Reconciliation with Twitch, the leader's job at start-up and every
+//! interval: take a snapshot (our records, Twitch's subscriptions, our
+//! streamers, the channels with an active session), [`plan`] what to change,
+//! and apply the plan with Helix calls and record writes, counting what each
+//! step did.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use futures_util::StreamExt;
 
-use super::channels::channel_condition;
-use super::{BLOCKING_REASONS, CHANNEL_TYPES, ENABLED, EventSub};
-use crate::config::EventSubTransport;
+use super::EventSub;
+use super::channels::channel_record;
+use super::plan::{Plan, Repair, Snapshot, Wanted, plan};
 use crate::domain::BroadcasterId;
-use crate::store::SubscriptionRecord;
-use crate::twitch::client::{Subscription, Totals, TwitchError};
-use crate::twitch::eventsub::CHANNEL_CHAT_MESSAGE;
+use crate::metrics::OutcomeLabels;
+use crate::store::Streamer;
+use crate::twitch::client::Totals;
 
 /// What one reconciliation changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Repairs {
+    /// Wanted subscriptions Twitch had, kept as they were.
     pub kept: u64,
-    pub missing: u64,
-    pub duplicate: u64,
-    pub orphan: u64,
-    pub not_enabled: u64,
-    pub stale_record: u64,
+    /// The repairs that succeeded, by kind.
+    pub done: BTreeMap<Repair, u64>,
+    /// Repairs tried that failed; the next reconciliation tries again.
     pub failed: u64,
 }
 
+impl Repairs {
+    /// How many repairs of this kind succeeded.
+    pub fn of(&self, repair: Repair) -> u64 {
+        self.done.get(&repair).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, repair: Repair, succeeded: bool) {
+        if succeeded {
+            *self.done.entry(repair).or_default() += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+}
+
 impl EventSub {
-    /// Compares Twitch's subscriptions (all pages) with the active sessions
-    /// and our records: keeps one enabled subscription per wanted channel and
-    /// type, creates what is missing, deletes duplicates, orphans and dead
-    /// ones, forgets stale records, and exports Twitch's totals.
-    pub async fn reconcile(&self) -> Result<Repairs, TwitchError> {
+    /// Brings Twitch and our records in line with the active sessions (see
+    /// `plan.rs` for the rules) and exports Twitch's totals.
+    pub async fn reconcile(&self) -> anyhow::Result<Repairs> {
         let result = self.reconcile_once().await;
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.metrics.eventsub_reconciliations.get_or_create(&OutcomeLabels { outcome }).inc();
         match &result {
-            Ok(r) => {
-                self.metrics
-                    .eventsub_reconciliations
-                    .get_or_create(&crate::metrics::OutcomeLabels { outcome: "ok" })
-                    .inc();
-                for (kind, n) in [
-                    ("missing", r.missing),
-                    ("duplicate", r.duplicate),
-                    ("orphan", r.orphan),
-                    ("not_enabled", r.not_enabled),
-                    ("stale_record", r.stale_record),
-                ] {
-                    self.metrics.repaired(kind, n);
-                }
-                let changed = r.missing + r.duplicate + r.orphan + r.not_enabled + r.stale_record;
-                if changed > 0 || r.failed > 0 {
-                    tracing::warn!(
-                        kept = r.kept,
-                        missing = r.missing,
-                        duplicate = r.duplicate,
-                        orphan = r.orphan,
-                        not_enabled = r.not_enabled,
-                        stale_record = r.stale_record,
-                        failed = r.failed,
-                        "EventSub reconciled with repairs"
-                    );
-                } else {
-                    tracing::info!(kept = r.kept, "EventSub reconciled; nothing to repair");
-                }
-            }
-            Err(e) => {
-                self.metrics
-                    .eventsub_reconciliations
-                    .get_or_create(&crate::metrics::OutcomeLabels { outcome: "failed" })
-                    .inc();
-                tracing::warn!(error = %e, "EventSub reconciliation failed; trying again next time");
-            }
+            Ok(r) => self.report(r),
+            Err(e) => tracing::warn!(error = %e, "EventSub reconciliation failed; trying again next time"),
         }
         result
     }
 
-    pub(super) async fn reconcile_once(&self) -> Result<Repairs, TwitchError> {
-        let conduit = self.conduit_id().ok_or_else(|| TwitchError::Transport("no conduit yet".into()))?;
+    async fn reconcile_once(&self) -> anyhow::Result<Repairs> {
+        let conduit = self.conduit_id().ok_or_else(|| anyhow::anyhow!("no conduit yet"))?;
+        // Records before Twitch's list: a subscription made in between is
+        // then on the list without a record (adopted), never a record
+        // without a listed subscription (which would look stale).
+        let records = self.repo.subscriptions().await?;
         let list = self.client.all_subscriptions().await?;
         self.export_totals(Totals {
             total: list.total,
             total_cost: list.total_cost,
             max_total_cost: list.max_total_cost,
         });
-        let records = self.repo.subscriptions().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
-        let streamers = self.repo.list_streamers().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
-        let mut repairs = Repairs::default();
+        let streamers = self.repo.list_streamers().await?;
+        let active = self.active_channels(&streamers).await;
+        let snapshot =
+            Snapshot { twitch: &list.subscriptions, records: &records, streamers: &streamers, active: &active };
+        let plan = plan(&snapshot, &self.ours(&conduit));
+        Ok(self.apply(&conduit, plan).await)
+    }
 
-        // Channel subscriptions exactly as we make them (our conduit, our
-        // condition, enabled), by channel and type. Everything else of a
-        // channel type that is ours to clean: dead ones on our conduit, and
-        // leftovers on other conduits (a deployment uses one conduit).
-        let mut on_twitch: BTreeMap<(BroadcasterId, &'static str), Vec<&Subscription>> = BTreeMap::new();
-        let mut dead: Vec<&Subscription> = Vec::new();
-        let mut elsewhere: Vec<(Option<(BroadcasterId, &'static str)>, &Subscription)> = Vec::new();
-        for sub in &list.subscriptions {
-            let Some(kind) = CHANNEL_TYPES.iter().copied().find(|k| *k == sub.kind) else { continue };
-            let broadcaster = sub.condition_str("broadcaster_user_id").and_then(|b| BroadcasterId::parse(b).ok());
-            let exact = broadcaster.as_ref().is_some_and(|b| {
-                let wanted = channel_condition(kind, b, &self.settings.bot_user_id);
-                wanted.as_object().is_some_and(|w| *w == sub.condition)
-            });
-            if !sub.on_conduit(&conduit) {
-                if sub.transport.method == "conduit" {
-                    elsewhere.push((broadcaster.map(|b| (b, kind)), sub));
-                }
-                continue;
-            }
-            match broadcaster {
-                _ if sub.status != ENABLED => dead.push(sub),
-                Some(b) if exact => on_twitch.entry((b, kind)).or_default().push(sub),
-                // Enabled, but not a condition we would make: not ours to keep.
-                _ => elsewhere.push((None, sub)),
-            }
-        }
-
-        // Which channels want subscriptions: streamers with an active session
-        // whose authorization is intact.
-        let known: HashMap<&BroadcasterId, &crate::store::Streamer> =
-            streamers.iter().map(|s| (&s.twitch_user_id, s)).collect();
-        let mut candidates: HashSet<BroadcasterId> = streamers.iter().map(|s| s.twitch_user_id.clone()).collect();
-        candidates.extend(on_twitch.keys().map(|(b, _)| b.clone()));
+    /// The streamers' channels with an active session (an unreadable one
+    /// counts as inactive).
+    async fn active_channels(&self, streamers: &[Streamer]) -> HashSet<BroadcasterId> {
         let live = &self.live;
-        let active: HashSet<BroadcasterId> = futures_util::stream::iter(candidates)
-            .map(|b| async move {
-                let active = matches!(live.session_for(&b).await, Ok(Some(_)));
-                (b, active)
-            })
+        // Owned ids: a stream over borrowed ones would not be `Send` here.
+        let channels: Vec<BroadcasterId> = streamers.iter().map(|s| s.twitch_user_id.clone()).collect();
+        futures_util::stream::iter(channels)
+            .map(|b| async move { matches!(live.session_for(&b).await, Ok(Some(_))).then_some(b) })
             .buffer_unordered(16)
-            .filter_map(|(b, active)| async move { active.then_some(b) })
+            .filter_map(|active| async move { active })
             .collect()
-            .await;
-        let blocked: HashSet<&BroadcasterId> = records
-            .iter()
-            .filter(|r| r.subscription_type == CHANNEL_CHAT_MESSAGE && BLOCKING_REASONS.contains(&r.status.as_str()))
-            .filter_map(|r| r.broadcaster.as_ref())
-            .collect();
-        let wanted = |b: &BroadcasterId, kind: &str| {
-            active.contains(b)
-                && known.get(b).is_some_and(|s| !s.needs_relogin)
-                && !(kind == CHANNEL_CHAT_MESSAGE && blocked.contains(b))
-        };
+            .await
+    }
 
-        let mut keep: HashSet<String> = HashSet::new();
-        let mut remove: Vec<(&'static str, String)> = Vec::new();
-        let mut orphaned: HashSet<BroadcasterId> = HashSet::new();
-        for ((b, kind), subs) in &on_twitch {
-            if wanted(b, kind) {
-                // Keep the one we have a record of, else the oldest.
-                let kept = subs.iter().find(|s| records.iter().any(|r| r.subscription_id == s.id)).unwrap_or(&subs[0]);
-                keep.insert(kept.id.clone());
-                repairs.kept += 1;
-                let owner = known.get(b).map(|s| s.id);
-                let same: Vec<SubscriptionRecord> =
-                    records.iter().filter(|r| r.broadcaster.as_ref() == Some(b)).cloned().collect();
-                if !records.iter().any(|r| r.subscription_id == kept.id && r.status == ENABLED) {
-                    self.record(owner, Some(b), kind, &kept.id, Some(&conduit), ENABLED, &same).await;
+    /// Carries the plan out, in its order; counts what each step did.
+    async fn apply(&self, conduit: &str, plan: Plan) -> Repairs {
+        let mut repairs = Repairs { kept: plan.kept, ..Repairs::default() };
+        if plan.is_empty() {
+            return repairs;
+        }
+        for (id, wanted) in &plan.adopt {
+            self.record(channel_record(wanted, id, conduit), &wanted.replaces).await;
+        }
+        for deletion in &plan.delete {
+            let deleted = self.delete_on_twitch(&deletion.id, deletion.forget).await;
+            repairs.count(deletion.repair, deleted);
+        }
+        let made = self.create_missing(conduit, &plan.create, &mut repairs).await;
+        for id in plan.forget.iter().filter(|id| !made.contains(*id)) {
+            match self.repo.delete_subscription(id).await {
+                Ok(_) => repairs.count(Repair::StaleRecord, true),
+                Err(e) => {
+                    self.metrics.durable_error("delete_subscription");
+                    tracing::warn!(error = %e, "cannot forget a stale subscription record");
                 }
-                for s in subs.iter().filter(|s| s.id != kept.id) {
-                    remove.push(("duplicate", s.id.clone()));
-                }
-            } else {
-                for s in subs {
-                    remove.push(("orphan", s.id.clone()));
-                }
-                orphaned.insert(b.clone());
             }
         }
-        // Revoked for a reason that forbids subscribing again (the bot was
-        // banned): gone from Twitch's list, but the record stays.
-        let blocking: HashSet<&str> =
-            dead.iter().filter(|s| BLOCKING_REASONS.contains(&s.status.as_str())).map(|s| s.id.as_str()).collect();
-        for s in &dead {
-            remove.push(("not_enabled", s.id.clone()));
-        }
-        for (key, s) in elsewhere {
-            let kept_here = key.is_some_and(|(b, kind)| wanted(&b, kind));
-            remove.push((if kept_here { "duplicate" } else { "orphan" }, s.id.clone()));
-        }
-        for (kind, id) in remove {
-            if self.delete_on_twitch(&id, !blocking.contains(id.as_str())).await {
-                match kind {
-                    "duplicate" => repairs.duplicate += 1,
-                    "orphan" => repairs.orphan += 1,
-                    _ => repairs.not_enabled += 1,
-                }
-            } else {
-                repairs.failed += 1;
+        for (streamer, broadcaster) in &plan.recheck {
+            if matches!(self.live.session_for(broadcaster).await, Ok(Some(_)))
+                && self.ensure_channel(*streamer, broadcaster).await.is_ok()
+            {
+                repairs.count(Repair::Missing, true);
             }
         }
+        for kind in &plan.create_alarms {
+            repairs.count(Repair::Missing, self.ensure_alarm(conduit, *kind).await);
+        }
+        repairs
+    }
 
-        // Missing subscriptions of wanted channels.
-        for b in active.iter().filter(|b| known.contains_key(b)) {
-            for kind in CHANNEL_TYPES {
-                if !wanted(b, kind) || on_twitch.contains_key(&(b.clone(), kind)) {
-                    continue;
+    /// Creates (or adopts) the missing channel subscriptions; returns their ids.
+    async fn create_missing(&self, conduit: &str, create: &[Wanted], repairs: &mut Repairs) -> HashSet<String> {
+        let mut made = HashSet::new();
+        for wanted in create {
+            match self.ensure_one(conduit, wanted).await {
+                Ok(id) => {
+                    made.insert(id);
+                    repairs.count(Repair::Missing, true);
                 }
-                let owner = known.get(b).map(|s| s.id);
-                let same: Vec<SubscriptionRecord> =
-                    records.iter().filter(|r| r.broadcaster.as_ref() == Some(b)).cloned().collect();
-                match self.ensure_one(&conduit, owner, b, kind, &same).await {
-                    Ok(id) => {
-                        keep.insert(id);
-                        repairs.missing += 1;
-                    }
-                    Err(e) => {
-                        repairs.failed += 1;
-                        tracing::warn!(broadcaster = %b, kind, error = %e, "cannot create a missing subscription");
-                    }
+                Err(e) => {
+                    repairs.count(Repair::Missing, false);
+                    let (broadcaster, kind) = (&wanted.broadcaster, wanted.kind.as_str());
+                    tracing::warn!(%broadcaster, kind, error = %e, "cannot create a missing subscription");
                 }
             }
         }
+        made
+    }
 
-        // Records of our conduit's subscriptions that Twitch no longer has
-        // enabled (kept: the reasons the dashboard shows).
-        for r in records.iter().filter(|r| r.conduit_id.as_deref() == Some(conduit.as_str())) {
-            if keep.contains(&r.subscription_id) || BLOCKING_REASONS.contains(&r.status.as_str()) {
-                continue;
-            }
-            let listed = list.subscriptions.iter().any(|s| s.id == r.subscription_id && s.status == ENABLED);
-            if !listed {
-                match self.repo.delete_subscription(&r.subscription_id).await {
-                    Ok(_) => repairs.stale_record += 1,
-                    Err(e) => {
-                        self.metrics.durable_error("delete_subscription");
-                        tracing::warn!(error = %e, "cannot forget a stale subscription record");
-                    }
-                }
-            }
+    /// Metrics and a log line for one reconciliation.
+    fn report(&self, r: &Repairs) {
+        for repair in Repair::ALL {
+            self.metrics.repaired(repair.label(), r.of(repair));
         }
-
-        // A session may have started on some instance since the snapshot,
-        // and adopted what was just deleted as an orphan: subscribe it again.
-        for b in orphaned {
-            if known.get(&b).is_some_and(|s| s.needs_relogin) {
-                continue; // their grant is gone: nothing to subscribe with
-            }
-            if matches!(self.live.session_for(&b).await, Ok(Some(_))) {
-                let owner = known.get(&b).map(|s| s.id);
-                if self.ensure_channel(owner, &b).await.is_ok() {
-                    repairs.missing += 1;
-                }
-            }
+        if r.done.values().sum::<u64>() > 0 || r.failed > 0 {
+            tracing::warn!(
+                kept = r.kept,
+                missing = r.of(Repair::Missing),
+                duplicate = r.of(Repair::Duplicate),
+                orphan = r.of(Repair::Orphan),
+                not_enabled = r.of(Repair::NotEnabled),
+                stale_record = r.of(Repair::StaleRecord),
+                failed = r.failed,
+                "EventSub reconciled with repairs"
+            );
+        } else {
+            tracing::info!(kept = r.kept, "EventSub reconciled; nothing to repair");
         }
-
-        if self.settings.transport == EventSubTransport::Webhook {
-            self.reconcile_alarms(&conduit, &list.subscriptions, &mut repairs).await;
-        }
-        Ok(repairs)
     }
 }
