@@ -1,37 +1,37 @@
-//! The clock live state is stamped with: milliseconds since the Unix epoch.
+//! Where "now" comes from for the decisions that compare wall-clock times
+//! with other processes or with stored times: leases in the live store
+//! (compared with other instances' clocks), the broadcaster's reads (values
+//! decay to "now") and Twitch's `Ratelimit-Reset` (an epoch second).
 //!
-//! Components that decide by time (the broadcaster's decay reads, session
-//! leases) take a [`Clock`] instead of reading the system clock, so their
-//! unit tests run on tokio's paused clock: [`Clock::tokio`] follows
-//! `tokio::time::Instant`, which `tokio::time::pause()` and `advance()`
-//! control.
+//! Production reads the system clock. Tests on tokio's paused clock use
+//! [`Clock::following_tokio`]: wall-clock milliseconds that move only when
+//! tokio's clock moves, so `tokio::time::advance` ends leases and reaches
+//! rate-limit resets exactly when the test says.
 
-use std::time::SystemTime;
+use tokio::time::Instant;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub enum Clock {
-    /// The system clock: what every instance compares leases with.
+    /// [`crate::now_ms`]: the system's wall clock.
+    #[default]
     System,
-    /// `origin_ms` at `origin`, then as tokio's clock moves.
-    Tokio { origin_ms: i64, origin: tokio::time::Instant },
+    /// `start_ms` at `start`, then moving with tokio's clock.
+    FollowingTokio { start_ms: i64, start: Instant },
 }
 
 impl Clock {
-    /// A clock that reads `origin_ms` now and advances with tokio's clock
-    /// (paused in tests).
-    pub fn tokio(origin_ms: i64) -> Self {
-        Clock::Tokio { origin_ms, origin: tokio::time::Instant::now() }
+    /// A clock that reads `start_ms` now and then follows tokio's clock.
+    pub fn following_tokio(start_ms: i64) -> Self {
+        Clock::FollowingTokio { start_ms, start: Instant::now() }
     }
 
+    /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
         match self {
-            Clock::System => {
-                let since = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-            }
-            Clock::Tokio { origin_ms, origin } => {
-                let elapsed = i64::try_from(origin.elapsed().as_millis()).unwrap_or(i64::MAX);
-                origin_ms.saturating_add(elapsed)
+            Clock::System => crate::now_ms(),
+            Clock::FollowingTokio { start_ms, start } => {
+                let elapsed = i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX);
+                start_ms.saturating_add(elapsed)
             }
         }
     }
@@ -39,20 +39,24 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::time::Duration;
 
+    use super::*;
+
     #[tokio::test(start_paused = true)]
-    async fn the_tokio_clock_moves_only_with_tokio_time() {
-        let clock = Clock::tokio(1_000_000);
+    async fn a_clock_following_tokio_moves_only_when_tokio_time_moves() {
+        let clock = Clock::following_tokio(1_000_000);
         assert_eq!(clock.now_ms(), 1_000_000);
-        tokio::time::advance(Duration::from_millis(1_500)).await;
-        assert_eq!(clock.now_ms(), 1_001_500);
+
+        tokio::time::advance(Duration::from_millis(2_500)).await;
+
+        assert_eq!(clock.now_ms(), 1_002_500);
     }
 
     #[test]
-    fn the_system_clock_is_the_epoch_in_milliseconds() {
-        let ms = Clock::System.now_ms();
-        assert!(ms > 1_700_000_000_000, "after 2023: {ms}");
+    fn the_system_clock_reads_the_wall_clock() {
+        let before = crate::now_ms();
+        let read = Clock::System.now_ms();
+        assert!(read >= before && read - before < 60_000);
     }
 }

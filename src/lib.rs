@@ -3,6 +3,7 @@
 //! The module map (dependencies point down; `domain` depends on nothing):
 //!
 //! - [`config`]    — typed configuration from the environment, validated once.
+//! - [`clock`]     — wall-clock "now" for leases and rate-limit resets (tokio's paused clock in tests).
 //! - [`domain`]    — pure types and rules: ids, config validation, trigger matching, decay math.
 //! - [`store`]     — storage ports and adapters: SQLite + in-process (embedded), later PostgreSQL + Redis.
 //! - [`twitch`]    — Twitch protocol: EventSub payload types and webhook signature checks.
@@ -34,9 +35,10 @@ pub mod telemetry;
 pub mod twitch;
 
 /// Milliseconds since the Unix epoch: the one clock every live-state call
-/// uses (components that decide by time take a [`clock::Clock`] instead).
+/// uses (components whose tests control time take a [`clock::Clock`]).
 pub fn now_ms() -> i64 {
-    clock::Clock::System.now_ms()
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Installs the process-wide TLS crypto provider (ring) that every HTTPS

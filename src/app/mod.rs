@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod eventsub;
 pub mod inbound;
+pub mod leader;
 pub mod revocations;
 pub mod sessions;
 pub mod tokens;

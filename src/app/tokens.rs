@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
+use super::leader::{Leadership, Lease};
 use crate::domain::{BroadcasterId, StreamerId};
 use crate::store::StoredTokens;
 use crate::twitch::oauth::{OAuthError, TwitchOAuth};
@@ -223,32 +224,36 @@ impl App {
 }
 
 /// Checks tokens at start-up and then every `interval` (hourly in
-/// production), on one instance at a time: each round goes to the instance
-/// that holds the token-check lease (`<leader key>:tokens`, two intervals
-/// long, renewed by its holder every round), so N instances do not validate
-/// and refresh every token N times, nor race each other's refreshes (Twitch
+/// production), on one instance at a time: the instance that holds the
+/// token-check lease (`<leader key>:tokens`, two intervals long, renewed
+/// every interval) runs the checks, so N instances do not validate and
+/// refresh every token N times, nor race each other's refreshes (Twitch
 /// rotates refresh tokens: the loser's refresh would be refused).
 pub async fn run_token_hygiene(app: Arc<App>, interval: Duration, shutdown: CancellationToken) {
     if app.oauth.is_none() {
         return; // no Twitch: no tokens to check (and no lease to hold)
     }
+    let lease = Lease {
+        key: format!("{}:tokens", app.settings.leader_key),
+        instance: app.settings.instance_id.clone(),
+        ttl: interval.saturating_mul(2),
+        renew: interval,
+    };
+    let leadership = Leadership::new(Arc::clone(&app.live), app.metrics.clone(), lease);
+    let checks = |token| check_while_leading(Arc::clone(&app), interval, token);
+    leadership.run_while_leading(shutdown, |_| {}, checks).await;
+}
+
+/// A check at once and then every `interval` until `token` is cancelled. A
+/// check under way is always finished: a refresh Twitch has already rotated
+/// must be stored, or the streamer would have to log in again.
+async fn check_while_leading(app: Arc<App>, interval: Duration, token: CancellationToken) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let key = format!("{}:tokens", app.settings.leader_key);
-    let ttl_ms = i64::try_from(interval.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = token.cancelled() => return,
             _ = ticker.tick() => {}
-        }
-        match app.live.lead(&key, &app.settings.instance_id, ttl_ms, crate::now_ms()).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                app.metrics.live_error("lead");
-                tracing::warn!(error = %e, "token check skipped: cannot tell which instance runs it");
-                continue;
-            }
         }
         let outcomes = app.check_tokens().await;
         if !outcomes.is_empty() {

@@ -444,7 +444,7 @@ mod tests {
             read_delay: Mutex::new(Duration::ZERO),
         });
         let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
-        let clock = Clock::tokio(ORIGIN_MS);
+        let clock = Clock::following_tokio(ORIGIN_MS);
         let timing = BroadcastTiming { tick: TICK, resting_read: Duration::from_secs(2), clock };
         let (missing_tx, missing) = mpsc::channel(16);
         let stop = CancellationToken::new();

@@ -10,6 +10,7 @@ use crate::secret::Secret;
 use crate::store::{LiveStore, Repository};
 use crate::twitch::client::TwitchClient;
 use crate::twitch::oauth::TwitchOAuth;
+use crate::twitch::retry::RetryPolicy;
 
 /// How this process reaches Twitch: the real one (from the configuration)
 /// or a simulator (the development wiring in `crate::dev`).
@@ -75,8 +76,6 @@ impl EventSubDeps<'_> {
             leader_ttl: c.tuning.leader_ttl,
             leader_renew: c.tuning.leader_renew,
             reconcile_interval: c.tuning.eventsub_reconcile_interval,
-            retry_base: c.tuning.twitch_retry_base,
-            rate_limit_wait: c.tuning.twitch_rate_limit_wait,
             shard_verify_timeout: c.tuning.shard_verify_timeout,
         };
         Arc::new(EventSub::new(client, Arc::clone(self.repo), Arc::clone(self.live), self.metrics.clone(), settings))
@@ -85,7 +84,13 @@ impl EventSubDeps<'_> {
 
 pub(super) fn connect_twitch(deps: &EventSubDeps<'_>, endpoints: Option<TwitchEndpoints>) -> anyhow::Result<Twitch> {
     let Some(e) = endpoints else { return Ok(Twitch::default()) };
-    let client = Arc::new(TwitchClient::new(&e.api_url, &e.auth_url, &e.client_id, e.client_secret.clone())?);
+    let retry = RetryPolicy {
+        base: deps.config.tuning.twitch_retry_base,
+        max_rate_limit_wait: deps.config.tuning.twitch_rate_limit_wait,
+        ..RetryPolicy::default()
+    };
+    let client = TwitchClient::new(&e.api_url, &e.auth_url, &e.client_id, e.client_secret.clone())?.with_retry(retry);
+    let client = Arc::new(client);
     let redirect = &deps.config.twitch_redirect_uri;
     let oauth = TwitchOAuth::new(&e.auth_url, &e.api_url, &e.client_id, &e.client_secret, redirect)?;
     let eventsub = match &e.bot_user_id {

@@ -1,14 +1,19 @@
 //! ChatPulse's client for Twitch's OAuth and Helix APIs
 //! (twitch-protocol.md §1–4). One client for the real Twitch and for the
-//! simulator: only the base URLs differ.
+//! simulator: only the base URLs differ. Every Helix call follows one
+//! policy ([`super::retry`]); callers see only its final result.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::time::Instant;
 
+use super::retry::RetryPolicy;
+use super::status::SubscriptionStatus;
+use crate::clock::Clock;
 use crate::secret::Secret;
 
 /// Renew the app token this long before Twitch says it expires.
@@ -90,7 +95,7 @@ pub struct ShardUpdate {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Subscription {
     pub id: String,
-    pub status: String,
+    pub status: SubscriptionStatus,
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -202,12 +207,75 @@ struct AppToken {
 
 /// Client credentials and endpoints of one Twitch application.
 pub struct TwitchClient {
-    http: reqwest::Client,
+    transport: Transport,
     api_url: String,
     auth_url: String,
     client_id: String,
     client_secret: Secret,
     app_token: tokio::sync::Mutex<Option<AppToken>>,
+    retry: RetryPolicy,
+    /// Reads the wall clock that `Ratelimit-Reset` is compared with.
+    clock: Clock,
+}
+
+/// How requests leave the client: over HTTP, or (unit tests) to a scripted
+/// stand-in for Twitch's HTTP API, so that the call policy runs on tokio's
+/// paused clock without sockets.
+enum Transport {
+    Http(reqwest::Client),
+    #[cfg(test)]
+    Scripted(Box<dyn Fn(&str) -> Reply + Send + Sync>),
+}
+
+/// One request as the transport sends it.
+struct Outgoing<'a> {
+    method: Method,
+    url: String,
+    bearer: Option<&'a str>,
+    client_id: Option<&'a str>,
+    query: &'a [(&'a str, &'a str)],
+    json: Option<&'a serde_json::Value>,
+    form: Option<&'a [(&'a str, &'a str)]>,
+}
+
+/// One answer as the client reads it: the status, the two rate-limit
+/// headers (§2.3) and the body.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub status: u16,
+    pub ratelimit_remaining: Option<String>,
+    pub ratelimit_reset: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Transport {
+    async fn send(&self, out: Outgoing<'_>) -> Result<Reply, TwitchError> {
+        match self {
+            Transport::Http(http) => {
+                let mut request = http.request(out.method, &out.url).query(out.query);
+                if let Some(token) = out.bearer {
+                    request = request.bearer_auth(token);
+                }
+                if let Some(client_id) = out.client_id {
+                    request = request.header("Client-Id", client_id);
+                }
+                if let Some(body) = out.json {
+                    request = request.json(body);
+                }
+                if let Some(form) = out.form {
+                    request = request.form(form);
+                }
+                let response = request.send().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
+                let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let (ratelimit_remaining, ratelimit_reset) = (header("ratelimit-remaining"), header("ratelimit-reset"));
+                let status = response.status().as_u16();
+                let body = response.bytes().await.map_err(|e| TwitchError::Transport(e.to_string()))?.to_vec();
+                Ok(Reply { status, ratelimit_remaining, ratelimit_reset, body })
+            }
+            #[cfg(test)]
+            Transport::Scripted(answer) => Ok(answer(&out.url)),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -228,13 +296,40 @@ impl TwitchClient {
             .user_agent("ChatPulse")
             .build()?;
         Ok(Self {
-            http,
+            transport: Transport::Http(http),
             api_url: api_url.trim_end_matches('/').to_owned(),
             auth_url: auth_url.trim_end_matches('/').to_owned(),
             client_id: client_id.to_owned(),
             client_secret,
             app_token: tokio::sync::Mutex::new(None),
+            retry: RetryPolicy::default(),
+            clock: Clock::System,
         })
+    }
+
+    /// The same client under another call policy.
+    pub fn with_retry(self, retry: RetryPolicy) -> Self {
+        Self { retry, ..self }
+    }
+
+    /// A client whose requests `answer` serves (given the URL), on `clock`.
+    #[cfg(test)]
+    pub(crate) fn scripted(
+        answer: impl Fn(&str) -> Reply + Send + Sync + 'static,
+        client_secret: Secret,
+        retry: RetryPolicy,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            transport: Transport::Scripted(Box::new(answer)),
+            api_url: "https://api.twitch.test/helix".to_owned(),
+            auth_url: "https://id.twitch.test/oauth2".to_owned(),
+            client_id: "client-id".to_owned(),
+            client_secret,
+            app_token: tokio::sync::Mutex::new(None),
+            retry,
+            clock,
+        }
     }
 
     pub fn client_id(&self) -> &str {
@@ -250,18 +345,24 @@ impl TwitchClient {
         {
             return Ok(t.token.clone());
         }
-        let response = self
-            .http
-            .post(format!("{}/token", self.auth_url))
-            .form(&[
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.client_secret.expose()),
-                ("grant_type", "client_credentials"),
-            ])
-            .send()
-            .await
-            .map_err(|e| TwitchError::Transport(e.to_string()))?;
-        let token: TokenResponse = decode(response).await?;
+        let form = [
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+            ("grant_type", "client_credentials"),
+        ];
+        let reply = self
+            .transport
+            .send(Outgoing {
+                method: Method::POST,
+                url: format!("{}/token", self.auth_url),
+                bearer: None,
+                client_id: None,
+                query: &[],
+                json: None,
+                form: Some(&form),
+            })
+            .await?;
+        let token: TokenResponse = decode(reply, self.clock.now_ms())?;
         let lifetime = Duration::from_secs(token.expires_in).saturating_sub(RENEW_BEFORE);
         let renew_at = Instant::now() + lifetime.max(Duration::from_secs(token.expires_in / 2));
         *cached = Some(AppToken { token: token.access_token.clone(), renew_at });
@@ -272,8 +373,21 @@ impl TwitchClient {
         *self.app_token.lock().await = None;
     }
 
-    /// One Helix call with the app token; a 401 renews the token and retries once.
+    /// One Helix call with the app token, under the call policy.
     async fn helix<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, TwitchError> {
+        let what = format!("{method} {path}");
+        self.retry.run(&what, || self.helix_once(method.clone(), path, query, body)).await
+    }
+
+    /// One attempt of a Helix call: a 401 renews the app token and sends
+    /// the request once more.
+    async fn helix_once<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -282,21 +396,21 @@ impl TwitchClient {
     ) -> Result<T, TwitchError> {
         for attempt in 0..2 {
             let token = self.app_token().await?;
-            let mut request = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.api_url))
-                .bearer_auth(&token)
-                .header("Client-Id", &self.client_id)
-                .query(query);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let response = request.send().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
-            if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+            let out = Outgoing {
+                method: method.clone(),
+                url: format!("{}{path}", self.api_url),
+                bearer: Some(&token),
+                client_id: Some(&self.client_id),
+                query,
+                json: body,
+                form: None,
+            };
+            let reply = self.transport.send(out).await?;
+            if reply.status == 401 && attempt == 0 {
                 self.forget_app_token().await;
                 continue;
             }
-            return decode(response).await;
+            return decode(reply, self.clock.now_ms());
         }
         Err(TwitchError::Malformed("unreachable retry loop".into()))
     }
@@ -437,26 +551,27 @@ impl TwitchClient {
     }
 }
 
-/// Decodes a JSON answer, or turns an error status into [`TwitchError`].
-async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, TwitchError> {
-    let status = response.status();
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    // Only an exhausted bucket is worth waiting for (§2.3, §4.1): a 429 with
-    // points left is a subscription limit, which waiting does not fix.
-    let exhausted = header("ratelimit-remaining").is_none_or(|r| r.trim() == "0");
-    let retry_after =
-        header("ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok()).filter(|_| exhausted).map(|reset| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            Duration::from_secs(reset).saturating_sub(now)
-        });
-    let bytes = response.bytes().await.map_err(|e| TwitchError::Transport(e.to_string()))?;
-    if !status.is_success() {
-        let message = serde_json::from_slice::<ErrorBody>(&bytes).map(|b| b.message).unwrap_or_default();
-        return Err(TwitchError::Status { status: status.as_u16(), message, retry_after });
+/// Decodes a JSON answer, or turns an error status into [`TwitchError`]
+/// (`now_ms`: the wall clock `Ratelimit-Reset` is compared with).
+fn decode<T: DeserializeOwned>(reply: Reply, now_ms: i64) -> Result<T, TwitchError> {
+    if !(200..300).contains(&reply.status) {
+        let message = serde_json::from_slice::<ErrorBody>(&reply.body).map(|b| b.message).unwrap_or_default();
+        let retry_after = reset_wait(&reply, now_ms);
+        return Err(TwitchError::Status { status: reply.status, message, retry_after });
     }
     // 204 and other empty answers decode as JSON null.
-    let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+    let body: &[u8] = if reply.body.is_empty() { b"null" } else { &reply.body };
     serde_json::from_slice(body).map_err(|e| TwitchError::Malformed(e.to_string()))
+}
+
+/// How long until the rate-limit bucket refills, if it is exhausted. Only
+/// an exhausted bucket is worth waiting for (§2.3, §4.1): a 429 with points
+/// left is a subscription limit, which waiting does not fix.
+fn reset_wait(reply: &Reply, now_ms: i64) -> Option<Duration> {
+    let exhausted = reply.ratelimit_remaining.as_deref().is_none_or(|r| r.trim() == "0");
+    let reset_secs = reply.ratelimit_reset.as_deref()?.trim().parse::<i64>().ok().filter(|_| exhausted)?;
+    let wait_ms = reset_secs.saturating_mul(1000).saturating_sub(now_ms).max(0);
+    Some(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)))
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! The Twitch protocol as ChatPulse speaks it (`shared/twitch-protocol.md`):
 //! EventSub messages and their HMAC signatures, the EventSub WebSocket
-//! transport, and the Helix/OAuth clients. (The simulator that stands in for
-//! Twitch in the demo and the tests is the `twitch-sim` crate.)
+//! transport, and the Helix/OAuth clients with their call policy. (The
+//! simulator that stands in for Twitch in the demo and the tests is the
+//! `twitch-sim` crate.)
 
 pub mod client;
 pub mod eventsub;
 pub mod eventsub_ws;
 pub mod oauth;
+pub mod retry;
 pub mod signature;
+pub mod status;
 
 /// How Twitch reaches our conduit's shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
