@@ -4,11 +4,11 @@
 #   scripts/redis-cluster.sh start   # prints `export TEST_REDIS_CLUSTER_URL=...`
 #   scripts/redis-cluster.sh stop
 #
-# Ports 7101-7103 (override with CLUSTER_BASE_PORT); state in a fresh
+# Ports 7101-7103 (override with REDIS_CLUSTER_BASE_PORT); state in a fresh
 # temporary directory each start; nothing is persisted.
 set -euo pipefail
 
-base=${CLUSTER_BASE_PORT:-7101}
+base=${REDIS_CLUSTER_BASE_PORT:-7101}
 ports=("$base" $((base + 1)) $((base + 2)))
 dir=${CLUSTER_DIR:-/tmp/chatpulse-redis-cluster-$base}
 
