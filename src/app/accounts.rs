@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::App;
-use crate::domain::{BroadcasterId, ConfigError, DecaySpeed, Label, OverlayConfig, OverlayId, StreamerId, Trigger};
+use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, StreamerId};
 use crate::store::signals::Signal;
 use crate::store::{BotAccount, NewStreamer, OverlaySetup, RepositoryError, StoredConfig, StoredTokens};
 use crate::twitch::eventsub::CHANNEL_CHAT_MESSAGE;
@@ -45,91 +45,55 @@ pub enum LoginError {
     Storage(#[from] RepositoryError),
 }
 
-/// The settings form as typed (kept for redisplay after errors).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct ConfigForm {
-    #[serde(default)]
-    pub for_trigger: String,
-    #[serde(default)]
-    pub against_trigger: String,
-    #[serde(default)]
-    pub left_label: String,
-    #[serde(default)]
-    pub right_label: String,
-    #[serde(default)]
-    pub decay_speed: String,
-}
-
-impl ConfigForm {
-    pub fn from_config(c: &OverlayConfig) -> Self {
-        Self {
-            for_trigger: c.for_trigger.to_string(),
-            against_trigger: c.against_trigger.to_string(),
-            left_label: c.left_label.to_string(),
-            right_label: c.right_label.to_string(),
-            decay_speed: format!("{}", c.decay_speed.get()),
-        }
-    }
-
-    /// Validates every field, collecting one message per bad field.
-    pub fn parse(&self) -> Result<OverlayConfig, Box<FieldErrors>> {
-        let mut errors = FieldErrors::default();
-        let text = |e: ConfigError, what: &str| match e {
-            ConfigError::Empty { .. } => format!("The {what} cannot be empty."),
-            ConfigError::TooLong { max, .. } => format!("The {what} can be at most {max} characters."),
-            ConfigError::ControlCharacters { .. } => format!("The {what} cannot contain control characters."),
-            other => other.to_string(),
-        };
-        let for_trigger = Trigger::parse(&self.for_trigger).map_err(|e| errors.for_trigger = Some(text(e, "word")));
-        let against = Trigger::parse(&self.against_trigger).map_err(|e| errors.against_trigger = Some(text(e, "word")));
-        let left = Label::parse(&self.left_label).map_err(|e| errors.left_label = Some(text(e, "label")));
-        let right = Label::parse(&self.right_label).map_err(|e| errors.right_label = Some(text(e, "label")));
-        let decay = self
-            .decay_speed
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .and_then(|v| DecaySpeed::new(v).ok())
-            .ok_or_else(|| errors.decay_speed = Some("Choose a decay speed between 0.1 and 2.0.".into()));
-        if let (Ok(f), Ok(a)) = (&for_trigger, &against)
-            && crate::domain::trigger_eq(f.as_str(), a.as_str())
-        {
-            errors.against_trigger = Some("The two words must differ.".into());
-        }
-        match (for_trigger, against, left, right, decay) {
-            (Ok(f), Ok(a), Ok(l), Ok(r), Ok(d)) if errors == FieldErrors::default() => {
-                OverlayConfig::new(f, a, l, r, d).map_err(|_| Box::new(errors))
-            }
-            _ => Err(Box::new(errors)),
-        }
-    }
-}
-
-/// One message per invalid field, shown next to it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FieldErrors {
-    pub for_trigger: Option<String>,
-    pub against_trigger: Option<String>,
-    pub left_label: Option<String>,
-    pub right_label: Option<String>,
-    pub decay_speed: Option<String>,
-    pub general: Option<String>,
-}
-
-/// A banner on the dashboard.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
-    pub level: &'static str,
-    pub text: String,
-}
-
+/// What the dashboard shows about one streamer, as facts (the page words
+/// them).
 pub struct DashboardView {
     pub setup: OverlaySetup,
-    pub notices: Vec<Notice>,
-    pub chat_status: String,
-    /// The channel's stream as the overlay sees it (`stream.online` /
-    /// `stream.offline`), while an overlay is open.
-    pub stream_status: String,
+    /// Twitch no longer accepts their login: they must log in again.
+    pub relogin_needed: bool,
+    /// Twitch revoked the chat subscription for a reason only the streamer
+    /// can remove (recorded on the channel's rows, so every instance shows it).
+    pub chat_blocked: Option<ChatBlock>,
+    /// Their Twitch login lacks `channel:bot`: the bot may not read their chat.
+    pub missing_channel_bot: bool,
+    pub chat: ChatConnection,
+    pub stream: StreamState,
+}
+
+/// Why Twitch will not deliver a channel's chat until the streamer acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatBlock {
+    /// The bot account is banned from the chat.
+    BotBanned,
+    /// Chat was read as a moderator, and the bot no longer is one.
+    ModeratorRemoved,
+}
+
+/// Whether the channel's chat reaches us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatConnection {
+    Connected,
+    /// This server has no Twitch application configured.
+    NoTwitch,
+    /// Not subscribed yet: that happens when the overlay opens.
+    WaitingForOverlay,
+    /// Subscribing failed, with Twitch's reason.
+    Failed(String),
+}
+
+/// The channel's stream as the overlay sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    Live,
+    Offline,
+    /// The overlay asks the streamer to reconnect Twitch.
+    Disconnected,
+    /// No `stream.online`/`stream.offline` seen yet.
+    NotKnownYet,
+    /// No overlay is open, so no session to read.
+    NoOverlay,
+    /// The live store did not answer.
+    Unavailable,
 }
 
 /// The bot account, for the operator.
@@ -259,100 +223,57 @@ impl App {
     /// Everything the dashboard shows about one streamer.
     pub async fn dashboard(&self, id: StreamerId) -> Result<Option<DashboardView>, RepositoryError> {
         let Some(setup) = self.repo.streamer(id).await? else { return Ok(None) };
-        let mut notices = Vec::new();
-        if setup.streamer.needs_relogin {
-            notices.push(Notice {
-                level: "warning",
-                text: "Twitch no longer accepts your login: log out and log in again to reconnect Twitch.".into(),
-            });
-        }
         // A blocking revocation is recorded on the channel's rows: every
         // instance shows it, until the streamer logs in again.
         let records = self.repo.subscriptions_of(&setup.streamer.twitch_user_id).await.unwrap_or_default();
-        let blocked = records.iter().find_map(|r| match r.status.as_str() {
-            "chat_user_banned" => Some("Twitch says the bot account is banned from your chat: unban it, then log out and log in again."),
-            "moderator_removed" => Some("Chat was read because the bot was a moderator, and it no longer is: log out and log in again to grant access."),
+        let chat_blocked = records.iter().find_map(|r| match r.status.as_str() {
+            "chat_user_banned" => Some(ChatBlock::BotBanned),
+            "moderator_removed" => Some(ChatBlock::ModeratorRemoved),
             _ => None,
         });
-        if let Some(text) = blocked {
-            notices.push(Notice { level: "error", text: text.into() });
-        }
-        // The streamer's own grant: without channel:bot, the bot may not read their chat.
-        if let Ok(Some(tokens)) = self.repo.tokens(id).await
-            && !tokens.scopes.iter().any(|s| s == "channel:bot")
-        {
-            notices.push(Notice {
-                level: "error",
-                text: "Your Twitch login does not allow the ChatPulse bot into your chat (channel:bot): \
-                       log out and log in again to grant it."
-                    .into(),
-            });
-        }
+        let missing_channel_bot = matches!(self.repo.tokens(id).await, Ok(Some(tokens))
+            if !tokens.scopes.iter().any(|s| s == "channel:bot"));
         // Subscribed, as recorded in the shared store: true on every instance.
         let subscribed = records.iter().any(|r| r.subscription_type == CHANNEL_CHAT_MESSAGE && r.status == "enabled");
-        let chat_status = match &self.eventsub {
-            Some(_) if subscribed => "Connected to your chat.".to_owned(),
-            None => {
-                notices.push(Notice {
-                    level: "info",
-                    text: "This server has no Twitch connection configured, so chat cannot be read.".into(),
-                });
-                "Chat is not connected (no Twitch configured).".to_owned()
-            }
+        let chat = match &self.eventsub {
+            None => ChatConnection::NoTwitch,
+            Some(_) if subscribed => ChatConnection::Connected,
             Some(eventsub) => match eventsub.channel_status(&setup.streamer.twitch_user_id) {
-                None => "Chat connects as soon as your overlay is open in OBS.".to_owned(),
-                Some(Ok(())) => "Connected to your chat.".to_owned(),
-                Some(Err(reason)) => {
-                    notices.push(Notice {
-                        level: "error",
-                        text: format!(
-                            "Chat cannot be read yet: {reason}. Log in again to grant access, \
-                             or ask the operator to authorize the bot account."
-                        ),
-                    });
-                    "Chat is not connected.".to_owned()
-                }
+                None => ChatConnection::WaitingForOverlay,
+                Some(Ok(())) => ChatConnection::Connected,
+                Some(Err(reason)) => ChatConnection::Failed(reason),
             },
         };
-        let stream_status = self.stream_status(setup.streamer.overlay_id).await.to_owned();
-        Ok(Some(DashboardView { setup, notices, chat_status, stream_status }))
+        let stream = self.stream_state(setup.streamer.overlay_id).await;
+        let relogin_needed = setup.streamer.needs_relogin;
+        Ok(Some(DashboardView { setup, relogin_needed, chat_blocked, missing_channel_bot, chat, stream }))
     }
 
-    /// What the dashboard says about the stream: read from the live session.
-    async fn stream_status(&self, overlay: OverlayId) -> &'static str {
+    /// The stream's state, read from the live session.
+    async fn stream_state(&self, overlay: OverlayId) -> StreamState {
         use crate::domain::SessionStatus;
         match self.live.read_many(&[overlay], crate::now_ms()).await.map(|mut v| v.pop().flatten()) {
             Ok(Some(snapshot)) => match snapshot.status {
-                SessionStatus::Live => "Live now: the bar started from the centre.",
-                SessionStatus::Offline => "Offline.",
-                SessionStatus::Disconnected => "Your overlay shows \"reconnect Twitch\".",
-                SessionStatus::Active | SessionStatus::Reconnecting => {
-                    "Not known yet: it updates when your stream goes live or offline."
-                }
+                SessionStatus::Live => StreamState::Live,
+                SessionStatus::Offline => StreamState::Offline,
+                SessionStatus::Disconnected => StreamState::Disconnected,
+                SessionStatus::Active | SessionStatus::Reconnecting => StreamState::NotKnownYet,
             },
-            Ok(None) => "Shown once your overlay is open.",
-            Err(_) => "Not available right now.",
+            Ok(None) => StreamState::NoOverlay,
+            Err(_) => StreamState::Unavailable,
         }
     }
 
-    /// Validates and saves the settings; every instance applies them to open
-    /// overlays. The inner `Err` carries the field errors.
-    pub async fn save_config(
-        &self,
-        id: StreamerId,
-        form: &ConfigForm,
-    ) -> Result<Result<StoredConfig, Box<FieldErrors>>, ActionError> {
-        let config = match form.parse() {
-            Ok(config) => config,
-            Err(errors) => return Ok(Err(errors)),
-        };
+    /// Saves the settings (validated by their caller); every instance
+    /// applies them to open overlays.
+    pub async fn save_config(&self, id: StreamerId, config: &OverlayConfig) -> Result<StoredConfig, ActionError> {
         let setup = self.repo.streamer(id).await?.ok_or(ActionError::NotFound)?;
-        let stored = self.repo.save_config(id, &config).await?;
+        let stored = self.repo.save_config(id, config).await?;
         let signal = Signal::ConfigChanged { overlay: setup.streamer.overlay_id };
         if let Err(e) = self.signals.publish(signal).await {
             tracing::warn!(error = %e, "config saved, but other instances were not told; the reconciler catches up");
         }
-        Ok(Ok(stored))
+        Ok(stored)
     }
 
     /// Centres the bar of the streamer's own overlay (every instance reads it).
@@ -376,47 +297,5 @@ impl App {
             tracing::warn!(error = %e, "overlay rotated, but other instances were not told");
         }
         Ok(new)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn form(f: &str, a: &str, l: &str, r: &str, d: &str) -> ConfigForm {
-        ConfigForm {
-            for_trigger: f.into(),
-            against_trigger: a.into(),
-            left_label: l.into(),
-            right_label: r.into(),
-            decay_speed: d.into(),
-        }
-    }
-
-    #[test]
-    fn a_valid_form_parses_into_a_config() {
-        let c = form(" yes ", "no", "Nope", "Yep", "1.5").parse().unwrap();
-        assert_eq!(c.for_trigger.as_str(), "yes");
-        assert_eq!(c.decay_speed.get(), 1.5);
-    }
-
-    #[test]
-    fn every_bad_field_gets_its_own_message() {
-        let e = form("", &"x".repeat(51), "  ", "ok", "abc").parse().unwrap_err();
-        assert!(e.for_trigger.is_some());
-        assert!(e.against_trigger.as_deref().is_some_and(|m| m.contains("50")));
-        assert!(e.left_label.is_some());
-        assert_eq!(e.right_label, None);
-        assert!(e.decay_speed.is_some());
-    }
-
-    #[test]
-    fn decay_out_of_range_or_identical_words_are_refused() {
-        assert!(form("yes", "no", "a", "b", "2.5").parse().unwrap_err().decay_speed.is_some());
-        assert!(form("yes", "no", "a", "b", "NaN").parse().unwrap_err().decay_speed.is_some());
-        let same = form("Yes", "yES", "a", "b", "1").parse().unwrap_err();
-        assert!(same.against_trigger.is_some());
-        let both = form("Yes", "yES", "", "b", "9").parse().unwrap_err();
-        assert!(both.against_trigger.is_some() && both.left_label.is_some() && both.decay_speed.is_some());
     }
 }

@@ -11,7 +11,9 @@ pub mod trigger;
 pub use chat::ChatMessage;
 pub use ids::{BroadcasterId, ChatterId, IdError, OverlayId, StreamerId};
 pub use net::IpNet;
-pub use overlay_config::{ConfigError, DecaySpeed, Label, OverlayConfig, Trigger};
+pub use overlay_config::{
+    ConfigError, ConfigField, ConfigInput, DecaySpeed, FieldProblem, Label, OverlayConfig, Trigger,
+};
 pub use sentiment::{Direction, SessionStatus};
 pub use trigger::match_vote;
 

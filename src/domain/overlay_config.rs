@@ -166,9 +166,130 @@ impl Default for OverlayConfig {
     }
 }
 
+/// A config as a person or a tool typed it (the dashboard form, the
+/// streamer API): every field as text, nothing validated yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConfigInput {
+    pub for_trigger: String,
+    pub against_trigger: String,
+    pub left_label: String,
+    pub right_label: String,
+    pub decay_speed: String,
+}
+
+/// A field of [`ConfigInput`], by its name in forms and JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConfigField {
+    ForTrigger,
+    AgainstTrigger,
+    LeftLabel,
+    RightLabel,
+    DecaySpeed,
+}
+
+impl ConfigField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigField::ForTrigger => "for_trigger",
+            ConfigField::AgainstTrigger => "against_trigger",
+            ConfigField::LeftLabel => "left_label",
+            ConfigField::RightLabel => "right_label",
+            ConfigField::DecaySpeed => "decay_speed",
+        }
+    }
+}
+
+/// What is wrong with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: ConfigField,
+    pub error: ConfigError,
+}
+
+impl ConfigInput {
+    pub fn from_config(c: &OverlayConfig) -> Self {
+        Self {
+            for_trigger: c.for_trigger.to_string(),
+            against_trigger: c.against_trigger.to_string(),
+            left_label: c.left_label.to_string(),
+            right_label: c.right_label.to_string(),
+            decay_speed: format!("{}", c.decay_speed.get()),
+        }
+    }
+
+    /// Validates every field, one problem per bad field (so each can be
+    /// shown next to its field), or the config.
+    pub fn parse(&self) -> Result<OverlayConfig, Vec<FieldProblem>> {
+        fn check<T>(problems: &mut Vec<FieldProblem>, field: ConfigField, r: Result<T, ConfigError>) -> Option<T> {
+            r.map_err(|error| problems.push(FieldProblem { field, error })).ok()
+        }
+        let p = &mut Vec::new();
+        let for_trigger = check(p, ConfigField::ForTrigger, Trigger::parse(&self.for_trigger));
+        let against = check(p, ConfigField::AgainstTrigger, Trigger::parse(&self.against_trigger));
+        let left = check(p, ConfigField::LeftLabel, Label::parse(&self.left_label));
+        let right = check(p, ConfigField::RightLabel, Label::parse(&self.right_label));
+        let decay = self.decay_speed.trim().parse::<f64>().map_err(|_| ConfigError::DecayOutOfRange);
+        let decay = check(p, ConfigField::DecaySpeed, decay.and_then(DecaySpeed::new));
+        let problems = p;
+        if let (Some(f), Some(a)) = (&for_trigger, &against)
+            && eq_ignore_case(f.as_str(), a.as_str())
+        {
+            problems.push(FieldProblem { field: ConfigField::AgainstTrigger, error: ConfigError::SameTriggers });
+        }
+        match (for_trigger, against, left, right, decay) {
+            (Some(f), Some(a), Some(l), Some(r), Some(d)) if problems.is_empty() => OverlayConfig::new(f, a, l, r, d)
+                .map_err(|error| vec![FieldProblem { field: ConfigField::AgainstTrigger, error }]),
+            _ => Err(std::mem::take(problems)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn input(f: &str, a: &str, l: &str, r: &str, d: &str) -> ConfigInput {
+        ConfigInput {
+            for_trigger: f.into(),
+            against_trigger: a.into(),
+            left_label: l.into(),
+            right_label: r.into(),
+            decay_speed: d.into(),
+        }
+    }
+
+    fn fields(problems: &[FieldProblem]) -> Vec<ConfigField> {
+        problems.iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn valid_input_parses_into_a_config_and_back() {
+        let c = input(" yes ", "no", "Nope", "Yep", "1.5").parse().unwrap();
+        assert_eq!(c.for_trigger.as_str(), "yes");
+        assert_eq!(c.decay_speed.get(), 1.5);
+        assert_eq!(ConfigInput::from_config(&c).parse().unwrap(), c);
+    }
+
+    #[test]
+    fn every_bad_field_gets_its_own_problem() {
+        let e = input("", &"x".repeat(51), "  ", "ok", "abc").parse().unwrap_err();
+        assert_eq!(
+            fields(&e),
+            [ConfigField::ForTrigger, ConfigField::AgainstTrigger, ConfigField::LeftLabel, ConfigField::DecaySpeed]
+        );
+        assert_eq!(e[1].error, ConfigError::TooLong { field: "trigger", max: TRIGGER_MAX_CHARS });
+    }
+
+    #[test]
+    fn decay_out_of_range_or_identical_words_are_refused() {
+        assert_eq!(fields(&input("yes", "no", "a", "b", "2.5").parse().unwrap_err()), [ConfigField::DecaySpeed]);
+        assert_eq!(fields(&input("yes", "no", "a", "b", "NaN").parse().unwrap_err()), [ConfigField::DecaySpeed]);
+        let same = input("Yes", "yES", "a", "b", "1").parse().unwrap_err();
+        assert_eq!(same, [FieldProblem { field: ConfigField::AgainstTrigger, error: ConfigError::SameTriggers }]);
+        let both = input("Yes", "yES", "", "b", "9").parse().unwrap_err();
+        assert_eq!(fields(&both), [ConfigField::LeftLabel, ConfigField::DecaySpeed, ConfigField::AgainstTrigger]);
+    }
 
     #[test]
     fn triggers_and_labels_are_trimmed() {

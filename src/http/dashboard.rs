@@ -13,7 +13,7 @@ use tower_sessions::Session;
 
 use super::pages::{ConfigForm, DashboardPage, FieldErrors, Notice, UnavailablePage};
 use super::{AppState, Error, session};
-use crate::app::accounts::{ActionError, DashboardView};
+use crate::app::accounts::{ActionError, ChatBlock, ChatConnection, DashboardView, StreamState};
 use crate::domain::{OverlayId, StreamerId};
 
 #[derive(Deserialize, Default)]
@@ -39,7 +39,10 @@ fn page(
 ) -> DashboardPage {
     let account = view.is_some();
     let (streamer, notices, chat_status, stream_status) = match view {
-        Some(v) => (Some(v.setup.streamer), v.notices, v.chat_status, v.stream_status),
+        Some(v) => {
+            let (notices, chat, stream) = words(&v);
+            (Some(v.setup.streamer), notices, chat, stream.to_owned())
+        }
         None => (None, vec![], String::new(), String::new()),
     };
     DashboardPage {
@@ -54,10 +57,64 @@ fn page(
         saved: flags.saved.is_some(),
         reset_done: flags.reset.is_some(),
         rotated: flags.rotated.is_some(),
-        notices: notices.into_iter().map(|n| Notice { level: n.level.to_owned(), text: n.text }).collect(),
+        notices,
         chat_status,
         stream_status,
     }
+}
+
+/// The dashboard's words for the facts: banners, the chat line, the stream line.
+fn words(view: &DashboardView) -> (Vec<Notice>, String, &'static str) {
+    let mut notices = Vec::new();
+    let mut notice = |level, text: &str| notices.push(Notice { level, text: text.to_owned() });
+    if view.relogin_needed {
+        notice("warning", "Twitch no longer accepts your login: log out and log in again to reconnect Twitch.");
+    }
+    match view.chat_blocked {
+        Some(ChatBlock::BotBanned) => notice(
+            "error",
+            "Twitch says the bot account is banned from your chat: unban it, then log out and log in again.",
+        ),
+        Some(ChatBlock::ModeratorRemoved) => notice(
+            "error",
+            "Chat was read because the bot was a moderator, and it no longer is: log out and log in again to grant access.",
+        ),
+        None => {}
+    }
+    if view.missing_channel_bot {
+        notice(
+            "error",
+            "Your Twitch login does not allow the ChatPulse bot into your chat (channel:bot): \
+             log out and log in again to grant it.",
+        );
+    }
+    let chat = match &view.chat {
+        ChatConnection::Connected => "Connected to your chat.".to_owned(),
+        ChatConnection::NoTwitch => {
+            notice("info", "This server has no Twitch connection configured, so chat cannot be read.");
+            "Chat is not connected (no Twitch configured).".to_owned()
+        }
+        ChatConnection::WaitingForOverlay => "Chat connects as soon as your overlay is open in OBS.".to_owned(),
+        ChatConnection::Failed(reason) => {
+            notice(
+                "error",
+                &format!(
+                    "Chat cannot be read yet: {reason}. Log in again to grant access, \
+                     or ask the operator to authorize the bot account."
+                ),
+            );
+            "Chat is not connected.".to_owned()
+        }
+    };
+    let stream = match view.stream {
+        StreamState::Live => "Live now: the bar started from the centre.",
+        StreamState::Offline => "Offline.",
+        StreamState::Disconnected => "Your overlay shows \"reconnect Twitch\".",
+        StreamState::NotKnownYet => "Not known yet: it updates when your stream goes live or offline.",
+        StreamState::NoOverlay => "Shown once your overlay is open.",
+        StreamState::Unavailable => "Not available right now.",
+    };
+    (notices, chat, stream)
 }
 
 /// The logged-in streamer and their dashboard data; `Err(response)` redirects
@@ -117,9 +174,13 @@ pub async fn save(
         return Ok(Redirect::to("/auth/login").into_response());
     };
     // The save is one statement: it is written entirely or not at all.
-    let (status, errors) = match state.app.save_config(id, &form.config).await {
+    let saved = match form.config.parse() {
+        Ok(config) => state.app.save_config(id, &config).await.map(Ok),
+        Err(problems) => Ok(Err(problems)),
+    };
+    let (status, errors) = match saved {
         Ok(Ok(_)) => return Ok(Redirect::to("/dashboard?saved=1").into_response()),
-        Ok(Err(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, *errors),
+        Ok(Err(problems)) => (StatusCode::UNPROCESSABLE_ENTITY, FieldErrors::from_problems(&problems)),
         Err(ActionError::Unavailable(e)) => {
             tracing::warn!(error = %e, "config save failed");
             let errors = FieldErrors {
