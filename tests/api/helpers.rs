@@ -20,6 +20,8 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "testcontainers")]
+mod containers;
 mod login;
 mod overlay;
 mod servers;
@@ -62,12 +64,19 @@ pub fn mode() -> Mode {
 /// of one test share a deployment by sharing these URLs. Redis is shared: all
 /// its keys are per overlay or per Twitch user, which tests never share.
 pub async fn distributed_urls() -> Option<(String, String)> {
-    let (base, redis) = test_servers()?;
+    let (base, redis) = test_servers().await?;
     Some((isolated_database_url(&base).await, redis))
 }
 
-/// The test PostgreSQL (its base URL) and Redis, from the environment.
-fn test_servers() -> Option<(String, String)> {
+/// The test PostgreSQL (its base URL) and Redis: from the environment, or,
+/// with the `testcontainers` feature and both variables unset, from
+/// containers this test binary starts once.
+#[cfg_attr(not(feature = "testcontainers"), allow(clippy::unused_async))]
+async fn test_servers() -> Option<(String, String)> {
+    #[cfg(feature = "testcontainers")]
+    if containers::wanted() {
+        return Some(containers::urls().await);
+    }
     Some((test_env("TEST_DATABASE_URL")?, test_env("TEST_REDIS_URL")?))
 }
 
