@@ -77,6 +77,15 @@ async fn settled(app: &TestApp) -> String {
     conduit
 }
 
+/// Reconciliations done by these instances (only a leader reconciles).
+async fn reconciliations(apps: &[TestApp]) -> f64 {
+    let mut sum = 0.0;
+    for app in apps {
+        sum += app.metric("chatpulse_eventsub_reconciliations_total{outcome=\"ok\"}").await;
+    }
+    sum
+}
+
 async fn calls(app: &TestApp, operation: &str, outcome: &str) -> f64 {
     app.metric(&format!(
         "chatpulse_eventsub_subscription_calls_total{{operation=\"{operation}\",outcome=\"{outcome}\"}}"
@@ -138,8 +147,8 @@ async fn a_fresh_start_sets_up_one_conduit_an_enabled_shard_and_the_alarms_and_a
     // A restart finds everything again and creates nothing new.
     app.stop().await.unwrap();
     let again = TestApp::builder().twitch(&twitch).restart_of(&app).start().await;
-    assert_eq!(eventsub_ready(&again).await, conduit);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Set up and reconciled: nothing more happens until an overlay opens.
+    assert_eq!(settled(&again).await, conduit);
     assert_eq!(twitch.conduits().len(), 1);
     for kind in ["user.authorization.revoke", "conduit.shard.disabled"] {
         let all: Vec<Value> = twitch.sim.subscriptions().into_iter().filter(|s| s["type"] == kind).collect();
@@ -335,6 +344,7 @@ async fn three_instances_starting_at_once_create_one_conduit_and_elect_one_leade
         // and reuses the conduit.
         let leader = leaders.iter().position(|l| *l == 1.0).unwrap();
         let mut stopped = apps.remove(leader);
+        let before = reconciliations(&apps).await;
         stopped.stop().await.unwrap();
         let took_over = eventually(Duration::from_secs(5), || async {
             let mut sum = 0.0;
@@ -345,7 +355,9 @@ async fn three_instances_starting_at_once_create_one_conduit_and_elect_one_leade
         })
         .await;
         assert!(took_over, "a new leader was elected");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A leader reconciles once its set-up (finding the conduit) is done.
+        let set_up = eventually(WAIT, || async { reconciliations(&apps).await > before }).await;
+        assert!(set_up, "the new leader set EventSub up");
         assert_eq!(twitch.conduits().len(), 1, "the new leader reuses the conduit");
     })
     .await
@@ -421,8 +433,13 @@ async fn subscriptions_follow_sessions_without_duplicates_and_go_with_them() {
         let adopted = eventually(WAIT, || async { calls(&again, "adopt", "ok").await >= 3.0 }).await;
         assert!(adopted, "409s adopted the existing subscriptions");
         assert_eq!(ids(&now), ids(&subs), "the same subscriptions");
+    } else {
+        let subscribed = eventually(WAIT, || async {
+            calls(&again, "create", "ok").await + calls(&again, "adopt", "ok").await >= 3.0
+        })
+        .await;
+        assert!(subscribed, "the restarted process subscribed the channel itself");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(twitch.enabled_for(&user.id).len(), 3, "no duplicates: {:#?}", twitch.sim.subscriptions());
     assert_eq!(twitch.conduits().len(), 1);
     drop(app);
@@ -531,9 +548,11 @@ async fn server_errors_are_retried_and_a_forbidden_answer_is_not() {
     let _second = app.connect(&r.streamer.overlay_id).await;
     let reported = eventually(WAIT, || async { calls(&app, "create", "rejected").await == 1.0 }).await;
     assert!(reported, "the 403 is counted");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The refused type (chat, tried first) is not retried; the channel's
-    // other types are still created, so its live status keeps working.
+    // The refused type (chat) is tried first, so once the channel's other
+    // types exist its attempt is over: it was not retried. They are still
+    // created, so its live status keeps working.
+    let others = eventually(WAIT, || async { twitch.enabled_for(&refused.id).len() >= 2 }).await;
+    assert!(others, "the other types were created: {:#?}", twitch.enabled_for(&refused.id));
     let enabled = twitch.enabled_for(&refused.id);
     let kinds: Vec<&str> = enabled.iter().filter_map(|s| s["type"].as_str()).collect();
     assert_eq!(kinds.len(), 2, "not retried: {enabled:#?}");
@@ -654,7 +673,14 @@ async fn chat_reaches_the_overlay_through_the_websocket_shard() {
     // Twitch asks us to reconnect: we follow, and chat keeps flowing.
     let session = twitch.conduits()[0]["shards"][0]["transport"]["session_id"].as_str().unwrap().to_owned();
     assert_eq!(twitch.post(&format!("/sim/websocket/{session}/reconnect"), json!({})).await, 202);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let moved = eventually(WAIT, || async {
+        let shard = &twitch.conduits()[0]["shards"][0];
+        shard["status"] == "enabled"
+            && shard["transport"]["session_id"] != session.as_str()
+            && twitch.sim.websocket_sessions().len() == 1
+    })
+    .await;
+    assert!(moved, "on the new session, the old socket closed: {:#?}", twitch.conduits());
     twitch.sim.post_chat(say("7002", "no")).await.unwrap();
     twitch.sim.post_chat(say("7003", "no")).await.unwrap();
     overlay.wait_for(WAIT, |f| f.value < 0.0).await.expect("chat after the reconnect");
@@ -818,11 +844,16 @@ async fn a_bot_banned_from_a_channel_is_explained_on_the_dashboard_and_not_resub
     assert!(app.repo.subscriptions_of(&b).await.unwrap().iter().any(|r| r.status == "chat_user_banned"), "kept");
     let page = browser.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("banned from your chat"), "the dashboard explains");
-    // Not re-created by reconnecting overlays either.
+    // Not re-created by a new session either: the overlay closes, the
+    // session ends, an overlay opens it again and its activation (which
+    // tries chat first) subscribes the other two types.
     overlay.close().await;
+    let ended = eventually(WAIT, || async { app.metric("chatpulse_sessions_active").await == 0.0 }).await;
+    assert!(ended, "the session ended after its grace period");
     let mut again = app.connect(&s.streamer.overlay_id).await;
     again.next_frame(WAIT).await.expect("overlay again");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let activated = eventually(WAIT, || async { recorded_ids(&app, &user_id).await.len() == 2 }).await;
+    assert!(activated, "the new session subscribed: {:?}", app.repo.subscriptions_of(&b).await.unwrap());
     let chat_subs: Vec<_> = app
         .repo
         .subscriptions_of(&b)

@@ -36,6 +36,15 @@ async fn metric_sum(app: &TestApp, prefix: &str) -> f64 {
 
 const BREAKER: &str = "chatpulse_circuit_breaker_state";
 
+/// Waits until `n` bars with overlays on `app` rest at the centre (read only
+/// now and then): a change made elsewhere reaches them only if that
+/// instance says so.
+async fn wait_until_resting(app: &TestApp, n: u32) {
+    let resting = || app.metric("chatpulse_sessions_resting");
+    let done = eventually(WAIT, || async { resting().await == f64::from(n) }).await;
+    assert!(done, "{} bars resting on {}, expected {n}", resting().await, app.base);
+}
+
 #[tokio::test]
 async fn a_vote_on_one_instance_moves_an_overlay_held_by_another() {
     let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
@@ -360,7 +369,7 @@ async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anyw
     overlay.next_frame(WAIT).await.expect("initial frame");
 
     // Resting: over two seconds a few batched reads, not the 40 ticks' worth.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_resting(&here, 1).await;
     let before = redis.command_calls().await.get("fcall_ro").copied().unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let reads = redis.command_calls().await.get("fcall_ro").copied().unwrap_or(0) - before;
@@ -377,7 +386,7 @@ async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anyw
     let other = here.add_streamer().await;
     let mut resting = here.connect(&other.streamer.overlay_id).await;
     resting.next_frame(WAIT).await.expect("initial frame");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_resting(&here, 1).await; // that one (the first is moving)
     let sent = Instant::now();
     assert_eq!(elsewhere.chat(&other.streamer.twitch_user_id, "2", "no").await, 204);
     assert_eq!(elsewhere.votes("applied").await, 1.0, "applied through the other instance");
@@ -399,7 +408,7 @@ async fn a_change_through_another_instance_wakes_a_resting_bar_here() {
     let b = s.streamer.twitch_user_id.clone();
     let mut overlay = here.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await.expect("initial frame");
-    tokio::time::sleep(Duration::from_millis(500)).await; // resting by now
+    wait_until_resting(&here, 1).await;
 
     assert_eq!(elsewhere.chat(&b, "1", "yes").await, 204);
     overlay.wait_for(Duration::from_secs(2), |f| f.value > 9.0).await.expect("the vote shows here");
@@ -409,7 +418,7 @@ async fn a_change_through_another_instance_wakes_a_resting_bar_here() {
     let t = here.add_streamer().await;
     let mut second = here.connect(&t.streamer.overlay_id).await;
     second.next_frame(WAIT).await.expect("initial frame");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_resting(&here, 1).await; // that one (the first is moving)
     let channel = t.streamer.twitch_user_id.as_str();
     let online = Delivery::notification(
         "stream.online",
@@ -505,7 +514,7 @@ async fn two_instances_run_on_a_redis_cluster() {
     let other = two.add_streamer().await;
     let mut resting = one.connect(&other.streamer.overlay_id).await;
     resting.next_frame(WAIT).await.expect("initial frame");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_resting(&one, 1).await; // that one (the first is moving)
     assert_eq!(two.chat(&other.streamer.twitch_user_id, "4", "yes").await, 204);
     resting.wait_for(Duration::from_secs(3), |f| f.value > 9.0).await.expect("woken by the other instance's signal");
 

@@ -238,7 +238,8 @@ async fn session_reconnect_is_followed_without_losing_a_message() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    let notifications = || t.sim.deliveries().iter().filter(|d| d.message_type == "notification").count();
+    assert!(eventually(WAIT, || async { notifications() >= 2 }).await, "chat is flowing");
     t.sim.reconnect_websocket(&old_id).unwrap();
     chatter.await.unwrap();
 

@@ -68,16 +68,27 @@ pub async fn distributed_urls() -> Option<(String, String)> {
     Some((isolated_database_url(&base).await, redis))
 }
 
-/// The test PostgreSQL (its base URL) and Redis: from the environment, or,
-/// with the `testcontainers` feature and both variables unset, from
-/// containers this test binary starts once.
-#[cfg_attr(not(feature = "testcontainers"), allow(clippy::unused_async))]
+/// The test PostgreSQL (its base URL) and Redis.
 async fn test_servers() -> Option<(String, String)> {
+    Some((test_server_url("TEST_DATABASE_URL").await?, test_server_url("TEST_REDIS_URL").await?))
+}
+
+/// A test server's URL: `TEST_DATABASE_URL` (a base for
+/// [`isolated_database_url`]) and `TEST_REDIS_URL` from the environment or,
+/// with the `testcontainers` feature and both unset, from containers this
+/// test binary starts once; any other variable as [`test_env`] reads it.
+#[cfg_attr(not(feature = "testcontainers"), allow(clippy::unused_async))]
+pub async fn test_server_url(variable: &str) -> Option<String> {
     #[cfg(feature = "testcontainers")]
     if containers::wanted() {
-        return Some(containers::urls().await);
+        let (database, redis) = containers::urls().await;
+        match variable {
+            "TEST_DATABASE_URL" => return Some(database),
+            "TEST_REDIS_URL" => return Some(redis),
+            _ => {}
+        }
     }
-    Some((test_env("TEST_DATABASE_URL")?, test_env("TEST_REDIS_URL")?))
+    test_env(variable)
 }
 
 /// A test server's URL (or tool's path) from the environment. Unset: `None`,

@@ -220,8 +220,10 @@ async fn a_silent_connection_is_closed() {
     let s = app.add_streamer().await;
     // A client that never reads never answers pings.
     let mut silent = app.connect(&s.streamer.overlay_id).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
 
+    let closed = silent.close_arrived_unread(WAIT).await;
+
+    assert!(closed, "the service closed the silent connection");
     let close = silent.wait_for_close(WAIT).await.expect("closed").expect("with a close frame");
     assert_eq!(u16::from(close.code), 1000);
     assert_eq!(close.reason.as_str(), "idle timeout");

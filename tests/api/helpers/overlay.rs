@@ -122,8 +122,44 @@ impl OverlayClient {
         }
     }
 
+    /// Waits until the server's close frame has arrived, without reading
+    /// it: a client that reads answers the server's pings (the WebSocket
+    /// library does), and one that does not read answers nothing. Peeks at
+    /// the socket's receive buffer instead (plain `ws://` only).
+    pub async fn close_arrived_unread(&self, within: Duration) -> bool {
+        let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() else { panic!("a plain ws:// connection") };
+        super::eventually(within, || async {
+            let mut buffered = vec![0; 64 * 1024];
+            // Never empty: the initial frame is there.
+            let n = tcp.peek(&mut buffered).await.unwrap_or(0);
+            opcodes(&buffered[..n]).contains(&OPCODE_CLOSE)
+        })
+        .await
+    }
+
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
         let _ = self.ws.send(Message::Close(None)).await;
     }
+}
+
+const OPCODE_CLOSE: u8 = 0x8;
+
+/// The opcodes of the WebSocket frames a server sent (unmasked, RFC 6455
+/// §5.2), in order; the last one may still be incomplete.
+fn opcodes(mut bytes: &[u8]) -> Vec<u8> {
+    let mut opcodes = Vec::new();
+    while bytes.len() >= 2 {
+        let (length, header) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 if bytes.len() >= 10 => {
+                (usize::try_from(u64::from_be_bytes(bytes[2..10].try_into().unwrap())).unwrap(), 10)
+            }
+            126 | 127 => break,
+            short => (usize::from(short), 2),
+        };
+        opcodes.push(bytes[0] & 0x0f);
+        bytes = bytes.get(header + length..).unwrap_or_default();
+    }
+    opcodes
 }
