@@ -191,6 +191,7 @@ pub struct Builder<'a> {
 type ConfigChange<'a> = Box<dyn Fn(&mut Config) + 'a>;
 
 impl TestApp {
+    /// The start of every test's service (see [`Builder`]).
     pub fn builder<'a>() -> Builder<'a> {
         Builder {
             twitch: Wiring::None,
@@ -264,7 +265,8 @@ impl<'a> Builder<'a> {
         self
     }
 
-    /// One more change to the configuration (applied last, in order).
+    /// One more change to the configuration (applied last, in order; again
+    /// if the start is retried on another port, hence `Fn`).
     pub fn configure(mut self, change: impl Fn(&mut Config) + 'a) -> Self {
         self.configure.push(Box::new(change));
         self

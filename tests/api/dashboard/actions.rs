@@ -13,8 +13,7 @@ both_modes! {
 async fn without_the_csrf_token_nothing_changes() {
     let app = TestApp::builder().demo().start().await;
     let login = unique_login();
-    let LoggedIn { client, html, .. } = app.log_in(&login).await;
-    let overlay = overlay_in(&html);
+    let LoggedIn { client, overlay, .. } = app.log_in(&login).await;
     let streamer = app.streamer_by_login(&login).await;
     // The bar is off the centre, so a reset that was wrongly accepted would show.
     let mut ws = app.connect(&overlay).await;
@@ -53,9 +52,7 @@ both_modes! {
 async fn reset_centres_the_bar_and_rotation_kills_the_old_url() {
     let app = TestApp::builder().demo().start().await;
     let login = unique_login();
-    let LoggedIn { client, html, .. } = app.log_in(&login).await;
-    let token = csrf(&html);
-    let old = overlay_in(&html);
+    let LoggedIn { client, csrf: token, overlay: old, .. } = app.log_in(&login).await;
     let streamer = app.streamer_by_login(&login).await;
     let mut ws = app.connect(&old).await;
     ws.next_frame(WAIT).await;

@@ -91,9 +91,9 @@ async fn a_login_without_the_channel_bot_grant_is_told_to_grant_it() {
 #[tokio::test]
 async fn the_dashboard_says_whether_chat_can_be_read() {
     let app = TestApp::builder().demo().start().await;
-    let LoggedIn { client, html, .. } = app.log_in(&unique_login()).await;
+    let LoggedIn { client, html, overlay, .. } = app.log_in(&unique_login()).await;
     assert!(html.contains("Chat connects as soon as your overlay is open"), "before any overlay");
-    let mut overlay = app.connect(&overlay_in(&html)).await;
+    let mut overlay = app.connect(&overlay).await;
     overlay.next_frame(WAIT).await;
     let connected = eventually(Duration::from_secs(10), || async {
         let page = client.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
@@ -105,8 +105,8 @@ async fn the_dashboard_says_whether_chat_can_be_read() {
     // The bot account disconnects the app: new channels cannot be subscribed.
     let bot = app.sim_user_id("chatpulse_bot").await;
     reqwest::Client::new().post(format!("{}/sim/users/{bot}/disconnect", app.simulator_url())).send().await.unwrap();
-    let LoggedIn { client: second, html, .. } = app.log_in(&unique_login()).await;
-    let mut overlay = app.connect(&overlay_in(&html)).await;
+    let LoggedIn { client: second, overlay, .. } = app.log_in(&unique_login()).await;
+    let mut overlay = app.connect(&overlay).await;
     overlay.next_frame(WAIT).await;
     let explained = eventually(Duration::from_secs(10), || async {
         let page = second.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();

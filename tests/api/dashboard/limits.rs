@@ -54,8 +54,7 @@ both_modes! {
 async fn dashboard_and_api_posts_are_rate_limited_per_address() {
     // Logging in spends one request of the budget (the dashboard page).
     let app = TestApp::builder().demo().configure(|c| c.tuning.dashboard_rate = (1, 3)).start().await;
-    let LoggedIn { client, html, .. } = app.log_in(&unique_login()).await;
-    let (token, overlay) = (csrf(&html), overlay_in(&html));
+    let LoggedIn { client, csrf: token, overlay, .. } = app.log_in(&unique_login()).await;
     let reset = || client.post(format!("{}/api/reset/{overlay}", app.base)).header("X-CSRF-Token", &token).send();
     assert_eq!(reset().await.unwrap().status(), 204);
     assert_eq!(reset().await.unwrap().status(), 204);

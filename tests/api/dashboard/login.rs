@@ -153,14 +153,14 @@ async fn logging_in_gives_a_new_session_id_and_a_new_csrf_token() {
 both_modes! {
 async fn logout_needs_the_csrf_token_and_ends_the_session() {
     let app = TestApp::builder().demo().start().await;
-    let LoggedIn { client, html, .. } = app.log_in(&unique_login()).await;
+    let LoggedIn { client, csrf, .. } = app.log_in(&unique_login()).await;
 
     let forged = client.post(format!("{}/auth/logout", app.base)).form(&[("csrf_token", "nope")]).send().await.unwrap();
     assert_eq!(forged.status(), 403);
     let still = client.get(format!("{}/dashboard", app.base)).send().await.unwrap();
     assert!(still.url().path().ends_with("/dashboard"));
 
-    let out = client.post(format!("{}/auth/logout", app.base)).form(&[("csrf_token", csrf(&html))]).send().await.unwrap();
+    let out = client.post(format!("{}/auth/logout", app.base)).form(&[("csrf_token", csrf)]).send().await.unwrap();
     assert_eq!(out.status(), 200);
     assert_eq!(out.url().path(), "/");
     assert!(out.text().await.unwrap().contains("Log in with Twitch"), "back on the login page");
