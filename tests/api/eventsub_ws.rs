@@ -75,10 +75,9 @@ impl Transport {
         }
     }
 
-    /// Nothing more is reported for a while.
+    /// Nothing more is reported for a while (a window: absence has no signal).
     async fn quiet(&mut self) {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        if let Ok(event) = self.events.try_recv() {
+        if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(150), self.events.recv()).await {
             panic!("unexpected event {event:?}");
         }
     }
