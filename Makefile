@@ -46,11 +46,13 @@ test-unit:
 
 ## Lints every crate, and the product crate once more as production builds
 ## it (without the simulator); the production build must not link the
-## simulator crate at all.
+## simulator crate at all. The test suite's `testcontainers` feature (test
+## servers in Docker containers) is only compiled: no Docker engine runs here.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p chatpulse --no-default-features --lib --bins -- -D warnings
+	$(CARGO) check --tests --features testcontainers
 	@if $(CARGO) tree -p chatpulse --no-default-features -e normal,build --prefix none | grep -q '^twitch-sim '; then \
 	  echo "the production build (--no-default-features) links the Twitch simulator" >&2; exit 1; fi
 

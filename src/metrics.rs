@@ -91,6 +91,8 @@ pub struct Metrics {
     pub vote_duration: Histogram,
     pub tick_duration: Histogram,
     pub sessions_active: Gauge,
+    /// Sessions whose bar rests at the centre, read only every `Tuning::resting_read`.
+    pub sessions_resting: Gauge,
     pub ws_clients: Gauge,
     pub ws_connections: Counter,
     pub ws_rejections: Family<ReasonLabels, Counter>,
@@ -144,6 +146,7 @@ impl Metrics {
             vote_duration: latency_histogram(),
             tick_duration: latency_histogram(),
             sessions_active: Gauge::default(),
+            sessions_resting: Gauge::default(),
             ws_clients: Gauge::default(),
             ws_connections: Counter::default(),
             ws_rejections: Family::default(),
@@ -183,6 +186,11 @@ impl Metrics {
         r.register("vote_duration_seconds", "Time of one vote through the pipeline", m.vote_duration.clone());
         r.register("broadcast_tick_duration_seconds", "Duration of one broadcaster tick", m.tick_duration.clone());
         r.register("sessions_active", "Sessions with overlays connected to this instance", m.sessions_active.clone());
+        r.register(
+            "sessions_resting",
+            "Sessions with overlays here whose bar rests at the centre, read only now and then",
+            m.sessions_resting.clone(),
+        );
         r.register("websocket_clients", "Overlay WebSocket connections open on this instance", m.ws_clients.clone());
         r.register("websocket_connections", "Overlay WebSocket connections accepted", m.ws_connections.clone());
         r.register("websocket_rejections", "Overlay WebSocket connections refused, by reason", m.ws_rejections.clone());

@@ -187,7 +187,9 @@ impl Actor {
     /// A session left the map (or stopped resting): it rests nowhere.
     fn forget(&mut self, overlay: &OverlayId) {
         let bucket = self.bucket(overlay);
-        self.resting[bucket].remove(overlay);
+        if self.resting[bucket].remove(overlay) {
+            self.metrics.sessions_resting.dec();
+        }
         self.moving.remove(overlay);
     }
 
@@ -284,7 +286,9 @@ impl Actor {
         for o in to_rest {
             let bucket = self.bucket(&o);
             self.moving.remove(&o);
-            self.resting[bucket].insert(o);
+            if self.resting[bucket].insert(o) {
+                self.metrics.sessions_resting.inc();
+            }
         }
         for o in woken {
             self.forget(&o);

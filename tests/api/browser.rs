@@ -97,19 +97,10 @@ impl Browser {
         self.client.execute(script, vec![]).await.unwrap().as_bool().expect("a bool")
     }
 
-    /// Polls the page until `pred` holds for the marker position.
-    pub async fn wait_for_marker(&self, within: Duration, pred: impl Fn(f64) -> bool) -> Option<f64> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let p = self.marker_position().await;
-            if pred(p) {
-                return Some(p);
-            }
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// Polls the page until `pred` holds for the marker position (the
+    /// browser renders in its own time; no event tells when it has drawn).
+    pub async fn wait_for_marker(&self, within: Duration, pred: impl Fn(f64) -> bool) -> bool {
+        eventually(within, || async { pred(self.marker_position().await) }).await
     }
 
     pub async fn save_screenshot(&self, name: &str) {
@@ -144,28 +135,28 @@ async fn say_all(app: &TestApp, broadcaster: &str, chatters: std::ops::RangeIncl
 async fn the_marker_follows_votes_and_returns_to_the_centre() {
     let Some(browser) = Browser::start().await else { return };
     // Like `make run`: the service on its built-in Twitch simulator.
-    let app = spawn_demo_app_with(|_| {}).await;
+    let app = TestApp::builder().demo().start().await;
     let setup = app.repo.overlay_setup(app.demo_overlay()).await.unwrap().expect("the demo streamer");
     let settings = config("yes", "no", "Pineapple NO", "Pineapple YES", 1.0);
     app.repo.save_config(setup.streamer.id, &settings).await.unwrap();
     let b = setup.streamer.twitch_user_id.to_string();
     browser.client.goto(&app.demo.as_ref().unwrap().overlay_url).await.unwrap();
-    assert!(browser.wait_for_marker(Duration::from_secs(5), |p| p.abs() < 0.02).await.is_some(), "starts centred");
+    assert!(browser.wait_for_marker(Duration::from_secs(5), |p| p.abs() < 0.02).await, "starts centred");
     // The open page activated the channel: the service subscribed it on Twitch.
     app.wait_until_sim_delivers_chat_of(&b).await;
 
     say_all(&app, &b, 1..=4, "yes").await;
     let right = browser.wait_for_marker(Duration::from_secs(3), |p| p > 0.2).await;
-    assert!(right.is_some(), "right of centre after yes votes: {}", browser.marker_position().await);
+    assert!(right, "right of centre after yes votes: {}", browser.marker_position().await);
     browser.save_screenshot("overlay-for.png").await;
 
     // Decay (k = 1/s) brings it back near the centre within a few seconds.
     let centred = browser.wait_for_marker(Duration::from_secs(8), |p| p.abs() < 0.03).await;
-    assert!(centred.is_some(), "back near the centre: {}", browser.marker_position().await);
+    assert!(centred, "back near the centre: {}", browser.marker_position().await);
 
     say_all(&app, &b, 11..=14, "no").await;
     let left = browser.wait_for_marker(Duration::from_secs(3), |p| p < -0.2).await;
-    assert!(left.is_some(), "left of centre after no votes: {}", browser.marker_position().await);
+    assert!(left, "left of centre after no votes: {}", browser.marker_position().await);
     browser.save_screenshot("overlay.png").await;
     let all = eventually(Duration::from_secs(3), || async { app.votes("applied").await == 8.0 }).await;
     assert!(all, "every vote came through the simulator: {} applied", app.votes("applied").await);
@@ -191,17 +182,15 @@ async fn the_marker_follows_votes_and_returns_to_the_centre() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconnect_indicator_shows_while_the_server_is_away() {
     let Some(browser) = Browser::start().await else { return };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let first_user_id = demo_first_user_id();
-    let data = tempfile::tempdir().unwrap();
-    let data_path = data.path().to_path_buf();
-    let mut app = spawn_demo_in(data, port, first_user_id, |_| {}).await;
+    let mut app = TestApp::builder().demo().start().await;
     let overlay = app.demo_overlay();
     let b = app.demo_broadcaster().await;
     browser.client.goto(&format!("{}/overlay/{overlay}", app.base)).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), || async { !browser.indicator_visible().await }).await);
-    let open = browser.client.execute("return document.body.dataset.connection", vec![]).await.unwrap();
-    assert_eq!(open, json!("open"));
+    // The page starts "closed" (with the indicator hidden) until its socket opens.
+    let connection = || async { browser.client.execute("return document.body.dataset.connection", vec![]).await };
+    let open = eventually(Duration::from_secs(5), || async { connection().await.ok() == Some(json!("open")) }).await;
+    assert!(open, "the overlay connects: {:?}", connection().await);
+    assert!(!browser.indicator_visible().await, "no reconnect indicator while connected");
 
     app.stop().await.unwrap();
     assert!(
@@ -211,10 +200,7 @@ async fn the_reconnect_indicator_shows_while_the_server_is_away() {
     browser.save_screenshot("overlay-reconnecting.png").await;
 
     // The same server (and its simulator) comes back on the same port and data.
-    let back = spawn_demo_in(tempfile::TempDir::with_prefix("unused").unwrap(), port, first_user_id, |c| {
-        c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data_path.clone() };
-    })
-    .await;
+    let back = TestApp::builder().demo().restart_of(&app).start().await;
     assert_eq!(back.demo_overlay(), overlay, "the same demo streamer");
     assert!(
         eventually(Duration::from_secs(20), || async { !browser.indicator_visible().await }).await,
@@ -223,7 +209,7 @@ async fn the_reconnect_indicator_shows_while_the_server_is_away() {
     // The reconnected page activated the channel again, on the new simulator.
     back.wait_until_sim_delivers_chat_of(&b).await;
     assert_eq!(back.sim_chat(&b, "1", "yes").await, 202);
-    assert!(browser.wait_for_marker(Duration::from_secs(3), |p| p > 0.05).await.is_some(), "live again");
+    assert!(browser.wait_for_marker(Duration::from_secs(3), |p| p > 0.05).await, "live again");
     browser.quit().await;
 }
 
@@ -248,7 +234,7 @@ async fn set_field(browser: &Browser, name: &str, value: &str) {
 async fn a_streamer_logs_in_renames_the_sides_and_rotates_the_overlay_url() {
     let Some(dashboard) = Browser::start().await else { return };
     let Some(overlay) = Browser::start().await else { return };
-    let app = spawn_demo_app_with(|_| {}).await;
+    let app = TestApp::builder().demo().start().await;
     dashboard.set_viewport(1200, 1100).await;
 
     // The landing page, then a login through the simulator's Twitch.

@@ -101,12 +101,14 @@ fn migrate_creates_the_database() {
 
 #[tokio::test]
 async fn the_cli_works_against_a_running_server() {
-    let app = spawn_app_with(|c| {
-        c.tuning.reconcile_interval = Duration::from_millis(100);
-        c.tuning.config_check_interval = Duration::from_millis(100);
-    })
-    .await;
-    let data = app.data.path().to_path_buf();
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.tuning.reconcile_interval = Duration::from_millis(100);
+            c.tuning.config_check_interval = Duration::from_millis(100);
+        })
+        .start()
+        .await;
+    let data = app.data_dir.clone();
 
     let added = chatpulse(&data, &["streamers", "add", "55501234", "livestreamer"]);
     assert!(added.status.success(), "{}", stderr(&added));

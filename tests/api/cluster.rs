@@ -365,7 +365,7 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
     chatpulse::install_crypto_provider();
     let cluster = Cluster::start().await;
     let lb = cluster.url("CLUSTER_URL").to_owned();
-    let repo = test_repository_at(cluster.url("CLUSTER_DATABASE_URL")).await;
+    let repo = postgres_repository(cluster.url("CLUSTER_DATABASE_URL"), true).await;
 
     // Streamers, and two overlays of each through the load balancer.
     let phase = Arc::new(Phase::default());

@@ -7,10 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use chatpulse::config::{Config, EventSubTransport, Secret};
+use chatpulse::config::{EventSubTransport, Secret};
 use chatpulse::domain::BroadcasterId;
 use chatpulse::store::{NewStreamer, OverlaySetup};
-use chatpulse::twitch::client::TwitchClient;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use twitch_sim::{ChatInput, SimConfig, SimUser, Simulator};
@@ -19,61 +18,8 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A simulated Twitch shared by the instances of one test.
-struct Twitch {
-    sim: Simulator,
-    base: String,
-    bot: SimUser,
-    /// Our own Helix client, to plant drift the way another actor would.
-    client: TwitchClient,
-    stop: CancellationToken,
-}
-
-impl Drop for Twitch {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
+/// What these tests ask the simulator.
 impl Twitch {
-    async fn start() -> Self {
-        chatpulse::install_crypto_provider();
-        // Tests share one database: every simulator gets its own user ids.
-        let first_user_id = 3_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let config = SimConfig { first_user_id, public_url: base.clone(), ..SimConfig::default() };
-        let stop = CancellationToken::new();
-        let twitch_sim::Running { sim, bot, .. } = twitch_sim::Running::start(config, listener, stop.clone()).unwrap();
-        let secret = Secret::new(sim.config().client_secret.clone());
-        let client =
-            TwitchClient::new(&format!("{base}/helix"), &format!("{base}/oauth2"), &sim.config().client_id, secret)
-                .unwrap();
-        Self { sim, base, bot, client, stop }
-    }
-
-    /// A streamer who granted `channel:bot`.
-    fn streamer(&self) -> SimUser {
-        let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let user = self.sim.create_user(&login, &login);
-        self.sim.grant(&user.id, &["channel:bot"]);
-        user
-    }
-
-    /// Points a service at this Twitch, with its webhook on `port`.
-    fn wire(&self, c: &mut Config, port: u16) {
-        let to = twitch_sim::Endpoints::at(&self.base, self.sim.config());
-        c.port = port;
-        c.public_url = format!("http://127.0.0.1:{port}");
-        c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
-        c.twitch_client_id = Some(to.client_id);
-        c.twitch_client_secret = Some(Secret::new(to.client_secret));
-        c.twitch_api_url = to.api_url;
-        c.twitch_auth_url = to.auth_url;
-        c.twitch_eventsub_ws_url = to.ws_url;
-        c.bot_user_id = Some(self.bot.id.clone());
-    }
-
     fn conduits(&self) -> Vec<Value> {
         self.sim.conduits()
     }
@@ -94,19 +40,6 @@ impl Twitch {
     async fn post(&self, path: &str, body: Value) -> u16 {
         reqwest::Client::new().post(format!("{}{path}", self.base)).json(&body).send().await.unwrap().status().as_u16()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// One instance of the service on `twitch`.
-async fn instance(twitch: &Twitch, adjust: impl Fn(&mut Config)) -> TestApp {
-    spawn_on_a_free_port(|c, port| {
-        twitch.wire(c, port);
-        adjust(c);
-    })
-    .await
 }
 
 /// Our streamer for a simulated Twitch user.
@@ -144,6 +77,15 @@ async fn settled(app: &TestApp) -> String {
     conduit
 }
 
+/// Reconciliations done by these instances (only a leader reconciles).
+async fn reconciliations(apps: &[TestApp]) -> f64 {
+    let mut sum = 0.0;
+    for app in apps {
+        sum += app.metric("chatpulse_eventsub_reconciliations_total{outcome=\"ok\"}").await;
+    }
+    sum
+}
+
 async fn calls(app: &TestApp, operation: &str, outcome: &str) -> f64 {
     app.metric(&format!(
         "chatpulse_eventsub_subscription_calls_total{{operation=\"{operation}\",outcome=\"{outcome}\"}}"
@@ -176,8 +118,7 @@ async fn recorded_ids(app: &TestApp, broadcaster: &str) -> Vec<String> {
 both_modes! {
 async fn a_fresh_start_sets_up_one_conduit_an_enabled_shard_and_the_alarms_and_a_restart_reuses_them() {
     let twitch = Twitch::start().await;
-    let port = free_port();
-    let mut app = spawn_app_with(|c| twitch.wire(c, port)).await;
+    let mut app = TestApp::builder().twitch(&twitch).start().await;
     let conduit = eventsub_ready(&app).await;
 
     let conduits = twitch.conduits();
@@ -185,7 +126,7 @@ async fn a_fresh_start_sets_up_one_conduit_an_enabled_shard_and_the_alarms_and_a
     assert_eq!(conduits[0]["id"], conduit.as_str());
     let shard = &conduits[0]["shards"][0];
     assert_eq!(shard["status"], "enabled", "{shard}");
-    assert_eq!(shard["transport"]["callback"], format!("http://127.0.0.1:{port}/webhooks/eventsub"));
+    assert_eq!(shard["transport"]["callback"], format!("{}/webhooks/eventsub", app.base));
     let client_id = twitch.sim.config().client_id.clone();
     assert_eq!(app.repo.conduit(&client_id).await.unwrap().as_deref(), Some(conduit.as_str()), "remembered");
     // The two app-wide alarms, as plain webhooks verified through our endpoint.
@@ -204,17 +145,10 @@ async fn a_fresh_start_sets_up_one_conduit_an_enabled_shard_and_the_alarms_and_a
     assert_eq!(body["ready"], true);
 
     // A restart finds everything again and creates nothing new.
-    let data = app.data.path().to_path_buf();
     app.stop().await.unwrap();
-    let again = spawn_app_with(|c| {
-        twitch.wire(c, port);
-        if mode() == Mode::Embedded {
-            c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data.clone() };
-        }
-    })
-    .await;
-    assert_eq!(eventsub_ready(&again).await, conduit);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = TestApp::builder().twitch(&twitch).restart_of(&app).start().await;
+    // Set up and reconciled: nothing more happens until an overlay opens.
+    assert_eq!(settled(&again).await, conduit);
     assert_eq!(twitch.conduits().len(), 1);
     for kind in ["user.authorization.revoke", "conduit.shard.disabled"] {
         let all: Vec<Value> = twitch.sim.subscriptions().into_iter().filter(|s| s["type"] == kind).collect();
@@ -244,12 +178,11 @@ async fn chat_moves_a_new_overlay(twitch: &Twitch, app: &TestApp, chatter: &str,
 both_modes! {
 async fn a_new_webhook_secret_rebinds_the_shard_and_renews_the_alarms() {
     let twitch = Twitch::start().await;
-    let port = free_port();
-    let mut app = spawn_app_with(|c| {
-        twitch.wire(c, port);
-        c.webhook_secret = Secret::new("the-first-webhook-secret");
-    })
-    .await;
+    let mut app = TestApp::builder()
+        .twitch(&twitch)
+        .configure(|c| c.webhook_secret = Secret::new("the-first-webhook-secret"))
+        .start()
+        .await;
     let conduit = eventsub_ready(&app).await;
     let alarms = |twitch: &Twitch| {
         let mut ids: Vec<String> = ["user.authorization.revoke", "conduit.shard.disabled"]
@@ -265,16 +198,13 @@ async fn a_new_webhook_secret_rebinds_the_shard_and_renews_the_alarms() {
 
     // The operator rotates WEBHOOK_SECRET and restarts. Twitch never shows
     // a shard's secret: only the service knows it changed.
-    let data = app.data.path().to_path_buf();
     app.stop().await.unwrap();
-    let again = spawn_app_with(|c| {
-        twitch.wire(c, port);
-        c.webhook_secret = Secret::new("the-second-webhook-secret");
-        if mode() == Mode::Embedded {
-            c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data.clone() };
-        }
-    })
-    .await;
+    let again = TestApp::builder()
+        .twitch(&twitch)
+        .restart_of(&app)
+        .configure(|c| c.webhook_secret = Secret::new("the-second-webhook-secret"))
+        .start()
+        .await;
     assert_eq!(eventsub_ready(&again).await, conduit, "same conduit");
     let renewed = eventually(WAIT, || async {
         let now = alarms(&twitch);
@@ -293,17 +223,17 @@ async fn a_conduit_deleted_on_twitch_is_replaced_and_every_instance_follows() {
     let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
     let twitch = Twitch::start().await;
     let key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
-    let deployment = |c: &mut Config| {
-        c.storage = chatpulse::config::StorageMode::Distributed {
-            database_url: Secret::new(db.clone()),
-            redis_url: Secret::new(redis.clone()),
-        };
-        c.tuning.leader_key = key.clone();
-        c.tuning.eventsub_reconcile_interval = Duration::from_millis(500);
+    let instance = || {
+        TestApp::builder()
+            .twitch(&twitch)
+            .distributed(&db, &redis)
+            .leader_key(&key)
+            .configure(|c| c.tuning.eventsub_reconcile_interval = Duration::from_millis(500))
+            .start()
     };
-    let leader = instance(&twitch, deployment).await;
+    let leader = instance().await;
     let old = eventsub_ready(&leader).await;
-    let follower = instance(&twitch, deployment).await;
+    let follower = instance().await;
     assert_eq!(eventsub_ready(&follower).await, old);
     let (leader, follower) =
         if readiness(&leader).await["eventsub"]["leader"] == true { (leader, follower) } else { (follower, leader) };
@@ -353,11 +283,14 @@ async fn a_conduit_deleted_on_twitch_is_replaced_and_every_instance_follows() {
 #[tokio::test]
 async fn a_websocket_shard_taken_away_is_bound_back_to_our_session() {
     let twitch = Twitch::start().await;
-    let app = instance(&twitch, |c| {
-        c.eventsub_transport = EventSubTransport::WebSocket;
-        c.tuning.eventsub_reconcile_interval = Duration::from_millis(500);
-    })
-    .await;
+    let app = TestApp::builder()
+        .twitch(&twitch)
+        .configure(|c| {
+            c.eventsub_transport = EventSubTransport::WebSocket;
+            c.tuning.eventsub_reconcile_interval = Duration::from_millis(500);
+        })
+        .start()
+        .await;
     let conduit = eventsub_ready(&app).await;
     let ours = || {
         let shard = &twitch.conduits()[0]["shards"][0];
@@ -386,20 +319,14 @@ async fn three_instances_starting_at_once_create_one_conduit_and_elect_one_leade
         let key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
         // One callback, as behind a load balancer: the first instance's port.
         let port = free_port();
-        let shared = |c: &mut Config| {
-            c.tuning.leader_key = key.clone();
-            c.tuning.leader_ttl = Duration::from_millis(1500);
-            c.tuning.leader_renew = Duration::from_millis(300);
-            c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
+        let instance = || {
+            TestApp::builder().twitch(&twitch).leader_key(&key).configure(|c| {
+                c.tuning.leader_ttl = Duration::from_millis(1500);
+                c.tuning.leader_renew = Duration::from_millis(300);
+                c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
+            })
         };
-        let (a, b, c) = tokio::join!(
-            spawn_app_with(|c| {
-                twitch.wire(c, port);
-                shared(c);
-            }),
-            instance(&twitch, shared),
-            instance(&twitch, shared),
-        );
+        let (a, b, c) = tokio::join!(instance().port(port).start(), instance().start(), instance().start());
         let mut apps = vec![a, b, c];
         let mut conduits = Vec::new();
         for app in &apps {
@@ -417,6 +344,7 @@ async fn three_instances_starting_at_once_create_one_conduit_and_elect_one_leade
         // and reuses the conduit.
         let leader = leaders.iter().position(|l| *l == 1.0).unwrap();
         let mut stopped = apps.remove(leader);
+        let before = reconciliations(&apps).await;
         stopped.stop().await.unwrap();
         let took_over = eventually(Duration::from_secs(5), || async {
             let mut sum = 0.0;
@@ -427,7 +355,9 @@ async fn three_instances_starting_at_once_create_one_conduit_and_elect_one_leade
         })
         .await;
         assert!(took_over, "a new leader was elected");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A leader reconciles once its set-up (finding the conduit) is done.
+        let set_up = eventually(WAIT, || async { reconciliations(&apps).await > before }).await;
+        assert!(set_up, "the new leader set EventSub up");
         assert_eq!(twitch.conduits().len(), 1, "the new leader reuses the conduit");
     })
     .await
@@ -436,12 +366,8 @@ async fn three_instances_starting_at_once_create_one_conduit_and_elect_one_leade
 both_modes! {
 async fn subscriptions_follow_sessions_without_duplicates_and_go_with_them() {
     let twitch = Twitch::start().await;
-    let (port, key) = (free_port(), format!("cleanup:leader:{}", uuid::Uuid::new_v4()));
-    let mut app = spawn_app_with(|c| {
-        twitch.wire(c, port);
-        c.tuning.leader_key = key.clone();
-    })
-    .await;
+    let key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
+    let mut app = TestApp::builder().twitch(&twitch).leader_key(&key).start().await;
     eventsub_ready(&app).await;
     let user = twitch.streamer();
     let s = add(&app, &user).await;
@@ -491,20 +417,13 @@ async fn subscriptions_follow_sessions_without_duplicates_and_go_with_them() {
     // Another process activating the same channel never duplicates: a second
     // instance of the deployment adopts (409) while the first still holds the
     // session; a restarted embedded process subscribes afresh.
-    let data = app.data.path().to_path_buf();
     let again = if mode() == Mode::Distributed {
-        instance(&twitch, |c| {
-            c.tuning.leader_key = key.clone();
-            c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
-        })
-        .await
+        let callback = format!("{}/webhooks/eventsub", app.base);
+        let instance = TestApp::builder().twitch(&twitch).leader_key(&key);
+        instance.configure(|c| c.webhook_callback_url = callback.clone()).start().await
     } else {
         app.stop().await.unwrap();
-        spawn_app_with(|c| {
-            twitch.wire(c, port);
-            c.storage = chatpulse::config::StorageMode::Embedded { data_dir: data.clone() };
-        })
-        .await
+        TestApp::builder().twitch(&twitch).restart_of(&app).start().await
     };
     eventsub_ready(&again).await;
     let mut third = again.connect(&s.streamer.overlay_id).await;
@@ -514,8 +433,13 @@ async fn subscriptions_follow_sessions_without_duplicates_and_go_with_them() {
         let adopted = eventually(WAIT, || async { calls(&again, "adopt", "ok").await >= 3.0 }).await;
         assert!(adopted, "409s adopted the existing subscriptions");
         assert_eq!(ids(&now), ids(&subs), "the same subscriptions");
+    } else {
+        let subscribed = eventually(WAIT, || async {
+            calls(&again, "create", "ok").await + calls(&again, "adopt", "ok").await >= 3.0
+        })
+        .await;
+        assert!(subscribed, "the restarted process subscribed the channel itself");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(twitch.enabled_for(&user.id).len(), 3, "no duplicates: {:#?}", twitch.sim.subscriptions());
     assert_eq!(twitch.conduits().len(), 1);
     drop(app);
@@ -525,7 +449,7 @@ async fn subscriptions_follow_sessions_without_duplicates_and_go_with_them() {
 both_modes! {
 async fn reconciliation_removes_orphans_and_duplicates_and_restores_what_is_missing() {
     let twitch = Twitch::start().await;
-    let app = instance(&twitch, |c| c.tuning.eventsub_reconcile_interval = Duration::from_millis(700)).await;
+    let app = TestApp::builder().twitch(&twitch).configure(|c| c.tuning.eventsub_reconcile_interval = Duration::from_millis(700)).start().await;
     let conduit = eventsub_ready(&app).await;
     let user = twitch.streamer();
     let s = add(&app, &user).await;
@@ -582,7 +506,11 @@ async fn reconciliation_removes_orphans_and_duplicates_and_restores_what_is_miss
 async fn a_rate_limited_call_waits_for_the_reset_and_then_succeeds() {
     let twitch = Twitch::start().await;
     // Transient retries would be over in 50 + 100 ms; a reset is a second away.
-    let app = instance(&twitch, |c| c.tuning.twitch_retry_base = Duration::from_millis(50)).await;
+    let app = TestApp::builder()
+        .twitch(&twitch)
+        .configure(|c| c.tuning.twitch_retry_base = Duration::from_millis(50))
+        .start()
+        .await;
     settled(&app).await;
     let user = twitch.streamer();
     let s = add(&app, &user).await;
@@ -598,7 +526,11 @@ async fn a_rate_limited_call_waits_for_the_reset_and_then_succeeds() {
 #[tokio::test]
 async fn server_errors_are_retried_and_a_forbidden_answer_is_not() {
     let twitch = Twitch::start().await;
-    let app = instance(&twitch, |c| c.tuning.twitch_retry_base = Duration::from_millis(50)).await;
+    let app = TestApp::builder()
+        .twitch(&twitch)
+        .configure(|c| c.tuning.twitch_retry_base = Duration::from_millis(50))
+        .start()
+        .await;
     settled(&app).await;
 
     // Two 500s, then success: the subscriptions exist and nothing failed.
@@ -616,9 +548,11 @@ async fn server_errors_are_retried_and_a_forbidden_answer_is_not() {
     let _second = app.connect(&r.streamer.overlay_id).await;
     let reported = eventually(WAIT, || async { calls(&app, "create", "rejected").await == 1.0 }).await;
     assert!(reported, "the 403 is counted");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The refused type (chat, tried first) is not retried; the channel's
-    // other types are still created, so its live status keeps working.
+    // The refused type (chat) is tried first, so once the channel's other
+    // types exist its attempt is over: it was not retried. They are still
+    // created, so its live status keeps working.
+    let others = eventually(WAIT, || async { twitch.enabled_for(&refused.id).len() >= 2 }).await;
+    assert!(others, "the other types were created: {:#?}", twitch.enabled_for(&refused.id));
     let enabled = twitch.enabled_for(&refused.id);
     let kinds: Vec<&str> = enabled.iter().filter_map(|s| s["type"].as_str()).collect();
     assert_eq!(kinds.len(), 2, "not retried: {enabled:#?}");
@@ -629,7 +563,7 @@ async fn server_errors_are_retried_and_a_forbidden_answer_is_not() {
 #[tokio::test]
 async fn a_disabled_shard_is_re_assigned_and_chat_flows_again() {
     let twitch = Twitch::start().await;
-    let app = instance(&twitch, |_| {}).await;
+    let app = TestApp::builder().twitch(&twitch).start().await;
     let conduit = eventsub_ready(&app).await;
     let alarm = eventually(WAIT, || async { twitch.enabled_of_type("conduit.shard.disabled").len() == 1 }).await;
     assert!(alarm, "the shard alarm is subscribed");
@@ -646,28 +580,13 @@ async fn a_disabled_shard_is_re_assigned_and_chat_flows_again() {
     chat_moves_a_new_overlay(&twitch, &app, "5551", "chat flows through the repaired shard").await;
 }
 
-/// Logs `login` in through the built-in simulator (auto-approved).
-async fn log_in(app: &TestApp, login: &str) -> reqwest::Client {
-    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-    let response = client.get(format!("{}/auth/login?as={login}", app.base)).send().await.unwrap();
-    assert!(response.url().path().ends_with("/dashboard"), "logged in: landed on {}", response.url());
-    client
-}
-
-async fn sim_user_id(app: &TestApp, login: &str) -> String {
-    let sim = &app.demo.as_ref().unwrap().simulator_url;
-    let users: Value = app.http.get(format!("{sim}/sim/users")).send().await.unwrap().json().await.unwrap();
-    let list = users["data"].as_array().cloned().unwrap_or_default();
-    list.iter().find(|u| u["login"] == login).expect("user in the simulator")["id"].as_str().unwrap().to_owned()
-}
-
 both_modes! {
 async fn a_streamer_who_disconnects_the_app_is_flagged_and_gets_chat_back_by_logging_in() {
-    let app = spawn_demo_app_with(|_| {}).await;
-    let sim = app.demo.as_ref().unwrap().simulator_url.clone();
-    let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    log_in(&app, &login).await;
-    let user_id = sim_user_id(&app, &login).await;
+    let app = TestApp::builder().demo().start().await;
+    let sim = app.simulator_url().to_owned();
+    let login = unique_login();
+    app.log_in(&login).await;
+    let user_id = app.sim_user_id(&login).await;
     let s = app.repo.streamer_by_twitch_id(&BroadcasterId::parse(&user_id).unwrap()).await.unwrap().unwrap();
     assert!(app.repo.tokens(s.streamer.id).await.unwrap().is_some());
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
@@ -691,7 +610,7 @@ async fn a_streamer_who_disconnects_the_app_is_flagged_and_gets_chat_back_by_log
     assert!(eventually(WAIT, || async { app.metric(reason).await >= 1.0 }).await, "revocations counted");
 
     // Logging in again (granting access again) brings chat back at once.
-    log_in(&app, &login).await;
+    app.log_in(&login).await;
     overlay.wait_for(WAIT, |f| f.status == "active").await.expect("the overlay is back to normal");
     let back = eventually(WAIT, || async { recorded_ids(&app, &user_id).await.len() == 3 }).await;
     assert!(back, "subscribed again: {:?}", app.repo.subscriptions_of(&s.streamer.twitch_user_id).await.unwrap());
@@ -704,7 +623,7 @@ async fn a_streamer_who_disconnects_the_app_is_flagged_and_gets_chat_back_by_log
 #[tokio::test]
 async fn a_retired_subscription_version_is_re_created() {
     let twitch = Twitch::start().await;
-    let app = instance(&twitch, |_| {}).await;
+    let app = TestApp::builder().twitch(&twitch).start().await;
     eventsub_ready(&app).await;
     let user = twitch.streamer();
     let s = add(&app, &user).await;
@@ -725,7 +644,7 @@ async fn a_retired_subscription_version_is_re_created() {
 both_modes! {
 async fn chat_reaches_the_overlay_through_the_websocket_shard() {
     let twitch = Twitch::start().await;
-    let app = instance(&twitch, |c| c.eventsub_transport = EventSubTransport::WebSocket).await;
+    let app = TestApp::builder().twitch(&twitch).configure(|c| c.eventsub_transport = EventSubTransport::WebSocket).start().await;
     let conduit = eventsub_ready(&app).await;
     let bound = eventually(WAIT, || async {
         let shard = &twitch.conduits()[0]["shards"][0];
@@ -754,7 +673,14 @@ async fn chat_reaches_the_overlay_through_the_websocket_shard() {
     // Twitch asks us to reconnect: we follow, and chat keeps flowing.
     let session = twitch.conduits()[0]["shards"][0]["transport"]["session_id"].as_str().unwrap().to_owned();
     assert_eq!(twitch.post(&format!("/sim/websocket/{session}/reconnect"), json!({})).await, 202);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let moved = eventually(WAIT, || async {
+        let shard = &twitch.conduits()[0]["shards"][0];
+        shard["status"] == "enabled"
+            && shard["transport"]["session_id"] != session.as_str()
+            && twitch.sim.websocket_sessions().len() == 1
+    })
+    .await;
+    assert!(moved, "on the new session, the old socket closed: {:#?}", twitch.conduits());
     twitch.sim.post_chat(say("7002", "no")).await.unwrap();
     twitch.sim.post_chat(say("7003", "no")).await.unwrap();
     overlay.wait_for(WAIT, |f| f.value < 0.0).await.expect("chat after the reconnect");
@@ -774,16 +700,18 @@ async fn set_up_failures_keep_the_service_serving_and_it_sets_up_once_twitch_app
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let own = free_port();
-    let app = spawn_app_with(|c| {
-        c.port = own;
-        c.webhook_callback_url = format!("http://127.0.0.1:{own}/webhooks/eventsub");
-        c.twitch_client_id = Some(SimConfig::default().client_id);
-        c.twitch_client_secret = Some(Secret::new(SimConfig::default().client_secret));
-        c.twitch_api_url = format!("{base}/helix");
-        c.twitch_auth_url = format!("{base}/oauth2");
-        c.bot_user_id = Some("41245007".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .port(own)
+        .configure(|c| {
+            c.webhook_callback_url = format!("http://127.0.0.1:{own}/webhooks/eventsub");
+            c.twitch_client_id = Some(SimConfig::default().client_id);
+            c.twitch_client_secret = Some(Secret::new(SimConfig::default().client_secret));
+            c.twitch_api_url = format!("{base}/helix");
+            c.twitch_auth_url = format!("{base}/oauth2");
+            c.bot_user_id = Some("41245007".into());
+        })
+        .start()
+        .await;
     let failing =
         eventually(WAIT, || async { app.metric("chatpulse_eventsub_setup_failures_total").await >= 1.0 }).await;
     assert!(failing, "set-up failures are counted");
@@ -810,7 +738,7 @@ async fn set_up_failures_keep_the_service_serving_and_it_sets_up_once_twitch_app
 
 /// Revokes one subscription the way Twitch does (the simulator's control API).
 async fn revoke(app: &TestApp, subscription: &str, status: &str) {
-    let sim = &app.demo.as_ref().unwrap().simulator_url;
+    let sim = app.simulator_url();
     let url = format!("{sim}/sim/subscriptions/{subscription}/revoke");
     let revoked = app.http.post(url).json(&json!({ "status": status })).send().await.unwrap();
     assert_eq!(revoked.status(), 202);
@@ -818,9 +746,9 @@ async fn revoke(app: &TestApp, subscription: &str, status: &str) {
 
 /// A logged-in streamer with an open overlay and their three subscriptions.
 async fn subscribed_streamer(app: &TestApp) -> (OverlaySetup, OverlayClient, String) {
-    let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    log_in(app, &login).await;
-    let user_id = sim_user_id(app, &login).await;
+    let login = unique_login();
+    app.log_in(&login).await;
+    let user_id = app.sim_user_id(&login).await;
     let s = app.repo.streamer_by_twitch_id(&BroadcasterId::parse(&user_id).unwrap()).await.unwrap().unwrap();
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await.expect("initial frame");
@@ -835,13 +763,13 @@ async fn chat_subscription(app: &TestApp, s: &OverlaySetup) -> String {
 
 both_modes! {
 async fn a_chat_revocation_flags_the_streamer_whose_own_grant_is_gone() {
-    let app = spawn_demo_app_with(|_| {}).await;
+    let app = TestApp::builder().demo().start().await;
     let (s, mut overlay, _) = subscribed_streamer(&app).await;
     // The streamer's token no longer works on Twitch (revoked there).
     let stored = app.repo.tokens(s.streamer.id).await.unwrap().unwrap();
     let cipher = chatpulse::crypto::TokenCipher::new(chatpulse::config::DEV_TOKEN_ENCRYPTION_KEY, None).unwrap();
     let access = cipher.decrypt(&stored.access_token, s.streamer.twitch_user_id.as_str()).unwrap();
-    let sim = &app.demo.as_ref().unwrap().simulator_url;
+    let sim = app.simulator_url();
     let client_id = twitch_sim::SimConfig::default().client_id;
     let form = [("client_id", client_id.as_str()), ("token", access.as_str())];
     assert_eq!(app.http.post(format!("{sim}/oauth2/revoke")).form(&form).send().await.unwrap().status(), 200);
@@ -861,7 +789,7 @@ async fn a_chat_revocation_flags_the_streamer_whose_own_grant_is_gone() {
 
 both_modes! {
 async fn a_chat_revocation_while_the_streamers_grant_holds_is_the_bots_and_flags_nobody() {
-    let app = spawn_demo_app_with(|_| {}).await;
+    let app = TestApp::builder().demo().start().await;
     let (s, mut overlay, _) = subscribed_streamer(&app).await;
 
     revoke(&app, &chat_subscription(&app, &s).await, "authorization_revoked").await;
@@ -880,11 +808,11 @@ async fn a_chat_revocation_while_the_streamers_grant_holds_is_the_bots_and_flags
 both_modes! {
 async fn a_bot_banned_from_a_channel_is_explained_on_the_dashboard_and_not_resubscribed() {
     // Reconciliation runs often here: it must not undo the block.
-    let app = spawn_demo_app_with(|c| c.tuning.eventsub_reconcile_interval = Duration::from_millis(300)).await;
-    let sim = app.demo.as_ref().unwrap().simulator_url.clone();
-    let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let browser = log_in(&app, &login).await;
-    let user_id = sim_user_id(&app, &login).await;
+    let app = TestApp::builder().demo().configure(|c| c.tuning.eventsub_reconcile_interval = Duration::from_millis(300)).start().await;
+    let sim = app.simulator_url().to_owned();
+    let login = unique_login();
+    let browser = app.log_in(&login).await.client;
+    let user_id = app.sim_user_id(&login).await;
     let b = BroadcasterId::parse(&user_id).unwrap();
     let s = app.repo.streamer_by_twitch_id(&b).await.unwrap().unwrap();
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
@@ -916,11 +844,16 @@ async fn a_bot_banned_from_a_channel_is_explained_on_the_dashboard_and_not_resub
     assert!(app.repo.subscriptions_of(&b).await.unwrap().iter().any(|r| r.status == "chat_user_banned"), "kept");
     let page = browser.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("banned from your chat"), "the dashboard explains");
-    // Not re-created by reconnecting overlays either.
+    // Not re-created by a new session either: the overlay closes, the
+    // session ends, an overlay opens it again and its activation (which
+    // tries chat first) subscribes the other two types.
     overlay.close().await;
+    let ended = eventually(WAIT, || async { app.metric("chatpulse_sessions_active").await == 0.0 }).await;
+    assert!(ended, "the session ended after its grace period");
     let mut again = app.connect(&s.streamer.overlay_id).await;
     again.next_frame(WAIT).await.expect("overlay again");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let activated = eventually(WAIT, || async { recorded_ids(&app, &user_id).await.len() == 2 }).await;
+    assert!(activated, "the new session subscribed: {:?}", app.repo.subscriptions_of(&b).await.unwrap());
     let chat_subs: Vec<_> = app
         .repo
         .subscriptions_of(&b)
@@ -932,7 +865,7 @@ async fn a_bot_banned_from_a_channel_is_explained_on_the_dashboard_and_not_resub
     assert!(chat_subs.is_empty(), "no automatic re-subscription: {chat_subs:?}");
 
     // Logging in again says the cause is fixed: chat is subscribed again.
-    log_in(&app, &login).await;
+    app.log_in(&login).await;
     let back = eventually(WAIT, || async { recorded_ids(&app, &user_id).await.len() == 3 }).await;
     assert!(back, "re-subscribed after the new login");
     let page = browser.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
@@ -960,11 +893,11 @@ async fn the_app_token_is_cached_and_renewed_after_a_401() {
 
 #[tokio::test]
 async fn the_dashboard_shows_whether_the_stream_is_live() {
-    let app = spawn_demo_app_with(|_| {}).await;
-    let sim = app.demo.as_ref().unwrap().simulator_url.clone();
-    let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let browser = log_in(&app, &login).await;
-    let user_id = sim_user_id(&app, &login).await;
+    let app = TestApp::builder().demo().start().await;
+    let sim = app.simulator_url().to_owned();
+    let login = unique_login();
+    let browser = app.log_in(&login).await.client;
+    let user_id = app.sim_user_id(&login).await;
     let dashboard =
         || async { browser.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap() };
     assert!(dashboard().await.contains("Shown once your overlay is open."));

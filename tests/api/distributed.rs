@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use chatpulse::config::{Secret, StorageMode};
-
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -13,15 +11,13 @@ async fn database_url() -> Option<String> {
     distributed_urls().await.map(|(db, _)| db)
 }
 
-/// Points a test app at the test PostgreSQL (through `database_url`) and at
-/// the given Redis.
-fn distributed(database_url: String, redis_url: String) -> impl FnOnce(&mut chatpulse::config::Config) {
-    move |c| {
-        c.storage =
-            StorageMode::Distributed { database_url: Secret::new(database_url), redis_url: Secret::new(redis_url) };
+/// An app on the test PostgreSQL (through `database_url`) and the given
+/// Redis, re-checking its sessions and their settings every 200 ms.
+fn on<'a>(database_url: &str, redis_url: &str) -> Builder<'a> {
+    TestApp::builder().distributed(database_url, redis_url).configure(|c| {
         c.tuning.reconcile_interval = Duration::from_millis(200);
         c.tuning.config_check_interval = Duration::from_millis(200);
-    }
+    })
 }
 
 async fn readiness(app: &TestApp) -> (u16, serde_json::Value) {
@@ -40,11 +36,20 @@ async fn metric_sum(app: &TestApp, prefix: &str) -> f64 {
 
 const BREAKER: &str = "chatpulse_circuit_breaker_state";
 
+/// Waits until `n` bars with overlays on `app` rest at the centre (read only
+/// now and then): a change made elsewhere reaches them only if that
+/// instance says so.
+async fn wait_until_resting(app: &TestApp, n: u32) {
+    let resting = || app.metric("chatpulse_sessions_resting");
+    let done = eventually(WAIT, || async { resting().await == f64::from(n) }).await;
+    assert!(done, "{} bars resting on {}, expected {n}", resting().await, app.base);
+}
+
 #[tokio::test]
 async fn a_vote_on_one_instance_moves_an_overlay_held_by_another() {
     let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
-    let one = spawn_app_with(distributed(db.clone(), redis.clone())).await;
-    let two = spawn_app_with(distributed(db, redis)).await;
+    let one = on(&db, &redis).start().await;
+    let two = on(&db, &redis).start().await;
     let s = one.add_streamer().await;
     let mut overlay = two.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await.expect("initial frame");
@@ -60,13 +65,14 @@ async fn a_vote_on_one_instance_moves_an_overlay_held_by_another() {
 async fn a_vote_is_exactly_one_redis_call() {
     let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let redis = RedisServer::start().await;
-    let app = spawn_app_with(|c| {
-        distributed(db, redis.url())(c);
-        // No background traffic during the measurement: no ticks, no renewals.
-        c.tuning.broadcast_tick = Duration::from_secs(3600);
-        c.tuning.reconcile_interval = Duration::from_secs(3600);
-    })
-    .await;
+    let app = on(&db, &redis.url())
+        .configure(|c| {
+            // No background traffic during the measurement: no ticks, no renewals.
+            c.tuning.broadcast_tick = Duration::from_secs(3600);
+            c.tuning.reconcile_interval = Duration::from_secs(3600);
+        })
+        .start()
+        .await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await;
@@ -104,7 +110,7 @@ async fn a_vote_is_exactly_one_redis_call() {
 async fn a_redis_outage_drops_votes_and_recovers_without_a_restart() {
     let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let mut redis = RedisServer::start().await;
-    let app = spawn_app_with(distributed(db, redis.url())).await;
+    let app = on(&db, &redis.url()).start().await;
     let s = app.add_streamer().await;
     let b = s.streamer.twitch_user_id.clone();
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
@@ -185,13 +191,13 @@ async fn the_functions_library_is_loaded_only_when_its_version_differs() {
     assert_eq!(redis.cli(&["FCALL", "chatpulse_version", "0"]).await, "0");
     let before = loads().await;
 
-    let first = spawn_app_with(distributed(db.clone(), redis.url())).await;
+    let first = on(&db, &redis.url()).start().await;
     let current = chatpulse::store::redis::library_version();
     assert_eq!(redis.cli(&["FCALL", "chatpulse_version", "0"]).await, current, "the old version was replaced");
     assert_eq!(loads().await, before + 1);
 
     // A second instance (or a restart) finds this version loaded.
-    let second = spawn_app_with(distributed(db, redis.url())).await;
+    let second = on(&db, &redis.url()).start().await;
     assert_eq!(loads().await, before + 1, "no FUNCTION LOAD when the version matches");
     let s = second.add_streamer().await;
     let mut overlay = second.connect(&s.streamer.overlay_id).await;
@@ -210,7 +216,7 @@ async fn readiness_explains_a_library_that_cannot_be_loaded() {
     redis.cli(&["ACL", "SETUSER", "chatpulse", "on", ">s3cret", "~*", "&*", "+@all", "-function"]).await;
     let url = format!("redis://chatpulse:s3cret@127.0.0.1:{}", redis.port);
 
-    let app = spawn_unready_app_with(distributed(db, url)).await;
+    let app = on(&db, &url).unready().start().await;
 
     let explained = eventually(Duration::from_secs(10), || async {
         let (status, body) = readiness(&app).await;
@@ -235,24 +241,21 @@ async fn readiness_explains_a_library_that_cannot_be_loaded() {
 async fn readiness_waits_for_the_library_after_redis_returns_empty() {
     let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let mut redis = RedisServer::start().await;
-    let app = spawn_app_with(distributed(db, redis.url())).await;
+    let app = on(&db, &redis.url()).start().await;
 
     redis.kill();
     redis.restart_with(NO_FUNCTION_LOAD).await;
 
     // From the restart until the service has seen that the library is
     // missing, the live-store check never passes.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let explained = eventually(Duration::from_secs(15), || async {
         let (_, body) = readiness(&app).await;
         assert_ne!(body["checks"]["live_store"]["ok"], true, "Redis has no Functions library: {body}");
         let error = body["checks"]["live_store"]["error"].as_str().unwrap_or_default();
-        if error.contains("cannot load the Functions library") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "readiness never explained the missing library: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        error.contains("cannot load the Functions library")
+    })
+    .await;
+    assert!(explained, "readiness never explained the missing library: {}", readiness(&app).await.1);
 
     // The operator allows FUNCTION LOAD: ready by itself, library loaded.
     redis.cli(&["ACL", "SETUSER", "default", "+function"]).await;
@@ -268,7 +271,7 @@ async fn the_service_waits_for_redis_and_becomes_ready_when_it_appears() {
     let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let mut redis = RedisServer::unstarted();
 
-    let app = spawn_unready_app_with(distributed(db, redis.url())).await;
+    let app = on(&db, &redis.url()).unready().start().await;
 
     let (status, body) = readiness(&app).await;
     assert_eq!(status, 200, "{body}");
@@ -297,7 +300,7 @@ async fn the_service_waits_for_redis_and_becomes_ready_when_it_appears() {
 #[tokio::test]
 async fn a_session_with_an_unreadable_stored_config_is_reactivated_from_postgres() {
     let Some((db, redis)) = distributed_urls().await else { return eprintln!("SKIPPED: distributed URLs unset") };
-    let app = spawn_app_with(distributed(db, redis.clone())).await;
+    let app = on(&db, &redis).start().await;
     let s = app.add_streamer_with(&config("pizza", "pasta", "Pasta", "Pizza", 0.5)).await;
     let (overlay_id, channel) = (s.streamer.overlay_id, s.streamer.twitch_user_id.clone());
     let mut overlay = app.connect(&overlay_id).await;
@@ -336,64 +339,27 @@ async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone
 
     // Start with PostgreSQL unreachable: the service serves and takes
     // traffic (votes need only Redis), and says PostgreSQL is missing.
-    let data = tempfile::tempdir().unwrap();
-    let mut config = chatpulse::config::Config::for_tests(data.path().to_path_buf());
-    distributed(proxied.clone(), redis)(&mut config);
-    let app = chatpulse::startup::Application::build(config).await.expect("starts without PostgreSQL");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = app.shutdown_token();
-    tokio::spawn(app.run_until_stopped());
-    let http = reqwest::Client::new();
-    let ready = http.get(format!("{base}/health/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
-    let body: serde_json::Value = ready.json().await.unwrap();
+    let app = on(&proxied, &redis).unready().start().await;
+    let (status, body) = app.readiness().await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(body["ready"], true);
     assert_eq!(body["dependencies_ok"], false);
     assert!(body["checks"]["durable_store"]["error"].as_str().unwrap_or("").contains("PostgreSQL"), "{body}");
 
     // PostgreSQL appears: the service migrates and its check passes by itself.
     proxy.start().await;
-    let migrated = eventually(Duration::from_secs(20), || async {
-        let Ok(r) = http.get(format!("{base}/health/ready")).send().await else { return false };
-        r.json::<serde_json::Value>().await.is_ok_and(|b| b["checks"]["durable_store"]["ok"] == true)
-    })
-    .await;
-    assert!(migrated, "migrated once PostgreSQL is reachable");
+    app.wait_until_ready().await;
 
     // PostgreSQL goes away while an overlay is open: the overlay keeps working.
-    let repo = test_repository_at(&proxied).await;
-    let s = repo
-        .create_streamer(&chatpulse::store::NewStreamer {
-            twitch_user_id: chatpulse::domain::BroadcasterId::parse(&random_twitch_id()).unwrap(),
-            login: "outage".into(),
-            display_name: "Outage".into(),
-        })
-        .await
-        .unwrap();
-    let url = format!("ws://127.0.0.1:{}/ws/overlay/{}", base.rsplit(':').next().unwrap(), s.streamer.overlay_id);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut overlay = OverlayClient { ws };
+    let s = app.add_streamer().await;
+    let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await.expect("initial frame");
     proxy.stop();
 
-    let delivery = Delivery::chat(s.streamer.twitch_user_id.as_str(), "1", "yes");
-    let status = http
-        .post(format!("{base}/webhooks/eventsub"))
-        .header("Twitch-Eventsub-Message-Id", &delivery.id)
-        .header("Twitch-Eventsub-Message-Retry", "0")
-        .header("Twitch-Eventsub-Message-Type", "notification")
-        .header("Twitch-Eventsub-Message-Signature", delivery.signature_header())
-        .header("Twitch-Eventsub-Message-Timestamp", &delivery.timestamp)
-        .header("Twitch-Eventsub-Subscription-Type", "channel.chat.message")
-        .header("Twitch-Eventsub-Subscription-Version", "1")
-        .body(delivery.body.clone())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 204);
+    assert_eq!(app.chat(&s.streamer.twitch_user_id, "1", "yes").await, 204);
     overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("votes still move the bar without PostgreSQL");
-    let page = http.get(format!("{base}/overlay/{}", s.streamer.overlay_id)).send().await.unwrap();
+    let page_url = format!("{}/overlay/{}", app.base, s.streamer.overlay_id);
+    let page = app.http.get(&page_url).send().await.unwrap();
     assert_eq!(page.status(), 503, "pages that need PostgreSQL say so");
     // In the overlay's own look, reloading itself: OBS shows no error text
     // and recovers on its own.
@@ -405,11 +371,10 @@ async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone
 
     proxy.start().await;
     let page_back = eventually(Duration::from_secs(15), || async {
-        http.get(format!("{base}/overlay/{}", s.streamer.overlay_id)).send().await.is_ok_and(|r| r.status() == 200)
+        app.http.get(&page_url).send().await.is_ok_and(|r| r.status() == 200)
     })
     .await;
     assert!(page_back, "recovers without a restart");
-    shutdown.cancel();
 }
 
 /// An overlay whose bar rests at the centre is read about once a second,
@@ -420,19 +385,15 @@ async fn the_service_waits_for_postgres_and_keeps_overlays_live_while_it_is_gone
 async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anywhere() {
     let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let redis = RedisServer::start().await;
-    let here = spawn_app_with(|c| {
-        distributed(db.clone(), redis.url())(c);
-        c.tuning.resting_read = Duration::from_secs(1);
-    })
-    .await;
-    let elsewhere = spawn_app_with(distributed(db.clone(), redis.url())).await;
+    let here = on(&db, &redis.url()).configure(|c| c.tuning.resting_read = Duration::from_secs(1)).start().await;
+    let elsewhere = on(&db, &redis.url()).start().await;
     let s = here.add_streamer().await;
     let b = s.streamer.twitch_user_id.clone();
     let mut overlay = here.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await.expect("initial frame");
 
     // Resting: over two seconds a few batched reads, not the 40 ticks' worth.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_resting(&here, 1).await;
     let before = redis.command_calls().await.get("fcall_ro").copied().unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let reads = redis.command_calls().await.get("fcall_ro").copied().unwrap_or(0) - before;
@@ -449,7 +410,7 @@ async fn a_resting_bar_costs_one_read_a_second_and_still_follows_votes_from_anyw
     let other = here.add_streamer().await;
     let mut resting = here.connect(&other.streamer.overlay_id).await;
     resting.next_frame(WAIT).await.expect("initial frame");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_resting(&here, 1).await; // that one (the first is moving)
     let sent = Instant::now();
     assert_eq!(elsewhere.chat(&other.streamer.twitch_user_id, "2", "no").await, 204);
     assert_eq!(elsewhere.votes("applied").await, 1.0, "applied through the other instance");
@@ -465,21 +426,13 @@ async fn a_change_through_another_instance_wakes_a_resting_bar_here() {
     let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let redis = RedisServer::start().await;
     let rarely = |c: &mut chatpulse::config::Config| c.tuning.resting_read = Duration::from_secs(60);
-    let here = spawn_app_with(|c| {
-        distributed(db.clone(), redis.url())(c);
-        rarely(c);
-    })
-    .await;
-    let elsewhere = spawn_app_with(|c| {
-        distributed(db.clone(), redis.url())(c);
-        rarely(c);
-    })
-    .await;
+    let here = on(&db, &redis.url()).configure(rarely).start().await;
+    let elsewhere = on(&db, &redis.url()).configure(rarely).start().await;
     let s = here.add_streamer().await;
     let b = s.streamer.twitch_user_id.clone();
     let mut overlay = here.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await.expect("initial frame");
-    tokio::time::sleep(Duration::from_millis(500)).await; // resting by now
+    wait_until_resting(&here, 1).await;
 
     assert_eq!(elsewhere.chat(&b, "1", "yes").await, 204);
     overlay.wait_for(Duration::from_secs(2), |f| f.value > 9.0).await.expect("the vote shows here");
@@ -489,7 +442,7 @@ async fn a_change_through_another_instance_wakes_a_resting_bar_here() {
     let t = here.add_streamer().await;
     let mut second = here.connect(&t.streamer.overlay_id).await;
     second.next_frame(WAIT).await.expect("initial frame");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_resting(&here, 1).await; // that one (the first is moving)
     let channel = t.streamer.twitch_user_id.as_str();
     let online = Delivery::notification(
         "stream.online",
@@ -513,13 +466,13 @@ async fn a_change_through_another_instance_wakes_a_resting_bar_here() {
 async fn leases_are_renewed_three_times_per_lease_and_never_lapse() {
     let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
     let redis = RedisServer::start().await;
-    let configure = distributed(db, redis.url());
-    let app = spawn_app_with(|c| {
-        configure(c);
-        c.tuning.reconcile_interval = Duration::from_millis(100);
-        c.tuning.lease_ttl = Duration::from_millis(900);
-    })
-    .await;
+    let app = on(&db, &redis.url())
+        .configure(|c| {
+            c.tuning.reconcile_interval = Duration::from_millis(100);
+            c.tuning.lease_ttl = Duration::from_millis(900);
+        })
+        .start()
+        .await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await.expect("initial frame");
@@ -553,18 +506,12 @@ async fn two_instances_run_on_a_redis_cluster() {
         return eprintln!("SKIPPED: TEST_REDIS_CLUSTER_URL unset (make test starts a cluster)");
     };
     let leader_key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
-    let instance = |db: &str| {
-        let (db, cluster, leader_key) = (db.to_owned(), cluster.clone(), leader_key.clone());
-        move |c: &mut chatpulse::config::Config| {
-            distributed(db.clone(), cluster.clone())(c);
-            c.tuning.leader_key = leader_key.clone();
-            // Resting bars are read rarely: only the other instance's signal
-            // can wake one within the test's deadline.
-            c.tuning.resting_read = Duration::from_secs(60);
-        }
-    };
-    let one = spawn_demo_app_with(instance(&db)).await;
-    let two = spawn_app_with(instance(&db)).await;
+    // Resting bars are read rarely: only the other instance's signal can
+    // wake one within the test's deadline.
+    let instance =
+        || on(&db, &cluster).leader_key(&leader_key).configure(|c| c.tuning.resting_read = Duration::from_secs(60));
+    let one = instance().demo().start().await;
+    let two = instance().start().await;
 
     let set_up = eventually(WAIT, || async {
         one.metric("chatpulse_leader").await == 1.0 && one.metric("chatpulse_eventsub_ready").await == 1.0
@@ -591,15 +538,13 @@ async fn two_instances_run_on_a_redis_cluster() {
     let other = two.add_streamer().await;
     let mut resting = one.connect(&other.streamer.overlay_id).await;
     resting.next_frame(WAIT).await.expect("initial frame");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_resting(&one, 1).await; // that one (the first is moving)
     assert_eq!(two.chat(&other.streamer.twitch_user_id, "4", "yes").await, 204);
     resting.wait_for(Duration::from_secs(3), |f| f.value > 9.0).await.expect("woken by the other instance's signal");
 
     // Login sessions live in the cluster too.
-    let login = format!("streamer{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-    let landed = client.get(format!("{}/auth/login?as={login}", one.base)).send().await.unwrap();
-    assert!(landed.url().path().ends_with("/dashboard"), "logged in on one: landed on {}", landed.url());
+    let login = unique_login();
+    let LoggedIn { client, .. } = one.log_in(&login).await;
     let elsewhere = client.get(format!("{}/dashboard", two.base)).send().await.unwrap();
     assert!(elsewhere.url().path().ends_with("/dashboard"), "still logged in on two: {}", elsewhere.url());
     assert_eq!(elsewhere.status(), 200);

@@ -495,7 +495,7 @@ async fn stored_garbage_never_propagates() {
     // empty, so a vote that is applied proves the limiter failed open.
     let limits = VoteLimits { bucket_capacity: 1, bucket_refill_per_minute: 1.0, ..VoteLimits::default() };
     let Some(store) = redis_backend(REDIS_URL_VAR, limits).await else { return };
-    let url = std::env::var(REDIS_URL_VAR).unwrap();
+    let url = crate::helpers::test_server_url(REDIS_URL_VAR).await.unwrap();
     let raw = Builder::from_config(RedisConfig::from_url(&url).unwrap()).build().unwrap();
     raw.init().await.unwrap();
 
@@ -583,7 +583,7 @@ async fn stored_garbage_never_propagates() {
 /// A plain connection to the test Redis, to write garbage with.
 async fn raw_redis() -> fred::prelude::Client {
     use fred::prelude::{Builder, ClientLike, Config as RedisConfig};
-    let url = std::env::var(REDIS_URL_VAR).unwrap();
+    let url = crate::helpers::test_server_url(REDIS_URL_VAR).await.unwrap();
     let raw = Builder::from_config(RedisConfig::from_url(&url).unwrap()).build().unwrap();
     raw.init().await.unwrap();
     raw

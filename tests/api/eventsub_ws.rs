@@ -7,8 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chatpulse::config::Secret;
-use chatpulse::twitch::client::{Subscription, TwitchClient};
+use chatpulse::twitch::client::Subscription;
 use chatpulse::twitch::eventsub::{ChatMessageEvent, Event, Inbound, InboundKind, Subscription as Delivered};
 use chatpulse::twitch::eventsub_ws::{self, WsEvent, WsSettings};
 use futures_util::{SinkExt, StreamExt};
@@ -16,9 +15,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use twitch_sim::{ChatInput, SimConfig, Simulator};
+use twitch_sim::{ChatInput, Simulator};
 
-use crate::helpers::eventually;
+use crate::helpers::{self, eventually};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -83,10 +82,9 @@ impl Transport {
         }
     }
 
-    /// Nothing more is reported for a while.
+    /// Nothing more is reported for a while (a window: absence has no signal).
     async fn quiet(&mut self) {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        if let Ok(event) = self.events.try_recv() {
+        if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(150), self.events.recv()).await {
             panic!("unexpected event {event:?}");
         }
     }
@@ -110,40 +108,24 @@ fn chat_text(received: &Received) -> String {
 
 // ---------------------------------------------------------- the simulator
 
+/// A simulator with a conduit of one shard, a streamer who granted
+/// `channel:bot`, and the bot account.
 struct Twitch {
     sim: Simulator,
     base: String,
-    client: TwitchClient,
     conduit: String,
     streamer: String,
     bot: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Twitch {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// The simulator (running while this lives) and our Helix client.
+    running: helpers::Twitch,
 }
 
 async fn twitch() -> Twitch {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let config = SimConfig { public_url: base.clone(), ..SimConfig::default() };
-    let twitch_sim::Running { sim, bot, .. } = twitch_sim::Running::start(config, listener, shutdown.clone()).unwrap();
-    let config = sim.config().clone();
-    let client = TwitchClient::new(
-        &format!("{base}/helix"),
-        &format!("{base}/oauth2"),
-        &config.client_id,
-        Secret::new(config.client_secret),
-    )
-    .unwrap();
-    let conduit = client.create_conduit(1).await.unwrap().id;
-    let streamer = sim.create_user("pixelpaws", "PixelPaws");
-    sim.grant(&streamer.id, twitch_sim::STREAMER_SCOPES);
-    Twitch { sim, base, client, conduit, streamer: streamer.id, bot: bot.id, shutdown }
+    let running = helpers::Twitch::start().await;
+    let conduit = running.client.create_conduit(1).await.unwrap().id;
+    let (sim, base, streamer, bot) =
+        (running.sim.clone(), running.base.clone(), running.streamer().id, running.bot.id.clone());
+    Twitch { sim, base, conduit, streamer, bot, running }
 }
 
 impl Twitch {
@@ -153,7 +135,7 @@ impl Twitch {
 
     /// What the owner does with a `Session`: Update Conduit Shards, errors checked.
     async fn bind(&self, session_id: &str) {
-        let update = self.client.update_websocket_shard(&self.conduit, "0", session_id).await.unwrap();
+        let update = self.running.client.update_websocket_shard(&self.conduit, "0", session_id).await.unwrap();
         assert!(update.errors.is_empty(), "bind errors: {:?}", update.errors);
         assert_eq!(update.data[0].status, "enabled");
         assert_eq!(update.data[0].transport.method, "websocket");
@@ -162,7 +144,8 @@ impl Twitch {
 
     async fn subscribe_chat(&self) -> Subscription {
         let condition = json!({"broadcaster_user_id": self.streamer, "user_id": self.bot});
-        self.client
+        self.running
+            .client
             .create_conduit_subscription("channel.chat.message", condition, &self.conduit)
             .await
             .unwrap()
@@ -181,7 +164,7 @@ impl Twitch {
     }
 
     async fn shard(&self) -> chatpulse::twitch::client::Shard {
-        self.client.shards(&self.conduit).await.unwrap().remove(0)
+        self.running.client.shards(&self.conduit).await.unwrap().remove(0)
     }
 }
 
@@ -258,7 +241,8 @@ async fn session_reconnect_is_followed_without_losing_a_message() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    let notifications = || t.sim.deliveries().iter().filter(|d| d.message_type == "notification").count();
+    assert!(eventually(WAIT, || async { notifications() >= 2 }).await, "chat is flowing");
     t.sim.reconnect_websocket(&old_id).unwrap();
     chatter.await.unwrap();
 

@@ -1,32 +1,42 @@
-//! `spawn_app()` and the clients tests use to talk to it: signed EventSub
-//! deliveries over real HTTP and overlay clients over real WebSockets.
+//! How tests start the service ([`TestApp::builder`]) and talk to it: signed
+//! EventSub deliveries over real HTTP (`webhook`), overlay clients over real
+//! WebSockets (`overlay`), a streamer logged in on the dashboard (`login`),
+//! a Twitch simulator of its own (`twitch`) and servers a test can break
+//! (`servers`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatpulse::config::{Config, Secret, StorageMode};
 use chatpulse::dev::BuiltInTwitch;
-use chatpulse::domain::{BroadcasterId, DecaySpeed, Label, OverlayConfig, OverlayId, Trigger};
+use chatpulse::domain::{BroadcasterId, DecaySpeed, Label, OverlayConfig, Trigger};
 use chatpulse::startup::Application;
 use chatpulse::store::postgres::PostgresRepository;
 use chatpulse::store::sqlite::SqliteRepository;
 use chatpulse::store::{NewStreamer, OverlaySetup, Repository};
-use chatpulse::twitch::signature;
-use futures_util::{SinkExt, StreamExt};
 use tempfile::TempDir;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-pub const SECRET: &str = chatpulse::config::DEV_WEBHOOK_SECRET;
+#[cfg(feature = "testcontainers")]
+mod containers;
+mod login;
+mod overlay;
+mod servers;
+mod twitch;
+mod webhook;
 
-/// Which storage shape `spawn_app` starts.
+pub use login::*;
+pub use overlay::*;
+pub use servers::*;
+pub use twitch::*;
+pub use webhook::*;
+
+// ------------------------------------------------------ the storage shape
+
+/// Which storage shape a test starts the service in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Embedded,
@@ -39,7 +49,7 @@ tokio::task_local! {
     static DEPLOYMENT: (String, String);
 }
 
-/// The storage shape `spawn_app` starts in this test.
+/// The storage shape this test starts the service in (see [`run_in`]).
 pub fn mode() -> Mode {
     MODE.try_with(|m| *m).unwrap_or(Mode::Embedded)
 }
@@ -54,9 +64,31 @@ pub fn mode() -> Mode {
 /// of one test share a deployment by sharing these URLs. Redis is shared: all
 /// its keys are per overlay or per Twitch user, which tests never share.
 pub async fn distributed_urls() -> Option<(String, String)> {
-    let base = test_env("TEST_DATABASE_URL")?;
-    let redis = test_env("TEST_REDIS_URL")?;
+    let (base, redis) = test_servers().await?;
     Some((isolated_database_url(&base).await, redis))
+}
+
+/// The test PostgreSQL (its base URL) and Redis.
+async fn test_servers() -> Option<(String, String)> {
+    Some((test_server_url("TEST_DATABASE_URL").await?, test_server_url("TEST_REDIS_URL").await?))
+}
+
+/// A test server's URL: `TEST_DATABASE_URL` (a base for
+/// [`isolated_database_url`]) and `TEST_REDIS_URL` from the environment or,
+/// with the `testcontainers` feature and both unset, from containers this
+/// test binary starts once; any other variable as [`test_env`] reads it.
+#[cfg_attr(not(feature = "testcontainers"), allow(clippy::unused_async))]
+pub async fn test_server_url(variable: &str) -> Option<String> {
+    #[cfg(feature = "testcontainers")]
+    if containers::wanted() {
+        let (database, redis) = containers::urls().await;
+        match variable {
+            "TEST_DATABASE_URL" => return Some(database),
+            "TEST_REDIS_URL" => return Some(redis),
+            _ => {}
+        }
+    }
+    test_env(variable)
 }
 
 /// A test server's URL (or tool's path) from the environment. Unset: `None`,
@@ -96,7 +128,7 @@ pub fn deployment() -> Option<(String, String)> {
     DEPLOYMENT.try_with(Clone::clone).ok()
 }
 
-/// Runs a test body with `spawn_app` set to `mode` (distributed: on a
+/// Runs a test body with apps started in `mode` (distributed: on a
 /// deployment of its own, see [`distributed_urls`]).
 pub async fn run_in(mode: Mode, body: impl std::future::Future<Output = ()>) {
     match mode {
@@ -108,7 +140,9 @@ pub async fn run_in(mode: Mode, body: impl std::future::Future<Output = ()>) {
     }
 }
 
-/// A running service on an ephemeral port with its own data directory.
+// ------------------------------------------------------------ the service
+
+/// A running service on a loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
@@ -117,269 +151,243 @@ pub struct TestApp {
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
     /// A second connection to the app's database, like the CLI would open.
     pub repo: Arc<dyn Repository>,
-    pub data: TempDir,
+    /// The embedded store's data directory (`DATA_DIR`).
+    pub data_dir: PathBuf,
     /// Set when the app runs the built-in Twitch simulator.
     pub demo: Option<chatpulse::dev::Demo>,
+    /// The built-in simulator's first user id (a demo app only).
+    first_user_id: Option<u64>,
+    /// Removed when the app is dropped (unless another app's data is used).
+    _data: Option<TempDir>,
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+/// How a test starts the service; every test starts it through this.
+///
+/// ```ignore
+/// TestApp::builder().start().await                        // embedded, or the test's deployment
+/// TestApp::builder().configure(|c| c.x = y).start().await  // with settings of its own
+/// TestApp::builder().demo().start().await                 // like `make run`: its own simulator
+/// TestApp::builder().twitch(&twitch).start().await        // on a standalone simulator
+/// TestApp::builder().demo().restart_of(&app).start().await // `app` again: same port and data
+/// ```
+///
+/// Apps are ready when `start` returns unless [`Builder::unready`] says
+/// otherwise. Settings apply in this order: the test configuration, the
+/// storage shape ([`run_in`], then [`Builder::distributed`]), the Twitch
+/// wiring with the app's port, then each [`Builder::configure`] step.
+#[must_use]
+pub struct Builder<'a> {
+    twitch: Wiring<'a>,
+    port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    first_user_id: Option<u64>,
+    storage: Option<(String, String)>,
+    leader_key: Option<String>,
+    ready: bool,
+    configure: Vec<ConfigChange<'a>>,
 }
 
-pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let data = tempfile::tempdir().expect("temp dir");
-    spawn_in(data, adjust).await
-}
+/// One [`Builder::configure`] step.
+type ConfigChange<'a> = Box<dyn Fn(&mut Config) + 'a>;
 
-/// Starts the service on an existing data directory (embedded) or on the
-/// test PostgreSQL and Redis (distributed), and waits until it is ready.
-pub async fn spawn_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let app = start_in(data, adjust).await;
-    app.wait_until_ready().await;
-    app
-}
-
-/// Starts the service without waiting for it to be ready (its servers may
-/// not be there yet).
-pub async fn spawn_unready_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    start_in(tempfile::tempdir().expect("temp dir"), adjust).await
-}
-
-async fn start_in(data: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    try_start_in(data, None, adjust).await.unwrap_or_else(|e| panic!("app builds: {e:#}"))
-}
-
-/// A service on a port chosen ahead (its public URL and webhook callback
-/// name it), ready. A port picked from the OS and released can be taken by
-/// anything else before the service binds it: then it tries another.
-pub async fn spawn_on_a_free_port(adjust: impl Fn(&mut Config, u16)) -> TestApp {
-    spawn_on_a_free_port_with(None, adjust).await
-}
-
-/// [`spawn_on_a_free_port`], on the built-in simulator when `simulator` is set.
-async fn spawn_on_a_free_port_with(simulator: Option<BuiltInTwitch>, adjust: impl Fn(&mut Config, u16)) -> TestApp {
-    let mut attempts = 0;
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let data = tempfile::tempdir().expect("temp dir");
-        match try_start_in(data, simulator.clone(), |c| adjust(c, port)).await {
-            Ok(app) => {
-                app.wait_until_ready().await;
-                return app;
-            }
-            Err(e) if attempts < 5 && format!("{e:#}").contains("in use") => attempts += 1,
-            Err(e) => panic!("app builds: {e:#}"),
+impl TestApp {
+    /// The start of every test's service (see [`Builder`]).
+    pub fn builder<'a>() -> Builder<'a> {
+        Builder {
+            twitch: Wiring::None,
+            port: None,
+            data_dir: None,
+            first_user_id: None,
+            storage: None,
+            leader_key: None,
+            ready: true,
+            configure: Vec::new(),
         }
     }
 }
 
-async fn try_start_in(
-    data: TempDir,
-    simulator: Option<BuiltInTwitch>,
-    adjust: impl FnOnce(&mut Config),
-) -> anyhow::Result<TestApp> {
-    chatpulse::telemetry::init("warn", chatpulse::config::LogFormat::Text);
-    chatpulse::install_crypto_provider();
-    let mut config = Config::for_tests(data.path().to_path_buf());
-    // Apps of one test run share Redis: each is its own deployment, with its
-    // own leader (tests of several instances share one key on purpose).
-    config.tuning.leader_key = format!("cleanup:leader:{}", uuid::Uuid::new_v4());
-    if mode() == Mode::Distributed {
-        let (database_url, redis_url) = DEPLOYMENT.try_with(Clone::clone).expect("run_in sets the deployment");
-        config.storage =
-            StorageMode::Distributed { database_url: Secret::new(database_url), redis_url: Secret::new(redis_url) };
-    }
-    adjust(&mut config);
-    let repo = test_repository(&config).await;
-    let (app, demo) = match simulator {
-        Some(builtin) => Application::build_with_simulator(config, builtin).await?,
-        None => (Application::build(config).await?, None),
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
-    let shutdown = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
-    Ok(TestApp {
-        addr,
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        shutdown,
-        server: Some(server),
-        repo,
-        data,
-        demo,
-    })
-}
-
-/// A migrated PostgreSQL repository on `url`.
-pub async fn test_repository_at(url: &str) -> Arc<dyn Repository> {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = chatpulse::metrics::Metrics::register(&mut registry);
-    let repo = PostgresRepository::new(url, 1, 4, metrics).expect("postgres pool");
-    repo.migrate().await.expect("PostgreSQL cannot be migrated");
-    Arc::new(repo)
-}
-
-/// A second connection to the app's durable store, as the CLI would open.
-pub async fn test_repository(config: &Config) -> Arc<dyn Repository> {
-    match &config.storage {
-        StorageMode::Embedded { data_dir } => Arc::new(SqliteRepository::open(data_dir).expect("open repository")),
-        StorageMode::Distributed { database_url, .. } => test_repository_at(database_url.expose()).await,
-    }
-}
-
-/// A service wired to its own in-process Twitch simulator, like `make run`
-/// (public URL and webhook callback on a reserved port).
-pub async fn spawn_demo_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
-    let simulator = BuiltInTwitch { port: 0, first_user_id: demo_first_user_id() };
-    spawn_on_a_free_port_with(Some(simulator), |c, port| {
-        wire_demo(c, port);
-        adjust(c);
-    })
-    .await
-}
-
-/// A demo app (see [`spawn_demo_app_with`]) on `port` and the data in
-/// `data`, whose simulator numbers its users from `first_user_id`: started
-/// twice with the same three, it is the same service with the same demo
-/// streamer.
-pub async fn spawn_demo_in(data: TempDir, port: u16, first_user_id: u64, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let simulator = BuiltInTwitch { port: 0, first_user_id };
-    let app = try_start_in(data, Some(simulator), |c| {
-        wire_demo(c, port);
-        adjust(c);
-    })
-    .await
-    .unwrap_or_else(|e| panic!("app builds: {e:#}"));
-    app.wait_until_ready().await;
-    app
-}
-
-/// A base for the simulator's user ids of one demo app. Apps in one test run
-/// may share a database: keep their Twitch ids apart.
-pub fn demo_first_user_id() -> u64 {
-    2_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64
-}
-
-/// Wires `c` like `make run`: the service's public URL and webhook
-/// callback on `port`.
-fn wire_demo(c: &mut Config, port: u16) {
-    c.port = port;
-    c.public_url = format!("http://127.0.0.1:{port}");
-    c.twitch_redirect_uri = format!("http://127.0.0.1:{port}/auth/callback");
-    c.webhook_callback_url = format!("http://127.0.0.1:{port}/webhooks/eventsub");
-}
-
-pub fn random_twitch_id() -> String {
-    let n = uuid::Uuid::new_v4().as_u128() % 9_000_000_000 + 1_000_000_000;
-    n.to_string()
-}
-
-pub fn config(for_t: &str, against: &str, left: &str, right: &str, decay: f64) -> OverlayConfig {
-    OverlayConfig::new(
-        Trigger::parse(for_t).unwrap(),
-        Trigger::parse(against).unwrap(),
-        Label::parse(left).unwrap(),
-        Label::parse(right).unwrap(),
-        DecaySpeed::new(decay).unwrap(),
-    )
-    .unwrap()
-}
-
-/// A Twitch timestamp as EventSub sends it (nanoseconds, UTC).
-pub fn timestamp(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap()
-}
-
-/// A `channel.chat.message` body in Twitch's exact shape.
-pub fn chat_body(broadcaster: &str, chatter: &str, text: &str, source: Option<&str>) -> String {
-    let source = source.map_or("null".to_owned(), |s| format!("\"{s}\""));
-    serde_json::json!({
-        "subscription": {
-            "id": "0f3d9a52-8c71-4b9e-a1d4-6e2c7b5f3a10", "status": "enabled", "type": "channel.chat.message",
-            "version": "1", "condition": {"broadcaster_user_id": broadcaster, "user_id": "99887766"},
-            "transport": {"method": "conduit", "conduit_id": "e3a1c9d2-58b4-4f0e-a7c6-2d9f81b0c4aa"},
-            "created_at": "2026-03-14T18:59:42.117290301Z", "cost": 0
-        },
-        "event": {
-            "broadcaster_user_id": broadcaster, "broadcaster_user_login": "streamer", "broadcaster_user_name": "Streamer",
-            "chatter_user_id": chatter, "chatter_user_login": format!("viewer{chatter}"), "chatter_user_name": "Viewer",
-            "message_id": uuid::Uuid::new_v4().to_string(),
-            "message": {"text": text, "fragments": [{"type": "text", "text": text, "cheermote": null, "emote": null, "mention": null}]},
-            "message_type": "text", "badges": [], "cheer": null, "color": "#1E90FF", "reply": null,
-            "channel_points_custom_reward_id": null,
-            "source_broadcaster_user_id": serde_json::from_str::<serde_json::Value>(&source).unwrap(),
-            "source_broadcaster_user_login": null, "source_broadcaster_user_name": null,
-            "source_message_id": null, "source_badges": null
-        }
-    })
-    .to_string()
-}
-
-/// One EventSub delivery; fields are public so tests can break them.
-#[derive(Clone)]
-pub struct Delivery {
-    pub id: String,
-    pub timestamp: String,
-    pub message_type: String,
-    pub subscription_type: Option<String>,
-    pub body: Vec<u8>,
-    pub secret: String,
-    /// Overrides the computed signature header when set.
-    pub signature: Option<String>,
-    /// Header names to leave out.
-    pub omit: Vec<&'static str>,
-}
-
-impl Delivery {
-    pub fn notification(subscription_type: &str, body: String) -> Self {
-        Self {
-            id: uuid::Uuid::new_v4().to_string(),
-            timestamp: timestamp(OffsetDateTime::now_utc()),
-            message_type: "notification".into(),
-            subscription_type: Some(subscription_type.into()),
-            body: body.into_bytes(),
-            secret: SECRET.into(),
-            signature: None,
-            omit: vec![],
-        }
-    }
-
-    pub fn chat(broadcaster: &str, chatter: &str, text: &str) -> Self {
-        Self::notification("channel.chat.message", chat_body(broadcaster, chatter, text, None))
-    }
-
-    pub fn of_type(mut self, message_type: &str) -> Self {
-        self.message_type = message_type.into();
+impl<'a> Builder<'a> {
+    /// On its own built-in Twitch simulator, like `make run` (with the demo
+    /// streamer and the login shortcut); the public URL and the webhook
+    /// callback name the app's port.
+    pub fn demo(mut self) -> Self {
+        self.twitch = Wiring::BuiltIn;
         self
     }
 
-    pub fn signature_header(&self) -> String {
-        self.signature.clone().unwrap_or_else(|| signature::sign(&self.secret, &self.id, &self.timestamp, &self.body))
+    /// On a standalone simulator (see [`Twitch`]): its Helix, OAuth and
+    /// EventSub WebSocket, its bot account; the webhook callback names the
+    /// app's port.
+    pub fn twitch(mut self, twitch: &'a Twitch) -> Self {
+        self.twitch = Wiring::Standalone(twitch);
+        self
+    }
+
+    /// On the simulator a demo app runs, for logins and token checks only:
+    /// no bot account, so EventSub stays with that app.
+    pub fn twitch_of(mut self, demo: &TestApp) -> Self {
+        self.twitch = Wiring::LoginsOnly(demo.simulator_endpoints());
+        self
+    }
+
+    /// Listens on `port` (chosen ahead by the test; not retried).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// On `app`'s embedded data (a distributed test's apps share their
+    /// deployment anyway); `app` keeps owning it.
+    pub fn data_of(mut self, app: &TestApp) -> Self {
+        self.data_dir = Some(app.data_dir.clone());
+        self
+    }
+
+    /// `app` started again: its port, its data and, for a demo app, its
+    /// simulator's user ids (so it finds the same demo streamer).
+    pub fn restart_of(self, app: &TestApp) -> Self {
+        let mut builder = self.data_of(app).port(app.addr.port());
+        builder.first_user_id = app.first_user_id;
+        builder
+    }
+
+    /// On this PostgreSQL and Redis (a test's own servers or proxies).
+    pub fn distributed(mut self, database_url: &str, redis_url: &str) -> Self {
+        self.storage = Some((database_url.to_owned(), redis_url.to_owned()));
+        self
+    }
+
+    /// Competes for this leader lease. By default every app is its own
+    /// deployment with a leader lease of its own; instances of one
+    /// deployment share one.
+    pub fn leader_key(mut self, key: &str) -> Self {
+        self.leader_key = Some(key.to_owned());
+        self
+    }
+
+    /// One more change to the configuration (applied last, in order; again
+    /// if the start is retried on another port, hence `Fn`).
+    pub fn configure(mut self, change: impl Fn(&mut Config) + 'a) -> Self {
+        self.configure.push(Box::new(change));
+        self
+    }
+
+    /// Returns as soon as the service runs, without waiting for
+    /// `/health/ready` (its servers may not be there yet).
+    pub fn unready(mut self) -> Self {
+        self.ready = false;
+        self
+    }
+
+    /// Starts the service. A port picked here for the wiring is free when
+    /// picked but may be taken before the service binds it: then another is
+    /// tried.
+    pub async fn start(self) -> TestApp {
+        chatpulse::telemetry::init("warn", chatpulse::config::LogFormat::Text);
+        chatpulse::install_crypto_provider();
+        let pick_port = self.port.is_none() && self.twitch.names_the_port();
+        let mut attempts = 0;
+        let app = loop {
+            let port = self.port.unwrap_or_else(|| if pick_port { free_port() } else { 0 });
+            match self.try_start(port).await {
+                Ok(app) => break app,
+                Err(e) if pick_port && attempts < 5 && format!("{e:#}").contains("in use") => attempts += 1,
+                Err(e) => panic!("app builds: {e:#}"),
+            }
+        };
+        if self.ready {
+            app.wait_until_ready().await;
+        }
+        app
+    }
+
+    async fn try_start(&self, port: u16) -> anyhow::Result<TestApp> {
+        let scratch = match &self.data_dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().expect("temp dir")),
+        };
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| scratch.as_ref().unwrap().path().to_path_buf());
+        let config = self.config(&data_dir, port);
+        let repo = test_repository(&config, self.ready).await;
+        let first_user_id = self.first_user_id.unwrap_or_else(demo_first_user_id);
+        let (app, demo) = match self.twitch {
+            Wiring::BuiltIn => {
+                let builtin = BuiltInTwitch { port: 0, first_user_id };
+                Application::build_with_simulator(config, builtin).await?
+            }
+            _ => (Application::build(config).await?, None),
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        Ok(TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            shutdown,
+            server: Some(server),
+            repo,
+            data_dir,
+            first_user_id: matches!(self.twitch, Wiring::BuiltIn).then_some(first_user_id),
+            demo,
+            _data: scratch,
+        })
+    }
+
+    fn config(&self, data_dir: &std::path::Path, port: u16) -> Config {
+        let mut config = Config::for_tests(data_dir.to_path_buf());
+        config.tuning.leader_key =
+            self.leader_key.clone().unwrap_or_else(|| format!("cleanup:leader:{}", uuid::Uuid::new_v4()));
+        let storage = match (&self.storage, deployment()) {
+            (Some(urls), _) => Some(urls.clone()),
+            (None, Some(urls)) => Some(urls),
+            (None, None) if mode() == Mode::Distributed => panic!("run_in sets the deployment"),
+            (None, None) => None,
+        };
+        if let Some((database_url, redis_url)) = storage {
+            config.storage =
+                StorageMode::Distributed { database_url: Secret::new(database_url), redis_url: Secret::new(redis_url) };
+        }
+        config.port = port;
+        self.twitch.wire(&mut config, port);
+        for change in &self.configure {
+            change(&mut config);
+        }
+        config
     }
 }
 
-/// The POST of one EventSub delivery to `base`'s webhook, as Twitch sends it
-/// (headers in `d.omit` left out).
-pub fn delivery_request(http: &reqwest::Client, base: &str, d: &Delivery) -> reqwest::RequestBuilder {
-    let mut req = http.post(format!("{base}/webhooks/eventsub")).header("content-type", "application/json");
-    let signature = d.signature_header();
-    let mut headers = vec![
-        ("Twitch-Eventsub-Message-Id", d.id.clone()),
-        ("Twitch-Eventsub-Message-Retry", "0".into()),
-        ("Twitch-Eventsub-Message-Type", d.message_type.clone()),
-        ("Twitch-Eventsub-Message-Signature", signature),
-        ("Twitch-Eventsub-Message-Timestamp", d.timestamp.clone()),
-        ("Twitch-Eventsub-Subscription-Version", "1".into()),
-    ];
-    if let Some(t) = &d.subscription_type {
-        headers.push(("Twitch-Eventsub-Subscription-Type", t.clone()));
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A base for the simulator's user ids of one app. Apps in one test run
+/// may share a database: keep their Twitch ids apart.
+fn demo_first_user_id() -> u64 {
+    2_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64
+}
+
+/// A connection to the app's durable store, as the CLI would open. It
+/// applies the migrations first when it can (the service does too; then
+/// they are already there); an unready app's PostgreSQL may not be there yet.
+async fn test_repository(config: &Config, must_migrate: bool) -> Arc<dyn Repository> {
+    match &config.storage {
+        StorageMode::Embedded { data_dir } => Arc::new(SqliteRepository::open(data_dir).expect("open repository")),
+        StorageMode::Distributed { database_url, .. } => postgres_repository(database_url.expose(), must_migrate).await,
     }
-    for (name, value) in headers {
-        if !d.omit.contains(&name) {
-            req = req.header(name, value);
-        }
+}
+
+/// A PostgreSQL repository on `url`, migrated first (a failure to migrate
+/// panics when `must_migrate`).
+pub async fn postgres_repository(url: &str, must_migrate: bool) -> Arc<dyn Repository> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = chatpulse::metrics::Metrics::register(&mut registry);
+    let repo = PostgresRepository::new(url, 1, 4, metrics).expect("postgres pool");
+    match repo.migrate().await {
+        Err(e) if must_migrate => panic!("PostgreSQL cannot be migrated: {e:#}"),
+        _ => Arc::new(repo),
     }
-    req.body(d.body.clone())
 }
 
 impl TestApp {
@@ -421,106 +429,6 @@ impl TestApp {
         setup
     }
 
-    pub async fn deliver(&self, d: &Delivery) -> reqwest::Response {
-        delivery_request(&self.http, &self.base, d).send().await.expect("webhook request")
-    }
-
-    /// Posts one signed chat message and returns the HTTP status.
-    pub async fn chat(&self, broadcaster: &BroadcasterId, chatter: &str, text: &str) -> u16 {
-        self.deliver(&Delivery::chat(broadcaster.as_str(), chatter, text)).await.status().as_u16()
-    }
-
-    /// The built-in simulator's base URL (a demo app only).
-    pub fn simulator_url(&self) -> &str {
-        &self.demo.as_ref().expect("a demo app (spawn_demo_app_with) runs the simulator").simulator_url
-    }
-
-    /// The demo streamer's overlay (a demo app only).
-    pub fn demo_overlay(&self) -> OverlayId {
-        let url = &self.demo.as_ref().expect("the demo is set up").overlay_url;
-        url.rsplit('/').next().unwrap().parse().unwrap()
-    }
-
-    /// The demo streamer's Twitch id, as stored.
-    pub async fn demo_broadcaster(&self) -> String {
-        let setup = self.repo.overlay_setup(self.demo_overlay()).await.unwrap().expect("demo streamer stored");
-        setup.streamer.twitch_user_id.to_string()
-    }
-
-    /// Types one chat message into `broadcaster`'s channel through the
-    /// simulator (`POST /sim/chat`), which signs it and delivers it through
-    /// the conduit's shard to our webhook. Returns the simulator's status.
-    pub async fn sim_chat(&self, broadcaster: &str, chatter: &str, text: &str) -> u16 {
-        let body = serde_json::json!({ "broadcaster_user_id": broadcaster, "chatter_user_id": chatter, "text": text });
-        let url = format!("{}/sim/chat", self.simulator_url());
-        self.http.post(url).json(&body).send().await.unwrap().status().as_u16()
-    }
-
-    /// The simulator's state dump (`GET /sim/state`).
-    pub async fn sim_state(&self) -> serde_json::Value {
-        let url = format!("{}/sim/state", self.simulator_url());
-        self.http.get(url).send().await.unwrap().json().await.unwrap()
-    }
-
-    /// A simulated Twitch user's id by login.
-    pub async fn sim_user_id(&self, login: &str) -> String {
-        let state = self.sim_state().await;
-        let users = state["users"].as_array().cloned().unwrap_or_default();
-        let user = users.iter().find(|u| u["login"] == login).unwrap_or_else(|| panic!("no user {login} in {users:?}"));
-        user["id"].as_str().unwrap().to_owned()
-    }
-
-    /// Whether the simulator would deliver chat typed in `broadcaster`'s
-    /// channel to us now: an enabled `channel.chat.message` subscription on a
-    /// conduit whose shard is enabled (its challenge answered).
-    pub async fn sim_delivers_chat_of(&self, broadcaster: &str) -> bool {
-        let state = self.sim_state().await;
-        let conduits = state["conduits"].as_array().cloned().unwrap_or_default();
-        let shard_enabled = |conduit_id: &serde_json::Value| {
-            conduits.iter().any(|c| {
-                &c["id"] == conduit_id
-                    && c["shards"]
-                        .as_array()
-                        .is_some_and(|s| !s.is_empty() && s.iter().all(|s| s["status"] == "enabled"))
-            })
-        };
-        state["subscriptions"].as_array().is_some_and(|subs| {
-            subs.iter().any(|s| {
-                s["type"] == "channel.chat.message"
-                    && s["status"] == "enabled"
-                    && s["condition"]["broadcaster_user_id"] == broadcaster
-                    && shard_enabled(&s["transport"]["conduit_id"])
-            })
-        })
-    }
-
-    /// Waits until [`Self::sim_delivers_chat_of`] (an overlay of the channel
-    /// is open, so the service subscribes it).
-    pub async fn wait_until_sim_delivers_chat_of(&self, broadcaster: &str) {
-        let subscribed = eventually(Duration::from_secs(20), || self.sim_delivers_chat_of(broadcaster)).await;
-        assert!(subscribed, "the simulator never got an enabled chat subscription: {:#}", self.sim_state().await);
-    }
-
-    /// The simulator's delivery attempts of one subscription, oldest first.
-    pub async fn sim_deliveries_of(&self, subscription_id: &str) -> Vec<serde_json::Value> {
-        let state = self.sim_state().await;
-        let all = state["deliveries"].as_array().cloned().unwrap_or_default();
-        all.into_iter().filter(|d| d["subscription_id"] == subscription_id).collect()
-    }
-
-    pub fn ws_url(&self, overlay: &OverlayId) -> String {
-        format!("ws://{}/ws/overlay/{overlay}", self.addr)
-    }
-
-    pub async fn connect(&self, overlay: &OverlayId) -> OverlayClient {
-        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(overlay)).await.expect("websocket connects");
-        OverlayClient { ws }
-    }
-
-    pub async fn try_connect(&self, overlay: &OverlayId) -> Result<OverlayClient, tungstenite::Error> {
-        tokio_tungstenite::connect_async(self.ws_url(overlay)).await.map(|(ws, _)| OverlayClient { ws })
-    }
-
     /// The value of one sample in `/metrics`, e.g.
     /// `chatpulse_votes_total{outcome="applied"}`; 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
@@ -550,88 +458,27 @@ impl Drop for TestApp {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Frame {
-    pub value: f64,
-    pub status: &'static str,
+// ------------------------------------------------------------------ misc
+
+pub fn random_twitch_id() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 9_000_000_000 + 1_000_000_000;
+    n.to_string()
 }
 
-pub struct OverlayClient {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+pub fn config(for_t: &str, against: &str, left: &str, right: &str, decay: f64) -> OverlayConfig {
+    OverlayConfig::new(
+        Trigger::parse(for_t).unwrap(),
+        Trigger::parse(against).unwrap(),
+        Label::parse(left).unwrap(),
+        Label::parse(right).unwrap(),
+        DecaySpeed::new(decay).unwrap(),
+    )
+    .unwrap()
 }
 
-/// What an overlay client saw next.
-#[derive(Debug)]
-pub enum Event {
-    Frame(Frame),
-    Closed(Option<CloseFrame>),
-}
-
-impl OverlayClient {
-    pub async fn next_event(&mut self, within: Duration) -> Option<Event> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match tokio::time::timeout(left, self.ws.next()).await {
-                Err(_) => return None,
-                Ok(None) | Ok(Some(Err(_))) => return Some(Event::Closed(None)),
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    let v: serde_json::Value = serde_json::from_str(&text).expect("frame is JSON");
-                    let status = match v["status"].as_str().expect("status") {
-                        "active" => "active",
-                        "live" => "live",
-                        "offline" => "offline",
-                        "reconnecting" => "reconnecting",
-                        "disconnected" => "disconnected",
-                        other => panic!("unexpected status {other}"),
-                    };
-                    let value = v["value"].as_f64().expect("value is a number");
-                    return Some(Event::Frame(Frame { value, status }));
-                }
-                Ok(Some(Ok(Message::Close(frame)))) => return Some(Event::Closed(frame)),
-                Ok(Some(Ok(_))) => continue,
-            }
-        }
-    }
-
-    pub async fn next_frame(&mut self, within: Duration) -> Option<Frame> {
-        match self.next_event(within).await? {
-            Event::Frame(f) => Some(f),
-            Event::Closed(c) => panic!("connection closed while waiting for a frame: {c:?}"),
-        }
-    }
-
-    /// Reads frames until one satisfies `pred`.
-    pub async fn wait_for(&mut self, within: Duration, pred: impl Fn(&Frame) -> bool) -> Option<Frame> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let frame = self.next_frame(left).await?;
-            if pred(&frame) {
-                return Some(frame);
-            }
-        }
-    }
-
-    /// Reads (and drops) frames until the server closes the connection.
-    pub async fn wait_for_close(&mut self, within: Duration) -> Option<Option<CloseFrame>> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match self.next_event(left).await? {
-                Event::Frame(_) => continue,
-                Event::Closed(frame) => return Some(frame),
-            }
-        }
-    }
-
-    pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
-        let _ = self.ws.send(Message::Close(None)).await;
-    }
-}
-
-/// Polls `f` until it returns true.
+/// Polls `f` until it returns true, for end-to-end waits on something the
+/// service does in its own time (a metric, a page, Twitch's state); false
+/// if it never did within `within`.
 pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -645,159 +492,4 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
-}
-
-/// A TCP forwarder on a fixed local port that can be switched off and on, to
-/// take a server away from the service and give it back.
-pub struct TcpProxy {
-    pub port: u16,
-    target: SocketAddr,
-    running: std::sync::Mutex<Option<CancellationToken>>,
-}
-
-impl TcpProxy {
-    /// Reserves a free port; nothing listens on it until [`Self::start`].
-    pub fn new(target: SocketAddr) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self { port, target, running: std::sync::Mutex::new(None) }
-    }
-
-    pub async fn start(&self) {
-        let listener = loop {
-            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(l) => break l,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        let token = CancellationToken::new();
-        *self.running.lock().unwrap() = Some(token.clone());
-        let target = self.target;
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = token.cancelled() => return,
-                    accepted = listener.accept() => accepted,
-                };
-                let Ok((mut inbound, _)) = accepted else { continue };
-                let token = token.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
-                    tokio::select! {
-                        _ = token.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    }
-                });
-            }
-        });
-    }
-
-    /// Stops listening and cuts every forwarded connection.
-    pub fn stop(&self) {
-        if let Some(token) = self.running.lock().unwrap().take() {
-            token.cancel();
-        }
-    }
-}
-
-impl Drop for TcpProxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A private `redis-server` process, so a test can stop and restart Redis
-/// without disturbing the shared one.
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<std::process::Child>,
-}
-
-/// `redis-server` arguments for a default user that may do everything but
-/// `FUNCTION` (so it cannot load the library), like a locked-down managed Redis.
-pub const NO_FUNCTION_LOAD: &[&str] = &["--user", "default", "on", "nopass", "~*", "&*", "+@all", "-function"];
-
-impl RedisServer {
-    pub async fn start() -> Self {
-        Self::start_with(&[]).await
-    }
-
-    /// Starts a server with extra `redis-server` arguments.
-    pub async fn start_with(args: &[&str]) -> Self {
-        let mut server = Self::unstarted();
-        server.restart_with(args).await;
-        server
-    }
-
-    /// A free port with nothing listening on it yet: connections are
-    /// refused until [`Self::restart`] starts the server there.
-    pub fn unstarted() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self { port, child: None }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts a fresh (empty) server on the same port.
-    pub async fn restart(&mut self) {
-        self.restart_with(&[]).await;
-    }
-
-    /// Starts a fresh (empty) server on the same port with extra arguments.
-    pub async fn restart_with(&mut self, args: &[&str]) {
-        self.kill();
-        let dir = std::env::temp_dir();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test-services.sh installs it)");
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        assert!(eventually(Duration::from_secs(10), || async { TcpStream::connect(addr).await.is_ok() }).await);
-    }
-
-    /// Kills the server at once, like a crash.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Runs one `redis-cli` command as the default user; its output.
-    pub async fn cli(&self, args: &[&str]) -> String {
-        redis_cli(&self.url(), args).await
-    }
-
-    /// `INFO commandstats` as command → calls.
-    pub async fn command_calls(&self) -> std::collections::HashMap<String, u64> {
-        self.cli(&["info", "commandstats"])
-            .await
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix("cmdstat_")?;
-                let (name, stats) = rest.split_once(':')?;
-                let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-                Some((name.to_owned(), calls.parse().ok()?))
-            })
-            .collect()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Runs one `redis-cli` command against `url`; its output, trimmed.
-pub async fn redis_cli(url: &str, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("redis-cli").arg("-u").arg(url).args(args).output().await.unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

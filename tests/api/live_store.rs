@@ -541,7 +541,7 @@ async fn memory(limits: VoteLimits) -> Backend {
 /// A Redis store on the server named by `variable`. Unset: skipped, loudly.
 /// Set but unreachable: the test fails.
 pub async fn redis_backend(variable: &str, limits: VoteLimits) -> Option<Arc<RedisLiveStore>> {
-    let Some(url) = crate::helpers::test_env(variable) else {
+    let Some(url) = crate::helpers::test_server_url(variable).await else {
         eprintln!("SKIPPED: {variable} is not set (make test sets it)");
         return None;
     };
@@ -549,14 +549,10 @@ pub async fn redis_backend(variable: &str, limits: VoteLimits) -> Option<Arc<Red
     let metrics = chatpulse::metrics::Metrics::register(&mut registry);
     let store = RedisLiveStore::new(&RedisConnection::open(&url).unwrap(), limits, metrics);
     tokio::spawn(Arc::clone(&store).maintain());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        match store.ping().await {
-            Ok(()) => return Some(store),
-            Err(e) if std::time::Instant::now() > deadline => panic!("{variable}={url} is unreachable: {e}"),
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    }
+    let reachable =
+        crate::helpers::eventually(std::time::Duration::from_secs(15), || async { store.ping().await.is_ok() });
+    assert!(reachable.await, "{variable}={url} is unreachable: {:?}", store.ping().await);
+    Some(store)
 }
 
 async fn redis(limits: VoteLimits) -> Backend {
@@ -578,7 +574,7 @@ live_store_contract!(redis_cluster, redis_cluster);
 #[tokio::test]
 async fn redis_lease_keys_hold_the_leaders_id_and_expire_with_the_lease() {
     let Some(store) = redis_backend("TEST_REDIS_URL", default_limits()).await else { return };
-    let url = std::env::var("TEST_REDIS_URL").unwrap();
+    let url = crate::helpers::test_server_url("TEST_REDIS_URL").await.unwrap();
     let key = leader_key();
     let until_key = format!("{{{key}}}:until");
     let now = chatpulse::now_ms();

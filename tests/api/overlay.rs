@@ -20,7 +20,7 @@ fn http_status(error: tokio_tungstenite::tungstenite::Error) -> u16 {
 
 both_modes! {
 async fn the_overlay_page_shows_the_labels_escaped() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer_with(&config("yes", "no", "<b>\"Nope\"</b>", "Yes & more", 0.5)).await;
 
     let response = app.http.get(format!("{}/overlay/{}", app.base, s.streamer.overlay_id)).send().await.unwrap();
@@ -42,7 +42,7 @@ async fn the_overlay_page_shows_the_labels_escaped() {
 
 both_modes! {
 async fn unknown_or_malformed_overlay_ids_get_404_before_any_upgrade() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let unknown = OverlayId::random();
 
     for path in [format!("/overlay/{unknown}"), "/overlay/not-a-uuid".to_owned()] {
@@ -58,7 +58,7 @@ async fn unknown_or_malformed_overlay_ids_get_404_before_any_upgrade() {
 
 both_modes! {
 async fn a_reconnecting_client_gets_the_current_value_at_once() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     let mut first = app.connect(&s.streamer.overlay_id).await;
     first.next_frame(WAIT).await;
@@ -78,10 +78,10 @@ async fn a_reconnecting_client_gets_the_current_value_at_once() {
 
 both_modes! {
 async fn the_51st_client_of_a_session_is_refused() {
-    let app = spawn_app_with(|c| {
+    let app = TestApp::builder().configure(|c| {
         c.connection_rate_per_ip = NonZeroU32::new(1000).unwrap();
         c.connection_rate_burst = NonZeroU32::new(1000).unwrap();
-    })
+    }).start()
     .await;
     let s = app.add_streamer().await;
     let other = app.add_streamer().await;
@@ -102,17 +102,17 @@ async fn the_51st_client_of_a_session_is_refused() {
 
 both_modes! {
 async fn per_address_limits_refuse_with_429() {
-    let app = spawn_app_with(|c| c.max_connections_per_ip = 2).await;
+    let app = TestApp::builder().configure(|c| c.max_connections_per_ip = 2).start().await;
     let s = app.add_streamer().await;
     let _a = app.connect(&s.streamer.overlay_id).await;
     let _b = app.connect(&s.streamer.overlay_id).await;
     let refused = app.try_connect(&s.streamer.overlay_id).await.err().expect("third refused");
     assert_eq!(http_status(refused), 429);
 
-    let app = spawn_app_with(|c| {
+    let app = TestApp::builder().configure(|c| {
         c.connection_rate_per_ip = NonZeroU32::new(1).unwrap();
         c.connection_rate_burst = NonZeroU32::new(2).unwrap();
-    })
+    }).start()
     .await;
     let s = app.add_streamer().await;
     let _a = app.connect(&s.streamer.overlay_id).await;
@@ -124,7 +124,7 @@ async fn per_address_limits_refuse_with_429() {
 
 both_modes! {
 async fn the_global_connection_limit_refuses_with_503() {
-    let app = spawn_app_with(|c| c.max_websocket_connections = 1).await;
+    let app = TestApp::builder().configure(|c| c.max_websocket_connections = 1).start().await;
     let s = app.add_streamer().await;
     let _a = app.connect(&s.streamer.overlay_id).await;
     let refused = app.try_connect(&s.streamer.overlay_id).await.err().expect("refused");
@@ -134,7 +134,7 @@ async fn the_global_connection_limit_refuses_with_503() {
 
 both_modes! {
 async fn cross_origin_upgrades_are_refused_but_same_host_and_no_origin_are_fine() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     let with_origin = |origin: &str| {
         let mut request = app.ws_url(&s.streamer.overlay_id).into_client_request().unwrap();
@@ -154,12 +154,12 @@ both_modes! {
 async fn a_client_that_stops_reading_is_evicted_while_others_keep_receiving() {
     // A fast tick and a fast-moving value produce frames quickly enough to
     // fill a stalled client's socket buffers and then its queue.
-    let app = spawn_app_with(|c| {
+    let app = TestApp::builder().configure(|c| {
         c.tuning.broadcast_tick = Duration::from_millis(1);
         c.tuning.socket_send_buffer = Some(4096);
         c.vote_rate_limit_capacity = 100_000;
         c.vote_rate_limit_rate = 6_000_000.0;
-    })
+    }).start()
     .await;
     let s = app.add_streamer_with(&config("yes", "no", "L", "R", 2.0)).await;
     let mut healthy = app.connect(&s.streamer.overlay_id).await;
@@ -212,16 +212,18 @@ async fn a_client_that_stops_reading_is_evicted_while_others_keep_receiving() {
 
 both_modes! {
 async fn a_silent_connection_is_closed() {
-    let app = spawn_app_with(|c| {
+    let app = TestApp::builder().configure(|c| {
         c.tuning.ping_interval = Duration::from_millis(50);
         c.tuning.idle_timeout = Duration::from_millis(300);
-    })
+    }).start()
     .await;
     let s = app.add_streamer().await;
     // A client that never reads never answers pings.
     let mut silent = app.connect(&s.streamer.overlay_id).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
 
+    let closed = silent.close_arrived_unread(WAIT).await;
+
+    assert!(closed, "the service closed the silent connection");
     let close = silent.wait_for_close(WAIT).await.expect("closed").expect("with a close frame");
     assert_eq!(u16::from(close.code), 1000);
     assert_eq!(close.reason.as_str(), "idle timeout");
@@ -230,10 +232,10 @@ async fn a_silent_connection_is_closed() {
 
 both_modes! {
 async fn a_client_that_answers_pings_stays_connected() {
-    let app = spawn_app_with(|c| {
+    let app = TestApp::builder().configure(|c| {
         c.tuning.ping_interval = Duration::from_millis(50);
         c.tuning.idle_timeout = Duration::from_millis(300);
-    })
+    }).start()
     .await;
     let s = app.add_streamer().await;
     let mut client = app.connect(&s.streamer.overlay_id).await;

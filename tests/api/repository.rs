@@ -619,7 +619,7 @@ repository_contract!(sqlite, || async {
 });
 
 repository_contract!(optional postgres, || async {
-    let url = crate::helpers::isolated_database_url(&test_database_url()?).await;
+    let url = crate::helpers::isolated_database_url(&test_database_url().await?).await;
     Some((migrated_postgres(&url).await, ()))
 });
 
@@ -630,8 +630,8 @@ repository_contract!(optional postgres, || async {
 /// `TEST_DATABASE_URL` (set by `make test` through `scripts/test-services.sh`).
 /// Unset means "no PostgreSQL here": the caller skips, loudly. Set means the
 /// server must work: every failure after this is a test failure.
-fn test_database_url() -> Option<String> {
-    let url = crate::helpers::test_env("TEST_DATABASE_URL");
+async fn test_database_url() -> Option<String> {
+    let url = crate::helpers::test_server_url("TEST_DATABASE_URL").await;
     if url.is_none() {
         eprintln!(
             "!!! SKIPPED: PostgreSQL repository test not run because TEST_DATABASE_URL is unset \
@@ -693,7 +693,7 @@ mod postgres_specific {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
     async fn concurrent_migrations_of_a_new_database_apply_each_migration_once() {
-        let Some(url) = test_database_url() else { return };
+        let Some(url) = test_database_url().await else { return };
         let admin = connect(&with_database(&url, "postgres")).await;
         let name = format!("chatpulse_migrate_{}", Uuid::new_v4().simple());
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
@@ -748,7 +748,7 @@ mod postgres_specific {
     /// What is in the columns themselves, not just what the adapter reads back.
     #[tokio::test]
     async fn token_columns_hold_exactly_the_bytes_given() {
-        let Some(url) = test_database_url() else { return };
+        let Some(url) = test_database_url().await else { return };
         let repo = migrated_postgres(&url).await;
         let (setup, granted) = logged_in(&repo).await;
         let client = connect(&url).await;
@@ -782,7 +782,7 @@ mod postgres_specific {
 
     #[tokio::test]
     async fn the_bot_account_table_refuses_a_second_row() {
-        let Some(url) = test_database_url() else { return };
+        let Some(url) = test_database_url().await else { return };
         migrated_postgres(&url).await;
         let client = connect(&url).await;
         let err = client
@@ -799,7 +799,7 @@ mod postgres_specific {
 
     #[tokio::test]
     async fn pooled_connections_run_with_the_statement_timeout_and_application_name() {
-        let Some(url) = test_database_url() else { return };
+        let Some(url) = test_database_url().await else { return };
         let repo = migrated_postgres(&url).await;
         repo.warm_up(3).await.unwrap();
         // Several at once, so more than one pooled connection answers.

@@ -18,7 +18,7 @@ async fn wait_until_no_overlay_is_connected(app: &TestApp) {
 
 both_modes! {
 async fn a_session_outlives_its_last_overlay_by_the_grace_period_and_then_ends() {
-    let app = spawn_app_with(|c| c.tuning.session_grace = GRACE).await;
+    let app = TestApp::builder().configure(|c| c.tuning.session_grace = GRACE).start().await;
     // A slow decay, so a kept value is far from the centre.
     let s = app.add_streamer_with(&config("yes", "no", "No", "Yes", 0.1)).await;
     let (overlay, channel) = (s.streamer.overlay_id, s.streamer.twitch_user_id.clone());

@@ -8,7 +8,7 @@ use crate::helpers::*;
 
 both_modes! {
 async fn shutdown_sends_1001_to_every_client_and_stops() {
-    let mut app = spawn_app().await;
+    let mut app = TestApp::builder().start().await;
     let a = app.add_streamer().await;
     let b = app.add_streamer().await;
     let ready = app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap();
@@ -35,10 +35,10 @@ async fn shutdown_sends_1001_to_every_client_and_stops() {
 
 both_modes! {
 async fn readiness_fails_first_and_requests_are_served_until_the_drain_period_ends() {
-    let mut app = spawn_app_with(|c| {
+    let mut app = TestApp::builder().configure(|c| {
         c.tuning.shutdown_drain = Duration::from_millis(800);
         c.shutdown_timeout = Duration::from_secs(5);
-    })
+    }).start()
     .await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
@@ -68,7 +68,7 @@ async fn readiness_fails_first_and_requests_are_served_until_the_drain_period_en
 
 both_modes! {
 async fn readiness_reports_each_store() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let body: serde_json::Value =
         app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["ready"], true);

@@ -21,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// A service with its own in-process simulator, like `make run`.
 async fn demo_app() -> TestApp {
-    spawn_demo_app_with(|_| {}).await
+    TestApp::builder().demo().start().await
 }
 
 /// Opens the demo overlay and waits until the simulator delivers the
@@ -178,10 +178,10 @@ async fn one_chatter_counts_once_per_second_but_different_chatters_add_up() {
 both_modes! {
 async fn the_token_bucket_caps_votes_per_session() {
     // Three tokens, refilled too slowly to matter during the test.
-    let app = spawn_demo_app_with(|c| {
+    let app = TestApp::builder().demo().configure(|c| {
         c.vote_rate_limit_capacity = 3;
         c.vote_rate_limit_rate = 1.0;
-    })
+    }).start()
     .await;
     let (mut overlay, broadcaster) = connected(&app).await;
 

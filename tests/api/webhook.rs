@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(2);
 
 both_modes! {
 async fn a_yes_vote_moves_a_connected_overlay_right_within_one_tick() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     assert_eq!(overlay.next_frame(WAIT).await, Some(Frame { value: 0.0, status: "active" }));
@@ -30,7 +30,7 @@ async fn a_yes_vote_moves_a_connected_overlay_right_within_one_tick() {
 
 both_modes! {
 async fn a_no_vote_moves_it_left() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await;
@@ -43,7 +43,7 @@ async fn a_no_vote_moves_it_left() {
 
 both_modes! {
 async fn the_value_decays_toward_zero_at_the_configured_speed() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let k = 2.0;
     let s = app.add_streamer_with(&config("yes", "no", "L", "R", k)).await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
@@ -76,7 +76,7 @@ async fn the_value_decays_toward_zero_at_the_configured_speed() {
 
 both_modes! {
 async fn one_chatter_counts_once_per_second_but_different_chatters_add_up() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     let b = &s.streamer.twitch_user_id;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
@@ -95,7 +95,7 @@ async fn one_chatter_counts_once_per_second_but_different_chatters_add_up() {
 
 both_modes! {
 async fn the_token_bucket_caps_votes_per_session() {
-    let app = spawn_app_with(|c| c.vote_rate_limit_capacity = 3).await;
+    let app = TestApp::builder().configure(|c| c.vote_rate_limit_capacity = 3).start().await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await;
@@ -113,7 +113,7 @@ async fn the_token_bucket_caps_votes_per_session() {
 
 both_modes! {
 async fn a_redelivered_message_is_acknowledged_but_not_applied_again() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await;
@@ -135,7 +135,7 @@ async fn a_redelivered_message_is_acknowledged_but_not_applied_again() {
 
 both_modes! {
 async fn unmatched_relayed_and_bot_messages_do_not_vote() {
-    let app = spawn_app_with(|c| c.bot_user_id = Some("99887766".into())).await;
+    let app = TestApp::builder().configure(|c| c.bot_user_id = Some("99887766".into())).start().await;
     let s = app.add_streamer().await;
     let b = s.streamer.twitch_user_id.as_str();
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
@@ -159,7 +159,7 @@ async fn unmatched_relayed_and_bot_messages_do_not_vote() {
 
 both_modes! {
 async fn chat_for_a_channel_without_an_open_overlay_is_acknowledged_and_dropped() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     assert_eq!(app.chat(&s.streamer.twitch_user_id, "6001", "yes").await, 204);
     assert_eq!(app.votes("no_session").await, 1.0);
@@ -237,7 +237,7 @@ fn bad_deliveries(broadcaster: &str) -> Vec<(&'static str, Delivery, u16)> {
 
 both_modes! {
 async fn bad_deliveries_are_rejected_and_change_nothing() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await;
@@ -265,7 +265,7 @@ fn verification(body: serde_json::Value, subscription_type: Option<&str>) -> Del
 
 both_modes! {
 async fn a_subscription_challenge_is_answered_with_the_raw_challenge() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let body = serde_json::json!({
         "challenge": "pp-challenge-7f3a9c1e",
         "subscription": {"id": "s1", "status": "webhook_callback_verification_pending", "type": "stream.online",
@@ -285,7 +285,7 @@ async fn a_subscription_challenge_is_answered_with_the_raw_challenge() {
 
 both_modes! {
 async fn a_conduit_shard_challenge_is_answered_without_subscription_headers() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let body = serde_json::json!({
         "challenge": "3b9d0e6f-1a2c-47e8-b5f4-7c0a9d2e61f3",
         "conduit_shard": {"conduit_id": "e3a1c9d2-58b4-4f0e-a7c6-2d9f81b0c4aa", "shard": "0"}
@@ -302,7 +302,7 @@ async fn a_conduit_shard_challenge_is_answered_without_subscription_headers() {
 
 both_modes! {
 async fn challenges_for_types_we_do_not_use_or_badly_signed_are_refused() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let foreign = serde_json::json!({
         "challenge": "nope",
         "subscription": {"id": "s2", "status": "webhook_callback_verification_pending", "type": "channel.follow",
@@ -321,7 +321,7 @@ async fn challenges_for_types_we_do_not_use_or_badly_signed_are_refused() {
 
 both_modes! {
 async fn a_revocation_is_acknowledged_and_recorded() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let s = app.add_streamer().await;
     let record = SubscriptionRecord {
         streamer: Some(s.streamer.id),
@@ -351,10 +351,10 @@ async fn a_revocation_is_acknowledged_and_recorded() {
 
 both_modes! {
 async fn the_webhook_is_never_rate_limited_per_address() {
-    let app = spawn_app_with(|c| {
+    let app = TestApp::builder().configure(|c| {
         c.connection_rate_per_ip = std::num::NonZeroU32::new(1).unwrap();
         c.connection_rate_burst = std::num::NonZeroU32::new(1).unwrap();
-    })
+    }).start()
     .await;
     let s = app.add_streamer().await;
     let mut statuses = std::collections::BTreeMap::new();
