@@ -27,10 +27,12 @@ use fred::prelude::*;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{
-    ActiveSession, Lease, LiveStore, LiveStoreError, SessionActivation, Snapshot, VoteLimits, VoteOutcome, VoteRequest,
+    ACTIVITY_REPORT_TTL_MS, ActiveSession, ActivityReport, Lease, LiveStore, LiveStoreError, SessionActivation,
+    Snapshot, VoteLimits, VoteOutcome, VoteRequest,
 };
-use crate::domain::sentiment::{decayed, sanitize_value};
-use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, SessionStatus};
+use crate::domain::meter::{MeterState, recent_voters};
+use crate::domain::sentiment::sanitize_value;
+use crate::domain::{BroadcasterId, MeterModel, OverlayConfig, OverlayId, SessionStatus};
 use crate::metrics::Metrics;
 
 /// The Functions library, compiled into the binary.
@@ -71,6 +73,13 @@ mod keys {
     }
     pub fn instances(o: OverlayId) -> String {
         tagged("instances:", o)
+    }
+    pub fn voters(o: OverlayId) -> String {
+        tagged("voters:", o)
+    }
+    /// The instances' reports on a channel (the dashboard's status).
+    pub fn activity(b: &BroadcasterId) -> String {
+        format!("activity:{{{b}}}")
     }
     pub fn msgid(o: OverlayId, message_id: &str) -> String {
         format!("msgid:{{{o}}}:{message_id}")
@@ -151,22 +160,35 @@ fn stored_number(raw: Option<&str>) -> Option<f64> {
     raw.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
-/// The decayed value of a session from its stored fields, exactly as the Lua
-/// `decayed()` computes it. `None` when the session does not exist.
-pub fn snapshot_from_fields(
-    value: Option<&str>,
-    last_update: Option<&str>,
-    decay: Option<&str>,
-    now_ms: i64,
-) -> Option<f64> {
-    if value.is_none() && last_update.is_none() && decay.is_none() {
+/// The session fields a read takes, in this order (the Lua `READ_FIELDS`).
+const READ_FIELDS: [&str; 9] =
+    ["value", "last_update", "decay", "status", "model", "for_weight", "against_weight", "voters", "voters_at"];
+
+/// What overlays see of a session, from its stored [`READ_FIELDS`], exactly
+/// as the Lua functions compute it (the meter math is shared with the
+/// in-process store). `None` when the session does not exist.
+pub fn snapshot_from_fields(fields: &[Option<&str>], now_ms: i64) -> Option<Snapshot> {
+    let field = |i: usize| fields.get(i).copied().flatten();
+    if (0..3).all(|i| field(i).is_none()) {
         return None;
     }
-    let value = sanitize_value(stored_number(value).unwrap_or(0.0));
-    let Some(last) = stored_number(last_update) else { return Some(0.0) };
-    // The decay math is shared with the in-process store.
-    let k = stored_number(decay).unwrap_or(f64::NAN);
-    Some(decayed(value, last as i64, now_ms, k))
+    let model = MeterModel::parse_stored(field(4));
+    let status = SessionStatus::parse_stored(field(3));
+    let voters = stored_number(field(7)).map_or(0, |n| n.clamp(0.0, f64::from(u32::MAX)) as u32);
+    let voters = stored_number(field(8)).map_or(0, |at| recent_voters(voters, at as i64, now_ms));
+    let Some(last) = stored_number(field(1)) else {
+        // A garbage time reads as "reset", in both meters.
+        return Some(Snapshot { value: 0.0, status, model, weights: [0.0, 0.0], voters });
+    };
+    let state = MeterState {
+        value: sanitize_value(stored_number(field(0)).unwrap_or(0.0)),
+        for_weight: stored_number(field(5)).unwrap_or(0.0),
+        against_weight: stored_number(field(6)).unwrap_or(0.0),
+        last_update_ms: last as i64,
+    };
+    let k = stored_number(field(2)).unwrap_or(f64::NAN);
+    let reading = state.read(model, now_ms, k);
+    Some(Snapshot { value: reading.value, status, model, weights: reading.weights, voters })
 }
 
 /// Sessions per `chatpulse_read` call: small enough that one call never
@@ -287,7 +309,7 @@ impl RedisLiveStore {
             })
             .await?;
         let fields: Vec<Option<String>> = replies.into_iter().flatten().collect();
-        if fields.len() != overlays.len() * 4 {
+        if fields.len() != overlays.len() * READ_FIELDS.len() {
             return Err(LiveStoreError(format!(
                 "chatpulse_read returned {} fields for {} sessions",
                 fields.len(),
@@ -295,11 +317,8 @@ impl RedisLiveStore {
             )));
         }
         Ok(fields
-            .chunks(4)
-            .map(|f| {
-                snapshot_from_fields(f[0].as_deref(), f[1].as_deref(), f[2].as_deref(), now_ms)
-                    .map(|value| Snapshot { value, status: SessionStatus::parse_stored(f[3].as_deref()) })
-            })
+            .chunks(READ_FIELDS.len())
+            .map(|f| snapshot_from_fields(&f.iter().map(Option::as_deref).collect::<Vec<_>>(), now_ms))
             .collect())
     }
 
@@ -445,6 +464,7 @@ impl LiveStore for RedisLiveStore {
             lease.instance.to_owned(),
             now_ms.saturating_add(lease.ttl_ms).to_string(),
             key_ttl.to_string(),
+            s.config.model.as_str().to_owned(),
         ];
         let mapping = keys::broadcaster(&s.broadcaster);
         let overlay = s.overlay.to_string();
@@ -586,6 +606,7 @@ impl LiveStore for RedisLiveStore {
             keys::ratelimit(vote.overlay),
             keys::msgid(vote.overlay, vote.message_id),
             keys::debounce(vote.overlay, vote.chatter),
+            keys::voters(vote.overlay),
         ];
         let l = &self.limits;
         let args = vec![
@@ -595,6 +616,7 @@ impl LiveStore for RedisLiveStore {
             l.bucket_refill_per_minute.to_string(),
             l.debounce_ms.to_string(),
             l.dedup_ms.to_string(),
+            vote.chatter.to_string(),
         ];
         let reply: Vec<String> =
             self.call("vote", || self.client.fcall("chatpulse_vote", keys.clone(), args.clone())).await?;
@@ -616,9 +638,7 @@ impl LiveStore for RedisLiveStore {
             .call("read_many", || async {
                 let pipeline = self.client.pipeline();
                 for overlay in overlays {
-                    pipeline
-                        .hmget::<(), _, _>(keys::session(*overlay), vec!["value", "last_update", "decay", "status"])
-                        .await?;
+                    pipeline.hmget::<(), _, _>(keys::session(*overlay), READ_FIELDS.to_vec()).await?;
                 }
                 // A one-command pipeline returns the bare reply, not a list of replies.
                 if overlays.len() == 1 {
@@ -629,11 +649,7 @@ impl LiveStore for RedisLiveStore {
             .await?;
         Ok(rows
             .iter()
-            .map(|fields| {
-                let field = |i: usize| fields.get(i).and_then(|f| f.as_deref());
-                snapshot_from_fields(field(0), field(1), field(2), now_ms)
-                    .map(|value| Snapshot { value, status: SessionStatus::parse_stored(field(3)) })
-            })
+            .map(|fields| snapshot_from_fields(&fields.iter().map(Option::as_deref).collect::<Vec<_>>(), now_ms))
             .collect())
     }
 
@@ -655,6 +671,42 @@ impl LiveStore for RedisLiveStore {
         self.call("resign", || self.client.fcall::<i64, _, _, _>("chatpulse_resign", keys.clone(), args.clone()))
             .await?;
         Ok(())
+    }
+
+    async fn report_activity(
+        &self,
+        broadcaster: &BroadcasterId,
+        report: &ActivityReport,
+    ) -> Result<(), LiveStoreError> {
+        let key = keys::activity(broadcaster);
+        let json = serde_json::to_string(report).map_err(|e| LiveStoreError(e.to_string()))?;
+        self.call("report_activity", || async {
+            let pipeline = self.client.pipeline();
+            pipeline.hset::<(), _, _>(&key, (report.instance.as_str(), json.as_str())).await?;
+            pipeline.pexpire::<(), _>(&key, ACTIVITY_REPORT_TTL_MS, None).await?;
+            pipeline.all::<Vec<Value>>().await.map(|_| ())
+        })
+        .await
+    }
+
+    async fn activity_reports(
+        &self,
+        broadcaster: &BroadcasterId,
+        now_ms: i64,
+    ) -> Result<Vec<ActivityReport>, LiveStoreError> {
+        let key = keys::activity(broadcaster);
+        let stored: HashMap<String, String> = self.call("activity_reports", || self.client.hgetall(&key)).await?;
+        Ok(stored
+            .values()
+            .filter_map(|json| match serde_json::from_str::<ActivityReport>(json) {
+                Ok(report) => Some(report),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring an unreadable activity report");
+                    None
+                }
+            })
+            .filter(|r| now_ms - r.written_ms <= ACTIVITY_REPORT_TTL_MS)
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), LiveStoreError> {
@@ -712,15 +764,46 @@ mod tests {
         assert_eq!(stored_number(None), None);
     }
 
+    fn value_of(value: &str, last: &str, decay: &str, now: i64) -> Option<f64> {
+        snapshot_from_fields(&[Some(value), Some(last), Some(decay)], now).map(|s| s.value)
+    }
+
     #[test]
     fn garbage_fields_read_as_safe_values() {
         let now = 1_000_000;
-        assert_eq!(snapshot_from_fields(None, None, None, now), None, "missing session");
-        assert_eq!(snapshot_from_fields(Some("banana"), Some("999000"), Some("0.5"), now), Some(0.0));
-        assert_eq!(snapshot_from_fields(Some("1e999"), Some("1000000"), Some("0.5"), now), Some(0.0));
-        assert_eq!(snapshot_from_fields(Some("250"), Some("1000000"), Some("0.5"), now), Some(100.0));
-        assert_eq!(snapshot_from_fields(Some("50"), Some("yesterday"), Some("0.5"), now), Some(0.0));
-        let with_bad_decay = snapshot_from_fields(Some("50"), Some("999000"), Some("-3"), now);
-        assert_eq!(with_bad_decay, Some(50.0 * (-0.5f64).exp()), "default decay 0.5");
+        assert_eq!(snapshot_from_fields(&[None, None, None, Some("live")], now), None, "missing session");
+        assert_eq!(value_of("banana", "999000", "0.5", now), Some(0.0));
+        assert_eq!(value_of("1e999", "1000000", "0.5", now), Some(0.0));
+        assert_eq!(value_of("250", "1000000", "0.5", now), Some(100.0));
+        assert_eq!(value_of("50", "yesterday", "0.5", now), Some(0.0));
+        assert_eq!(value_of("50", "999000", "-3", now), Some(50.0 * (-0.5f64).exp()), "default decay 0.5");
+    }
+
+    #[test]
+    fn a_balance_session_reads_its_counts_and_garbage_counts_read_as_none() {
+        let now = 1_000_000;
+        let read = |f: &str, a: &str| {
+            let fields = [Some("10"), Some("1000000"), Some("0.5"), Some("live"), Some("balance"), Some(f), Some(a)];
+            snapshot_from_fields(&fields, now).unwrap()
+        };
+        let s = read("3", "1");
+        assert_eq!(
+            (s.value, s.weights, s.model, s.status),
+            (100.0 * 2.0 / 7.0, [3.0, 1.0], MeterModel::Balance, SessionStatus::Live)
+        );
+        assert_eq!(read("nan", "-4").weights, [0.0, 0.0]);
+        assert_eq!(read("1e300", "0").weights, [crate::domain::meter::WEIGHT_MAX, 0.0]);
+        let old = [Some("10"), Some("1000000"), Some("0.5")];
+        assert_eq!(snapshot_from_fields(&old, now).unwrap().model, MeterModel::Classic, "a session from before");
+    }
+
+    #[test]
+    fn participation_is_read_for_a_minute_after_the_last_counted_vote() {
+        let fields = |voters: &'static str, at: &'static str| {
+            [Some("0"), Some("0"), Some("0.5"), None, None, None, None, Some(voters), Some(at)]
+        };
+        assert_eq!(snapshot_from_fields(&fields("12", "950000"), 1_000_000).unwrap().voters, 12);
+        assert_eq!(snapshot_from_fields(&fields("12", "940000"), 1_000_000).unwrap().voters, 0);
+        assert_eq!(snapshot_from_fields(&fields("x", "950000"), 1_000_000).unwrap().voters, 0);
     }
 }
