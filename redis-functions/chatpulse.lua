@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '11'
+local VERSION = '11-control-room'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
