@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '11-control-room'
+local VERSION = '11-control-room.2'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -157,8 +157,9 @@ local function vote(keys, args)
   redis.call('ZADD', keys[5], 'GT', now, args[7])
   redis.call('ZREMRANGEBYSCORE', keys[5], '-inf', now - VOTERS_WINDOW_MS)
   redis.call('PEXPIRE', keys[5], VOTERS_WINDOW_MS)
+  -- The later of the stored time and now (voters_counted_at in Rust).
   local voters_at = num(s[7], nil)
-  if voters_at == nil or now > voters_at then voters_at = now end
+  if voters_at == nil or now >= voters_at or voters_at - now > VOTERS_WINDOW_MS then voters_at = now end
   redis.call('HSET', keys[1], 'value', fmt(value), 'for_weight', fmt(f), 'against_weight', fmt(a),
     'last_update', fmt(now), 'voters', redis.call('ZCARD', keys[5]), 'voters_at', fmt(voters_at))
   if s[6] == 'balance' then

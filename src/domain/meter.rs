@@ -33,6 +33,8 @@ pub const WEIGHT_MAX: f64 = 1.0e6;
 /// Participation: a chatter counts as a voter for this long after their last
 /// counted vote.
 pub const VOTERS_WINDOW_MS: i64 = 60_000;
+/// More voters than this in one session is garbage, not a chat.
+pub const VOTERS_MAX: u32 = 100_000_000;
 
 /// How the bar turns counted votes into a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -149,8 +151,21 @@ impl MeterState {
 /// last counted vote (`voters_at_ms`), for a minute after that vote; then 0.
 /// (Counting exactly at every read would cost a read of every voter; this
 /// costs nothing beyond the vote.)
+/// A time more than a window ahead of `now_ms` is garbage, not a clock
+/// ahead of ours: it counts nobody.
 pub fn recent_voters(voters: u32, voters_at_ms: i64, now_ms: i64) -> u32 {
-    if now_ms.saturating_sub(voters_at_ms) < VOTERS_WINDOW_MS { voters } else { 0 }
+    let age = now_ms.saturating_sub(voters_at_ms);
+    if (-VOTERS_WINDOW_MS..VOTERS_WINDOW_MS).contains(&age) { voters } else { 0 }
+}
+
+/// When a session's participation was last counted, after a vote at `now_ms`:
+/// the later of the two, unless the stored time is garbage (more than a
+/// window ahead).
+pub fn voters_counted_at(stored_ms: Option<i64>, now_ms: i64) -> i64 {
+    match stored_ms {
+        Some(at) if at > now_ms && at - now_ms <= VOTERS_WINDOW_MS => at,
+        _ => now_ms,
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +243,11 @@ mod tests {
         assert_eq!(recent_voters(7, 1_000, 1_000 + VOTERS_WINDOW_MS - 1), 7);
         assert_eq!(recent_voters(7, 1_000, 1_000 + VOTERS_WINDOW_MS), 0);
         assert_eq!(recent_voters(7, 5_000, 1_000), 7, "a vote stamped by a clock ahead of ours");
+        assert_eq!(recent_voters(7, i64::MAX, 1_000), 0, "garbage far ahead");
+        assert_eq!(voters_counted_at(Some(5_000), 1_000), 5_000);
+        assert_eq!(voters_counted_at(Some(500), 1_000), 1_000);
+        assert_eq!(voters_counted_at(Some(i64::MAX), 1_000), 1_000);
+        assert_eq!(voters_counted_at(None, 1_000), 1_000);
     }
 
     #[test]

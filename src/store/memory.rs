@@ -15,7 +15,7 @@ use super::{
     ACTIVITY_REPORT_TTL_MS, ActiveSession, ActivityReport, BUCKET_IDLE_MS, Lease, LiveStore, LiveStoreError,
     SessionActivation, Snapshot, VoteLimits, VoteOutcome, VoteRequest,
 };
-use crate::domain::meter::{MeterState, VOTERS_WINDOW_MS, recent_voters};
+use crate::domain::meter::{MeterState, VOTERS_WINDOW_MS, recent_voters, voters_counted_at};
 use crate::domain::sentiment::sanitize_decay;
 use crate::domain::{BroadcasterId, ChatterId, OverlayId, SessionStatus};
 
@@ -80,7 +80,7 @@ impl Voters {
             }
         }
         self.count = u32::try_from(self.last.len()).unwrap_or(u32::MAX);
-        self.counted_at = self.counted_at.max(now_ms);
+        self.counted_at = voters_counted_at(Some(self.counted_at), now_ms);
     }
 }
 

@@ -37,6 +37,7 @@ mod equivalence;
 mod eventsub_ws;
 mod helpers;
 mod live_store;
+mod live_store_meter;
 mod overlay;
 mod repository;
 mod sessions;

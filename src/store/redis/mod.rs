@@ -30,7 +30,7 @@ use super::{
     ACTIVITY_REPORT_TTL_MS, ActiveSession, ActivityReport, Lease, LiveStore, LiveStoreError, SessionActivation,
     Snapshot, VoteLimits, VoteOutcome, VoteRequest,
 };
-use crate::domain::meter::{MeterState, recent_voters};
+use crate::domain::meter::{MeterState, VOTERS_MAX, recent_voters};
 use crate::domain::sentiment::sanitize_value;
 use crate::domain::{BroadcasterId, MeterModel, OverlayConfig, OverlayId, SessionStatus};
 use crate::metrics::Metrics;
@@ -174,7 +174,10 @@ pub fn snapshot_from_fields(fields: &[Option<&str>], now_ms: i64) -> Option<Snap
     }
     let model = MeterModel::parse_stored(field(4));
     let status = SessionStatus::parse_stored(field(3));
-    let voters = stored_number(field(7)).map_or(0, |n| n.clamp(0.0, f64::from(u32::MAX)) as u32);
+    // Only ZCARD writes the count: anything but a whole number in range is garbage.
+    let voters = stored_number(field(7))
+        .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(VOTERS_MAX)).contains(n))
+        .map_or(0, |n| n as u32);
     let voters = stored_number(field(8)).map_or(0, |at| recent_voters(voters, at as i64, now_ms));
     let Some(last) = stored_number(field(1)) else {
         // A garbage time reads as "reset", in both meters.
