@@ -38,6 +38,7 @@ mod eventsub_ws;
 mod helpers;
 mod live_store;
 mod live_store_meter;
+mod meter;
 mod overlay;
 mod repository;
 mod sessions;
