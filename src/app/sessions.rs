@@ -376,6 +376,9 @@ impl SessionManager {
             e.appearance = Arc::clone(&appearance);
         }
         self.inner.broadcaster.update_appearance(overlay, appearance).await;
+        // The meter model or decay may have changed what the bar shows: read
+        // it on the next tick, even if it was resting.
+        self.inner.broadcaster.touch(overlay);
     }
 
     /// Makes an overlay URL dead on this instance: no new client may join,

@@ -63,9 +63,12 @@ fn look_warnings(view: &DashboardView) -> Vec<String> {
         .warnings()
         .into_iter()
         .map(|w| match w {
-            LookWarning::SidesAlike => "The two colours differ mostly in hue: viewers with colour blindness may not                                         tell the sides apart. Try the colour-blind-safe pair, or make one side lighter."
+            LookWarning::SidesAlike => "The two colours differ mostly in hue: viewers with colour blindness may not \
+                                        tell the sides apart. Try the colour-blind-safe pair, or make one side lighter."
                 .to_owned(),
-            LookWarning::TooDark(s) => format!("The {} colour is hard to see on the dark track: choose a lighter one.", side(s)),
+            LookWarning::TooDark(s) => {
+                format!("The {} colour is hard to see on the dark track: choose a lighter one.", side(s))
+            }
         })
         .collect()
 }

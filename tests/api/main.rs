@@ -31,6 +31,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod conduit;
+mod control;
 mod dashboard;
 mod distributed;
 mod equivalence;
