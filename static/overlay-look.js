@@ -10,7 +10,7 @@
   var HOLD_MS = 3000; // a side beyond 80 this long is celebrated...
   var CELEBRATE_MS = 2400; // ...for this long,
   var REARM_BELOW = 60; // and again only after the bar came back below this.
-  var MIN_LABEL_SCALE = 0.45; // a long label shrinks to this, then is cut
+  var MIN_LABEL_SCALE = 0.3; // a long label shrinks to this, then is cut
 
   var root = document.documentElement;
   var body = document.body;
@@ -57,7 +57,8 @@
     var style = window.getComputedStyle(label);
     var available = label.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
     var text = textWidth(label);
-    if (!(available > 0) || text <= available) return;
+    // A pixel of slack: sub-pixel rounding is not a label that overflows.
+    if (!(available > 0) || text <= available + 1) return;
     var scale = Math.max(MIN_LABEL_SCALE, available / text);
     // A hair smaller than exact, so rounding never leaves the last letter cut.
     label.style.fontSize = (parseFloat(style.fontSize) * scale * 0.98).toFixed(2) + "px";

@@ -133,12 +133,15 @@
       renderConnection();
       keepalive = setInterval(function () {
         if (Date.now() - lastHeard > keepaliveMs * STALE_FACTOR) {
-          // Open, but silent for too long: show it, and connect afresh.
-          fresh = false;
+          // Open, but silent for too long: show it, and connect afresh at
+          // once (a dead path may never complete the closing handshake).
+          clearInterval(keepalive);
+          ws.onopen = ws.onmessage = ws.onclose = null;
+          ws.close();
+          open = fresh = false;
           everClosed = true;
           renderConnection();
-          clearInterval(keepalive);
-          ws.close();
+          scheduleReconnect();
           return;
         }
         try {

@@ -352,8 +352,7 @@ mod tests {
 
     #[test]
     fn the_hint_names_the_first_two_words_of_each_side() {
-        let mut c = OverlayConfig::default();
-        c.for_trigger = Trigger::parse("yes, yeah, y").unwrap();
+        let c = OverlayConfig { for_trigger: Trigger::parse("yes, yeah, y").unwrap(), ..OverlayConfig::default() };
         let a = c.appearance(3);
         assert_eq!((a.look.hint_for.as_str(), a.look.hint_against.as_str()), ("type yes or yeah", "type no"));
         assert_eq!(a.version, 3);

@@ -211,12 +211,15 @@ impl StatusWords {
         let c = &a.last_minute;
         let overlays = match (a.overlays, a.previews) {
             (0, 0) => "None open.".to_owned(),
-            (0, p) => format!("Only this page's preview ({p})."),
+            (0, p) => format!("None in OBS: only the dashboard's preview ({p} open)."),
             (n, 0) => format!("{n} open (OBS or another browser)."),
-            (n, p) => format!("{n} open, and this page's preview ({p})."),
+            (n, p) => format!(
+                "{n} open (OBS or another browser), and {p} dashboard preview{}.",
+                if p == 1 { "" } else { "s" }
+            ),
         };
         let votes = format!(
-            "{} counted · {} debounced · {} over the limit · {} with no overlay open · {} not matching{}",
+            "{} counted (test votes included) · {} debounced · {} over the limit · {} with no overlay open · {} not matching{}",
             c.applied,
             c.debounced,
             c.rate_limited,
@@ -231,7 +234,10 @@ impl StatusWords {
         let mut lines = vec![
             StatusLine { label: "Chat", text: chat_line(&view.dashboard.chat) },
             StatusLine { label: "Last chat seen", text: ago(a.last_chat_ms, view.at_ms, "None yet.") },
-            StatusLine { label: "Last vote counted", text: ago(a.last_vote_ms, view.at_ms, "None yet.") },
+            StatusLine {
+                label: "Last chat vote counted",
+                text: ago(a.last_vote_ms, view.at_ms, "None yet (test votes apart)."),
+            },
             StatusLine { label: "Overlays", text: overlays },
             StatusLine { label: "Last minute", text: votes },
             StatusLine { label: "Stream", text: stream_line(view.dashboard.stream).to_owned() },

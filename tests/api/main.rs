@@ -28,6 +28,7 @@ macro_rules! both_modes {
 }
 
 mod browser;
+mod browser_control;
 mod cli;
 mod cluster;
 mod conduit;

@@ -81,7 +81,7 @@ async fn each_failure_mode_is_diagnosed_with_its_fix() {
     assert!(st["last_vote_at"].is_i64(), "{st}");
     assert_eq!(st["voters"], 1);
     let lines: Vec<&str> = st["lines"].as_array().unwrap().iter().map(|l| l["label"].as_str().unwrap()).collect();
-    assert_eq!(lines, ["Chat", "Last chat seen", "Last vote counted", "Overlays", "Last minute", "Stream", "Bar now"]);
+    assert_eq!(lines, ["Chat", "Last chat seen", "Last chat vote counted", "Overlays", "Last minute", "Stream", "Bar now"]);
 
     // The dashboard renders the same diagnosis.
     let page = login.client.get(format!("{}/dashboard", app.base)).send().await.unwrap().text().await.unwrap();
