@@ -58,10 +58,8 @@ pub struct Tuning {
     pub max_clients_per_session: usize,
     /// WebSocket ping interval.
     pub ping_interval: Duration,
-    /// How often an overlay page asks its socket "are you there?"; with no
-    /// message for 2.5 times this long, it shows "reconnecting" and
-    /// reconnects (a browser cannot see WebSocket pings, and a bar at rest
-    /// gets no frames).
+    /// How often an overlay page asks its socket "are you there?" (silent
+    /// 2.5 times this long: it shows "reconnecting" and reconnects).
     pub overlay_keepalive: Duration,
     /// A connection that sends nothing (not even a pong) this long is closed.
     pub idle_timeout: Duration,
@@ -206,8 +204,7 @@ pub struct Config {
     /// `TRUSTED_PROXIES`: the load balancers whose `X-Forwarded-For` names
     /// the client (for the per-IP limits). Empty: the peer is the client.
     pub trusted_proxies: Vec<IpNet>,
-    /// `VOTE_RATE_LIMIT_CAPACITY`: token bucket size per session (an abuse
-    /// guard: the default never bites an honest chat).
+    /// `VOTE_RATE_LIMIT_CAPACITY`: token bucket size per session.
     pub vote_rate_limit_capacity: u32,
     /// `VOTE_RATE_LIMIT_RATE`: tokens added per minute per session.
     pub vote_rate_limit_rate: f64,
@@ -470,8 +467,7 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        // The defaults of `store::VoteLimits`: an abuse guard far above what
-        // an honest chat sends (a burst of 1,000, then 1,000 a second).
+        // `store::VoteLimits`' defaults: an abuse guard, far above honest chat.
         let vote_rate_limit_capacity = u32::try_from(positive("VOTE_RATE_LIMIT_CAPACITY", 1_000)?)
             .map_err(|_| err("VOTE_RATE_LIMIT_CAPACITY", "is too large"))?;
         let vote_rate_limit_rate = src.rate("VOTE_RATE_LIMIT_RATE", 60_000.0, "/min")?;

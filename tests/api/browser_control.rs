@@ -141,8 +141,10 @@ async fn each_layout_renders_and_moves_the_right_way_in_its_colours_with_its_hin
 async fn a_long_label_shrinks_to_fit_instead_of_being_cut() {
     let Some(browser) = Browser::start().await else { return };
     let app = TestApp::builder().start().await;
-    let mut long = OverlayConfig::default();
-    long.left_label = chatpulse::domain::Label::parse("The pineapple belongs on pizza, no discussion!").unwrap();
+    let long = OverlayConfig {
+        left_label: chatpulse::domain::Label::parse("The pineapple belongs on pizza, no discussion!").unwrap(),
+        ..OverlayConfig::default()
+    };
     let s = app.add_streamer_with(&long).await;
     open_overlay(&browser, &app, &s.streamer.overlay_id, (800, 100)).await;
     let fits = "const e = document.getElementById('left-label');
