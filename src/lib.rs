@@ -1,19 +1,32 @@
 //! ChatPulse: Twitch chat → a live tug-of-war bar for OBS.
 //!
-//! The module map (dependencies point down; `domain` depends on nothing):
+//! The module map. Dependencies point down the list; `docs/architecture.md`
+//! has the table of allowed arrows, which `dependency_rule` enforces.
 //!
-//! - [`config`]    — typed configuration from the environment, validated once.
-//! - [`clock`]     — wall-clock "now" for leases and rate-limit resets (tokio's paused clock in tests).
-//! - [`domain`]    — pure types and rules: ids, config validation, trigger matching, decay math.
-//! - [`store`]     — storage ports and adapters: SQLite + in-process (embedded), later PostgreSQL + Redis.
-//! - [`twitch`]    — Twitch protocol: EventSub payload types and webhook signature checks.
+//! Leaves (used from anywhere):
+//! - [`secret`]    — `Secret`: a value that never prints.
+//! - [`clock`]     — wall-clock "now" for leases, reads and rate-limit resets (tokio's paused clock in tests).
+//! - [`metrics`]   — every Prometheus metric; bounded labels, never an id.
+//!
+//! The core:
+//! - [`domain`]    — pure types and rules: ids, config validation, chat messages, trigger matching, decay math.
+//! - [`store`]     — the ports (`Repository`, `LiveStore`) and their adapters: SQLite and in-process
+//!   (embedded), PostgreSQL and Redis (distributed); instance signals.
+//! - [`twitch`]    — the Twitch edge: EventSub messages (typed at the serde edge), signatures, the
+//!   WebSocket transport, the Helix and OAuth clients with their retry policy.
 //! - [`crypto`]    — AES-256-GCM encryption of stored Twitch tokens, with key rotation.
-//! - [`engine`]    — the vote pipeline: chat event → session → one live-store call.
-//! - [`broadcast`] — the broadcaster actor and per-connection WebSocket writers.
-//! - [`app`]       — use cases over the stores: session lifecycle, config reconciliation.
-//! - [`http`]      — axum router, handlers, limits, templates.
-//! - [`metrics`], [`telemetry`] — Prometheus metrics and tracing set-up.
-//! - [`startup`]   — the composition root: builds everything and runs it until stopped.
+//! - [`engine`]    — the vote pipeline: chat message → session → match → one live-store call.
+//! - [`broadcast`] — the broadcaster actor (the tick, the frames) and per-connection WebSocket writers.
+//! - [`app`]       — the use cases: the EventSub dispatcher, sessions, accounts and the dashboard's
+//!   facts, EventSub set-up and reconciliation, leader election, token hygiene.
+//! - [`http`]      — axum router, handlers, pages and their words, limits, sessions, health.
+//!
+//! Wiring:
+//! - [`config`]    — typed configuration from the environment, validated once.
+//! - [`telemetry`] — tracing set-up.
+//! - [`startup`]   — the composition root: builds everything, supervises the background tasks, runs
+//!   until stopped and drains.
+//! - [`dev`]       — development wiring around the built-in Twitch simulator (feature `simulator`).
 
 pub mod app;
 pub mod broadcast;

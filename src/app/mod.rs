@@ -135,7 +135,7 @@ impl App {
     /// the first one here; `preview`: the dashboard's preview of it, counted
     /// apart); dropping the lease leaves it.
     pub async fn join_overlay(&self, overlay: OverlayId, preview: bool) -> Result<SessionLease, AcquireError> {
-        self.sessions.acquire(overlay, preview).await
+        self.sessions.acquire_as(overlay, preview).await
     }
 
     /// The streamer's overlay, creating the streamer with the default config

@@ -150,10 +150,15 @@ impl SessionManager {
         self.inner.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Joins a session for one overlay connection (`preview`: the
-    /// dashboard's preview of it), activating it if this is the first
-    /// connection on this instance.
-    pub async fn acquire(&self, overlay: OverlayId, preview: bool) -> Result<SessionLease, AcquireError> {
+    /// Joins a session for one overlay connection, activating it if this is
+    /// the first connection on this instance.
+    pub async fn acquire(&self, overlay: OverlayId) -> Result<SessionLease, AcquireError> {
+        self.acquire_as(overlay, false).await
+    }
+
+    /// [`Self::acquire`] for a connection that is the dashboard's preview
+    /// (`preview`): counted apart from overlays in OBS.
+    pub async fn acquire_as(&self, overlay: OverlayId, preview: bool) -> Result<SessionLease, AcquireError> {
         if self.try_join(overlay, preview)? {
             return Ok(SessionLease { manager: self.clone(), overlay, preview });
         }
@@ -518,5 +523,124 @@ impl SessionManager {
                 self.refresh(overlay).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::BroadcastTiming;
+    use crate::clock::Clock;
+    use crate::store::NewStreamer;
+    use crate::store::memory::MemoryLiveStore;
+    use crate::store::sqlite::SqliteRepository;
+
+    const GRACE: Duration = Duration::from_secs(30);
+
+    struct Bench {
+        manager: SessionManager,
+        live: Arc<MemoryLiveStore>,
+        overlay: OverlayId,
+        broadcaster: BroadcasterId,
+        stop: CancellationToken,
+        _data: tempfile::TempDir,
+    }
+
+    async fn bench(max_clients: usize) -> Bench {
+        let data = tempfile::tempdir().unwrap();
+        let repo: Arc<dyn Repository> = Arc::new(SqliteRepository::open(data.path()).unwrap());
+        let broadcaster = BroadcasterId::parse("41245007").unwrap();
+        let new =
+            NewStreamer { twitch_user_id: broadcaster.clone(), login: "pixel".into(), display_name: "Pixel".into() };
+        let overlay = repo.create_streamer(&new).await.unwrap().streamer.overlay_id;
+        let live = Arc::new(MemoryLiveStore::new(crate::store::VoteLimits::default()));
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let stop = CancellationToken::new();
+        let timing = BroadcastTiming {
+            tick: Duration::from_millis(50),
+            resting_read: Duration::from_secs(2),
+            clock: Clock::following_tokio(crate::now_ms()),
+        };
+        let (missing, _) = tokio::sync::mpsc::channel(16);
+        let store: Arc<dyn LiveStore> = live.clone();
+        let (broadcast, _) = Broadcaster::spawn(Arc::clone(&store), metrics.clone(), timing, missing, stop.clone());
+        let ports = SessionPorts {
+            repo,
+            live: store,
+            broadcaster: broadcast,
+            signals: Arc::new(SignalBus::local()),
+            eventsub: None,
+        };
+        let settings = SessionSettings {
+            instance_id: "here".into(),
+            lease_ttl: Duration::from_secs(30),
+            grace: GRACE,
+            max_clients,
+        };
+        let manager = SessionManager::new(ports, metrics, settings, stop.clone());
+        Bench { manager, live, overlay, broadcaster, stop, _data: data }
+    }
+
+    impl Bench {
+        async fn active(&self) -> bool {
+            self.live.session_for(&self.broadcaster).await.unwrap().is_some()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_overlay_activates_the_session_and_the_last_one_gone_releases_it_after_the_grace_period() {
+        let bench = bench(50).await;
+        assert!(!bench.active().await);
+        let lease = bench.manager.acquire(bench.overlay).await.unwrap();
+        assert!(bench.active().await, "activated with its first overlay");
+        drop(lease);
+        tokio::time::sleep(GRACE - Duration::from_millis(10)).await;
+        assert!(bench.active().await, "kept through the grace period");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!bench.active().await, "released once the grace period is over");
+        assert_eq!(bench.manager.active(), vec![], "nothing held here any more");
+        bench.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_overlay_back_within_the_grace_period_keeps_the_session() {
+        let bench = bench(50).await;
+        let lease = bench.manager.acquire(bench.overlay).await.unwrap();
+        drop(lease);
+        tokio::time::sleep(GRACE / 2).await;
+        let back = bench.manager.acquire(bench.overlay).await.unwrap();
+        tokio::time::sleep(GRACE * 2).await;
+        assert!(bench.active().await, "an OBS scene reload does not end the session");
+        drop(back);
+        tokio::time::sleep(GRACE + Duration::from_millis(10)).await;
+        assert!(!bench.active().await);
+        bench.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_session_and_an_unknown_overlay_are_refused_and_change_nothing() {
+        let bench = bench(2).await;
+        let _one = bench.manager.acquire(bench.overlay).await.unwrap();
+        let _two = bench.manager.acquire(bench.overlay).await.unwrap();
+        assert!(matches!(bench.manager.acquire(bench.overlay).await, Err(AcquireError::Full)));
+        assert!(matches!(bench.manager.acquire(OverlayId::random()).await, Err(AcquireError::NotFound)));
+        assert_eq!(bench.manager.active().len(), 1, "the refusals held nothing");
+        bench.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_the_live_store_lost_is_activated_again_by_the_lease_renewal() {
+        let bench = bench(50).await;
+        let _lease = bench.manager.acquire(bench.overlay).await.unwrap();
+        let manager = bench.manager.clone();
+        let stop = bench.stop.child_token();
+        tokio::spawn(manager.run_reconciler(Duration::from_secs(5), Duration::from_secs(15), stop));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // The live store forgets everything, as a restarted Redis would.
+        bench.live.release(bench.overlay, &bench.broadcaster, "here", crate::now_ms()).await.unwrap();
+        assert!(!bench.active().await);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(bench.active().await, "re-activated from the durable store within a renewal period");
+        bench.stop.cancel();
     }
 }
