@@ -88,27 +88,28 @@ impl App {
     ) -> Result<TestVotes, ActionError> {
         let setup = self.repo.streamer(streamer).await?.ok_or(ActionError::NotFound)?;
         let config = &setup.config.config;
-        // A word of this side that the matcher counts for it: with words
-        // matched anywhere, "not no" would name both sides.
-        let probe = |text: &str| ChatMessage {
-            delivery_id: String::new(),
+        let message = |chatter: ChatterId, delivery_id: String, text: &str| ChatMessage {
+            delivery_id,
             channel: setup.streamer.twitch_user_id.clone(),
-            chatter: ChatterId::parse("test").unwrap_or_else(|_| unreachable!("a valid id")),
+            chatter,
             text: text.to_owned(),
             emotes: Vec::new(),
             relayed_from: None,
             test: true,
         };
-        let word = config.trigger(side).words().find(|w| config.vote_of(probe(w).said()) == Some(side));
-        let word = word.unwrap_or_else(|| config.trigger(side).words().next().unwrap_or_default()).to_owned();
+        // A word of this side that the matcher counts for it: with words
+        // matched anywhere, "not no" would name both sides.
+        let counts_for_side =
+            |word: &&str| config.vote_of(crate::domain::Said { text: word, emotes: &[] }) == Some(side);
+        let trigger = config.trigger(side);
+        let word = trigger.words().find(counts_for_side).or_else(|| trigger.words().next()).unwrap_or_default();
         let mut result = TestVotes { sent: count.get(), ..TestVotes::default() };
         for _ in 0..count.get() {
+            // A chatter of its own for every vote: the debounce lets them all count.
             let id = uuid::Uuid::new_v4().simple().to_string();
-            let chatter = ChatterId::parse(&format!("test_{}", &id[..16])).map_err(|_| {
-                ActionError::Unavailable("cannot make a test chatter id".into()) // never: hex digits are valid
-            })?;
-            let chat = ChatMessage { delivery_id: format!("test-{id}"), chatter, ..probe(&word) };
-            match self.vote(chat).await {
+            let chatter = ChatterId::parse(&format!("test_{}", &id[..16]))
+                .map_err(|e| ActionError::Unavailable(format!("test chatter id: {e}")))?;
+            match self.vote(message(chatter, format!("test-{id}"), word)).await {
                 ChatOutcome::Applied { value, .. } => {
                     result.applied += 1;
                     result.value = Some(value);
