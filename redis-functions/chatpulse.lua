@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '10'
+local VERSION = '11-control-room.2'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -22,6 +22,11 @@ local DECAY_MIN = 0.1
 local DECAY_MAX = 10
 local DECAY_DEFAULT = 0.5
 local BUCKET_IDLE_MS = 300000
+-- The balance meter (src/domain/meter.rs): its prior c, the largest decayed
+-- vote count kept, and the participation window.
+local BALANCE_PRIOR = 3
+local WEIGHT_MAX = 1000000
+local VOTERS_WINDOW_MS = 60000
 
 -- A stored string as a finite number, or `default`. Rejects anything that is
 -- not plain decimal notation (hex, inf, nan), so garbage never propagates.
@@ -65,6 +70,32 @@ local function decayed(raw_value, raw_last, raw_decay, now)
   return value * math.exp(-k * elapsed / 1000)
 end
 
+-- A stored vote count made safe: garbage or negative is 0, capped at WEIGHT_MAX.
+local function weight(w)
+  if w == nil or w <= 0 then return 0 end
+  if w > WEIGHT_MAX then return WEIGHT_MAX end
+  return w
+end
+
+-- A decayed vote count of the balance meter at `now`, by the rules of
+-- decayed() (a garbage count reads as 0, a garbage time as "reset").
+local function decayed_weight(raw_weight, raw_last, raw_decay, now)
+  local w = weight(num(raw_weight, 0))
+  local last = num(raw_last, nil)
+  if last == nil then return 0 end
+  local k = sanitize_decay(num(raw_decay, nil))
+  local elapsed = now - last
+  if elapsed <= 0 then return w end
+  if elapsed > RESET_AFTER_MS then return 0 end
+  return w * math.exp(-k * elapsed / 1000)
+end
+
+-- The balance meter's value: 100·(F−A)/(F+A+c).
+local function balance(f, a)
+  f, a = weight(f), weight(a)
+  return clamp(100 * (f - a) / (f + a + BALANCE_PRIOR), VALUE_MIN, VALUE_MAX)
+end
+
 -- "SET NX" on an expiry time: true if the key was not alive at `now`.
 local function claim(key, now, ttl)
   local until_ms = num(redis.call('GET', key), nil)
@@ -94,9 +125,13 @@ local function take_token(key, now, capacity, per_minute)
   return allowed
 end
 
--- KEYS: session:{U}, ratelimit:{U}, msgid:{U}:<id>, debounce:{U}:<chatter>
--- ARGV: now, delta, capacity, refill per minute, debounce ms, dedup ms
--- Returns {outcome} or {'applied', value}.
+-- KEYS: session:{U}, ratelimit:{U}, msgid:{U}:<id>, debounce:{U}:<chatter>,
+--       voters:{U}
+-- ARGV: now, delta, capacity, refill per minute, debounce ms, dedup ms, chatter
+-- Applying updates both meters (the classic value, the balance counts F and
+-- A) and the participation (voters:{U}: each chatter's last counted vote;
+-- the session keeps the count within VOTERS_WINDOW_MS as of now).
+-- Returns {outcome} or {'applied', value of the session's model}.
 local function vote(keys, args)
   local now, delta = tonumber(args[1]), tonumber(args[2])
   local capacity, per_minute = tonumber(args[3]), tonumber(args[4])
@@ -113,26 +148,41 @@ local function vote(keys, args)
   if not take_token(keys[2], now, capacity, per_minute) then
     return {'rate_limited'}
   end
-  local s = redis.call('HMGET', keys[1], 'value', 'last_update', 'decay')
+  local s = redis.call('HMGET', keys[1], 'value', 'last_update', 'decay', 'for_weight', 'against_weight',
+    'model', 'voters_at')
   local value = clamp(decayed(s[1], s[2], s[3], now) + delta, VALUE_MIN, VALUE_MAX)
-  redis.call('HSET', keys[1], 'value', fmt(value), 'last_update', fmt(now))
+  local f = decayed_weight(s[4], s[2], s[3], now)
+  local a = decayed_weight(s[5], s[2], s[3], now)
+  if delta > 0 then f = weight(f + 1) else a = weight(a + 1) end
+  redis.call('ZADD', keys[5], 'GT', now, args[7])
+  redis.call('ZREMRANGEBYSCORE', keys[5], '-inf', now - VOTERS_WINDOW_MS)
+  redis.call('PEXPIRE', keys[5], VOTERS_WINDOW_MS)
+  -- The later of the stored time and now (voters_counted_at in Rust).
+  local voters_at = num(s[7], nil)
+  if voters_at == nil or now >= voters_at or voters_at - now > VOTERS_WINDOW_MS then voters_at = now end
+  redis.call('HSET', keys[1], 'value', fmt(value), 'for_weight', fmt(f), 'against_weight', fmt(a),
+    'last_update', fmt(now), 'voters', redis.call('ZCARD', keys[5]), 'voters_at', fmt(voters_at))
+  if s[6] == 'balance' then
+    return {'applied', fmt(balance(f, a))}
+  end
   return {'applied', fmt(value)}
 end
 
 -- KEYS: session:{U}, instances:{U}
 -- ARGV: now, broadcaster id, config json, config version, decay speed,
---       instance id, lease expiry, key ttl ms
+--       instance id, lease expiry, key ttl ms, meter model
 -- Creates the session (value 0) or updates its config, keeping the value; an
 -- older config version never overwrites a newer one. Records the lease.
 local function activate(keys, args)
   local now, version = tonumber(args[1]), tonumber(args[4])
   if redis.call('EXISTS', keys[1]) == 0 then
-    redis.call('HSET', keys[1], 'value', '0', 'last_update', fmt(now), 'status', 'active')
+    redis.call('HSET', keys[1], 'value', '0', 'for_weight', '0', 'against_weight', '0',
+      'last_update', fmt(now), 'status', 'active')
   end
   local stored = num(redis.call('HGET', keys[1], 'config_version'), nil)
   if stored == nil or version >= stored then
     redis.call('HSET', keys[1], 'broadcaster_user_id', args[2], 'config', args[3],
-      'config_version', args[4], 'decay', args[5])
+      'config_version', args[4], 'decay', args[5], 'model', args[9])
   end
   redis.call('HSET', keys[2], args[6], args[7])
   redis.call('PEXPIRE', keys[1], args[8])
@@ -195,13 +245,18 @@ local function release(keys, args)
   return 1
 end
 
+-- Both meters at the centre, as of `now`.
+local function centre(key, now)
+  redis.call('HSET', key, 'value', '0', 'for_weight', '0', 'against_weight', '0', 'last_update', fmt(now))
+end
+
 -- KEYS: session:{U}   ARGV: now
 -- Centres the bar. Returns 0 when the session does not exist.
 local function reset(keys, args)
   if redis.call('EXISTS', keys[1]) == 0 then
     return 0
   end
-  redis.call('HSET', keys[1], 'value', '0', 'last_update', fmt(tonumber(args[1])))
+  centre(keys[1], tonumber(args[1]))
   return 1
 end
 
@@ -217,7 +272,7 @@ local function set_status(keys, args)
   local was = redis.call('HGET', keys[1], 'status')
   redis.call('HSET', keys[1], 'status', args[1])
   if args[1] == 'live' and was ~= 'live' then
-    redis.call('HSET', keys[1], 'value', '0', 'last_update', fmt(tonumber(args[2])))
+    centre(keys[1], tonumber(args[2]))
   end
   return 1
 end
@@ -284,16 +339,22 @@ local function resign(keys, args)
   return 0
 end
 
+-- The fields a read returns per session (src/store/redis/mod.rs READ_FIELDS).
+local READ_FIELDS = {'value', 'last_update', 'decay', 'status', 'model', 'for_weight', 'against_weight',
+  'voters', 'voters_at'}
+
 -- KEYS: session:{U} of many sessions (one node: a standalone Redis)
--- Returns value, last_update, decay, status for each key in order (nil for a
--- missing session or field); the caller decays, like the pipelined HMGETs a
--- cluster gets. One reply instead of one per session.
+-- Returns the READ_FIELDS of each key in order (nil for a missing session or
+-- field); the caller decays, like the pipelined HMGETs a cluster gets. One
+-- reply instead of one per session.
 local function read(keys, args)
   local out = {}
+  local n = #READ_FIELDS
   for i = 1, #keys do
-    local f = redis.call('HMGET', keys[i], 'value', 'last_update', 'decay', 'status')
-    local base = (i - 1) * 4
-    out[base + 1], out[base + 2], out[base + 3], out[base + 4] = f[1], f[2], f[3], f[4]
+    local f = redis.call('HMGET', keys[i], unpack(READ_FIELDS))
+    for j = 1, n do
+      out[(i - 1) * n + j] = f[j]
+    end
   end
   return out
 end

@@ -58,6 +58,9 @@ pub struct Tuning {
     pub max_clients_per_session: usize,
     /// WebSocket ping interval.
     pub ping_interval: Duration,
+    /// How often an overlay page asks its socket "are you there?" (silent
+    /// 2.5 times this long: it shows "reconnecting" and reconnects).
+    pub overlay_keepalive: Duration,
     /// A connection that sends nothing (not even a pong) this long is closed.
     pub idle_timeout: Duration,
     /// A single frame write that takes longer than this closes the connection.
@@ -121,6 +124,7 @@ impl Default for Tuning {
             client_queue: 16,
             max_clients_per_session: 50,
             ping_interval: Duration::from_secs(30),
+            overlay_keepalive: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(10),
             session_grace: Duration::from_secs(30),
@@ -463,9 +467,10 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let vote_rate_limit_capacity = u32::try_from(positive("VOTE_RATE_LIMIT_CAPACITY", 100)?)
+        // `store::VoteLimits`' defaults: an abuse guard, far above honest chat.
+        let vote_rate_limit_capacity = u32::try_from(positive("VOTE_RATE_LIMIT_CAPACITY", 1_000)?)
             .map_err(|_| err("VOTE_RATE_LIMIT_CAPACITY", "is too large"))?;
-        let vote_rate_limit_rate = src.rate("VOTE_RATE_LIMIT_RATE", 100.0, "/min")?;
+        let vote_rate_limit_rate = src.rate("VOTE_RATE_LIMIT_RATE", 60_000.0, "/min")?;
         let db_min_conns = src.parse("DB_MIN_CONNS", 1usize, "a whole number")?;
         let db_max_conns = positive("DB_MAX_CONNS", 10)?;
         if db_min_conns > db_max_conns {
@@ -626,8 +631,8 @@ mod tests {
         assert_eq!(c.twitch_api_url, TWITCH_API_URL);
         assert_eq!(c.max_websocket_connections, 10_000);
         assert_eq!(c.connection_rate_per_ip.get(), 10);
-        assert_eq!(c.vote_rate_limit_capacity, 100);
-        assert_eq!(c.vote_rate_limit_rate, 100.0);
+        assert_eq!(c.vote_rate_limit_capacity, 1_000);
+        assert_eq!(c.vote_rate_limit_rate, 60_000.0);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(c.log_format, LogFormat::Text);
     }

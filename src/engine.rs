@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::domain::{ChatMessage, ChatterId, Direction, OverlayId, match_vote};
+use crate::domain::meter::{BALANCE_PRIOR, MeterModel};
+use crate::domain::{ChatMessage, ChatterId, Direction, OverlayId};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, VoteOutcome, VoteRequest};
 
@@ -107,11 +108,17 @@ impl VoteEngine {
 
     /// Whether a vote that left the bar at `value` may have woken it from
     /// rest (see [`ChatOutcome::Applied`]); records this vote's time.
-    fn woke(&self, overlay: OverlayId, value: f64, direction: Direction) -> bool {
-        // Unclamped, the value before the vote was `value - delta` (a
-        // clamped one was far from the centre anyway). Half a point of margin
-        // covers instances whose clocks differ a little.
-        let near_centre = (value - direction.delta()).abs() < REST_MARGIN;
+    fn woke(&self, overlay: OverlayId, value: f64, direction: Direction, model: MeterModel) -> bool {
+        // Classic: unclamped, the value before the vote was `value - delta`
+        // (a clamped one was far from the centre anyway). Balance: one vote
+        // from rest moves the bar by 100 / (1 + c), and no further; a vote
+        // that lands within that may have come from rest (erring towards a
+        // signal too many). Half a point of margin covers instances whose
+        // clocks differ a little.
+        let near_centre = match model {
+            MeterModel::Classic => (value - direction.delta()).abs() < REST_MARGIN,
+            MeterModel::Balance => value.abs() < 100.0 / (1.0 + BALANCE_PRIOR) + REST_MARGIN,
+        };
         let now = Instant::now();
         let mut recent = self.last_applied.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() >= RECENT_MAX {
@@ -140,15 +147,15 @@ impl VoteEngine {
             Ok(Err(e)) => return self.failed("session_for", &e),
             Err(_) => return self.failed("session_for", &"timed out"),
         };
-        let Some(direction) = match_vote(&chat.text, &session.config.for_trigger, &session.config.against_trigger)
-        else {
+        let Some(direction) = session.config.vote_of(chat.said()) else {
             return ChatOutcome::NoMatch;
         };
+        let model = session.config.model;
         let request =
             VoteRequest { overlay: session.overlay, message_id: &chat.delivery_id, chatter: &chat.chatter, direction };
         match tokio::time::timeout(self.timeout, self.live.vote(&request, crate::now_ms())).await {
             Ok(Ok(outcome)) => {
-                ChatOutcome::of_vote(outcome, session.overlay, |v| self.woke(session.overlay, v, direction))
+                ChatOutcome::of_vote(outcome, session.overlay, |v| self.woke(session.overlay, v, direction, model))
             }
             Ok(Err(e)) => self.failed("vote", &e),
             Err(_) => self.failed("vote", &"timed out"),
@@ -177,11 +184,20 @@ mod tests {
     fn a_vote_from_the_centre_wakes_the_bar_unless_another_just_went_through() {
         let engine = engine();
         let (a, b) = (OverlayId::random(), OverlayId::random());
-        assert!(engine.woke(a, 10.0, Direction::For), "from the centre, nothing before");
-        assert!(!engine.woke(a, 10.0, Direction::For), "a vote here a moment ago: nobody rests yet");
-        assert!(!engine.woke(b, 20.0, Direction::For), "from 10: the bar was moving");
-        assert!(!engine.woke(b, 100.0, Direction::For), "clamped: far from the centre");
+        let classic = MeterModel::Classic;
+        assert!(engine.woke(a, 10.0, Direction::For, classic), "from the centre, nothing before");
+        assert!(!engine.woke(a, 10.0, Direction::For, classic), "a vote here a moment ago: nobody rests yet");
+        assert!(!engine.woke(b, 20.0, Direction::For, classic), "from 10: the bar was moving");
+        assert!(!engine.woke(b, 100.0, Direction::For, classic), "clamped: far from the centre");
         std::thread::sleep(RECENT_VOTE);
-        assert!(engine.woke(a, -10.0, Direction::Against), "quiet long enough to rest elsewhere");
+        assert!(engine.woke(a, -10.0, Direction::Against, classic), "quiet long enough to rest elsewhere");
+    }
+
+    #[test]
+    fn a_balance_vote_from_the_centre_wakes_the_bar() {
+        let engine = engine();
+        let (a, b) = (OverlayId::random(), OverlayId::random());
+        assert!(engine.woke(a, 25.0, Direction::For, MeterModel::Balance), "one vote from rest lands at 25");
+        assert!(!engine.woke(b, 80.0, Direction::For, MeterModel::Balance), "far from rest: moving already");
     }
 }

@@ -132,8 +132,94 @@
     }
   }
 
+  // ---- Text size slider: show the percentage ----------------------------------
+  function setUpScale() {
+    var range = document.getElementById("scale");
+    var output = document.getElementById("scale-value");
+    if (!range || !output) {
+      return;
+    }
+    range.addEventListener("input", function () {
+      output.value = range.value + " %";
+    });
+  }
+
+  // ---- The colour-blind-safe preset fills both colour fields -----------------
+  function setUpPreset() {
+    var button = document.getElementById("colour-blind-preset");
+    var forColour = document.getElementById("for_color");
+    var againstColour = document.getElementById("against_color");
+    if (!button || !forColour || !againstColour) {
+      return;
+    }
+    button.addEventListener("click", function () {
+      forColour.value = button.dataset.for;
+      againstColour.value = button.dataset.against;
+    });
+    button.hidden = false;
+  }
+
+  // ---- "Is it working?": the status panel follows /dashboard/status ---------
+  // The server words every fact (the same words it renders into the page);
+  // this only puts the latest ones in place, every few seconds while the page
+  // is visible.
+  function setUpStatus() {
+    var panel = document.getElementById("status");
+    var facts = document.getElementById("status-facts");
+    var diagnosis = document.getElementById("diagnosis");
+    var message = document.getElementById("diagnosis-message");
+    var fix = document.getElementById("diagnosis-fix");
+    if (!panel || !facts || !diagnosis || !window.fetch) {
+      return;
+    }
+    var url = panel.dataset.statusUrl;
+    var EVERY_MS = 3000;
+
+    function show(status) {
+      if (!status || !status.diagnosis || !Array.isArray(status.lines)) {
+        return;
+      }
+      message.textContent = status.diagnosis.message;
+      fix.textContent = status.diagnosis.fix;
+      fix.hidden = !status.diagnosis.fix;
+      diagnosis.classList.toggle("diagnosis-problem", !!status.diagnosis.problem);
+      diagnosis.classList.toggle("diagnosis-ok", !status.diagnosis.problem);
+      diagnosis.dataset.code = status.diagnosis.code;
+      var rows = status.lines.map(function (line) {
+        var row = document.createElement("div");
+        row.className = "status-fact";
+        var dt = document.createElement("dt");
+        dt.textContent = line.label;
+        var dd = document.createElement("dd");
+        dd.textContent = line.text;
+        row.appendChild(dt);
+        row.appendChild(dd);
+        return row;
+      });
+      facts.replaceChildren.apply(facts, rows);
+    }
+
+    function poll() {
+      if (document.hidden) {
+        return;
+      }
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) {
+          return r.ok ? r.json() : null;
+        })
+        .then(show, function () {});
+    }
+
+    window.setInterval(poll, EVERY_MS);
+    document.addEventListener("visibilitychange", poll);
+    poll();
+  }
+
   setUpCopy();
   setUpRotate();
   setUpDecay();
+  setUpScale();
+  setUpPreset();
+  setUpStatus();
   focusFirstInvalid();
 })();

@@ -1,11 +1,19 @@
 // ChatPulse overlay client: listens on a WebSocket for {"value", "status"}
-// frames and moves the tug-of-war marker. Never sends anything.
+// frames and moves the tug-of-war marker (draw). It sends only "ping" now
+// and then: a bar at rest gets no frames and a browser cannot see the
+// server's WebSocket pings, so the answer (the last frame again) is how the
+// page tells a live socket from a stale one. The look — layout, colours,
+// labels, hint — is overlay-look.js's (window.ChatPulseLook).
 (function () {
   "use strict";
 
   var BACKOFF_START_MS = 500;
   var BACKOFF_MAX_MS = 30000;
   var JITTER = 0.2; // ±20 %
+  var look = window.ChatPulseLook || {
+    apply: function () {}, labels: function () {}, voters: function () {}, drew: function () {},
+    onLayout: function () {}, vertical: function () { return false; },
+  };
 
   var body = document.body;
   var bar = document.getElementById("bar");
@@ -13,17 +21,22 @@
   var marker = document.getElementById("marker");
   var fillFor = document.getElementById("fill-for");
   var fillAgainst = document.getElementById("fill-against");
-  var leftLabel = document.getElementById("left-label");
-  var rightLabel = document.getElementById("right-label");
   var indicator = document.getElementById("status-indicator");
   // Shown while the streamer's Twitch authorization is gone (status "disconnected").
   var authNotice = document.getElementById("auth-notice");
-  // Shown for good once the server says this overlay URL no longer exists.
+  // Shown for good once the server says this overlay URL was replaced, or
+  // that it no longer exists at all (its streamer was removed).
   var goneNotice = document.getElementById("gone-notice");
+  var removedNotice = document.getElementById("removed-notice");
 
   var overlayId = body.dataset.overlayId || "";
+  // The dashboard's preview says so: the server counts it apart from OBS.
   var url = (location.protocol === "https:" ? "wss://" : "ws://") +
-    location.host + "/ws/overlay/" + encodeURIComponent(overlayId);
+    location.host + "/ws/overlay/" + encodeURIComponent(overlayId) + (body.dataset.preview ? "?preview=1" : "");
+  // "Are you there?" this often; no message for STALE_FACTOR times as long
+  // means the socket went stale.
+  var keepaliveMs = Math.max(1000, parseInt(body.dataset.keepaliveMs, 10) || 15000);
+  var STALE_FACTOR = 2.5;
 
   var value = 0;
   var status = "";
@@ -31,17 +44,28 @@
   var fresh = false;      // ...and has delivered a valid frame since opening
   var everClosed = false; // don't flash the indicator during the very first connect
   var attempt = 0;        // consecutive attempts without a healthy connection
+  var lastHeard = 0;      // when the open socket last delivered anything
 
-  function render() {
+  // Draws one value: the marker's offset along the track (right or up for
+  // "for") and each side's fill.
+  function draw(v) {
     // Translate percentages refer to the marker's own box, so convert to px;
     // snap to device pixels so the resting marker is never blurry.
     var dpr = window.devicePixelRatio || 1;
-    var px = Math.round((value / 200) * track.clientWidth * dpr) / dpr;
-    marker.style.transform = "translateX(" + px + "px)";
-    fillFor.style.transform = "scaleX(" + Math.max(value, 0) / 100 + ")";
-    fillAgainst.style.transform = "scaleX(" + Math.max(-value, 0) / 100 + ")";
-    bar.dataset.side = value > 0 ? "for" : value < 0 ? "against" : "neutral";
-    bar.dataset.value = String(value);
+    var vertical = look.vertical();
+    var length = vertical ? track.clientHeight : track.clientWidth;
+    var px = Math.round((v / 200) * length * dpr) / dpr;
+    var axis = vertical ? "Y" : "X";
+    marker.style.transform = "translate" + axis + "(" + (vertical ? -px : px) + "px)";
+    fillFor.style.transform = "scale" + axis + "(" + Math.max(v, 0) / 100 + ")";
+    fillAgainst.style.transform = "scale" + axis + "(" + Math.max(-v, 0) / 100 + ")";
+    bar.dataset.side = v > 0 ? "for" : v < 0 ? "against" : "neutral";
+    bar.dataset.value = String(v);
+    look.drew(v);
+  }
+
+  function render() {
+    draw(value);
   }
 
   function renderConnection() {
@@ -65,13 +89,19 @@
   }
 
   function apply(msg) {
+    // "Refresh overlays" on the dashboard: load the page afresh.
+    if (msg.reload === true) {
+      location.reload();
+      return;
+    }
     value = Math.max(-100, Math.min(100, msg.value));
     if (typeof msg.status === "string") {
       status = msg.status;
       bar.dataset.status = status;
     }
-    if (typeof msg.left_label === "string") leftLabel.textContent = msg.left_label;
-    if (typeof msg.right_label === "string") rightLabel.textContent = msg.right_label;
+    if (msg.look) look.apply(msg.look);
+    look.labels(msg.left_label, msg.right_label);
+    look.voters(msg.voters);
     render();
     renderConnection();
   }
@@ -95,12 +125,35 @@
       return;
     }
 
+    var keepalive = null;
+
     ws.onopen = function () {
       open = true;
+      lastHeard = Date.now();
       renderConnection();
+      keepalive = setInterval(function () {
+        if (Date.now() - lastHeard > keepaliveMs * STALE_FACTOR) {
+          // Open, but silent for too long: show it, and connect afresh at
+          // once (a dead path may never complete the closing handshake).
+          clearInterval(keepalive);
+          ws.onopen = ws.onmessage = ws.onclose = null;
+          ws.close();
+          open = fresh = false;
+          everClosed = true;
+          renderConnection();
+          scheduleReconnect();
+          return;
+        }
+        try {
+          ws.send("ping");
+        } catch (e) {
+          // A socket that cannot send is closing: onclose follows.
+        }
+      }, keepaliveMs);
     };
 
     ws.onmessage = function (ev) {
+      lastHeard = Date.now();
       var msg = parse(ev.data);
       if (!msg) return;
       attempt = 0; // open and delivering frames: the connection is healthy
@@ -113,13 +166,15 @@
 
     ws.onclose = function (ev) {
       ws.onopen = ws.onmessage = ws.onclose = null;
+      clearInterval(keepalive);
       open = fresh = false;
       everClosed = true;
       // 4404 = this overlay URL was replaced or removed: retrying cannot help.
       if (ev.code === 4404) {
         indicator.hidden = authNotice.hidden = true;
-        goneNotice.hidden = false;
-        body.dataset.connection = "gone";
+        var removed = ev.reason === "overlay no longer exists";
+        (removed ? removedNotice : goneNotice).hidden = false;
+        body.dataset.connection = removed ? "removed" : "gone";
         return;
       }
       // 1001 = server going away (restart/deploy): retry promptly.
@@ -129,12 +184,14 @@
     };
   }
 
-  // Keep the marker's px offset in step with the track width (source resized).
+  // Keep the marker's px offset in step with the track size (source resized,
+  // layout changed).
   if (typeof ResizeObserver === "function") {
     new ResizeObserver(render).observe(track);
   } else {
     window.addEventListener("resize", render);
   }
+  look.onLayout(render);
 
   render();
   renderConnection();

@@ -1,5 +1,6 @@
 //! The streamer's account: logging in with Twitch, the bot account, and the
-//! dashboard's actions (save config, centre the bar, rotate the overlay URL).
+//! dashboard's actions (save config, centre the bar, reload the overlays,
+//! rotate the overlay URL).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -7,7 +8,9 @@ use time::OffsetDateTime;
 use super::App;
 use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, StreamerId};
 use crate::store::signals::Signal;
-use crate::store::{BotAccount, NewStreamer, OverlaySetup, RepositoryError, StoredConfig, StoredTokens};
+use crate::store::{
+    BotAccount, LiveStoreError, NewStreamer, OverlaySetup, RepositoryError, Snapshot, StoredConfig, StoredTokens,
+};
 use crate::twitch::eventsub::CHANNEL_CHAT_MESSAGE;
 use crate::twitch::oauth::{OAuthError, UserTokens};
 
@@ -249,10 +252,16 @@ impl App {
         Ok(Some(DashboardView { setup, relogin_needed, chat_blocked, missing_channel_bot, chat, stream }))
     }
 
+    /// The overlay's live session as overlays see it now; `None` when no
+    /// overlay is open anywhere.
+    pub(super) async fn snapshot(&self, overlay: OverlayId) -> Result<Option<Snapshot>, LiveStoreError> {
+        self.live.read_many(&[overlay], crate::now_ms()).await.map(|mut v| v.pop().flatten())
+    }
+
     /// The stream's state, read from the live session.
     async fn stream_state(&self, overlay: OverlayId) -> StreamState {
         use crate::domain::SessionStatus;
-        match self.live.read_many(&[overlay], crate::now_ms()).await.map(|mut v| v.pop().flatten()) {
+        match self.snapshot(overlay).await {
             Ok(Some(snapshot)) => match snapshot.status {
                 SessionStatus::Live => StreamState::Live,
                 SessionStatus::Offline => StreamState::Offline,
@@ -262,6 +271,11 @@ impl App {
             Ok(None) => StreamState::NoOverlay,
             Err(_) => StreamState::Unavailable,
         }
+    }
+
+    /// The streamer's saved settings; `None` if the streamer is unknown.
+    pub async fn config_of(&self, id: StreamerId) -> Result<Option<OverlayConfig>, ActionError> {
+        Ok(self.repo.streamer(id).await?.map(|setup| setup.config.config))
     }
 
     /// Saves the settings (validated by their caller); every instance
@@ -285,6 +299,17 @@ impl App {
         self.live.reset(overlay, crate::now_ms()).await.map_err(|e| ActionError::Unavailable(e.to_string()))?;
         self.sessions.touch(overlay);
         Ok(())
+    }
+
+    /// Makes every open overlay of the streamer reload its page, on every
+    /// instance (the cure for an OBS source that cached an old version).
+    pub async fn reload_overlays(&self, id: StreamerId) -> Result<(), ActionError> {
+        let setup = self.repo.streamer(id).await?.ok_or(ActionError::NotFound)?;
+        let overlay = setup.streamer.overlay_id;
+        self.signals
+            .publish(Signal::ReloadOverlays { overlay })
+            .await
+            .map_err(|e| ActionError::Unavailable(format!("other instances cannot be told: {e}")))
     }
 
     /// Gives the streamer a new overlay URL; the old one is dead at once, and

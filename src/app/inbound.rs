@@ -102,9 +102,11 @@ impl App {
     }
 
     /// One chat message through the vote engine; a bar it moved is shown
-    /// where the engine says it must be.
-    async fn vote(&self, chat: crate::domain::ChatMessage) -> ChatOutcome {
+    /// where the engine says it must be, and the outcome is counted for the
+    /// channel's status (in memory: see `app::activity`).
+    pub(super) async fn vote(&self, chat: crate::domain::ChatMessage) -> ChatOutcome {
         let outcome = self.engine.handle_chat(&chat).await;
+        self.activity.record(&chat, &outcome, crate::now_ms());
         if let ChatOutcome::Applied { overlay, wake, .. } = outcome {
             match wake {
                 Wake::Everywhere => self.sessions.touch(overlay),

@@ -3,11 +3,14 @@
 //! Handlers call this module; they never reach a store themselves.
 
 pub mod accounts;
+pub mod activity;
 pub mod eventsub;
 pub mod inbound;
 pub mod leader;
 pub mod revocations;
 pub mod sessions;
+pub mod status;
+pub mod test_votes;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use crate::domain::OverlayId;
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, OverlaySetup, Repository, RepositoryError};
 
-pub use sessions::{AcquireError, SessionLease, SessionManager, SessionPorts, SessionSettings};
+pub use sessions::{AcquireError, OpenOverlays, SessionLease, SessionManager, SessionPorts, SessionSettings};
 
 /// Everything the use cases need. Cheap to share behind an `Arc`. Its
 /// fields are private to `app`: handlers call its methods.
@@ -39,6 +42,8 @@ pub struct App {
     eventsub: Option<Arc<eventsub::EventSub>>,
     /// The vote pipeline (chat messages reach it through [`App::dispatch`]).
     engine: crate::engine::VoteEngine,
+    /// What this instance saw of each channel's chat (the status panel).
+    activity: activity::ActivityLog,
     settings: AppSettings,
 }
 
@@ -117,7 +122,8 @@ impl App {
     pub fn new(parts: AppParts) -> Self {
         let AppParts { repo, live, sessions, migrations, metrics, signals, oauth, cipher, eventsub, engine, settings } =
             parts;
-        Self { repo, live, sessions, migrations, metrics, signals, oauth, cipher, eventsub, engine, settings }
+        let activity = activity::ActivityLog::default();
+        Self { repo, live, sessions, migrations, metrics, signals, oauth, cipher, eventsub, engine, activity, settings }
     }
 
     /// The overlay URL a streamer pastes into OBS.
@@ -126,9 +132,10 @@ impl App {
     }
 
     /// Joins the session of an overlay for one connection (activating it on
-    /// the first one here); dropping the lease leaves it.
-    pub async fn join_overlay(&self, overlay: OverlayId) -> Result<SessionLease, AcquireError> {
-        self.sessions.acquire(overlay).await
+    /// the first one here; `preview`: the dashboard's preview of it, counted
+    /// apart); dropping the lease leaves it.
+    pub async fn join_overlay(&self, overlay: OverlayId, preview: bool) -> Result<SessionLease, AcquireError> {
+        self.sessions.acquire_as(overlay, preview).await
     }
 
     /// The streamer's overlay, creating the streamer with the default config

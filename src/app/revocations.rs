@@ -170,8 +170,8 @@ impl App {
         let Some(setup) = self.repo.streamer_by_twitch_id(broadcaster).await? else { return Ok("unknown_user") };
         self.repo.remove_streamer(broadcaster).await?;
         tracing::warn!(streamer = %setup.streamer.id, "Twitch account removed; streamer data deleted");
-        let old = setup.streamer.overlay_id;
-        if let Err(e) = self.signals.publish(Signal::OverlayRotated { old }).await {
+        let overlay = setup.streamer.overlay_id;
+        if let Err(e) = self.signals.publish(Signal::OverlayRemoved { overlay }).await {
             tracing::warn!(error = %e, "other instances were not told; their reconciler closes the overlay");
         }
         Ok("streamer_removed")

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::eventsub::EventSub;
 use crate::broadcast::{Broadcaster, CloseReason};
-use crate::domain::{BroadcasterId, OverlayId, StreamerId};
+use crate::domain::{Appearance, BroadcasterId, OverlayId, StreamerId};
 use crate::metrics::Metrics;
 use crate::store::signals::{Signal, SignalBus};
 use crate::store::{Lease, LiveStore, OverlaySetup, Repository, SessionActivation};
@@ -77,9 +77,14 @@ struct Inner {
 }
 
 struct Local {
+    /// Connections here, dashboard previews included.
     clients: usize,
+    /// Of which dashboard previews (the streamer's own page, not OBS).
+    previews: usize,
     broadcaster: BroadcasterId,
     config_version: i64,
+    /// The labels and look of that config version.
+    appearance: Arc<Appearance>,
     /// Bumped on every acquire and release; a pending deactivation only
     /// proceeds if nothing happened since it was scheduled.
     generation: u64,
@@ -94,12 +99,29 @@ struct Local {
 pub struct SessionLease {
     manager: SessionManager,
     overlay: OverlayId,
+    preview: bool,
+}
+
+impl SessionLease {
+    /// The session's labels and look, as this instance knows them now.
+    pub fn appearance(&self) -> Option<Arc<Appearance>> {
+        self.manager.local().get(&self.overlay).map(|e| Arc::clone(&e.appearance))
+    }
 }
 
 impl Drop for SessionLease {
     fn drop(&mut self) {
-        self.manager.release(self.overlay);
+        self.manager.release(self.overlay, self.preview);
     }
+}
+
+/// Overlay connections open on this instance for one channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOverlays {
+    /// In OBS (or anywhere but the dashboard).
+    pub overlays: u32,
+    /// The dashboard's previews.
+    pub previews: u32,
 }
 
 fn activation(setup: &OverlaySetup) -> SessionActivation {
@@ -131,8 +153,14 @@ impl SessionManager {
     /// Joins a session for one overlay connection, activating it if this is
     /// the first connection on this instance.
     pub async fn acquire(&self, overlay: OverlayId) -> Result<SessionLease, AcquireError> {
-        if self.try_join(overlay)? {
-            return Ok(SessionLease { manager: self.clone(), overlay });
+        self.acquire_as(overlay, false).await
+    }
+
+    /// [`Self::acquire`] for a connection that is the dashboard's preview
+    /// (`preview`): counted apart from overlays in OBS.
+    pub async fn acquire_as(&self, overlay: OverlayId, preview: bool) -> Result<SessionLease, AcquireError> {
+        if self.try_join(overlay, preview)? {
+            return Ok(SessionLease { manager: self.clone(), overlay, preview });
         }
         let setup = self
             .inner
@@ -159,8 +187,10 @@ impl SessionManager {
         let mut local = self.local();
         let entry = local.entry(overlay).or_insert_with(|| Local {
             clients: 0,
+            previews: 0,
             broadcaster: setup.streamer.twitch_user_id.clone(),
             config_version: setup.config.version,
+            appearance: Arc::new(setup.config.config.appearance(setup.config.version)),
             generation: 0,
             deactivating: false,
             retired: false,
@@ -169,9 +199,23 @@ impl SessionManager {
             return Err(AcquireError::Full);
         }
         entry.clients += 1;
+        entry.previews += usize::from(preview);
         entry.generation += 1;
         self.inner.metrics.sessions_active.set(local.len() as i64);
-        Ok(SessionLease { manager: self.clone(), overlay })
+        Ok(SessionLease { manager: self.clone(), overlay, preview })
+    }
+
+    /// The overlay connections open here for a channel.
+    pub fn open_overlays(&self, broadcaster: &BroadcasterId) -> OpenOverlays {
+        let local = self.local();
+        let mut open = OpenOverlays::default();
+        for entry in local.values().filter(|e| &e.broadcaster == broadcaster && !e.retired) {
+            let previews = u32::try_from(entry.previews).unwrap_or(u32::MAX);
+            open.previews = open.previews.saturating_add(previews);
+            let overlays = u32::try_from(entry.clients - entry.previews.min(entry.clients)).unwrap_or(u32::MAX);
+            open.overlays = open.overlays.saturating_add(overlays);
+        }
+        open
     }
 
     /// Makes sure Twitch delivers this channel's chat to us, in the
@@ -217,7 +261,7 @@ impl SessionManager {
     }
 
     /// Joins an already active local session. `Ok(false)` means there is none.
-    fn try_join(&self, overlay: OverlayId) -> Result<bool, AcquireError> {
+    fn try_join(&self, overlay: OverlayId, preview: bool) -> Result<bool, AcquireError> {
         let mut local = self.local();
         let Some(entry) = local.get_mut(&overlay) else { return Ok(false) };
         if entry.retired {
@@ -227,15 +271,17 @@ impl SessionManager {
             return Err(AcquireError::Full);
         }
         entry.clients += 1;
+        entry.previews += usize::from(preview);
         entry.generation += 1;
         Ok(true)
     }
 
-    fn release(&self, overlay: OverlayId) {
+    fn release(&self, overlay: OverlayId, preview: bool) {
         let generation = {
             let mut local = self.local();
             let Some(entry) = local.get_mut(&overlay) else { return };
             entry.clients = entry.clients.saturating_sub(1);
+            entry.previews = entry.previews.saturating_sub(usize::from(preview));
             entry.generation += 1;
             if entry.clients > 0 {
                 return;
@@ -321,7 +367,7 @@ impl SessionManager {
         };
         let Some(setup) = setup else {
             tracing::info!(%overlay, "overlay removed; closing its connections");
-            self.retire(overlay).await;
+            self.retire(overlay, CloseReason::OverlayRemoved).await;
             return;
         };
         if let Err(e) = self.inner.live.activate(&activation(&setup), self.lease(), crate::now_ms()).await {
@@ -329,20 +375,24 @@ impl SessionManager {
             tracing::warn!(%overlay, error = %e, "cannot apply session config");
             return;
         }
+        let appearance = Arc::new(setup.config.config.appearance(setup.config.version));
         if let Some(e) = self.local().get_mut(&overlay) {
             e.config_version = setup.config.version;
+            e.appearance = Arc::clone(&appearance);
         }
-        let config = &setup.config.config;
-        self.inner.broadcaster.update_labels(overlay, config.left_label.as_str(), config.right_label.as_str()).await;
+        self.inner.broadcaster.update_appearance(overlay, appearance).await;
+        // The meter model or decay may have changed what the bar shows: read
+        // it on the next tick, even if it was resting.
+        self.inner.broadcaster.touch(overlay);
     }
 
     /// Makes an overlay URL dead on this instance: no new client may join,
-    /// and the open ones are closed (4404).
-    async fn retire(&self, overlay: OverlayId) {
+    /// and the open ones are closed (4404, saying why).
+    async fn retire(&self, overlay: OverlayId, reason: CloseReason) {
         if let Some(entry) = self.local().get_mut(&overlay) {
             entry.retired = true;
         }
-        self.inner.broadcaster.close_session(overlay, CloseReason::OverlayGone).await;
+        self.inner.broadcaster.close_session(overlay, reason).await;
     }
 
     /// Applies a signal from any instance to the sessions held here.
@@ -363,8 +413,19 @@ impl SessionManager {
             }
             Signal::OverlayRotated { old } => {
                 self.inner.live.forget_cached(old);
-                self.retire(old).await;
+                self.retire(old, CloseReason::OverlayGone).await;
             }
+            Signal::OverlayRemoved { overlay } => {
+                self.inner.live.forget_cached(overlay);
+                self.retire(overlay, CloseReason::OverlayRemoved).await;
+            }
+            Signal::ReloadOverlays { overlay } => {
+                if self.local().contains_key(&overlay) {
+                    self.inner.broadcaster.reload(overlay).await;
+                }
+            }
+            // The status watch is the activity reporter's (`app::activity`).
+            Signal::WatchActivity { .. } => {}
         }
     }
 

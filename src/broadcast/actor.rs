@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::{BroadcastTiming, ClientRegistration, CloseReason, Command, encode_frame};
+use super::{BroadcastTiming, ClientRegistration, CloseReason, Command, Frame, encode_frame};
 use crate::clock::Clock;
 use crate::domain::sentiment::display_value;
-use crate::domain::{OverlayId, SessionStatus};
+use crate::domain::{Appearance, MeterModel, OverlayId, SessionStatus};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, Snapshot};
 
@@ -30,14 +30,18 @@ struct Client {
     id: u64,
     frames: mpsc::Sender<Utf8Bytes>,
     close: oneshot::Sender<CloseReason>,
+    /// Whether the client got the session's labels and look yet.
+    greeted: bool,
 }
 
 #[derive(Default)]
 struct SessionClients {
     clients: Vec<Client>,
-    /// The last frame sent to this session's clients, as (shown value, status);
-    /// `None` until the first read after the session's first client came.
-    last: Option<(f64, SessionStatus)>,
+    /// The last frame sent to this session's clients; `None` until the first
+    /// read after the session's first client came.
+    last: Option<Frame>,
+    /// The session's labels and look, the newest config version known here.
+    appearance: Option<Arc<Appearance>>,
     /// Consecutive reads that found the bar resting at the centre, unchanged.
     quiet: u32,
 }
@@ -137,14 +141,22 @@ impl Actor {
                     }
                 }
             }
-            Command::Labels { overlay, left, right } => {
-                if let Some(session) = self.sessions.get_mut(&overlay) {
-                    let (value, status) = session.last.unwrap_or((0.0, SessionStatus::Active));
-                    let frame = serde_json::json!({
-                        "value": value, "status": status.as_str(), "left_label": left, "right_label": right,
-                    });
-                    let frame = Utf8Bytes::from(frame.to_string());
-                    // Best effort: a client too far behind gets the labels on reload.
+            Command::Appearance { overlay, appearance } => {
+                if let Some(session) = self.sessions.get_mut(&overlay)
+                    && session.adopt(appearance)
+                {
+                    let shown = session.last.unwrap_or_else(Frame::centre);
+                    let frame = encode_frame(&shown, session.appearance.as_deref(), false);
+                    // Best effort: a client too far behind gets the look on reload.
+                    for client in &mut session.clients {
+                        client.greeted |= client.frames.try_send(frame.clone()).is_ok();
+                    }
+                }
+            }
+            Command::Reload { overlay } => {
+                if let Some(session) = self.sessions.get(&overlay) {
+                    let shown = session.last.unwrap_or_else(Frame::centre);
+                    let frame = encode_frame(&shown, None, true);
                     for client in &session.clients {
                         let _ = client.frames.try_send(frame.clone());
                     }
@@ -169,11 +181,15 @@ impl Actor {
             self.moving.insert(reg.overlay);
         }
         let session = self.sessions.entry(reg.overlay).or_default();
-        let client = Client { id: reg.id, frames: reg.frames, close: reg.close };
-        if let Some((value, status)) = session.last
-            && client.frames.try_send(encode_frame(value, status)).is_err()
-        {
-            return;
+        if let Some(appearance) = reg.appearance {
+            session.adopt(appearance);
+        }
+        let mut client = Client { id: reg.id, frames: reg.frames, close: reg.close, greeted: false };
+        if let Some(shown) = session.last {
+            if client.frames.try_send(encode_frame(&shown, session.appearance.as_deref(), false)).is_err() {
+                return;
+            }
+            client.greeted = true;
         }
         session.clients.push(client);
     }
@@ -247,7 +263,7 @@ impl Actor {
         if self.reported.insert(overlay) && self.missing.try_send(overlay).is_err() {
             self.reported.remove(&overlay);
         }
-        Snapshot { value: 0.0, status: SessionStatus::Active }
+        Snapshot { value: 0.0, status: SessionStatus::Active, model: MeterModel::Classic, weights: [0.0; 2], voters: 0 }
     }
 
     /// Turns a finished read into frames for the sessions whose shown value
@@ -256,7 +272,13 @@ impl Actor {
         self.reading = false;
         let Read { overlays, snapshots, started } = read;
         // A failed read keeps each session's last value (NaN marks it below).
-        let unknown = Snapshot { value: f64::NAN, status: SessionStatus::Reconnecting };
+        let unknown = Snapshot {
+            value: f64::NAN,
+            status: SessionStatus::Reconnecting,
+            model: MeterModel::Classic,
+            weights: [0.0; 2],
+            voters: 0,
+        };
         let snapshots = snapshots.unwrap_or_else(|| vec![Some(unknown); overlays.len()]);
         let (mut to_rest, mut woken, mut emptied) = (Vec::new(), Vec::new(), false);
         for (overlay, snapshot) in overlays.into_iter().zip(snapshots) {
@@ -317,15 +339,50 @@ enum Shown {
     Sent { woke: bool },
 }
 
-/// Shows one read to a session's clients: a frame when the shown value or
-/// status changed; evicts clients whose queue is full.
+impl SessionClients {
+    /// Keeps `appearance` unless a newer config version is known; whether
+    /// it was kept.
+    fn adopt(&mut self, appearance: Arc<Appearance>) -> bool {
+        if self.appearance.as_ref().is_some_and(|known| known.version > appearance.version) {
+            return false;
+        }
+        self.appearance = Some(appearance);
+        true
+    }
+}
+
+/// What a frame shows of a snapshot: the value in hundredths, the balance
+/// counts in thousandths (so that a bar at rest stops producing frames).
+/// A failed read (NaN) keeps the last value shown.
+fn shown_of(snapshot: &Snapshot, last: Option<&Frame>) -> Frame {
+    let failed = snapshot.value.is_nan();
+    let round = |w: f64| (w * 1000.0).round() / 1000.0;
+    let weights = match snapshot.model {
+        MeterModel::Balance if !failed => snapshot.weights.map(round),
+        _ => [0.0; 2],
+    };
+    match last {
+        Some(last) if failed => Frame { status: snapshot.status, ..*last },
+        None if failed => Frame { status: snapshot.status, ..Frame::centre() },
+        _ => Frame {
+            value: display_value(snapshot.value),
+            status: snapshot.status,
+            model: snapshot.model,
+            weights,
+            voters: snapshot.voters,
+        },
+    }
+}
+
+/// Shows one read to a session's clients: a frame when what they show
+/// changed (the first frame a client gets carries the labels and look);
+/// evicts clients whose queue is full.
 fn show(session: &mut SessionClients, snapshot: Snapshot, metrics: &Metrics) -> Shown {
     let failed = snapshot.value.is_nan();
-    let value = if failed { session.last.map_or(0.0, |(v, _)| v) } else { display_value(snapshot.value) };
-    let shown = (value, snapshot.status);
+    let shown = shown_of(&snapshot, session.last.as_ref());
     if session.last == Some(shown) {
         let mut now_resting = false;
-        if shown.0 == 0.0 && !failed && session.quiet < QUIET_READS {
+        if shown.value == 0.0 && !failed && session.quiet < QUIET_READS {
             session.quiet += 1;
             now_resting = session.quiet == QUIET_READS;
         }
@@ -334,18 +391,27 @@ fn show(session: &mut SessionClients, snapshot: Snapshot, metrics: &Metrics) -> 
     let woke = session.quiet >= QUIET_READS;
     session.quiet = 0;
     session.last = Some(shown);
-    let frame = encode_frame(shown.0, shown.1);
+    let frame = encode_frame(&shown, None, false);
+    let first = session.appearance.as_deref().map(|a| encode_frame(&shown, Some(a), false));
     session.clients = std::mem::take(&mut session.clients)
         .into_iter()
-        .filter_map(|client| match client.frames.try_send(frame.clone()) {
-            Ok(()) => Some(client),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics.ws_evictions.inc();
-                // The connection may be gone already; then nobody listens.
-                let _ = client.close.send(CloseReason::Evicted);
-                None
+        .filter_map(|mut client| {
+            match client.frames.try_send(match (&first, client.greeted) {
+                (Some(first), false) => first.clone(),
+                _ => frame.clone(),
+            }) {
+                Ok(()) => {
+                    client.greeted |= first.is_some();
+                    Some(client)
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics.ws_evictions.inc();
+                    // The connection may be gone already; then nobody listens.
+                    let _ = client.close.send(CloseReason::Evicted);
+                    None
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => None,
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => None,
         })
         .collect();
     Shown::Sent { woke }
@@ -361,7 +427,9 @@ mod tests {
     use crate::broadcast::Broadcaster;
     use crate::domain::{BroadcasterId, ChatterId, Direction, OverlayConfig};
     use crate::store::memory::MemoryLiveStore;
-    use crate::store::{ActiveSession, Lease, LiveStoreError, SessionActivation, VoteLimits, VoteOutcome, VoteRequest};
+    use crate::store::{
+        ActiveSession, ActivityReport, Lease, LiveStoreError, SessionActivation, VoteLimits, VoteOutcome, VoteRequest,
+    };
 
     const TICK: Duration = Duration::from_millis(50);
     const ORIGIN_MS: i64 = 1_800_000_000_000;
@@ -414,6 +482,12 @@ mod tests {
         async fn resign(&self, k: &str, i: &str) -> Result<(), LiveStoreError> {
             self.store.resign(k, i).await
         }
+        async fn report_activity(&self, b: &BroadcasterId, r: &ActivityReport) -> Result<(), LiveStoreError> {
+            self.store.report_activity(b, r).await
+        }
+        async fn activity_reports(&self, b: &BroadcasterId, now: i64) -> Result<Vec<ActivityReport>, LiveStoreError> {
+            self.store.activity_reports(b, now).await
+        }
         async fn ping(&self) -> Result<(), LiveStoreError> {
             self.store.ping().await
         }
@@ -463,7 +537,7 @@ mod tests {
             let activation = SessionActivation {
                 overlay,
                 broadcaster: BroadcasterId::parse(&format!("{}", overlay.as_uuid().as_u128() % 1_000_000)).unwrap(),
-                config: OverlayConfig::default(),
+                config: OverlayConfig::classic(),
                 config_version: 1,
             };
             let lease = Lease { instance: "here", ttl_ms: 30_000 };
@@ -484,7 +558,7 @@ mod tests {
             let (close_tx, close) = oneshot::channel();
             let id = self.next_id;
             self.next_id += 1;
-            let reg = ClientRegistration { id, overlay, frames: frames_tx, close: close_tx };
+            let reg = ClientRegistration { id, overlay, frames: frames_tx, close: close_tx, appearance: None };
             self.broadcaster.register(reg).await.unwrap();
             TestClient { frames, close }
         }

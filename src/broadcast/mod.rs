@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::domain::{OverlayId, SessionStatus};
+use crate::domain::meter::BALANCE_PRIOR;
+use crate::domain::{Appearance, MeterModel, OverlayId, SessionStatus};
 use crate::metrics::Metrics;
 use crate::store::LiveStore;
 
@@ -36,8 +37,10 @@ pub enum CloseReason {
     Evicted,
     /// Nothing was received from the client (not even a pong) for too long.
     Idle,
-    /// The overlay no longer exists (streamer removed).
+    /// The overlay URL was replaced by a new one (rotated).
     OverlayGone,
+    /// The streamer was removed: the overlay no longer exists at all.
+    OverlayRemoved,
 }
 
 impl CloseReason {
@@ -46,7 +49,7 @@ impl CloseReason {
             CloseReason::GoingAway => 1001,
             CloseReason::Evicted => 1013,
             CloseReason::Idle => 1000,
-            CloseReason::OverlayGone => 4404,
+            CloseReason::OverlayGone | CloseReason::OverlayRemoved => 4404,
         }
     }
 
@@ -55,7 +58,8 @@ impl CloseReason {
             CloseReason::GoingAway => "server shutting down",
             CloseReason::Evicted => "client too slow",
             CloseReason::Idle => "idle timeout",
-            CloseReason::OverlayGone => "overlay no longer exists",
+            CloseReason::OverlayGone => "overlay URL replaced",
+            CloseReason::OverlayRemoved => "overlay no longer exists",
         }
     }
 }
@@ -68,11 +72,15 @@ pub struct ClientRegistration {
     pub frames: mpsc::Sender<Utf8Bytes>,
     /// Tells the connection to close, even when its frame queue is full.
     pub close: oneshot::Sender<CloseReason>,
+    /// The session's labels and look as the connection knew them: sent with
+    /// the client's first frame (unless the broadcaster knows a newer one).
+    pub appearance: Option<Arc<Appearance>>,
 }
 
 pub(crate) enum Command {
     Register(ClientRegistration),
-    Labels { overlay: OverlayId, left: String, right: String },
+    Appearance { overlay: OverlayId, appearance: Arc<Appearance> },
+    Reload { overlay: OverlayId },
     Unregister { overlay: OverlayId, id: u64 },
     CloseSession { overlay: OverlayId, reason: CloseReason },
 }
@@ -124,10 +132,15 @@ impl Broadcaster {
         let _ = self.tx.send(Command::Unregister { overlay, id }).await;
     }
 
-    /// Sends new labels to every client of a session on this instance.
-    pub async fn update_labels(&self, overlay: OverlayId, left: &str, right: &str) {
-        let command = Command::Labels { overlay, left: left.to_owned(), right: right.to_owned() };
-        let _ = self.tx.send(command).await;
+    /// Sends new labels and look to every client of a session on this
+    /// instance (an older config version than the one shown is ignored).
+    pub async fn update_appearance(&self, overlay: OverlayId, appearance: Arc<Appearance>) {
+        let _ = self.tx.send(Command::Appearance { overlay, appearance }).await;
+    }
+
+    /// Tells every client of a session on this instance to reload its page.
+    pub async fn reload(&self, overlay: OverlayId) {
+        let _ = self.tx.send(Command::Reload { overlay }).await;
     }
 
     /// Closes every client of a session on this instance.
@@ -149,7 +162,45 @@ pub struct BroadcastTiming {
     pub clock: Clock,
 }
 
-/// The JSON text frame an overlay receives.
-pub fn encode_frame(value: f64, status: SessionStatus) -> Utf8Bytes {
-    Utf8Bytes::from(format!(r#"{{"value":{},"status":"{}"}}"#, value, status.as_str()))
+/// What one frame tells an overlay about its session (docs/architecture.md,
+/// "Overlay frames").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Frame {
+    /// The value to show, rounded to hundredths.
+    pub value: f64,
+    pub status: SessionStatus,
+    pub model: MeterModel,
+    /// The balance model's counts `[F, A]`, rounded to thousandths (zero
+    /// for the classic model, whose frames do not carry them).
+    pub weights: [f64; 2],
+    pub voters: u32,
+}
+
+impl Frame {
+    /// The centre, before anything was read.
+    pub fn centre() -> Self {
+        Self { value: 0.0, status: SessionStatus::Active, model: MeterModel::Classic, weights: [0.0; 2], voters: 0 }
+    }
+}
+
+/// The JSON text frame an overlay receives: `value`, `status`, `model`,
+/// `voters`, for the balance model `weights` and `prior`; with the session's
+/// labels and `look` when given, and `"reload": true` to make the page reload.
+pub fn encode_frame(shown: &Frame, appearance: Option<&Appearance>, reload: bool) -> Utf8Bytes {
+    let mut frame = serde_json::json!({
+        "value": shown.value, "status": shown.status.as_str(), "model": shown.model.as_str(), "voters": shown.voters,
+    });
+    if shown.model == MeterModel::Balance {
+        frame["weights"] = serde_json::json!(shown.weights);
+        frame["prior"] = serde_json::json!(BALANCE_PRIOR);
+    }
+    if let Some(a) = appearance {
+        frame["left_label"] = serde_json::json!(a.left_label);
+        frame["right_label"] = serde_json::json!(a.right_label);
+        frame["look"] = serde_json::json!(a.look);
+    }
+    if reload {
+        frame["reload"] = serde_json::json!(true);
+    }
+    Utf8Bytes::from(frame.to_string())
 }

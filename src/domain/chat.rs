@@ -1,6 +1,6 @@
 //! A chat message as the vote engine takes it, whichever way it arrived.
 
-use super::{BroadcasterId, ChatterId};
+use super::{BroadcasterId, ChatterId, Said};
 
 /// One viewer's chat message in a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,12 +12,24 @@ pub struct ChatMessage {
     pub channel: BroadcasterId,
     pub chatter: ChatterId,
     pub text: String,
+    /// The names of the Twitch emotes in the message (its emote fragments),
+    /// so that an emote is matched as a word of its own.
+    pub emotes: Vec<String>,
     /// Shared Chat: the channel the message was typed in, when Twitch relays
     /// it from another one.
     pub relayed_from: Option<BroadcasterId>,
+    /// A test vote from the streamer's dashboard ("Test mode"), not chat: it
+    /// goes through the real pipeline but is never recorded in history,
+    /// moments or the "last chat seen" time.
+    pub test: bool,
 }
 
 impl ChatMessage {
+    /// What matching sees of the message.
+    pub fn said(&self) -> Said<'_> {
+        Said { text: &self.text, emotes: &self.emotes }
+    }
+
     /// Typed in another channel and relayed here by Shared Chat: not a vote
     /// of this channel's audience.
     pub fn is_relayed(&self) -> bool {
@@ -35,7 +47,9 @@ mod tests {
             channel: BroadcasterId::parse("100").unwrap(),
             chatter: ChatterId::parse("200").unwrap(),
             text: "yes".into(),
+            emotes: vec![],
             relayed_from: relayed_from.map(|s| BroadcasterId::parse(s).unwrap()),
+            test: false,
         }
     }
 

@@ -2,20 +2,24 @@
 //! callers pass the current time in, which keeps every rule testable.
 
 pub mod chat;
+pub mod config_input;
 pub mod ids;
+pub mod look;
+pub mod meter;
 pub mod net;
 pub mod overlay_config;
 pub mod sentiment;
 pub mod trigger;
 
 pub use chat::ChatMessage;
+pub use config_input::{ConfigField, ConfigInput, FieldProblem};
 pub use ids::{BroadcasterId, ChatterId, IdError, OverlayId, StreamerId};
+pub use look::{Appearance, Color, Layout, Look, LookWarning};
+pub use meter::{MeterModel, MeterReading, MeterState};
 pub use net::IpNet;
-pub use overlay_config::{
-    ConfigError, ConfigField, ConfigInput, DecaySpeed, FieldProblem, Label, OverlayConfig, Trigger,
-};
+pub use overlay_config::{ConfigError, DecaySpeed, Label, OverlayConfig};
 pub use sentiment::{Direction, SessionStatus};
-pub use trigger::match_vote;
+pub use trigger::{MatchMode, Said, Trigger, match_vote};
 
 /// Whether two trigger words would be indistinguishable in chat.
 pub fn trigger_eq(a: &str, b: &str) -> bool {

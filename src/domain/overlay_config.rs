@@ -1,18 +1,23 @@
 //! A streamer's overlay configuration, validated once when it enters the
-//! system (dashboard form, CLI, database row).
+//! system (dashboard form, streamer API, CLI, database row). What a person
+//! types goes through [`super::ConfigInput`] first.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::trigger::eq_ignore_case;
+use super::look::{Appearance, Look, LookFrame};
+use super::meter::MeterModel;
+use super::trigger::{MatchMode, Said, match_said};
+use super::{Direction, Trigger};
 
-pub const TRIGGER_MAX_CHARS: usize = 50;
 pub const LABEL_MAX_CHARS: usize = 50;
 /// The range the dashboard slider offers.
 pub const DECAY_MIN: f64 = 0.1;
 pub const DECAY_MAX: f64 = 2.0;
 
+/// What is wrong with a value. Each variant has a stable [`code`](Self::code)
+/// for machine clients (the streamer API); people get words from the page.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{field} must not be empty")]
@@ -23,11 +28,37 @@ pub enum ConfigError {
     ControlCharacters { field: &'static str },
     #[error("decay speed must be a number between {DECAY_MIN} and {DECAY_MAX}")]
     DecayOutOfRange,
+    /// A word counts for both sides.
     #[error("the for and against triggers must differ")]
     SameTriggers,
+    #[error("{field} can have at most {max} words")]
+    TooManyWords { field: &'static str, max: usize },
+    #[error("{field} must be one of: {choices}")]
+    NotAChoice { field: &'static str, choices: &'static str },
+    #[error("{field} must be a colour written #rrggbb")]
+    NotAColor { field: &'static str },
+    #[error("{field} must be a whole number from {min} to {max}")]
+    OutOfRange { field: &'static str, min: i64, max: i64 },
 }
 
-fn parse_text(raw: &str, field: &'static str, max: usize) -> Result<String, ConfigError> {
+impl ConfigError {
+    /// A stable machine-readable name of the problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Empty { .. } => "empty",
+            ConfigError::TooLong { .. } => "too_long",
+            ConfigError::ControlCharacters { .. } => "control_characters",
+            ConfigError::DecayOutOfRange => "decay_out_of_range",
+            ConfigError::SameTriggers => "same_triggers",
+            ConfigError::TooManyWords { .. } => "too_many_words",
+            ConfigError::NotAChoice { .. } => "not_a_choice",
+            ConfigError::NotAColor { .. } => "not_a_color",
+            ConfigError::OutOfRange { .. } => "out_of_range",
+        }
+    }
+}
+
+pub(super) fn parse_text(raw: &str, field: &'static str, max: usize) -> Result<String, ConfigError> {
     let text = raw.trim();
     if text.is_empty() {
         return Err(ConfigError::Empty { field });
@@ -41,22 +72,8 @@ fn parse_text(raw: &str, field: &'static str, max: usize) -> Result<String, Conf
     Ok(text.to_owned())
 }
 
-/// A word or phrase that counts as a vote. Stored trimmed, compared ignoring case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Trigger(String);
-
-impl Trigger {
-    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
-        parse_text(raw, "trigger", TRIGGER_MAX_CHARS).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Text shown at one end of the bar. Escaped wherever it is rendered.
+/// Text shown at one end of the bar. Escaped wherever it is rendered; a long
+/// one is drawn smaller to fit rather than cut.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Label(String);
@@ -68,6 +85,25 @@ impl Label {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for Label {
+    type Error = ConfigError;
+    fn try_from(s: String) -> Result<Self, ConfigError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Label> for String {
+    fn from(v: Label) -> String {
+        v.0
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -90,28 +126,6 @@ impl DecaySpeed {
     }
 }
 
-macro_rules! string_conversions {
-    ($($t:ident),*) => {$(
-        impl TryFrom<String> for $t {
-            type Error = ConfigError;
-            fn try_from(s: String) -> Result<Self, ConfigError> {
-                Self::parse(&s)
-            }
-        }
-        impl From<$t> for String {
-            fn from(v: $t) -> String {
-                v.0
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    )*};
-}
-string_conversions!(Trigger, Label);
-
 impl TryFrom<f64> for DecaySpeed {
     type Error = ConfigError;
     fn try_from(v: f64) -> Result<Self, ConfigError> {
@@ -126,6 +140,10 @@ impl From<DecaySpeed> for f64 {
 }
 
 /// Everything a streamer configures about their bar.
+///
+/// Its JSON (the live store keeps a session's config as JSON) may come from
+/// an instance that predates a field: a missing `model` or `match_mode` reads
+/// as the classic behaviour, a missing `look` as the classic look.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverlayConfig {
     pub for_trigger: Trigger,
@@ -135,10 +153,25 @@ pub struct OverlayConfig {
     /// Shown on the right, the "for" end.
     pub right_label: Label,
     pub decay_speed: DecaySpeed,
+    #[serde(default = "classic_model")]
+    pub model: MeterModel,
+    #[serde(default = "exact_matching")]
+    pub match_mode: MatchMode,
+    #[serde(default = "Look::classic")]
+    pub look: Look,
+}
+
+fn classic_model() -> MeterModel {
+    MeterModel::Classic
+}
+
+fn exact_matching() -> MatchMode {
+    MatchMode::Exact
 }
 
 impl OverlayConfig {
-    /// Builds a config, rejecting triggers that would be indistinguishable.
+    /// Builds a config with the classic meter, whole-message matching and
+    /// the classic look, rejecting a word that counts for both sides.
     pub fn new(
         for_trigger: Trigger,
         against_trigger: Trigger,
@@ -146,101 +179,92 @@ impl OverlayConfig {
         right_label: Label,
         decay_speed: DecaySpeed,
     ) -> Result<Self, ConfigError> {
-        if eq_ignore_case(for_trigger.as_str(), against_trigger.as_str()) {
+        if for_trigger.shared_word(&against_trigger).is_some() {
             return Err(ConfigError::SameTriggers);
         }
-        Ok(Self { for_trigger, against_trigger, left_label, right_label, decay_speed })
+        Ok(Self {
+            for_trigger,
+            against_trigger,
+            left_label,
+            right_label,
+            decay_speed,
+            model: MeterModel::Classic,
+            match_mode: MatchMode::Exact,
+            look: Look::classic(),
+        })
     }
-}
 
-impl Default for OverlayConfig {
-    /// What a new streamer starts with: "yes" pushes right, "no" pushes left.
-    fn default() -> Self {
+    /// The settings every streamer had before the balance meter: "yes" /
+    /// "no" matched as the whole message, +10 per vote, labels
+    /// "Against" / "For", the classic look.
+    pub fn classic() -> Self {
         Self {
-            for_trigger: Trigger("yes".into()),
-            against_trigger: Trigger("no".into()),
+            for_trigger: Trigger::known("yes"),
+            against_trigger: Trigger::known("no"),
             left_label: Label("Against".into()),
             right_label: Label("For".into()),
             decay_speed: DecaySpeed(0.5),
+            model: MeterModel::Classic,
+            match_mode: MatchMode::Exact,
+            look: Look::classic(),
+        }
+    }
+
+    /// Which way a chat message votes, if at all.
+    pub fn vote_of(&self, said: Said<'_>) -> Option<Direction> {
+        match_said(said, self.match_mode, &self.for_trigger, &self.against_trigger)
+    }
+
+    /// The words of one side.
+    pub fn trigger(&self, direction: Direction) -> &Trigger {
+        match direction {
+            Direction::For => &self.for_trigger,
+            Direction::Against => &self.against_trigger,
+        }
+    }
+
+    /// What the overlay page draws besides the value.
+    pub fn appearance(&self, version: i64) -> Appearance {
+        let look = self.look;
+        Appearance {
+            version,
+            left_label: self.left_label.to_string(),
+            right_label: self.right_label.to_string(),
+            look: LookFrame {
+                layout: look.layout,
+                for_color: look.for_color,
+                against_color: look.against_color,
+                scale: look.scale,
+                font_weight: look.font_weight,
+                show_labels: look.show_labels,
+                show_hint: look.show_hint,
+                show_voters: look.show_voters,
+                celebrate: look.celebrate,
+                hint_for: hint(&self.for_trigger),
+                hint_against: hint(&self.against_trigger),
+            },
         }
     }
 }
 
-/// A config as a person or a tool typed it (the dashboard form, the
-/// streamer API): every field as text, nothing validated yet.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ConfigInput {
-    pub for_trigger: String,
-    pub against_trigger: String,
-    pub left_label: String,
-    pub right_label: String,
-    pub decay_speed: String,
+/// "type yes", "type yes or yeah": the first two words of a side, as typed.
+fn hint(trigger: &Trigger) -> String {
+    let words: Vec<&str> = trigger.words().take(2).collect();
+    format!("type {}", words.join(" or "))
 }
 
-/// A field of [`ConfigInput`], by its name in forms and JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConfigField {
-    ForTrigger,
-    AgainstTrigger,
-    LeftLabel,
-    RightLabel,
-    DecaySpeed,
-}
-
-impl ConfigField {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConfigField::ForTrigger => "for_trigger",
-            ConfigField::AgainstTrigger => "against_trigger",
-            ConfigField::LeftLabel => "left_label",
-            ConfigField::RightLabel => "right_label",
-            ConfigField::DecaySpeed => "decay_speed",
-        }
-    }
-}
-
-/// What is wrong with one field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldProblem {
-    pub field: ConfigField,
-    pub error: ConfigError,
-}
-
-impl ConfigInput {
-    pub fn from_config(c: &OverlayConfig) -> Self {
+impl Default for OverlayConfig {
+    /// What a new streamer starts with: "yes" pushes right and "no" left,
+    /// anywhere in a message, on the balance meter, with the labels naming
+    /// the words and a hint telling viewers what to type.
+    fn default() -> Self {
         Self {
-            for_trigger: c.for_trigger.to_string(),
-            against_trigger: c.against_trigger.to_string(),
-            left_label: c.left_label.to_string(),
-            right_label: c.right_label.to_string(),
-            decay_speed: format!("{}", c.decay_speed.get()),
-        }
-    }
-
-    /// Validates every field, one problem per bad field (so each can be
-    /// shown next to its field), or the config.
-    pub fn parse(&self) -> Result<OverlayConfig, Vec<FieldProblem>> {
-        fn check<T>(problems: &mut Vec<FieldProblem>, field: ConfigField, r: Result<T, ConfigError>) -> Option<T> {
-            r.map_err(|error| problems.push(FieldProblem { field, error })).ok()
-        }
-        let p = &mut Vec::new();
-        let for_trigger = check(p, ConfigField::ForTrigger, Trigger::parse(&self.for_trigger));
-        let against = check(p, ConfigField::AgainstTrigger, Trigger::parse(&self.against_trigger));
-        let left = check(p, ConfigField::LeftLabel, Label::parse(&self.left_label));
-        let right = check(p, ConfigField::RightLabel, Label::parse(&self.right_label));
-        let decay = self.decay_speed.trim().parse::<f64>().map_err(|_| ConfigError::DecayOutOfRange);
-        let decay = check(p, ConfigField::DecaySpeed, decay.and_then(DecaySpeed::new));
-        let problems = p;
-        if let (Some(f), Some(a)) = (&for_trigger, &against)
-            && eq_ignore_case(f.as_str(), a.as_str())
-        {
-            problems.push(FieldProblem { field: ConfigField::AgainstTrigger, error: ConfigError::SameTriggers });
-        }
-        match (for_trigger, against, left, right, decay) {
-            (Some(f), Some(a), Some(l), Some(r), Some(d)) if problems.is_empty() => OverlayConfig::new(f, a, l, r, d)
-                .map_err(|error| vec![FieldProblem { field: ConfigField::AgainstTrigger, error }]),
-            _ => Err(std::mem::take(problems)),
+            left_label: Label("No".into()),
+            right_label: Label("Yes".into()),
+            model: MeterModel::Balance,
+            match_mode: MatchMode::Word,
+            look: Look::new_streamer(),
+            ..Self::classic()
         }
     }
 }
@@ -248,48 +272,6 @@ impl ConfigInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn input(f: &str, a: &str, l: &str, r: &str, d: &str) -> ConfigInput {
-        ConfigInput {
-            for_trigger: f.into(),
-            against_trigger: a.into(),
-            left_label: l.into(),
-            right_label: r.into(),
-            decay_speed: d.into(),
-        }
-    }
-
-    fn fields(problems: &[FieldProblem]) -> Vec<ConfigField> {
-        problems.iter().map(|p| p.field).collect()
-    }
-
-    #[test]
-    fn valid_input_parses_into_a_config_and_back() {
-        let c = input(" yes ", "no", "Nope", "Yep", "1.5").parse().unwrap();
-        assert_eq!(c.for_trigger.as_str(), "yes");
-        assert_eq!(c.decay_speed.get(), 1.5);
-        assert_eq!(ConfigInput::from_config(&c).parse().unwrap(), c);
-    }
-
-    #[test]
-    fn every_bad_field_gets_its_own_problem() {
-        let e = input("", &"x".repeat(51), "  ", "ok", "abc").parse().unwrap_err();
-        assert_eq!(
-            fields(&e),
-            [ConfigField::ForTrigger, ConfigField::AgainstTrigger, ConfigField::LeftLabel, ConfigField::DecaySpeed]
-        );
-        assert_eq!(e[1].error, ConfigError::TooLong { field: "trigger", max: TRIGGER_MAX_CHARS });
-    }
-
-    #[test]
-    fn decay_out_of_range_or_identical_words_are_refused() {
-        assert_eq!(fields(&input("yes", "no", "a", "b", "2.5").parse().unwrap_err()), [ConfigField::DecaySpeed]);
-        assert_eq!(fields(&input("yes", "no", "a", "b", "NaN").parse().unwrap_err()), [ConfigField::DecaySpeed]);
-        let same = input("Yes", "yES", "a", "b", "1").parse().unwrap_err();
-        assert_eq!(same, [FieldProblem { field: ConfigField::AgainstTrigger, error: ConfigError::SameTriggers }]);
-        let both = input("Yes", "yES", "", "b", "9").parse().unwrap_err();
-        assert_eq!(fields(&both), [ConfigField::LeftLabel, ConfigField::DecaySpeed, ConfigField::AgainstTrigger]);
-    }
 
     #[test]
     fn triggers_and_labels_are_trimmed() {
@@ -306,6 +288,7 @@ mod tests {
 
     #[test]
     fn length_is_counted_in_characters_not_bytes() {
+        use crate::domain::trigger::TRIGGER_MAX_CHARS;
         assert!(Trigger::parse(&"é".repeat(TRIGGER_MAX_CHARS)).is_ok());
         assert_eq!(
             Trigger::parse(&"a".repeat(TRIGGER_MAX_CHARS + 1)),
@@ -328,10 +311,10 @@ mod tests {
     }
 
     #[test]
-    fn identical_triggers_are_rejected_ignoring_case() {
+    fn a_word_on_both_sides_is_rejected_ignoring_case() {
         let err = OverlayConfig::new(
-            Trigger::parse("Yes").unwrap(),
-            Trigger::parse("yES").unwrap(),
+            Trigger::parse("Yes, sure").unwrap(),
+            Trigger::parse("no, SURE").unwrap(),
             Label::parse("a").unwrap(),
             Label::parse("b").unwrap(),
             DecaySpeed::new(0.5).unwrap(),
@@ -346,5 +329,42 @@ mod tests {
         assert_eq!(serde_json::from_str::<OverlayConfig>(&json).unwrap(), c);
         let bad = json.replace("0.5", "9.5");
         assert!(serde_json::from_str::<OverlayConfig>(&bad).is_err());
+        let bad_colour = json.replace("#2fd67b", "green");
+        assert!(serde_json::from_str::<OverlayConfig>(&bad_colour).is_err());
+    }
+
+    #[test]
+    fn json_from_before_the_control_room_reads_as_the_classic_behaviour() {
+        let old = r#"{"for_trigger":"yes","against_trigger":"no","left_label":"Against","right_label":"For","decay_speed":0.5}"#;
+        assert_eq!(serde_json::from_str::<OverlayConfig>(old).unwrap(), OverlayConfig::classic());
+    }
+
+    #[test]
+    fn new_streamers_get_the_balance_meter_words_anywhere_and_labels_naming_the_words() {
+        let c = OverlayConfig::default();
+        assert_eq!((c.model, c.match_mode), (MeterModel::Balance, MatchMode::Word));
+        assert_eq!((c.left_label.as_str(), c.right_label.as_str()), ("No", "Yes"));
+        assert!(c.look.show_hint);
+        let classic = OverlayConfig::classic();
+        assert_eq!((classic.model, classic.match_mode), (MeterModel::Classic, MatchMode::Exact));
+        assert!(!classic.look.show_hint);
+    }
+
+    #[test]
+    fn the_hint_names_the_first_two_words_of_each_side() {
+        let c = OverlayConfig { for_trigger: Trigger::parse("yes, yeah, y").unwrap(), ..OverlayConfig::default() };
+        let a = c.appearance(3);
+        assert_eq!((a.look.hint_for.as_str(), a.look.hint_against.as_str()), ("type yes or yeah", "type no"));
+        assert_eq!(a.version, 3);
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["look"]["for_color"], "#2fd67b");
+        assert_eq!(json["look"]["layout"], "horizontal");
+        assert!(json.get("version").is_none(), "the version is not part of the frame");
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        assert_eq!(ConfigError::SameTriggers.code(), "same_triggers");
+        assert_eq!(ConfigError::NotAColor { field: "for colour" }.code(), "not_a_color");
     }
 }

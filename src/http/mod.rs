@@ -2,6 +2,7 @@
 
 mod auth;
 pub mod client_ip;
+mod control;
 mod dashboard;
 mod error;
 pub mod health;
@@ -58,6 +59,9 @@ pub struct HttpSettings {
     pub dashboard_rate: (u32, u32),
     /// How each overlay connection is kept.
     pub connection: ConnectionSettings,
+    /// How often an overlay page asks its socket "are you there?"
+    /// (`Tuning::overlay_keepalive`).
+    pub overlay_keepalive: std::time::Duration,
 }
 
 /// Shared state of every handler.
@@ -101,6 +105,9 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/", get(auth::home))
         .route("/dashboard", get(dashboard::show))
         .route("/dashboard/config", post(dashboard::save))
+        .route("/dashboard/test-votes", post(control::test_votes))
+        .route("/dashboard/reload-overlays", post(control::reload_overlays))
+        .route("/dashboard/status", get(control::status))
         .route("/api/reset/{overlay_uuid}", post(dashboard::reset))
         .route("/api/rotate-overlay-uuid", post(dashboard::rotate))
         .layer(axum::middleware::from_fn_with_state(dashboard_limit, security::limit));

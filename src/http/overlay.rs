@@ -3,22 +3,42 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
-use super::pages::OverlayUnavailablePage;
+use super::pages::{OverlayGonePage, OverlayUnavailablePage};
 use super::{AppState, ClientAddr, Error};
 use crate::app::AcquireError;
 use crate::broadcast::connection;
-use crate::domain::OverlayId;
+use crate::domain::{Appearance, OverlayId};
 
+/// The overlay page. The look is applied by the page's own script from
+/// `look_json` (the same object frames carry): the Content-Security-Policy
+/// allows no inline style.
 #[derive(Template, WebTemplate)]
 #[template(path = "overlay.html")]
 pub struct OverlayPage {
-    left_label: String,
-    right_label: String,
+    appearance: Appearance,
+    look_json: String,
     overlay_id: String,
+    /// The dashboard's preview of the overlay (its connection is counted
+    /// apart from OBS's).
+    preview: bool,
+    /// How often the page asks its socket "are you there?" (ms).
+    keepalive_ms: u128,
+}
+
+/// `?preview`: the dashboard's preview.
+#[derive(Deserialize, Default)]
+pub struct Preview {
+    preview: Option<String>,
+}
+
+/// An overlay URL that does not exist: a transparent page saying so (404).
+fn gone() -> Response {
+    (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")], OverlayGonePage).into_response()
 }
 
 /// How soon an overlay page that could not be served reloads itself.
@@ -29,10 +49,15 @@ fn parse_overlay(raw: &str) -> Result<OverlayId, Error> {
     raw.parse().map_err(|_| Error::NotFound)
 }
 
-pub async fn page(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, Error> {
-    let overlay = parse_overlay(&raw)?;
+pub async fn page(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Query(preview): Query<Preview>,
+) -> Result<Response, Error> {
+    let Ok(overlay) = parse_overlay(&raw) else { return Ok(gone()) };
     let setup = match state.app.overlay(overlay).await {
-        Ok(setup) => setup.ok_or(Error::NotFound)?,
+        Ok(Some(setup)) => setup,
+        Ok(None) => return Ok(gone()),
         Err(e) => {
             // A Browser Source shows whatever it gets: a page that looks like
             // the overlay's own "reconnecting" state and reloads itself, not
@@ -48,10 +73,13 @@ pub async fn page(State(state): State<AppState>, Path(raw): Path<String>) -> Res
                 .into_response());
         }
     };
+    let appearance = setup.config.config.appearance(setup.config.version);
     let page = OverlayPage {
-        left_label: setup.config.config.left_label.to_string(),
-        right_label: setup.config.config.right_label.to_string(),
+        look_json: serde_json::to_string(&appearance.look).unwrap_or_else(|_| "{}".into()),
+        appearance,
         overlay_id: overlay.to_string(),
+        preview: preview.preview.is_some(),
+        keepalive_ms: state.settings.overlay_keepalive.as_millis(),
     };
     // The URL is a secret: keep it out of caches and referrers.
     Ok(([(header::CACHE_CONTROL, "no-store"), (header::REFERRER_POLICY, "no-referrer")], page).into_response())
@@ -70,6 +98,7 @@ fn origin_allowed(headers: &HeaderMap) -> bool {
 pub async fn websocket(
     State(state): State<AppState>,
     Path(raw): Path<String>,
+    Query(preview): Query<Preview>,
     axum::extract::ConnectInfo(addr): ClientAddr,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -95,7 +124,7 @@ pub async fn websocket(
         };
         reject(limit.label(), error)
     })?;
-    let lease = state.app.join_overlay(overlay).await.map_err(|e| match e {
+    let lease = state.app.join_overlay(overlay, preview.preview.is_some()).await.map_err(|e| match e {
         AcquireError::NotFound => reject("not_found", Error::NotFound),
         AcquireError::Full => reject("session_full", Error::Unavailable(e.to_string())),
         AcquireError::Unavailable(msg) => reject("unavailable", Error::Unavailable(msg)),
@@ -103,6 +132,7 @@ pub async fn websocket(
     state.metrics.ws_connections.inc();
     let (broadcaster, settings, metrics) =
         (state.broadcaster.clone(), state.settings.connection, state.metrics.clone());
+    let appearance = lease.appearance();
     Ok(upgrade
         .max_message_size(4 * 1024)
         // Overlays only ever send pongs and a close: a small read buffer
@@ -110,7 +140,7 @@ pub async fn websocket(
         // (it grows if a client ever sends more).
         .read_buffer_size(1024)
         .on_upgrade(move |socket| async move {
-            connection::serve(socket, overlay, broadcaster, settings, metrics).await;
+            connection::serve(socket, overlay, broadcaster, settings, metrics, appearance).await;
             drop(lease);
             drop(permit);
         })

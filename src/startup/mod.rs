@@ -119,6 +119,8 @@ impl Application {
             SessionManager::new(ports, metrics.clone(), session_settings(&config, &instance_id), shutdown.clone());
         supervise_sessions(&mut supervisor, &sessions, &stores, missing_rx);
         let app = Arc::new(assemble_app(&config, &stores, &twitch, sessions.clone(), &metrics, &instance_id)?);
+        let (reporter, signals) = (Arc::clone(&app), Arc::clone(&stores.signals));
+        supervisor.restarting("activity", move |stop| Arc::clone(&reporter).run_activity(signals.subscribe(), stop));
         let limits = Arc::new(ConnectionLimits::new(
             config.max_websocket_connections,
             config.max_connections_per_ip,
@@ -314,6 +316,7 @@ fn http_settings(config: &Config) -> HttpSettings {
         login_session_max: t.login_session_max,
         auth_rate: t.auth_rate,
         dashboard_rate: t.dashboard_rate,
+        overlay_keepalive: t.overlay_keepalive,
         connection: ConnectionSettings {
             queue: t.client_queue,
             ping_interval: t.ping_interval,

@@ -5,17 +5,18 @@
 //! steps, never awaits while holding the lock, and contention is far below
 //! what an async mutex would be worth.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
 use super::{
-    ActiveSession, BUCKET_IDLE_MS, Lease, LiveStore, LiveStoreError, SessionActivation, Snapshot, VoteLimits,
-    VoteOutcome, VoteRequest,
+    ACTIVITY_REPORT_TTL_MS, ActiveSession, ActivityReport, BUCKET_IDLE_MS, Lease, LiveStore, LiveStoreError,
+    SessionActivation, Snapshot, VoteLimits, VoteOutcome, VoteRequest,
 };
-use crate::domain::sentiment::{apply_vote, decayed, sanitize_decay};
+use crate::domain::meter::{MeterState, VOTERS_WINDOW_MS, recent_voters, voters_counted_at};
+use crate::domain::sentiment::sanitize_decay;
 use crate::domain::{BroadcasterId, ChatterId, OverlayId, SessionStatus};
 
 pub struct MemoryLiveStore {
@@ -31,18 +32,56 @@ struct Inner {
     debounce: ExpiringSet<(OverlayId, ChatterId)>,
     /// Lease key → (holder, lease expiry in ms), for [`LiveStore::lead`].
     leaders: HashMap<String, (String, i64)>,
+    /// Channel → instance → its latest activity report.
+    activity: HashMap<BroadcasterId, HashMap<String, ActivityReport>>,
 }
 
 struct Session {
     broadcaster: BroadcasterId,
     config: crate::domain::OverlayConfig,
     config_version: i64,
-    value: f64,
-    last_update_ms: i64,
+    meter: MeterState,
+    voters: Voters,
     bucket: Option<Bucket>,
     /// Instance id → lease expiry (ms).
     leases: HashMap<String, i64>,
     status: SessionStatus,
+}
+
+/// Who voted when, like the Redis sorted set `voters:{U}`: each chatter's
+/// last counted vote, ordered by time so that the old ones go cheaply.
+#[derive(Default)]
+struct Voters {
+    last: HashMap<ChatterId, i64>,
+    by_time: BTreeSet<(i64, ChatterId)>,
+    /// The count at the last counted vote, and that vote's time.
+    count: u32,
+    counted_at: i64,
+}
+
+impl Voters {
+    /// Records a counted vote (`ZADD GT`: a time never moves back), drops
+    /// chatters whose last vote is a window old, and counts the rest.
+    fn vote(&mut self, chatter: &ChatterId, now_ms: i64) {
+        let previous = self.last.get(chatter).copied();
+        if previous.is_none_or(|at| now_ms > at) {
+            if let Some(at) = previous {
+                self.by_time.remove(&(at, chatter.clone()));
+            }
+            self.last.insert(chatter.clone(), now_ms);
+            self.by_time.insert((now_ms, chatter.clone()));
+        }
+        let oldest_kept = now_ms.saturating_sub(VOTERS_WINDOW_MS);
+        while let Some((at, _)) = self.by_time.first()
+            && *at <= oldest_kept
+        {
+            if let Some((_, gone)) = self.by_time.pop_first() {
+                self.last.remove(&gone);
+            }
+        }
+        self.count = u32::try_from(self.last.len()).unwrap_or(u32::MAX);
+        self.counted_at = voters_counted_at(Some(self.counted_at), now_ms);
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -92,8 +131,8 @@ impl LiveStore for MemoryLiveStore {
             broadcaster: s.broadcaster.clone(),
             config: s.config.clone(),
             config_version: s.config_version,
-            value: 0.0,
-            last_update_ms: now_ms,
+            meter: MeterState::centred(now_ms),
+            voters: Voters::default(),
             bucket: None,
             leases: HashMap::new(),
             status: SessionStatus::Active,
@@ -151,8 +190,7 @@ impl LiveStore for MemoryLiveStore {
     async fn reset(&self, overlay: OverlayId, now_ms: i64) -> Result<bool, LiveStoreError> {
         let mut inner = self.lock();
         let Some(session) = inner.sessions.get_mut(&overlay) else { return Ok(false) };
-        session.value = 0.0;
-        session.last_update_ms = now_ms;
+        session.meter = MeterState::centred(now_ms);
         Ok(true)
     }
 
@@ -164,8 +202,7 @@ impl LiveStore for MemoryLiveStore {
         let was_live = session.status == SessionStatus::Live;
         session.status = status;
         if status == SessionStatus::Live && !was_live {
-            session.value = 0.0;
-            session.last_update_ms = now_ms;
+            session.meter = MeterState::centred(now_ms);
         }
         Ok(true)
     }
@@ -204,10 +241,9 @@ impl LiveStore for MemoryLiveStore {
             return Ok(VoteOutcome::RateLimited);
         }
         let k = sanitize_decay(session.config.decay_speed.get());
-        let current = decayed(session.value, session.last_update_ms, now_ms, k);
-        session.value = apply_vote(current, vote.direction);
-        session.last_update_ms = now_ms;
-        Ok(VoteOutcome::Applied(session.value))
+        session.meter = session.meter.vote(vote.direction, now_ms, k);
+        session.voters.vote(vote.chatter, now_ms);
+        Ok(VoteOutcome::Applied(session.meter.read(session.config.model, now_ms, k).value))
     }
 
     async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
@@ -215,9 +251,11 @@ impl LiveStore for MemoryLiveStore {
         Ok(overlays
             .iter()
             .map(|overlay| {
-                inner.sessions.get(overlay).map(|s| Snapshot {
-                    value: decayed(s.value, s.last_update_ms, now_ms, s.config.decay_speed.get()),
-                    status: s.status,
+                inner.sessions.get(overlay).map(|s| {
+                    let model = s.config.model;
+                    let reading = s.meter.read(model, now_ms, s.config.decay_speed.get());
+                    let voters = recent_voters(s.voters.count, s.voters.counted_at, now_ms);
+                    Snapshot { value: reading.value, status: s.status, model, weights: reading.weights, voters }
                 })
             })
             .collect())
@@ -246,6 +284,29 @@ impl LiveStore for MemoryLiveStore {
             inner.leaders.remove(key);
         }
         Ok(())
+    }
+
+    async fn report_activity(
+        &self,
+        broadcaster: &BroadcasterId,
+        report: &ActivityReport,
+    ) -> Result<(), LiveStoreError> {
+        let mut inner = self.lock();
+        let written = report.written_ms;
+        // Forget channels nobody reported on for a while, like the Redis key's expiry.
+        inner.activity.retain(|_, reports| reports.values().any(|r| written - r.written_ms <= ACTIVITY_REPORT_TTL_MS));
+        inner.activity.entry(broadcaster.clone()).or_default().insert(report.instance.clone(), report.clone());
+        Ok(())
+    }
+
+    async fn activity_reports(
+        &self,
+        broadcaster: &BroadcasterId,
+        now_ms: i64,
+    ) -> Result<Vec<ActivityReport>, LiveStoreError> {
+        let inner = self.lock();
+        let reports = inner.activity.get(broadcaster).map(|r| r.values()).into_iter().flatten();
+        Ok(reports.filter(|r| now_ms - r.written_ms <= ACTIVITY_REPORT_TTL_MS).cloned().collect())
     }
 
     async fn ping(&self) -> Result<(), LiveStoreError> {

@@ -21,7 +21,11 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::domain::{BroadcasterId, ChatterId, Direction, OverlayConfig, OverlayId, SessionStatus, StreamerId};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    BroadcasterId, ChatterId, Direction, MeterModel, OverlayConfig, OverlayId, SessionStatus, StreamerId,
+};
 
 // ---------------------------------------------------------------------------
 // Live state
@@ -30,7 +34,9 @@ use crate::domain::{BroadcasterId, ChatterId, Direction, OverlayConfig, OverlayI
 /// Limits the live store applies to every vote.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VoteLimits {
-    /// Token bucket size per session.
+    /// Token bucket size per session. The bucket is an abuse guard: the
+    /// per-chatter debounce already makes one person one vote per second, so
+    /// the defaults are far above what an honest chat sends.
     pub bucket_capacity: u32,
     /// Tokens added per minute.
     pub bucket_refill_per_minute: f64,
@@ -42,9 +48,21 @@ pub struct VoteLimits {
 
 impl Default for VoteLimits {
     fn default() -> Self {
-        Self { bucket_capacity: 100, bucket_refill_per_minute: 100.0, debounce_ms: 1_000, dedup_ms: 600_000 }
+        Self {
+            bucket_capacity: DEFAULT_BUCKET_CAPACITY,
+            bucket_refill_per_minute: DEFAULT_BUCKET_REFILL_PER_MINUTE,
+            debounce_ms: 1_000,
+            dedup_ms: 600_000,
+        }
     }
 }
+
+/// The token bucket's defaults (`VOTE_RATE_LIMIT_CAPACITY`,
+/// `VOTE_RATE_LIMIT_RATE`): a burst of 1,000 votes, then 1,000 a second —
+/// a thousand distinct chatters voting every second, more than any chat
+/// sends, so only a flood of bots meets it.
+pub const DEFAULT_BUCKET_CAPACITY: u32 = 1_000;
+pub const DEFAULT_BUCKET_REFILL_PER_MINUTE: f64 = 60_000.0;
 
 /// How long an idle token bucket is kept before it is forgotten (it would be
 /// full again by then anyway at the default refill rate).
@@ -95,10 +113,76 @@ pub enum VoteOutcome {
 /// A session's current state as overlays see it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Snapshot {
-    /// The decayed value at the time of the read.
+    /// The value of the session's meter model at the time of the read.
     pub value: f64,
     pub status: SessionStatus,
+    pub model: MeterModel,
+    /// The balance model's decayed vote counts `[F, A]` at the time of the
+    /// read (kept whatever the model).
+    pub weights: [f64; 2],
+    /// Distinct chatters with a counted vote in the minute before the last
+    /// counted vote; 0 once that vote is a minute old
+    /// (`domain::meter::recent_voters`).
+    pub voters: u32,
 }
+
+// ---------------------------------------------------------------------------
+// "Is it working?": what each instance saw of a channel
+// ---------------------------------------------------------------------------
+
+/// How often each outcome happened in one time bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeCounts {
+    pub applied: u32,
+    pub duplicate: u32,
+    pub debounced: u32,
+    pub rate_limited: u32,
+    pub no_session: u32,
+    pub no_match: u32,
+    pub error: u32,
+}
+
+impl OutcomeCounts {
+    pub fn add(&mut self, other: &OutcomeCounts) {
+        self.applied += other.applied;
+        self.duplicate += other.duplicate;
+        self.debounced += other.debounced;
+        self.rate_limited += other.rate_limited;
+        self.no_session += other.no_session;
+        self.no_match += other.no_match;
+        self.error += other.error;
+    }
+}
+
+/// The counts of one time bucket, from `start_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeBucket {
+    pub start_ms: i64,
+    pub counts: OutcomeCounts,
+}
+
+/// One instance's account of a channel: its overlays open there now, the
+/// chat it saw and what became of it. Each instance writes its own (only
+/// while someone watches the channel's status); readers add them up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityReport {
+    pub instance: String,
+    /// When the instance wrote it (its clock).
+    pub written_ms: i64,
+    /// Overlay connections open on the instance (dashboard previews apart).
+    pub overlays: u32,
+    /// Dashboard previews open on the instance.
+    pub previews: u32,
+    /// The last chat message the instance saw for the channel (test votes
+    /// apart), and the last one it counted.
+    pub last_chat_ms: Option<i64>,
+    pub last_vote_ms: Option<i64>,
+    /// Outcomes of the chat it saw, in time buckets, oldest first.
+    pub buckets: Vec<OutcomeBucket>,
+}
+
+/// How long a channel's reports are kept after the last one was written.
+pub const ACTIVITY_REPORT_TTL_MS: i64 = 120_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("live store unavailable: {0}")]
@@ -149,8 +233,8 @@ pub trait LiveStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<bool, LiveStoreError>;
 
-    /// Centres the bar: value 0 as of `now_ms`. False when the session is not
-    /// active (nothing to reset).
+    /// Centres the bar: value 0 and no recent votes (both models) as of
+    /// `now_ms`. False when the session is not active (nothing to reset).
     async fn reset(&self, overlay: OverlayId, now_ms: i64) -> Result<bool, LiveStoreError>;
 
     /// Records the session's status: whether the channel is streaming, or
@@ -173,7 +257,11 @@ pub trait LiveStore: Send + Sync + 'static {
     /// decay, apply. Each step that passes records itself before the next
     /// runs, so a vote refused by the bucket has still used its message id
     /// and its chatter's debounce slot (a redelivery of it is a `Duplicate`),
-    /// while a duplicate or debounced vote spends no token.
+    /// while a duplicate or debounced vote spends no token. Applying updates
+    /// both meter models (`domain::meter::MeterState::vote`) and the
+    /// participation (the chatter's last counted vote; the count of distinct
+    /// chatters within `VOTERS_WINDOW_MS` as of now). `Applied` carries the
+    /// value of the session's model.
     async fn vote(&self, vote: &VoteRequest<'_>, now_ms: i64) -> Result<VoteOutcome, LiveStoreError>;
 
     /// The decayed values of many sessions in one batch, in the order asked;
@@ -190,6 +278,19 @@ pub trait LiveStore: Send + Sync + 'static {
     /// Releases the lease `key` if `instance` holds it (so another instance
     /// can lead at once); does nothing otherwise.
     async fn resign(&self, key: &str, instance: &str) -> Result<(), LiveStoreError>;
+
+    /// Records this instance's report on a channel (replacing its previous
+    /// one), kept for [`ACTIVITY_REPORT_TTL_MS`].
+    async fn report_activity(&self, broadcaster: &BroadcasterId, report: &ActivityReport)
+    -> Result<(), LiveStoreError>;
+
+    /// Every instance's latest report on a channel written within
+    /// [`ACTIVITY_REPORT_TTL_MS`] of `now_ms`.
+    async fn activity_reports(
+        &self,
+        broadcaster: &BroadcasterId,
+        now_ms: i64,
+    ) -> Result<Vec<ActivityReport>, LiveStoreError>;
 
     /// Cheap reachability check for readiness.
     async fn ping(&self) -> Result<(), LiveStoreError>;
@@ -231,6 +332,83 @@ pub struct StoredConfig {
     pub config: OverlayConfig,
     pub version: i64,
     pub updated_at: OffsetDateTime,
+}
+
+/// One `configs` row's values, as both durable adapters write and read them.
+/// Reading validates them as the dashboard would (through
+/// [`ConfigInput`](crate::domain::ConfigInput)): a row that would not pass
+/// is `Corrupt`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConfigColumns {
+    pub for_trigger: String,
+    pub against_trigger: String,
+    pub left_label: String,
+    pub right_label: String,
+    pub decay_speed: f64,
+    pub model: String,
+    pub match_mode: String,
+    pub layout: String,
+    pub for_color: String,
+    pub against_color: String,
+    pub scale: i32,
+    pub font_weight: i32,
+    pub show_labels: bool,
+    pub show_hint: bool,
+    pub show_voters: bool,
+    pub celebrate: bool,
+}
+
+/// The control room's columns of `configs` (migration V5), in the order of
+/// [`ConfigColumns`], after `decay_speed`.
+pub(crate) const CONTROL_COLUMNS: &str = "model, match_mode, layout, for_color, against_color, scale, font_weight, \
+                                          show_labels, show_hint, show_voters, celebrate";
+
+impl ConfigColumns {
+    pub(crate) fn of(c: &OverlayConfig) -> Self {
+        Self {
+            for_trigger: c.for_trigger.to_string(),
+            against_trigger: c.against_trigger.to_string(),
+            left_label: c.left_label.to_string(),
+            right_label: c.right_label.to_string(),
+            decay_speed: c.decay_speed.get(),
+            model: c.model.as_str().to_owned(),
+            match_mode: c.match_mode.as_str().to_owned(),
+            layout: c.look.layout.as_str().to_owned(),
+            for_color: c.look.for_color.to_string(),
+            against_color: c.look.against_color.to_string(),
+            scale: i32::from(c.look.scale),
+            font_weight: i32::from(c.look.font_weight),
+            show_labels: c.look.show_labels,
+            show_hint: c.look.show_hint,
+            show_voters: c.look.show_voters,
+            celebrate: c.look.celebrate,
+        }
+    }
+
+    pub(crate) fn parse(self) -> Result<OverlayConfig, RepositoryError> {
+        let input = crate::domain::ConfigInput {
+            for_trigger: self.for_trigger,
+            against_trigger: self.against_trigger,
+            left_label: self.left_label,
+            right_label: self.right_label,
+            decay_speed: format!("{}", self.decay_speed),
+            model: self.model,
+            match_mode: self.match_mode,
+            layout: self.layout,
+            for_color: self.for_color,
+            against_color: self.against_color,
+            scale: self.scale.to_string(),
+            font_weight: self.font_weight.to_string(),
+            show_labels: self.show_labels.to_string(),
+            show_hint: self.show_hint.to_string(),
+            show_voters: self.show_voters.to_string(),
+            celebrate: self.celebrate.to_string(),
+        };
+        input.parse().map_err(|problems| {
+            let fields: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field.as_str(), p.error)).collect();
+            RepositoryError::Corrupt(format!("configs: {}", fields.join("; ")))
+        })
+    }
 }
 
 /// What the overlay page and session activation need, in one read.

@@ -30,10 +30,10 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    BotAccount, NewStreamer, OverlaySetup, Repository, RepositoryError, StoredConfig, StoredTokens, Streamer,
-    SubscriptionRecord, parse_scopes, scopes_column, stored_tokens,
+    BotAccount, CONTROL_COLUMNS, ConfigColumns, NewStreamer, OverlaySetup, Repository, RepositoryError, StoredConfig,
+    StoredTokens, Streamer, SubscriptionRecord, parse_scopes, scopes_column, stored_tokens,
 };
-use crate::domain::{BroadcasterId, DecaySpeed, Label, OverlayConfig, OverlayId, StreamerId, Trigger};
+use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, StreamerId};
 use crate::metrics::Metrics;
 
 mod embedded {
@@ -242,7 +242,9 @@ macro_rules! streamer_columns {
 const STREAMER_WIDTH: usize = 8;
 macro_rules! config_columns {
     () => {
-        "c.for_trigger, c.against_trigger, c.left_label, c.right_label, c.decay_speed, c.version, c.updated_at"
+        "c.for_trigger, c.against_trigger, c.left_label, c.right_label, c.decay_speed, c.version, c.updated_at, \
+         c.model, c.match_mode, c.layout, c.for_color, c.against_color, c.scale, c.font_weight, c.show_labels, \
+         c.show_hint, c.show_voters, c.celebrate"
     };
 }
 macro_rules! token_columns {
@@ -284,24 +286,36 @@ async fn insert_config(
     now: OffsetDateTime,
 ) -> Result<(), RepositoryError> {
     let stmt = client
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT INTO configs (user_id, for_trigger, against_trigger, left_label, right_label, decay_speed,
-                                  version, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
-        )
+                                  version, updated_at, {CONTROL_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ))
         .await
         .map_err(db_err)?;
+    let c = ConfigColumns::of(config);
     client
         .execute(
             &stmt,
             &[
                 &streamer.as_uuid(),
-                &config.for_trigger.as_str(),
-                &config.against_trigger.as_str(),
-                &config.left_label.as_str(),
-                &config.right_label.as_str(),
-                &config.decay_speed.get(),
+                &c.for_trigger,
+                &c.against_trigger,
+                &c.left_label,
+                &c.right_label,
+                &c.decay_speed,
                 &now,
+                &c.model,
+                &c.match_mode,
+                &c.layout,
+                &c.for_color,
+                &c.against_color,
+                &c.scale,
+                &c.font_weight,
+                &c.show_labels,
+                &c.show_hint,
+                &c.show_voters,
+                &c.celebrate,
             ],
         )
         .await
@@ -342,20 +356,31 @@ async fn setup_by_id(client: &impl GenericClient, id: StreamerId) -> Result<Opti
     setup_by(client, setup_where!("u.id = $1"), &id.as_uuid()).await
 }
 
-/// The config in columns `at..at + 7` ([`config_columns!`]).
+/// The config in columns `at..at + 18` ([`config_columns!`]).
 fn config_at(row: &Row, at: usize) -> Result<StoredConfig, RepositoryError> {
-    let text = |i: usize| get::<&str>(row, at + i, "configs");
-    let field = |e| corrupt("configs", e);
-    let config = OverlayConfig::new(
-        Trigger::parse(text(0)?).map_err(field)?,
-        Trigger::parse(text(1)?).map_err(field)?,
-        Label::parse(text(2)?).map_err(field)?,
-        Label::parse(text(3)?).map_err(field)?,
-        DecaySpeed::new(get(row, at + 4, "configs.decay_speed")?).map_err(field)?,
-    )
-    .map_err(field)?;
+    let text = |i: usize| get::<String>(row, at + i, "configs");
+    let flag = |i: usize| get::<bool>(row, at + i, "configs");
+    let number = |i: usize| get::<i32>(row, at + i, "configs");
+    let columns = ConfigColumns {
+        for_trigger: text(0)?,
+        against_trigger: text(1)?,
+        left_label: text(2)?,
+        right_label: text(3)?,
+        decay_speed: get(row, at + 4, "configs.decay_speed")?,
+        model: text(7)?,
+        match_mode: text(8)?,
+        layout: text(9)?,
+        for_color: text(10)?,
+        against_color: text(11)?,
+        scale: number(12)?,
+        font_weight: number(13)?,
+        show_labels: flag(14)?,
+        show_hint: flag(15)?,
+        show_voters: flag(16)?,
+        celebrate: flag(17)?,
+    };
     Ok(StoredConfig {
-        config,
+        config: columns.parse()?,
         version: get(row, at + 5, "configs.version")?,
         updated_at: get(row, at + 6, "configs.updated_at")?,
     })
@@ -492,22 +517,36 @@ impl Repository for PostgresRepository {
             let stmt = conn
                 .prepare_cached(
                     "UPDATE configs SET for_trigger = $2, against_trigger = $3, left_label = $4, right_label = $5,
-                            decay_speed = $6, version = version + 1, updated_at = $7
+                            decay_speed = $6, version = version + 1, updated_at = $7, model = $8, match_mode = $9,
+                            layout = $10, for_color = $11, against_color = $12, scale = $13, font_weight = $14,
+                            show_labels = $15, show_hint = $16, show_voters = $17, celebrate = $18
                      WHERE user_id = $1 RETURNING version",
                 )
                 .await
                 .map_err(db_err)?;
+            let c = ConfigColumns::of(config);
             let row = conn
                 .query_opt(
                     &stmt,
                     &[
                         &streamer.as_uuid(),
-                        &config.for_trigger.as_str(),
-                        &config.against_trigger.as_str(),
-                        &config.left_label.as_str(),
-                        &config.right_label.as_str(),
-                        &config.decay_speed.get(),
+                        &c.for_trigger,
+                        &c.against_trigger,
+                        &c.left_label,
+                        &c.right_label,
+                        &c.decay_speed,
                         &now,
+                        &c.model,
+                        &c.match_mode,
+                        &c.layout,
+                        &c.for_color,
+                        &c.against_color,
+                        &c.scale,
+                        &c.font_weight,
+                        &c.show_labels,
+                        &c.show_hint,
+                        &c.show_voters,
+                        &c.celebrate,
                     ],
                 )
                 .await

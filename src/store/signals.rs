@@ -1,5 +1,6 @@
 //! Signals between instances: "this overlay's config changed", "this overlay
-//! URL was rotated", "this bar moved". Embedded: an in-process channel.
+//! URL was rotated", "this bar moved", "reload these overlays", "someone
+//! watches this channel's status". Embedded: an in-process channel.
 //! Distributed: Redis pub/sub (publishing on the instance's shared client,
 //! listening on a connection of its own), so a change saved on one instance
 //! reaches overlays held open on every other within a moment.
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::redis::RedisConnection;
-use crate::domain::OverlayId;
+use crate::domain::{BroadcasterId, OverlayId};
 
 const CHANNEL: &str = "chatpulse:signals";
 
@@ -22,12 +23,20 @@ const CHANNEL: &str = "chatpulse:signals";
 pub enum Signal {
     /// Re-read the config of this overlay (labels, triggers, decay).
     ConfigChanged { overlay: OverlayId },
-    /// This overlay URL is dead: close its connections.
+    /// This overlay URL is dead (replaced by a new one): close its connections.
     OverlayRotated { old: OverlayId },
+    /// This overlay's streamer was removed: close its connections.
+    OverlayRemoved { overlay: OverlayId },
     /// This session's bar left the centre, or its status changed, on
     /// another instance: read it on the next tick, even if it was resting
     /// here (see `broadcast::BroadcastTiming`).
     Moved { overlay: OverlayId },
+    /// The streamer asked every open overlay of this session to reload its
+    /// page (an OBS source that cached an old version).
+    ReloadOverlays { overlay: OverlayId },
+    /// Someone watches this channel's status ("is it working?"): for a while,
+    /// every instance reports what it sees of the channel to the live store.
+    WatchActivity { broadcaster: BroadcasterId },
 }
 
 pub enum SignalBus {

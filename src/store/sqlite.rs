@@ -17,10 +17,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    BotAccount, NewStreamer, OverlaySetup, Repository, RepositoryError, StoredConfig, StoredTokens, Streamer,
-    SubscriptionRecord, parse_scopes, scopes_column, stored_tokens,
+    BotAccount, CONTROL_COLUMNS, ConfigColumns, NewStreamer, OverlaySetup, Repository, RepositoryError, StoredConfig,
+    StoredTokens, Streamer, SubscriptionRecord, parse_scopes, scopes_column, stored_tokens,
 };
-use crate::domain::{BroadcasterId, DecaySpeed, Label, OverlayConfig, OverlayId, StreamerId, Trigger};
+use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, StreamerId};
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -114,8 +114,9 @@ const STREAMER_COLUMNS: &str =
     "u.id, u.overlay_uuid, u.twitch_user_id, u.login, u.display_name, u.created_at, u.updated_at, u.needs_relogin";
 /// How many columns [`STREAMER_COLUMNS`] has (where the config columns start).
 const STREAMER_WIDTH: usize = 8;
-const CONFIG_COLUMNS: &str =
-    "c.for_trigger, c.against_trigger, c.left_label, c.right_label, c.decay_speed, c.version, c.updated_at";
+const CONFIG_COLUMNS: &str = "c.for_trigger, c.against_trigger, c.left_label, c.right_label, c.decay_speed, \
+                              c.version, c.updated_at, c.model, c.match_mode, c.layout, c.for_color, c.against_color, \
+                              c.scale, c.font_weight, c.show_labels, c.show_hint, c.show_voters, c.celebrate";
 
 /// Raw columns of a streamer row, converted outside rusqlite's row closure so
 /// that invalid stored data becomes a `Corrupt` error instead of a panic.
@@ -149,32 +150,42 @@ impl StreamerRow {
     }
 }
 
-struct ConfigRow(String, String, String, String, f64, i64, i64);
+/// Raw columns of a config row ([`CONFIG_COLUMNS`]), parsed outside the row
+/// closure.
+struct ConfigRow {
+    columns: ConfigColumns,
+    version: i64,
+    updated_at: i64,
+}
 
 impl ConfigRow {
     fn read(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
-        Ok(Self(
-            row.get(at)?,
-            row.get(at + 1)?,
-            row.get(at + 2)?,
-            row.get(at + 3)?,
-            row.get(at + 4)?,
-            row.get(at + 5)?,
-            row.get(at + 6)?,
-        ))
+        Ok(Self {
+            columns: ConfigColumns {
+                for_trigger: row.get(at)?,
+                against_trigger: row.get(at + 1)?,
+                left_label: row.get(at + 2)?,
+                right_label: row.get(at + 3)?,
+                decay_speed: row.get(at + 4)?,
+                model: row.get(at + 7)?,
+                match_mode: row.get(at + 8)?,
+                layout: row.get(at + 9)?,
+                for_color: row.get(at + 10)?,
+                against_color: row.get(at + 11)?,
+                scale: row.get(at + 12)?,
+                font_weight: row.get(at + 13)?,
+                show_labels: row.get(at + 14)?,
+                show_hint: row.get(at + 15)?,
+                show_voters: row.get(at + 16)?,
+                celebrate: row.get(at + 17)?,
+            },
+            version: row.get(at + 5)?,
+            updated_at: row.get(at + 6)?,
+        })
     }
 
     fn parse(self) -> Result<StoredConfig, RepositoryError> {
-        let field = |e| corrupt("configs", e);
-        let config = OverlayConfig::new(
-            Trigger::parse(&self.0).map_err(field)?,
-            Trigger::parse(&self.1).map_err(field)?,
-            Label::parse(&self.2).map_err(field)?,
-            Label::parse(&self.3).map_err(field)?,
-            DecaySpeed::new(self.4).map_err(field)?,
-        )
-        .map_err(field)?;
-        Ok(StoredConfig { config, version: self.5, updated_at: from_ms(self.6)? })
+        Ok(StoredConfig { config: self.columns.parse()?, version: self.version, updated_at: from_ms(self.updated_at)? })
     }
 }
 
@@ -250,17 +261,32 @@ fn update_streamer(conn: &Connection, sql: &str, params: impl rusqlite::Params) 
 }
 
 fn insert_config(conn: &Connection, user_id: &str, c: &OverlayConfig, now: i64) -> rusqlite::Result<usize> {
+    let c = ConfigColumns::of(c);
     conn.execute(
-        "INSERT INTO configs (user_id, for_trigger, against_trigger, left_label, right_label, decay_speed, version, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
+        &format!(
+            "INSERT INTO configs (user_id, for_trigger, against_trigger, left_label, right_label, decay_speed,
+                                  version, updated_at, {CONTROL_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        ),
         params![
             user_id,
-            c.for_trigger.as_str(),
-            c.against_trigger.as_str(),
-            c.left_label.as_str(),
-            c.right_label.as_str(),
-            c.decay_speed.get(),
-            now
+            c.for_trigger,
+            c.against_trigger,
+            c.left_label,
+            c.right_label,
+            c.decay_speed,
+            now,
+            c.model,
+            c.match_mode,
+            c.layout,
+            c.for_color,
+            c.against_color,
+            c.scale,
+            c.font_weight,
+            c.show_labels,
+            c.show_hint,
+            c.show_voters,
+            c.celebrate
         ],
     )
 }
@@ -364,29 +390,43 @@ impl Repository for SqliteRepository {
     }
 
     async fn save_config(&self, streamer: StreamerId, config: &OverlayConfig) -> Result<StoredConfig, RepositoryError> {
-        let c = config.clone();
+        let config = config.clone();
         self.with_conn(move |conn| {
             let now = now_ms();
+            let c = ConfigColumns::of(&config);
             let version: Option<i64> = conn
                 .query_row(
                     "UPDATE configs SET for_trigger = ?2, against_trigger = ?3, left_label = ?4, right_label = ?5,
-                            decay_speed = ?6, version = version + 1, updated_at = ?7
+                            decay_speed = ?6, version = version + 1, updated_at = ?7, model = ?8, match_mode = ?9,
+                            layout = ?10, for_color = ?11, against_color = ?12, scale = ?13, font_weight = ?14,
+                            show_labels = ?15, show_hint = ?16, show_voters = ?17, celebrate = ?18
                      WHERE user_id = ?1 RETURNING version",
                     params![
                         streamer.to_string(),
-                        c.for_trigger.as_str(),
-                        c.against_trigger.as_str(),
-                        c.left_label.as_str(),
-                        c.right_label.as_str(),
-                        c.decay_speed.get(),
-                        now
+                        c.for_trigger,
+                        c.against_trigger,
+                        c.left_label,
+                        c.right_label,
+                        c.decay_speed,
+                        now,
+                        c.model,
+                        c.match_mode,
+                        c.layout,
+                        c.for_color,
+                        c.against_color,
+                        c.scale,
+                        c.font_weight,
+                        c.show_labels,
+                        c.show_hint,
+                        c.show_voters,
+                        c.celebrate
                     ],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(db_err)?;
             let version = version.ok_or(RepositoryError::NotFound("config of this streamer"))?;
-            Ok(StoredConfig { config: c, version, updated_at: from_ms(now)? })
+            Ok(StoredConfig { config, version, updated_at: from_ms(now)? })
         })
         .await
     }

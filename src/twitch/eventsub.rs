@@ -92,8 +92,10 @@ impl ChatMessageEvent {
             delivery_id,
             channel: self.broadcaster_user_id,
             chatter: self.chatter_user_id,
+            emotes: self.message.fragments.into_iter().filter(|f| f.kind == "emote").map(|f| f.text).collect(),
             text: self.message.text,
             relayed_from: self.source_broadcaster_user_id,
+            test: false,
         }
     }
 }
@@ -106,6 +108,18 @@ pub struct StreamEvent {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatMessage {
+    pub text: String,
+    /// The message in pieces: text, emotes, mentions, cheermotes.
+    #[serde(default)]
+    pub fragments: Vec<Fragment>,
+}
+
+/// One piece of a chat message (§5.3); only its type and text are used.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fragment {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
     pub text: String,
 }
 
@@ -357,5 +371,16 @@ mod tests {
         assert_eq!(chat.delivery_id, "delivery-1");
         assert_eq!((chat.channel.as_str(), chat.chatter.as_str(), chat.text.as_str()), ("41245072", "73310458", "yes"));
         assert_eq!(chat.relayed_from, None);
+        assert!(chat.emotes.is_empty() && !chat.test);
+    }
+
+    #[test]
+    fn the_emotes_of_a_chat_message_come_from_its_emote_fragments() {
+        let body = r#"{"broadcaster_user_id":"1","chatter_user_id":"2","message_id":"m",
+            "message":{"text":"D: hi D:","fragments":[
+              {"type":"emote","text":"D:","emote":{"id":"3"}},{"type":"text","text":" hi "},
+              {"type":"mention","text":"@x"},{"type":"emote","text":"D:","emote":{"id":"3"}},{"type":"new_kind"}]}}"#;
+        let event: ChatMessageEvent = serde_json::from_str(body).unwrap();
+        assert_eq!(event.into_chat("d".into()).emotes, ["D:", "D:"]);
     }
 }

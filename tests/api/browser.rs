@@ -248,10 +248,8 @@ async fn a_streamer_logs_in_renames_the_sides_and_rotates_the_overlay_url() {
 
     overlay.client.goto(&overlay_url).await.unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            text_of(&overlay, "left-label").await.as_deref() == Some("Against")
-        })
-        .await
+        eventually(Duration::from_secs(5), || async { text_of(&overlay, "left-label").await.as_deref() == Some("No") })
+            .await
     );
 
     // Rename both sides; the open overlay follows without a reload.

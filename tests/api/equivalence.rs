@@ -4,7 +4,10 @@
 //!
 //! `memory_and_redis_stores_agree_on_random_operation_sequences` feeds random
 //! sequences of votes, reads and re-activations to both and compares every
-//! result; a failure reports the smallest sequence proptest could shrink it to.
+//! result — the value of each session's meter model (classic or balance, and
+//! re-activations that switch it), the balance model's decayed counts and the
+//! participation; a failure reports the smallest sequence proptest could
+//! shrink it to.
 //! It runs against a standalone Redis and against a Redis Cluster.
 //! `stored_garbage_never_propagates` writes nonsense straight into Redis and
 //! checks that reads, votes and the rewritten fields stay finite and in range;
@@ -22,7 +25,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chatpulse::domain::{
-    BroadcasterId, ChatterId, DecaySpeed, Direction, Label, OverlayConfig, OverlayId, SessionStatus, Trigger,
+    BroadcasterId, ChatterId, DecaySpeed, Direction, Label, MeterModel, OverlayConfig, OverlayId, SessionStatus,
+    Trigger,
 };
 use chatpulse::store::memory::MemoryLiveStore;
 use chatpulse::store::redis::RedisLiveStore;
@@ -103,6 +107,7 @@ enum Op {
     Reactivate {
         session: usize,
         decay: f64,
+        model: MeterModel,
         stale: bool,
     },
 }
@@ -118,8 +123,10 @@ struct Step {
 struct Case {
     limits: Limits,
     start_offset_ms: i64,
-    /// Decay speed of each session at its first activation (at the start time).
+    /// Decay speed and meter model of each session at its first activation
+    /// (at the start time).
     decay: [f64; SESSIONS],
+    model: [MeterModel; SESSIONS],
     steps: Vec<Step>,
 }
 
@@ -139,6 +146,10 @@ fn decay_speed() -> impl Strategy<Value = f64> {
     0.1f64..=2.0
 }
 
+fn model() -> impl Strategy<Value = MeterModel> {
+    prop_oneof![Just(MeterModel::Classic), Just(MeterModel::Balance)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let message = prop_oneof![1 => (0..MESSAGE_POOL).prop_map(Message::Pool), 2 => Just(Message::Fresh)];
     let direction = prop_oneof![Just(Direction::For), Just(Direction::Against)];
@@ -147,16 +158,17 @@ fn op() -> impl Strategy<Value = Op> {
     let vote = (session, 0..CHATTERS.len(), message, direction)
         .prop_map(|(session, chatter, message, direction)| Op::Vote { session, chatter, message, direction });
     let which = prop_oneof![(0..SESSIONS).prop_map(Which::One), Just(Which::Both)];
-    let reactivate = (0..SESSIONS, decay_speed(), prop::bool::weighted(0.25))
-        .prop_map(|(session, decay, stale)| Op::Reactivate { session, decay, stale });
+    let reactivate = (0..SESSIONS, decay_speed(), model(), prop::bool::weighted(0.25))
+        .prop_map(|(session, decay, model, stale)| Op::Reactivate { session, decay, model, stale });
     prop_oneof![14 => vote, 4 => which.prop_map(Op::Read), 1 => reactivate]
 }
 
 fn case() -> impl Strategy<Value = Case> {
     let limits = prop_oneof![Just(Limits::Default), Just(Limits::SmallBucket)];
     let steps = prop::collection::vec((gap(), op()).prop_map(|(gap_ms, op)| Step { gap_ms, op }), 1..48);
-    (limits, 0..1_000_000_000i64, [decay_speed(), decay_speed()], steps)
-        .prop_map(|(limits, start_offset_ms, decay, steps)| Case { limits, start_offset_ms, decay, steps })
+    (limits, 0..1_000_000_000i64, [decay_speed(), decay_speed()], [model(), model()], steps).prop_map(
+        |(limits, start_offset_ms, decay, model, steps)| Case { limits, start_offset_ms, decay, model, steps },
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -164,14 +176,20 @@ fn case() -> impl Strategy<Value = Case> {
 // ---------------------------------------------------------------------------
 
 fn overlay_config(decay: f64) -> OverlayConfig {
-    OverlayConfig::new(
+    meter_config(decay, MeterModel::Classic)
+}
+
+fn meter_config(decay: f64, model: MeterModel) -> OverlayConfig {
+    let mut config = OverlayConfig::new(
         Trigger::parse("yes").unwrap(),
         Trigger::parse("no").unwrap(),
         Label::parse("Against").unwrap(),
         Label::parse("For").unwrap(),
         DecaySpeed::new(decay).unwrap(),
     )
-    .unwrap()
+    .unwrap();
+    config.model = model;
+    config
 }
 
 fn random_broadcaster() -> BroadcasterId {
@@ -193,7 +211,14 @@ fn same_snapshots(a: &[Option<Snapshot>], b: &[Option<Snapshot>]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(a, b)| match (a, b) {
             (None, None) => true,
-            (Some(a), Some(b)) => a.status == b.status && close(a.value, b.value),
+            (Some(a), Some(b)) => {
+                a.status == b.status
+                    && a.model == b.model
+                    && a.voters == b.voters
+                    && close(a.value, b.value)
+                    && close(a.weights[0], b.weights[0])
+                    && close(a.weights[1], b.weights[1])
+            }
             _ => false,
         })
 }
@@ -224,6 +249,9 @@ struct Coverage {
     rate_limited: u32,
     no_session: u32,
     reads: u32,
+    /// Sessions read on the balance meter, and with voters counted.
+    balance_reads: u32,
+    reads_with_voters: u32,
     reactivations: u32,
 }
 
@@ -279,12 +307,12 @@ async fn run_case(redis: &RedisLiveStore, case: &Case, coverage: &mut Coverage) 
     let start = BASE_MS + case.start_offset_ms;
     let mut now = start;
     let mut sessions = Vec::with_capacity(SESSIONS);
-    for &decay in &case.decay {
+    for (&decay, &model) in case.decay.iter().zip(&case.model) {
         let session = Session { overlay: OverlayId::random(), broadcaster: random_broadcaster(), version: 1 };
         let activation = SessionActivation {
             overlay: session.overlay,
             broadcaster: session.broadcaster.clone(),
-            config: overlay_config(decay),
+            config: meter_config(decay, model),
             config_version: 1,
         };
         memory.activate(&activation, LEASE, now).await.unwrap();
@@ -332,6 +360,10 @@ async fn run_case(redis: &RedisLiveStore, case: &Case, coverage: &mut Coverage) 
                 let m = memory.read_many(&overlays, now).await.unwrap();
                 let r = redis.read_many(&overlays, now).await.map_err(|e| redis_error(i, "read_many", e))?;
                 coverage.reads += 1;
+                for snapshot in m.iter().flatten() {
+                    coverage.balance_reads += u32::from(snapshot.model == MeterModel::Balance);
+                    coverage.reads_with_voters += u32::from(snapshot.voters > 0);
+                }
                 if !same_snapshots(&m, &r) {
                     return Err(fail(Divergence {
                         step: i,
@@ -342,7 +374,7 @@ async fn run_case(redis: &RedisLiveStore, case: &Case, coverage: &mut Coverage) 
                     }));
                 }
             }
-            Op::Reactivate { session, decay, stale } => {
+            Op::Reactivate { session, decay, model, stale } => {
                 let s = &mut sessions[session];
                 let version = if stale {
                     s.version - 1
@@ -353,7 +385,7 @@ async fn run_case(redis: &RedisLiveStore, case: &Case, coverage: &mut Coverage) 
                 let activation = SessionActivation {
                     overlay: s.overlay,
                     broadcaster: s.broadcaster.clone(),
-                    config: overlay_config(decay),
+                    config: meter_config(decay, model),
                     config_version: version,
                 };
                 memory.activate(&activation, LEASE, now).await.unwrap();
@@ -608,12 +640,13 @@ async fn a_garbage_status_reads_as_active() {
     for garbage in ["banana", "", "LIVE", "live ", "1e999"] {
         let _: () = raw.hset(format!("session:{{{overlay}}}"), vec![("status", garbage)]).await.unwrap();
         let read = store.read_many(&[overlay], t).await.unwrap();
-        assert_eq!(read, vec![Some(Snapshot { value: 10.0, status: SessionStatus::Active })], "status {garbage:?}");
+        let (value, status) = (read[0].unwrap().value, read[0].unwrap().status);
+        assert_eq!((value, status), (10.0, SessionStatus::Active), "status {garbage:?}");
     }
     // Going live from a garbage status is a change of status: the bar is centred.
     assert!(store.set_status(overlay, SessionStatus::Live, t + 10).await.unwrap());
     let read = store.read_many(&[overlay], t + 10).await.unwrap();
-    assert_eq!(read, vec![Some(Snapshot { value: 0.0, status: SessionStatus::Live })]);
+    assert_eq!((read[0].unwrap().value, read[0].unwrap().status), (0.0, SessionStatus::Live));
     assert!(store.release(overlay, &broadcaster, LEASE.instance, t + 10).await.unwrap());
 }
 

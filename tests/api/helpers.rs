@@ -414,7 +414,16 @@ impl TestApp {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
+    /// A streamer on the classic meter (+10 a vote, words matched as the
+    /// whole message: `OverlayConfig::classic`), whose values tests can
+    /// state exactly. [`Self::add_new_streamer`] has a new streamer's
+    /// defaults (the balance meter).
     pub async fn add_streamer(&self) -> OverlaySetup {
+        self.add_streamer_with(&OverlayConfig::classic()).await
+    }
+
+    /// A streamer as the CLI or a first login creates one: the defaults.
+    pub async fn add_new_streamer(&self) -> OverlaySetup {
         let new = NewStreamer {
             twitch_user_id: BroadcasterId::parse(&random_twitch_id()).unwrap(),
             login: "pixelpaws".into(),
@@ -424,7 +433,7 @@ impl TestApp {
     }
 
     pub async fn add_streamer_with(&self, config: &OverlayConfig) -> OverlaySetup {
-        let mut setup = self.add_streamer().await;
+        let mut setup = self.add_new_streamer().await;
         setup.config = self.repo.save_config(setup.streamer.id, config).await.unwrap();
         setup
     }

@@ -14,7 +14,8 @@
 
 use crate::helpers::redis_cli;
 use chatpulse::domain::{
-    BroadcasterId, ChatterId, DecaySpeed, Direction, Label, OverlayConfig, OverlayId, SessionStatus, Trigger,
+    BroadcasterId, ChatterId, DecaySpeed, Direction, Label, MeterModel, OverlayConfig, OverlayId, SessionStatus,
+    Trigger,
 };
 use chatpulse::store::memory::MemoryLiveStore;
 use chatpulse::store::redis::{RedisConnection, RedisLiveStore};
@@ -223,7 +224,14 @@ async fn activation_maps_the_broadcaster_and_reactivation_updates_the_config(sto
     assert!(store.release(overlay, &b, ME, T0 + 2_000).await.unwrap());
     assert_eq!(store.session_for(&b).await.unwrap(), Some(expected));
     let snapshots = store.read_many(&[overlay, other], T0 + 2_000).await.unwrap();
-    assert_eq!(snapshots, vec![None, Some(Snapshot { value: 0.0, status: SessionStatus::Active })]);
+    let centre = Snapshot {
+        value: 0.0,
+        status: SessionStatus::Active,
+        model: MeterModel::Classic,
+        weights: [0.0, 0.0],
+        voters: 0,
+    };
+    assert_eq!(snapshots, vec![None, Some(centre)]);
 }
 
 async fn a_for_vote_moves_plus_ten_and_an_against_vote_minus_ten(store: &dyn LiveStore) {
@@ -532,9 +540,9 @@ macro_rules! live_store_contract {
     )*};
 }
 
-type Backend = Option<(Arc<dyn LiveStore>, ())>;
+pub type Backend = Option<(Arc<dyn LiveStore>, ())>;
 
-async fn memory(limits: VoteLimits) -> Backend {
+pub async fn memory(limits: VoteLimits) -> Backend {
     Some((Arc::new(MemoryLiveStore::new(limits)), ()))
 }
 
@@ -555,11 +563,11 @@ pub async fn redis_backend(variable: &str, limits: VoteLimits) -> Option<Arc<Red
     Some(store)
 }
 
-async fn redis(limits: VoteLimits) -> Backend {
+pub async fn redis(limits: VoteLimits) -> Backend {
     redis_backend("TEST_REDIS_URL", limits).await.map(|s| (s as Arc<dyn LiveStore>, ()))
 }
 
-async fn redis_cluster(limits: VoteLimits) -> Backend {
+pub async fn redis_cluster(limits: VoteLimits) -> Backend {
     redis_backend("TEST_REDIS_CLUSTER_URL", limits).await.map(|s| (s as Arc<dyn LiveStore>, ()))
 }
 

@@ -28,15 +28,19 @@ macro_rules! both_modes {
 }
 
 mod browser;
+mod browser_control;
 mod cli;
 mod cluster;
 mod conduit;
+mod control;
 mod dashboard;
 mod distributed;
 mod equivalence;
 mod eventsub_ws;
 mod helpers;
 mod live_store;
+mod live_store_meter;
+mod meter;
 mod overlay;
 mod repository;
 mod sessions;

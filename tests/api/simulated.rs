@@ -19,9 +19,18 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// A service with its own in-process simulator, like `make run`.
+/// A service with its own in-process simulator, like `make run`, its demo
+/// streamer on the classic meter (+10 a vote, whole-message matching): these
+/// tests are about Twitch's delivery path, and that meter's values are exact.
 async fn demo_app() -> TestApp {
-    TestApp::builder().demo().start().await
+    classic(TestApp::builder().demo().start().await).await
+}
+
+/// The demo streamer on the classic meter.
+async fn classic(app: TestApp) -> TestApp {
+    let setup = app.repo.overlay_setup(app.demo_overlay()).await.unwrap().expect("demo streamer");
+    app.repo.save_config(setup.streamer.id, &chatpulse::domain::OverlayConfig::classic()).await.unwrap();
+    app
 }
 
 /// Opens the demo overlay and waits until the simulator delivers the
@@ -183,6 +192,7 @@ async fn the_token_bucket_caps_votes_per_session() {
         c.vote_rate_limit_rate = 1.0;
     }).start()
     .await;
+    let app = classic(app).await;
     let (mut overlay, broadcaster) = connected(&app).await;
 
     for chatter in 3001..3006 {

@@ -95,7 +95,14 @@ async fn one_chatter_counts_once_per_second_but_different_chatters_add_up() {
 
 both_modes! {
 async fn the_token_bucket_caps_votes_per_session() {
-    let app = TestApp::builder().configure(|c| c.vote_rate_limit_capacity = 3).start().await;
+    // Three tokens, refilled too slowly to matter during the test.
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.vote_rate_limit_capacity = 3;
+            c.vote_rate_limit_rate = 1.0;
+        })
+        .start()
+        .await;
     let s = app.add_streamer().await;
     let mut overlay = app.connect(&s.streamer.overlay_id).await;
     overlay.next_frame(WAIT).await;

@@ -46,8 +46,8 @@ fn median(mut v: Vec<Duration>) -> f64 {
 }
 
 fn decode(fields: &[Option<String>], now_ms: i64) -> Option<f64> {
-    let f = |i: usize| fields.get(i).and_then(|f| f.as_deref());
-    snapshot_from_fields(f(0), f(1), f(2), now_ms)
+    let fields: Vec<Option<&str>> = fields.iter().map(Option::as_deref).collect();
+    snapshot_from_fields(&fields, now_ms).map(|s| s.value)
 }
 
 async fn create_sessions(client: &Client, n: usize) -> anyhow::Result<Vec<String>> {
@@ -150,9 +150,11 @@ pub async fn run(redis_url: &str, port: u16, sizes: &[usize], ceiling_requests: 
 }
 
 /// The vote function's arguments: time, delta, bucket capacity and refill
-/// (huge, so no vote is rate limited), debounce and de-duplication windows.
-fn vote_args(now: i64) -> Vec<String> {
-    vec![now.to_string(), "10".into(), "1000000000".into(), "1000000000000".into(), "1000".into(), "600000".into()]
+/// (huge, so no vote is rate limited), debounce and de-duplication windows,
+/// and the chatter (its participation entry).
+fn vote_args(now: i64, chatter: &str) -> Vec<String> {
+    let limits = ["10", "1000000000", "1000000000000", "1000", "600000"];
+    std::iter::once(now.to_string()).chain(limits.map(String::from)).chain([chatter.to_owned()]).collect()
 }
 
 /// `redis-benchmark` hammering `FCALL chatpulse_vote` with random message ids
@@ -161,9 +163,13 @@ fn redis_benchmark(port: u16, now: i64, requests: u64) -> anyhow::Result<(f64, O
     let mut command = Command::new("timeout");
     command.args(["120", "redis-benchmark", "-h", "127.0.0.1", "-p", &port.to_string(), "-c", "50"]);
     command.args(["-n", &requests.to_string(), "-r", "100000000", "--csv"]);
-    command.args(["FCALL", "chatpulse_vote", "4", "session:{bench-ceiling}", "ratelimit:{bench-ceiling}"]);
-    command.args(["msgid:{bench-ceiling}:__rand_int__", "debounce:{bench-ceiling}:__rand_int__"]);
-    command.args(vote_args(now));
+    command.args(["FCALL", "chatpulse_vote", "5", "session:{bench-ceiling}", "ratelimit:{bench-ceiling}"]);
+    command.args([
+        "msgid:{bench-ceiling}:__rand_int__",
+        "debounce:{bench-ceiling}:__rand_int__",
+        "voters:{bench-ceiling}",
+    ]);
+    command.args(vote_args(now, "c__rand_int__"));
     let out = command.output().context("cannot run redis-benchmark")?;
     anyhow::ensure!(out.status.success(), "redis-benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -191,8 +197,10 @@ async fn fcall_flood(client: &Client, now: i64, duration: Duration) -> anyhow::R
                         "ratelimit:{bench-ceiling}".to_owned(),
                         format!("msgid:{{bench-ceiling}}:{t}-{n}"),
                         format!("debounce:{{bench-ceiling}}:{t}-{n}"),
+                        "voters:{bench-ceiling}".to_owned(),
                     ];
-                    let reply: Result<Vec<String>, Error> = pool.fcall("chatpulse_vote", keys, vote_args(now)).await;
+                    let args = vote_args(now, &format!("c{t}_{n}"));
+                    let reply: Result<Vec<String>, Error> = pool.fcall("chatpulse_vote", keys, args).await;
                     if reply.is_err() {
                         break;
                     }

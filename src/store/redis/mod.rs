@@ -27,16 +27,19 @@ use fred::prelude::*;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{
-    ActiveSession, Lease, LiveStore, LiveStoreError, SessionActivation, Snapshot, VoteLimits, VoteOutcome, VoteRequest,
+    ACTIVITY_REPORT_TTL_MS, ActiveSession, ActivityReport, Lease, LiveStore, LiveStoreError, SessionActivation,
+    Snapshot, VoteLimits, VoteOutcome, VoteRequest,
 };
-use crate::domain::sentiment::{decayed, sanitize_value};
 use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, SessionStatus};
 use crate::metrics::Metrics;
 
 /// The Functions library, compiled into the binary.
 mod connection;
+mod fields;
 
 pub use connection::RedisConnection;
+pub use fields::snapshot_from_fields;
+use fields::{READ_FIELDS, stored_number};
 
 pub const LIBRARY: &str = include_str!("../../../redis-functions/chatpulse.lua");
 
@@ -71,6 +74,13 @@ mod keys {
     }
     pub fn instances(o: OverlayId) -> String {
         tagged("instances:", o)
+    }
+    pub fn voters(o: OverlayId) -> String {
+        tagged("voters:", o)
+    }
+    /// The instances' reports on a channel (the dashboard's status).
+    pub fn activity(b: &BroadcasterId) -> String {
+        format!("activity:{{{b}}}")
     }
     pub fn msgid(o: OverlayId, message_id: &str) -> String {
         format!("msgid:{{{o}}}:{message_id}")
@@ -139,34 +149,6 @@ pub struct RedisLiveStore {
 
 fn fred_err(e: Error) -> LiveStoreError {
     LiveStoreError(e.to_string())
-}
-
-/// A stored number as Lua's `num()` reads it: plain decimal notation only,
-/// finite, else `None`.
-fn stored_number(raw: Option<&str>) -> Option<f64> {
-    let raw = raw?;
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit() || b"eE.+-".contains(&b)) {
-        return None;
-    }
-    raw.parse::<f64>().ok().filter(|n| n.is_finite())
-}
-
-/// The decayed value of a session from its stored fields, exactly as the Lua
-/// `decayed()` computes it. `None` when the session does not exist.
-pub fn snapshot_from_fields(
-    value: Option<&str>,
-    last_update: Option<&str>,
-    decay: Option<&str>,
-    now_ms: i64,
-) -> Option<f64> {
-    if value.is_none() && last_update.is_none() && decay.is_none() {
-        return None;
-    }
-    let value = sanitize_value(stored_number(value).unwrap_or(0.0));
-    let Some(last) = stored_number(last_update) else { return Some(0.0) };
-    // The decay math is shared with the in-process store.
-    let k = stored_number(decay).unwrap_or(f64::NAN);
-    Some(decayed(value, last as i64, now_ms, k))
 }
 
 /// Sessions per `chatpulse_read` call: small enough that one call never
@@ -287,7 +269,7 @@ impl RedisLiveStore {
             })
             .await?;
         let fields: Vec<Option<String>> = replies.into_iter().flatten().collect();
-        if fields.len() != overlays.len() * 4 {
+        if fields.len() != overlays.len() * READ_FIELDS.len() {
             return Err(LiveStoreError(format!(
                 "chatpulse_read returned {} fields for {} sessions",
                 fields.len(),
@@ -295,11 +277,8 @@ impl RedisLiveStore {
             )));
         }
         Ok(fields
-            .chunks(4)
-            .map(|f| {
-                snapshot_from_fields(f[0].as_deref(), f[1].as_deref(), f[2].as_deref(), now_ms)
-                    .map(|value| Snapshot { value, status: SessionStatus::parse_stored(f[3].as_deref()) })
-            })
+            .chunks(READ_FIELDS.len())
+            .map(|f| snapshot_from_fields(&f.iter().map(Option::as_deref).collect::<Vec<_>>(), now_ms))
             .collect())
     }
 
@@ -445,6 +424,7 @@ impl LiveStore for RedisLiveStore {
             lease.instance.to_owned(),
             now_ms.saturating_add(lease.ttl_ms).to_string(),
             key_ttl.to_string(),
+            s.config.model.as_str().to_owned(),
         ];
         let mapping = keys::broadcaster(&s.broadcaster);
         let overlay = s.overlay.to_string();
@@ -586,6 +566,7 @@ impl LiveStore for RedisLiveStore {
             keys::ratelimit(vote.overlay),
             keys::msgid(vote.overlay, vote.message_id),
             keys::debounce(vote.overlay, vote.chatter),
+            keys::voters(vote.overlay),
         ];
         let l = &self.limits;
         let args = vec![
@@ -595,6 +576,7 @@ impl LiveStore for RedisLiveStore {
             l.bucket_refill_per_minute.to_string(),
             l.debounce_ms.to_string(),
             l.dedup_ms.to_string(),
+            vote.chatter.to_string(),
         ];
         let reply: Vec<String> =
             self.call("vote", || self.client.fcall("chatpulse_vote", keys.clone(), args.clone())).await?;
@@ -616,9 +598,7 @@ impl LiveStore for RedisLiveStore {
             .call("read_many", || async {
                 let pipeline = self.client.pipeline();
                 for overlay in overlays {
-                    pipeline
-                        .hmget::<(), _, _>(keys::session(*overlay), vec!["value", "last_update", "decay", "status"])
-                        .await?;
+                    pipeline.hmget::<(), _, _>(keys::session(*overlay), READ_FIELDS.to_vec()).await?;
                 }
                 // A one-command pipeline returns the bare reply, not a list of replies.
                 if overlays.len() == 1 {
@@ -629,11 +609,7 @@ impl LiveStore for RedisLiveStore {
             .await?;
         Ok(rows
             .iter()
-            .map(|fields| {
-                let field = |i: usize| fields.get(i).and_then(|f| f.as_deref());
-                snapshot_from_fields(field(0), field(1), field(2), now_ms)
-                    .map(|value| Snapshot { value, status: SessionStatus::parse_stored(field(3)) })
-            })
+            .map(|fields| snapshot_from_fields(&fields.iter().map(Option::as_deref).collect::<Vec<_>>(), now_ms))
             .collect())
     }
 
@@ -655,6 +631,42 @@ impl LiveStore for RedisLiveStore {
         self.call("resign", || self.client.fcall::<i64, _, _, _>("chatpulse_resign", keys.clone(), args.clone()))
             .await?;
         Ok(())
+    }
+
+    async fn report_activity(
+        &self,
+        broadcaster: &BroadcasterId,
+        report: &ActivityReport,
+    ) -> Result<(), LiveStoreError> {
+        let key = keys::activity(broadcaster);
+        let json = serde_json::to_string(report).map_err(|e| LiveStoreError(e.to_string()))?;
+        self.call("report_activity", || async {
+            let pipeline = self.client.pipeline();
+            pipeline.hset::<(), _, _>(&key, (report.instance.as_str(), json.as_str())).await?;
+            pipeline.pexpire::<(), _>(&key, ACTIVITY_REPORT_TTL_MS, None).await?;
+            pipeline.all::<Vec<Value>>().await.map(|_| ())
+        })
+        .await
+    }
+
+    async fn activity_reports(
+        &self,
+        broadcaster: &BroadcasterId,
+        now_ms: i64,
+    ) -> Result<Vec<ActivityReport>, LiveStoreError> {
+        let key = keys::activity(broadcaster);
+        let stored: HashMap<String, String> = self.call("activity_reports", || self.client.hgetall(&key)).await?;
+        Ok(stored
+            .values()
+            .filter_map(|json| match serde_json::from_str::<ActivityReport>(json) {
+                Ok(report) => Some(report),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring an unreadable activity report");
+                    None
+                }
+            })
+            .filter(|r| now_ms - r.written_ms <= ACTIVITY_REPORT_TTL_MS)
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), LiveStoreError> {
@@ -700,27 +712,5 @@ mod tests {
     fn the_library_version_is_read_from_the_lua_source() {
         assert_ne!(library_version(), "unknown");
         assert!(LIBRARY.starts_with("#!lua name=chatpulse"));
-    }
-
-    #[test]
-    fn stored_numbers_accept_plain_decimals_only() {
-        assert_eq!(stored_number(Some("12.5")), Some(12.5));
-        assert_eq!(stored_number(Some("-1e3")), Some(-1000.0));
-        for garbage in ["abc", "nan", "inf", "-inf", "1e999", "0x10", "", " 5", "1,5"] {
-            assert_eq!(stored_number(Some(garbage)), None, "{garbage}");
-        }
-        assert_eq!(stored_number(None), None);
-    }
-
-    #[test]
-    fn garbage_fields_read_as_safe_values() {
-        let now = 1_000_000;
-        assert_eq!(snapshot_from_fields(None, None, None, now), None, "missing session");
-        assert_eq!(snapshot_from_fields(Some("banana"), Some("999000"), Some("0.5"), now), Some(0.0));
-        assert_eq!(snapshot_from_fields(Some("1e999"), Some("1000000"), Some("0.5"), now), Some(0.0));
-        assert_eq!(snapshot_from_fields(Some("250"), Some("1000000"), Some("0.5"), now), Some(100.0));
-        assert_eq!(snapshot_from_fields(Some("50"), Some("yesterday"), Some("0.5"), now), Some(0.0));
-        let with_bad_decay = snapshot_from_fields(Some("50"), Some("999000"), Some("-3"), now);
-        assert_eq!(with_bad_decay, Some(50.0 * (-0.5f64).exp()), "default decay 0.5");
     }
 }
