@@ -263,6 +263,7 @@ fn assemble_app(
             instance_id: instance_id.to_owned(),
             leader_key: config.tuning.leader_key.clone(),
             bot_user_id: twitch.bot_user_id.clone(),
+            client_id: twitch.client_id.clone(),
         },
     }))
 }

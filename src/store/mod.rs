@@ -264,6 +264,17 @@ pub trait LiveStore: Send + Sync + 'static {
     /// value of the session's model.
     async fn vote(&self, vote: &VoteRequest<'_>, now_ms: i64) -> Result<VoteOutcome, LiveStoreError>;
 
+    /// Claims an EventSub message id for `VoteLimits::dedup_ms` as of
+    /// `now_ms` (Redis: `eventsub:msgid:<id>`, one call), before the message
+    /// has any effect: true the first time, false while an earlier claim is
+    /// alive — a redelivery or a replay, through any instance. Chat messages
+    /// are claimed inside [`vote`](Self::vote) instead (one call per vote).
+    async fn claim_message(&self, message_id: &str, now_ms: i64) -> Result<bool, LiveStoreError>;
+
+    /// Gives a claimed message id back, so that Twitch's redelivery of a
+    /// message we failed to handle is handled then.
+    async fn unclaim_message(&self, message_id: &str) -> Result<(), LiveStoreError>;
+
     /// The decayed values of many sessions in one batch, in the order asked;
     /// `None` for sessions that are not active.
     async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError>;
