@@ -8,6 +8,7 @@ pub mod look;
 pub mod meter;
 pub mod net;
 pub mod overlay_config;
+pub mod secret_strength;
 pub mod sentiment;
 pub mod trigger;
 
@@ -16,7 +17,7 @@ pub use config_input::{ConfigField, ConfigInput, FieldProblem};
 pub use ids::{BroadcasterId, ChatterId, IdError, OverlayId, StreamerId};
 pub use look::{Appearance, Color, Layout, Look, LookWarning};
 pub use meter::{MeterModel, MeterReading, MeterState};
-pub use net::IpNet;
+pub use net::{IpNet, limit_key};
 pub use overlay_config::{ConfigError, DecaySpeed, Label, OverlayConfig};
 pub use sentiment::{Direction, SessionStatus};
 pub use trigger::{MatchMode, Said, Trigger, match_vote};

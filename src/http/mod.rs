@@ -10,6 +10,7 @@ pub mod limits;
 mod observe;
 mod overlay;
 mod pages;
+mod request_log;
 mod security;
 pub mod session;
 pub mod webhook;
@@ -20,14 +21,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::HeaderName;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 pub use error::Error;
+pub use overlay::public_origin;
 
 use crate::app::App;
 use crate::broadcast::Broadcaster;
@@ -62,6 +64,9 @@ pub struct HttpSettings {
     /// How often an overlay page asks its socket "are you there?"
     /// (`Tuning::overlay_keepalive`).
     pub overlay_keepalive: std::time::Duration,
+    /// `PUBLIC_URL`'s origin: the only `Origin` an overlay socket accepts
+    /// besides none (see [`public_origin`]).
+    pub public_origin: String,
 }
 
 /// Shared state of every handler.
@@ -89,7 +94,7 @@ impl AppState {
 }
 
 pub fn router(state: AppState, sessions: SessionStorage) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(request_log::REQUEST_ID);
     let proxies = state.proxies.clone();
     let (auth_rate, dashboard_rate) = (state.settings.auth_rate, state.settings.dashboard_rate);
     let auth_limit = security::IpLimit::per_minute(auth_rate.0, auth_rate.1, proxies.clone());
@@ -125,12 +130,9 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .nest_service("/static", ServeDir::new(static_dir()))
         .layer(axum::middleware::from_fn_with_state(hsts, security::headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(request_log::make_span).on_failure(request_log::on_failure))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(axum::middleware::from_fn(request_log::assign_id))
         .with_state(state)
 }
 

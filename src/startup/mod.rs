@@ -124,6 +124,7 @@ impl Application {
         let limits = Arc::new(ConnectionLimits::new(
             config.max_websocket_connections,
             config.max_connections_per_ip,
+            config.max_overlay_connections_per_ip,
             config.connection_rate_per_ip,
             config.connection_rate_burst,
         ));
@@ -318,6 +319,7 @@ fn http_settings(config: &Config) -> HttpSettings {
         auth_rate: t.auth_rate,
         dashboard_rate: t.dashboard_rate,
         overlay_keepalive: t.overlay_keepalive,
+        public_origin: http::public_origin(&config.public_url),
         connection: ConnectionSettings {
             queue: t.client_queue,
             ping_interval: t.ping_interval,

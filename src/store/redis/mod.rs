@@ -387,7 +387,7 @@ impl RedisLiveStore {
     /// (A valid activation racing with the delete is harmless: the session
     /// is re-activated once more.)
     async fn discard_unreadable(&self, overlay: OverlayId, key: &str) -> LiveStoreError {
-        tracing::warn!(%overlay, "stored session config is unreadable; discarding it for re-activation");
+        tracing::warn!(overlay = %overlay.fingerprint(), "stored session config is unreadable; discarding it for re-activation");
         self.forget_overlay(overlay);
         match self.call("session_for", || self.client.del::<i64, _>(key)).await {
             Ok(_) => LiveStoreError(format!(
