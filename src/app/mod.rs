@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod api;
 pub mod eventsub;
 pub mod inbound;
 pub mod leader;

@@ -1,6 +1,7 @@
 //! Pure types and rules. Nothing in here performs I/O or reads a clock:
 //! callers pass the current time in, which keeps every rule testable.
 
+pub mod api_token;
 pub mod chat;
 pub mod config_input;
 pub mod ids;
@@ -11,6 +12,7 @@ pub mod overlay_config;
 pub mod sentiment;
 pub mod trigger;
 
+pub use api_token::{ApiTokenError, ApiTokenId, TokenName};
 pub use chat::ChatMessage;
 pub use config_input::{ConfigField, ConfigInput, FieldProblem};
 pub use ids::{BroadcasterId, ChatterId, IdError, OverlayId, StreamerId};

@@ -1,5 +1,7 @@
 //! The HTTP surface (ARCHITECTURE §7): router, handlers, limits, templates.
 
+pub mod api;
+mod api_tokens;
 mod auth;
 pub mod client_ip;
 mod control;
@@ -57,6 +59,8 @@ pub struct HttpSettings {
     /// Per-IP request budgets, (per minute, burst): login pages, dashboard.
     pub auth_rate: (u32, u32),
     pub dashboard_rate: (u32, u32),
+    /// Each streamer API token's request budget, (per minute, burst).
+    pub api_rate: (u32, u32),
     /// How each overlay connection is kept.
     pub connection: ConnectionSettings,
     /// How often an overlay page asks its socket "are you there?"
@@ -108,6 +112,8 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/dashboard/test-votes", post(control::test_votes))
         .route("/dashboard/reload-overlays", post(control::reload_overlays))
         .route("/dashboard/status", get(control::status))
+        .route("/dashboard/api-tokens", get(api_tokens::show).post(api_tokens::create))
+        .route("/dashboard/api-tokens/{id}/revoke", post(api_tokens::revoke))
         .route("/api/reset/{overlay_uuid}", post(dashboard::reset))
         .route("/api/rotate-overlay-uuid", post(dashboard::rotate))
         .layer(axum::middleware::from_fn_with_state(dashboard_limit, security::limit));
@@ -122,6 +128,7 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/ws/overlay/{overlay_uuid}", get(overlay::websocket))
         .route("/webhooks/eventsub", post(webhook::eventsub).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
         .merge(pages)
+        .nest("/api/v1", api::router(state.app.clone(), state.settings.api_rate))
         .nest_service("/static", ServeDir::new(static_dir()))
         .layer(axum::middleware::from_fn_with_state(hsts, security::headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))

@@ -10,6 +10,7 @@
 //! Adapters never call each other; `app` composes them. The contract tests in
 //! `tests/` run the same suite against every implementation.
 
+pub mod api_tokens;
 pub mod memory;
 pub mod postgres;
 pub mod redis;
@@ -509,9 +510,13 @@ pub enum RepositoryError {
     Unavailable(#[from] anyhow::Error),
 }
 
+pub use api_tokens::{ApiToken, ApiTokenRepository, NewApiToken};
+
 /// Accounts, configuration and EventSub bookkeeping: the source of truth.
+/// The streamer API's tokens are a port of their own ([`ApiTokenRepository`])
+/// that every repository implements.
 #[async_trait]
-pub trait Repository: Send + Sync + 'static {
+pub trait Repository: ApiTokenRepository + Send + Sync + 'static {
     /// Creates a streamer with a fresh overlay id and the default config.
     async fn create_streamer(&self, new: &NewStreamer) -> Result<OverlaySetup, RepositoryError>;
     async fn list_streamers(&self) -> Result<Vec<Streamer>, RepositoryError>;

@@ -22,6 +22,8 @@ use super::{
 };
 use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, StreamerId};
 
+mod api_tokens;
+
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }

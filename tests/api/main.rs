@@ -46,4 +46,5 @@ mod repository;
 mod sessions;
 mod shutdown;
 mod simulated;
+mod streamer_api;
 mod webhook;
