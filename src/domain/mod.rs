@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod config_input;
+pub mod history;
 pub mod ids;
 pub mod look;
 pub mod meter;

@@ -407,4 +407,5 @@ fn subscription(row: &Row) -> Result<SubscriptionRecord, RepositoryError> {
     })
 }
 
+mod history;
 mod repository;
