@@ -4,6 +4,7 @@
 pub mod api_token;
 pub mod chat;
 pub mod config_input;
+pub mod history;
 pub mod ids;
 pub mod look;
 pub mod meter;

@@ -408,4 +408,5 @@ fn subscription(row: &Row) -> Result<SubscriptionRecord, RepositoryError> {
 }
 
 mod api_tokens;
+mod history;
 mod repository;
