@@ -8,6 +8,7 @@ pub mod api;
 pub mod eventsub;
 pub mod inbound;
 pub mod leader;
+pub mod reports;
 pub mod revocations;
 pub mod sessions;
 pub mod status;

@@ -11,6 +11,7 @@ pub mod meter;
 pub mod net;
 pub mod overlay_config;
 pub mod sentiment;
+pub mod stream_summary;
 pub mod trigger;
 
 pub use api_token::{ApiTokenError, ApiTokenId, TokenName};

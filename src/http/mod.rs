@@ -3,11 +3,13 @@
 pub mod api;
 mod api_tokens;
 mod auth;
+mod chart;
 pub mod client_ip;
 mod control;
 mod dashboard;
 mod error;
 pub mod health;
+mod history;
 pub mod limits;
 mod observe;
 mod overlay;
@@ -113,6 +115,10 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/dashboard/reload-overlays", post(control::reload_overlays))
         .route("/dashboard/status", get(control::status))
         .route("/dashboard/api-tokens", get(api_tokens::show).post(api_tokens::create))
+        .route("/dashboard/history", get(history::list))
+        .route("/dashboard/history/{id}", get(history::show))
+        .route("/dashboard/history/{id}/timeline.csv", get(history::export_csv))
+        .route("/dashboard/history/{id}/timeline.json", get(history::export_json))
         .route("/dashboard/api-tokens/{id}/revoke", post(api_tokens::revoke))
         .route("/api/reset/{overlay_uuid}", post(dashboard::reset))
         .route("/api/rotate-overlay-uuid", post(dashboard::rotate))

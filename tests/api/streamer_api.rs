@@ -7,6 +7,7 @@ use crate::helpers::*;
 mod cli;
 mod contract;
 mod dashboard;
+mod history;
 mod routes;
 
 /// A fresh token for `app`'s streamer, created as the dashboard or the CLI

@@ -11,6 +11,7 @@
 
 mod error;
 mod handlers;
+pub(super) mod history;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -56,6 +57,10 @@ api_routes! {
     PATCH "/config" => handlers::patch_config,
     POST "/reset" => handlers::reset,
     POST "/test-votes" => handlers::test_votes,
+    GET "/streams" => history::streams,
+    GET "/streams/{id}" => history::stream,
+    GET "/streams/{id}/timeline" => history::timeline,
+    GET "/moments" => history::moments,
 }
 
 /// Who is calling: the token's streamer (and the token).

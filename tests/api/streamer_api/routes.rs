@@ -131,7 +131,8 @@ async fn without_a_working_token_every_route_answers_401_with_a_bearer_challenge
     assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "missing_token");
 
     let revoked = token_for(&app, setup.streamer.id).await;
-    let id = app.repo.api_tokens(Some(setup.streamer.id)).await.unwrap().last().unwrap().id;
+    let digest = chatpulse::domain::api_token::presented_token_hash(&revoked).unwrap();
+    let id = app.repo.api_token_by_hash(&digest).await.unwrap().unwrap().id;
     assert!(chatpulse::app::api::revoke_token(app.repo.as_ref(), id, None).await.unwrap());
     let wrong_scheme = format!("Basic {token}");
     let almost = format!("{}0", &token[..token.len() - 1]);
