@@ -4,9 +4,11 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod api;
 pub mod eventsub;
 pub mod inbound;
 pub mod leader;
+pub mod reports;
 pub mod revocations;
 pub mod sessions;
 pub mod status;

@@ -1,11 +1,15 @@
 //! The HTTP surface (ARCHITECTURE §7): router, handlers, limits, templates.
 
+pub mod api;
+mod api_tokens;
 mod auth;
+mod chart;
 pub mod client_ip;
 mod control;
 mod dashboard;
 mod error;
 pub mod health;
+mod history;
 pub mod limits;
 mod observe;
 mod overlay;
@@ -59,6 +63,8 @@ pub struct HttpSettings {
     /// Per-IP request budgets, (per minute, burst): login pages, dashboard.
     pub auth_rate: (u32, u32),
     pub dashboard_rate: (u32, u32),
+    /// Each streamer API token's request budget, (per minute, burst).
+    pub api_rate: (u32, u32),
     /// How each overlay connection is kept.
     pub connection: ConnectionSettings,
     /// How often an overlay page asks its socket "are you there?"
@@ -113,6 +119,12 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/dashboard/test-votes", post(control::test_votes))
         .route("/dashboard/reload-overlays", post(control::reload_overlays))
         .route("/dashboard/status", get(control::status))
+        .route("/dashboard/api-tokens", get(api_tokens::show).post(api_tokens::create))
+        .route("/dashboard/history", get(history::list))
+        .route("/dashboard/history/{id}", get(history::show))
+        .route("/dashboard/history/{id}/timeline.csv", get(history::export_csv))
+        .route("/dashboard/history/{id}/timeline.json", get(history::export_json))
+        .route("/dashboard/api-tokens/{id}/revoke", post(api_tokens::revoke))
         .route("/api/reset/{overlay_uuid}", post(dashboard::reset))
         .route("/api/rotate-overlay-uuid", post(dashboard::rotate))
         .layer(axum::middleware::from_fn_with_state(dashboard_limit, security::limit));
@@ -126,6 +138,7 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/ws/overlay/{overlay_uuid}", get(overlay::websocket))
         .route("/webhooks/eventsub", post(webhook::eventsub).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
         .merge(pages)
+        .nest("/api/v1", api::router(state.app.clone(), state.settings.api_rate))
         .nest_service("/static", ServeDir::new(static_dir()))
         .layer(axum::middleware::from_fn_with_state(hsts, security::headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))

@@ -330,6 +330,7 @@ fn http_settings(config: &Config) -> HttpSettings {
         login_session_max: t.login_session_max,
         auth_rate: t.auth_rate,
         dashboard_rate: t.dashboard_rate,
+        api_rate: t.api_rate,
         overlay_keepalive: t.overlay_keepalive,
         public_origin: http::public_origin(&config.public_url),
         connection: ConnectionSettings {
