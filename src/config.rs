@@ -167,6 +167,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `PUBLIC_URL`: how browsers reach this service; overlay URLs start with it.
     pub public_url: String,
+    /// `METRICS_PORT`: the internal listener for `/metrics` and readiness details.
+    pub metrics_port: u16,
     /// `DATA_DIR` or `DATABASE_URL` + `REDIS_URL`.
     pub storage: StorageMode,
     /// `TWITCH_CLIENT_ID`; unset means no real Twitch app.
@@ -231,6 +233,7 @@ pub const VARIABLES: &[&str] = &[
     "PORT",
     "LOG_LEVEL",
     "LOG_FORMAT",
+    "METRICS_PORT",
     "PUBLIC_URL",
     "SHUTDOWN_TIMEOUT",
     "DATA_DIR",
@@ -350,6 +353,7 @@ impl Config {
             Some(other) => return Err(err("APP_ENV", format!("must be development or production (got {other:?})"))),
         };
         let port: u16 = src.parse("PORT", 8080, "a port number 0-65535")?;
+        let metrics_port: u16 = src.parse("METRICS_PORT", 9090, "a port number 0-65535")?;
         let log_format = match src.get("LOG_FORMAT").as_deref() {
             None => match app_env {
                 AppEnv::Production => LogFormat::Json,
@@ -501,6 +505,7 @@ impl Config {
             log_level,
             log_format,
             public_url,
+            metrics_port,
             storage,
             twitch_client_id,
             twitch_client_secret,
@@ -544,7 +549,7 @@ impl Config {
     pub fn for_tests(data_dir: PathBuf) -> Self {
         let data_dir = data_dir.to_string_lossy().into_owned();
         let mut config = Self::from_lookup(|name| match name {
-            "PORT" => Some("0".to_owned()),
+            "PORT" | "METRICS_PORT" => Some("0".to_owned()),
             "DATA_DIR" => Some(data_dir.clone()),
             "LOG_LEVEL" => Some("warn".to_owned()),
             _ => None,

@@ -42,7 +42,9 @@ impl IntoResponse for Error {
                 "internal error".to_owned()
             }
             Error::Unavailable(e) => {
-                tracing::warn!(error = %e, "dependency unavailable");
+                // Expected answers (draining, a connection limit, a dependency
+                // down): a warning with the reason, never an error.
+                tracing::warn!(reason = %e, "answered 503: temporarily unavailable");
                 "service temporarily unavailable".to_owned()
             }
             other => other.to_string(),

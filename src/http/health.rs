@@ -1,4 +1,5 @@
-//! `/health/live`, `/health/ready` and `/metrics`.
+//! `/health/live`, `/health/ready` (the summary on the public listener, the
+//! details on the internal one) and `/metrics` (internal listener only).
 
 use axum::Json;
 use axum::extract::State;
@@ -44,9 +45,22 @@ pub async fn live(State(state): State<AppState>) -> impl IntoResponse {
 /// Ready for traffic: initialised (this handler runs once the router serves)
 /// and not shutting down. PostgreSQL and Redis are shared by every instance,
 /// so their state never fails readiness — a load balancer would otherwise
-/// take the whole fleet out at once (docs/operations/readiness.md). The body
-/// reports each dependency; `chatpulse_dependency_up` exports the same.
+/// take the whole fleet out at once (docs/operations/readiness.md). The
+/// public body is the summary (`ready`, `shutting_down`, `dependencies_ok`):
+/// the checks' errors name internal hosts and are for the operator
+/// ([`ready_details`], on `METRICS_PORT`).
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let dependencies_ok = state.app.readiness().await.dependencies_ok();
+    let accepting = state.is_accepting();
+    let body = json!({"ready": accepting, "shutting_down": !accepting, "dependencies_ok": dependencies_ok});
+    let status = if accepting { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body))
+}
+
+/// [`ready`] with each dependency's check and the EventSub set-up (the
+/// internal listener's `/health/ready`); `chatpulse_dependency_up` exports
+/// the same.
+pub async fn ready_details(State(state): State<AppState>) -> impl IntoResponse {
     let readiness = state.app.readiness().await;
     let accepting = state.is_accepting();
     let check = |r: &Result<(), String>| match r {

@@ -134,7 +134,6 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
         .route("/overlay/{overlay_uuid}", get(overlay::page))
         .route("/ws/overlay/{overlay_uuid}", get(overlay::websocket))
         .route("/webhooks/eventsub", post(webhook::eventsub).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
@@ -146,6 +145,17 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_log::make_span).on_failure(request_log::on_failure))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(axum::middleware::from_fn(request_log::assign_id))
+        .with_state(state)
+}
+
+/// The internal listener's routes (`METRICS_PORT`): `/metrics`, the
+/// readiness details, liveness. No sessions, no limits: it is reachable only
+/// from inside the deployment.
+pub fn internal_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .route("/health/ready", get(health::ready_details))
+        .route("/health/live", get(health::live))
         .with_state(state)
 }
 

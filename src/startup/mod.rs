@@ -2,6 +2,7 @@
 //! the service until it is told to stop. `main` and the integration tests
 //! both start the service through [`Application`].
 
+mod internal;
 mod stores;
 pub mod supervisor;
 mod twitch;
@@ -40,6 +41,8 @@ pub struct Application {
     eventsub: Option<Arc<EventSub>>,
     sessions: SessionManager,
     listener: TcpListener,
+    /// `METRICS_PORT`: `/metrics` and the readiness details.
+    internal: TcpListener,
     state: AppState,
     config: Config,
     shutdown: CancellationToken,
@@ -144,13 +147,20 @@ impl Application {
         let address = SocketAddr::from(([0, 0, 0, 0], config.port));
         let listener =
             listen(address, config.tuning.socket_send_buffer).with_context(|| format!("cannot listen on {address}"))?;
+        let internal = internal::bind(config.metrics_port)
+            .with_context(|| format!("cannot listen on METRICS_PORT {}", config.metrics_port))?;
         let eventsub = twitch.eventsub;
-        Ok(Self { eventsub, sessions, listener, state, router, config, shutdown, serving, supervisor })
+        Ok(Self { eventsub, sessions, listener, internal, state, router, config, shutdown, serving, supervisor })
     }
 
     /// The port actually bound (useful with `PORT=0`).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(self.config.port)
+    }
+
+    /// The internal listener's port (`METRICS_PORT`; useful with `0`).
+    pub fn metrics_port(&self) -> u16 {
+        self.internal.local_addr().map(|a| a.port()).unwrap_or(self.config.metrics_port)
     }
 
     /// Cancelling this token starts a graceful shutdown, like SIGTERM does.
@@ -164,7 +174,8 @@ impl Application {
     /// Returns an error when an essential task failed instead (the process
     /// must then exit so that it is replaced).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { eventsub, sessions, listener, state, router, config, shutdown, serving, mut supervisor } = self;
+        let Self { eventsub, sessions, listener, internal, state, router, config, shutdown, serving, mut supervisor } =
+            self;
         let t = &config.tuning;
         let (interval, config_every) = (t.reconcile_interval, t.config_check_interval);
         supervisor.restarting("reconciler", move |stop| sessions.clone().run_reconciler(interval, config_every, stop));
@@ -187,6 +198,7 @@ impl Application {
         });
         let server_done = server.abort_handle();
         supervisor.essential("http_server", server);
+        supervisor.essential("metrics_server", internal::serve(internal, state.clone(), serving.clone()));
 
         // The conduit's shard is verified through our own webhook, so this
         // starts once the server is listening. Messages from the WebSocket

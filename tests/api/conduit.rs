@@ -53,7 +53,7 @@ async fn add(app: &TestApp, user: &SimUser) -> OverlaySetup {
 }
 
 async fn readiness(app: &TestApp) -> Value {
-    app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap().json().await.unwrap()
+    app.http.get(format!("{}/health/ready", app.metrics_base)).send().await.unwrap().json().await.unwrap()
 }
 
 /// Waits until the instance has set EventSub up (the leader: conduit,

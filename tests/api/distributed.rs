@@ -27,7 +27,7 @@ async fn readiness(app: &TestApp) -> (u16, serde_json::Value) {
 /// The sum of every sample of a metric family whose labels start as given,
 /// e.g. `chatpulse_store_call_errors_total{store="redis"`.
 async fn metric_sum(app: &TestApp, prefix: &str) -> f64 {
-    let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let text = app.http.get(format!("{}/metrics", app.metrics_base)).send().await.unwrap().text().await.unwrap();
     text.lines()
         .filter(|line| line.starts_with(prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())

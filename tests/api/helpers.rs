@@ -146,6 +146,8 @@ pub async fn run_in(mode: Mode, body: impl std::future::Future<Output = ()>) {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
+    /// The internal listener (`METRICS_PORT`): `/metrics`, readiness details.
+    pub metrics_base: String,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -318,11 +320,13 @@ impl<'a> Builder<'a> {
             _ => (Application::build(config).await?, None),
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
+        let metrics_base = format!("http://127.0.0.1:{}", app.metrics_port());
         let shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
         Ok(TestApp {
             addr,
             base: format!("http://{addr}"),
+            metrics_base,
             http: reqwest::Client::new(),
             shutdown,
             server: Some(server),
@@ -408,9 +412,10 @@ impl TestApp {
         assert!(ready, "the service never became ready: {body}");
     }
 
-    /// `/health/ready`: its status and JSON body.
+    /// `/health/ready` with its details (the internal listener's): its
+    /// status and JSON body.
     pub async fn readiness(&self) -> (u16, serde_json::Value) {
-        let r = self.http.get(format!("{}/health/ready", self.base)).send().await.unwrap();
+        let r = self.http.get(format!("{}/health/ready", self.metrics_base)).send().await.unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
@@ -441,7 +446,7 @@ impl TestApp {
     /// The value of one sample in `/metrics`, e.g.
     /// `chatpulse_votes_total{outcome="applied"}`; 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self.http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap();
+        let text = self.http.get(format!("{}/metrics", self.metrics_base)).send().await.unwrap().text().await.unwrap();
         text.lines()
             .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
             .map_or(0.0, |v| v.trim().parse().unwrap())

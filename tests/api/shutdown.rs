@@ -70,7 +70,7 @@ both_modes! {
 async fn readiness_reports_each_store() {
     let app = TestApp::builder().start().await;
     let body: serde_json::Value =
-        app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap().json().await.unwrap();
+        app.http.get(format!("{}/health/ready", app.metrics_base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["ready"], true);
     assert_eq!(body["dependencies_ok"], true);
     assert_eq!(body["checks"]["durable_store"]["ok"], true);

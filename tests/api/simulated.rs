@@ -249,7 +249,7 @@ async fn unmatched_text_the_bots_own_messages_and_shared_chat_from_elsewhere_do_
 /// is done (the next one is 10 minutes away); returns the conduit id.
 async fn settled(app: &TestApp) -> String {
     let readiness = || async {
-        let r = app.http.get(format!("{}/health/ready", app.base)).send().await.unwrap();
+        let r = app.http.get(format!("{}/health/ready", app.metrics_base)).send().await.unwrap();
         r.json::<Value>().await.unwrap()
     };
     let ready = eventually(Duration::from_secs(20), || async {

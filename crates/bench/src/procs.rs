@@ -144,6 +144,8 @@ pub const WEBHOOK_SECRET: &str = "chatpulse-bench-webhook-secret";
 pub struct Server {
     guard: Guard,
     pub port: u16,
+    /// `METRICS_PORT`: where its `/metrics` is read.
+    pub metrics_port: u16,
     pub log: PathBuf,
 }
 
@@ -156,7 +158,7 @@ impl Server {
     /// configured with a client id but no `BOT_USER_ID`, so nothing ever
     /// leaves the machine (no EventSub subscriptions, no simulator).
     pub async fn start(bin: &Path, storage: &Storage, work_dir: &Path, http: &reqwest::Client) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let (port, metrics_port) = (free_port()?, free_port()?);
         let log = work_dir.join(format!("server-{port}.log"));
         let log_file = std::fs::File::create(&log)?;
         let mut command = Command::new(bin);
@@ -168,7 +170,7 @@ impl Server {
             .current_dir(work_dir)
             .stdout(Stdio::from(log_file.try_clone()?))
             .stderr(Stdio::from(log_file));
-        for (name, value) in server_env(port, storage) {
+        for (name, value) in server_env(port, metrics_port, storage) {
             command.env(name, value);
         }
         let child = command.spawn().with_context(|| format!("cannot run {}", bin.display()))?;
@@ -176,7 +178,7 @@ impl Server {
         wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), &mut guard, Duration::from_secs(30))
             .await
             .with_context(|| format!("see {}", log.display()))?;
-        let server = Self { guard, port, log };
+        let server = Self { guard, port, metrics_port, log };
         server.wait_ready(http).await?;
         Ok(server)
     }
@@ -200,6 +202,11 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The internal listener, where `/metrics` is served.
+    pub fn metrics_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.metrics_port)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -214,10 +221,11 @@ impl Server {
 }
 
 /// The environment of the server under test (documented in docs/PERFORMANCE.md).
-pub fn server_env(port: u16, storage: &Storage) -> Vec<(&'static str, String)> {
+pub fn server_env(port: u16, metrics_port: u16, storage: &Storage) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("APP_ENV", "development".to_owned()),
         ("PORT", port.to_string()),
+        ("METRICS_PORT", metrics_port.to_string()),
         ("PUBLIC_URL", format!("http://127.0.0.1:{port}")),
         ("LOG_LEVEL", "error".to_owned()),
         ("LOG_FORMAT", "text".to_owned()),

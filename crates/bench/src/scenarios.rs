@@ -250,13 +250,13 @@ pub async fn ingest(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Ingest> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let broadcasters = Arc::new(mode.streamers[..k].iter().map(|st| st.broadcaster.clone()).collect::<Vec<_>>());
-    let before = Scrape::take(&ctx.http, &server.base()).await?;
+    let before = Scrape::take(&ctx.http, &server.metrics_base()).await?;
     let (cpu0, redis0) = (server.stats()?, redis_stats(mode));
     let run_id = format!("{}-{}", mode.name, uuid::Uuid::new_v4().simple());
     let (reports, elapsed) =
         closed_loop(server.addr(), broadcasters, s.ingest_connections, s.ingest_duration, &run_id).await;
     let (cpu1, redis1) = (server.stats()?, redis_stats(mode));
-    let after = Scrape::take(&ctx.http, &server.base()).await?;
+    let after = Scrape::take(&ctx.http, &server.metrics_base()).await?;
     stop_clients(stop, tasks).await;
 
     let mut latency = Samples::default();
@@ -450,14 +450,14 @@ pub async fn fanout(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Fanout> {
 
     let sessions: Vec<(String, SharedTracker)> =
         mode.streamers[..n].iter().zip(&trackers).map(|(st, t)| (st.broadcaster.clone(), Arc::clone(t))).collect();
-    let before = Scrape::take(&ctx.http, &server.base()).await?;
+    let before = Scrape::take(&ctx.http, &server.metrics_base()).await?;
     let frames0 = counters.frames.load(Ordering::Relaxed);
     let (cpu0, redis0) = (server.stats()?, redis_stats(mode));
     let run_id = format!("{}-{}", mode.name, uuid::Uuid::new_v4().simple());
     let paced = paced_votes(server.addr(), &sessions, s.fanout_rate, 16, s.fanout_duration, &run_id).await;
     let (cpu1, redis1) = (server.stats()?, redis_stats(mode));
     let frames1 = counters.frames.load(Ordering::Relaxed);
-    let after = Scrape::take(&ctx.http, &server.base()).await?;
+    let after = Scrape::take(&ctx.http, &server.metrics_base()).await?;
     let elapsed = paced.elapsed;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop_clients(stop, tasks).await;

@@ -42,6 +42,7 @@ fn production_config() -> chatpulse::config::Config {
     let vars: &[(&str, &str)] = &[
         ("APP_ENV", "production"),
         ("PORT", "0"),
+        ("METRICS_PORT", "0"),
         ("PUBLIC_URL", "https://chatpulse.example"),
         ("TWITCH_CLIENT_ID", "cp1exampleclientid00000000000a"),
         ("TWITCH_CLIENT_SECRET", "s3cr3tvalue000000000000000000"),

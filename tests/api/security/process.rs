@@ -68,6 +68,7 @@ async fn json_logs_carry_the_request_id_on_every_line_and_never_an_overlay_id() 
     let env: Vec<(&str, String)> = vec![
         ("DATA_DIR", dir.path().to_string_lossy().into_owned()),
         ("PORT", port.to_string()),
+        ("METRICS_PORT", "0".into()),
         ("PUBLIC_URL", format!("http://127.0.0.1:{port}")),
         ("LOG_FORMAT", "json".into()),
         ("LOG_LEVEL", "info,chatpulse=debug,tower_http=debug".into()),
