@@ -8,6 +8,9 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod http_server;
+pub use http_server::HttpServerLimits;
+
 /// Development-only defaults. Production refuses each of them.
 pub const DEV_SESSION_SECRET: &str = "chatpulse-development-session-secret-do-not-use-in-production-000000";
 pub const DEV_WEBHOOK_SECRET: &str = "chatpulse-dev-webhook-secret";
@@ -213,6 +216,9 @@ pub struct Config {
     pub db_max_conns: usize,
     /// `SHUTDOWN_TIMEOUT`: how long a graceful shutdown may take.
     pub shutdown_timeout: Duration,
+    /// The HTTP server's timeouts and connection caps (`HTTP_*_TIMEOUT`,
+    /// `MAX_HTTP_CONNECTIONS*`).
+    pub http: HttpServerLimits,
     pub tuning: Tuning,
 }
 
@@ -252,6 +258,11 @@ pub const VARIABLES: &[&str] = &[
     "TRUSTED_PROXIES",
     "VOTE_RATE_LIMIT_CAPACITY",
     "VOTE_RATE_LIMIT_RATE",
+    "HTTP_HEADER_TIMEOUT",
+    "HTTP_BODY_TIMEOUT",
+    "HTTP_IDLE_TIMEOUT",
+    "MAX_HTTP_CONNECTIONS",
+    "MAX_HTTP_CONNECTIONS_PER_IP",
 ];
 
 /// A configuration problem, naming the variable.
@@ -481,6 +492,7 @@ impl Config {
             Some(raw) => parse_duration("SHUTDOWN_TIMEOUT", &raw)?,
         };
 
+        let http = http_server::read(&src)?;
         let mut tuning = Tuning::default();
         if app_env == AppEnv::Production {
             tuning.shutdown_drain = (shutdown_timeout / 3).min(Duration::from_secs(5));
@@ -515,6 +527,7 @@ impl Config {
             db_min_conns,
             db_max_conns,
             shutdown_timeout,
+            http,
             tuning,
         };
         if app_env == AppEnv::Production {

@@ -11,6 +11,7 @@ mod observe;
 mod overlay;
 mod pages;
 mod security;
+pub mod server;
 pub mod session;
 pub mod webhook;
 
@@ -27,6 +28,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+pub use dashboard::read_settings_form;
 pub use error::Error;
 
 use crate::app::App;
@@ -112,7 +114,8 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/api/rotate-overlay-uuid", post(dashboard::rotate))
         .layer(axum::middleware::from_fn_with_state(dashboard_limit, security::limit));
     let pages = session::with_sessions(auth.merge(dashboard), &state.settings, sessions)
-        .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(FORM_BODY_LIMIT, server::refuse_oversized));
     let hsts = state.settings.production;
     Router::new()
         .route("/health/live", get(health::live))
@@ -120,7 +123,12 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/overlay/{overlay_uuid}", get(overlay::page))
         .route("/ws/overlay/{overlay_uuid}", get(overlay::websocket))
-        .route("/webhooks/eventsub", post(webhook::eventsub).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
+        .route(
+            "/webhooks/eventsub",
+            post(webhook::eventsub)
+                .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+                .layer(axum::middleware::from_fn_with_state(WEBHOOK_BODY_LIMIT, server::refuse_oversized)),
+        )
         .merge(pages)
         .nest_service("/static", ServeDir::new(static_dir()))
         .layer(axum::middleware::from_fn_with_state(hsts, security::headers))

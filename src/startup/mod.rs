@@ -176,14 +176,8 @@ impl Application {
         supervisor
             .restarting("tokens", move |stop| crate::app::tokens::run_token_hygiene(Arc::clone(&app), every, stop));
 
-        let server_stop = serving.clone();
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { server_stop.cancelled().await });
-        let server = tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let (limits, proxies) = (config.http.clone(), state.proxies.clone());
+        let server = tokio::spawn(http::server::serve(listener, router, limits, proxies, serving.clone()));
         let server_done = server.abort_handle();
         supervisor.essential("http_server", server);
 

@@ -43,6 +43,7 @@ mod live_store_meter;
 mod meter;
 mod overlay;
 mod repository;
+mod security;
 mod sessions;
 mod shutdown;
 mod simulated;
