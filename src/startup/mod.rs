@@ -176,7 +176,15 @@ impl Application {
         supervisor
             .restarting("tokens", move |stop| crate::app::tokens::run_token_hygiene(Arc::clone(&app), every, stop));
 
-        let (limits, proxies) = (config.http.clone(), state.proxies.clone());
+        let h = &config.http;
+        let limits = http::server::ServerLimits {
+            header_timeout: h.header_timeout,
+            body_timeout: h.body_timeout,
+            idle_timeout: h.idle_timeout,
+            max_connections: h.max_connections,
+            max_connections_per_ip: h.max_connections_per_ip,
+        };
+        let proxies = state.proxies.clone();
         let server = tokio::spawn(http::server::serve(listener, router, limits, proxies, serving.clone()));
         let server_done = server.abort_handle();
         supervisor.essential("http_server", server);

@@ -26,8 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::{Permit, declared_length, too_large};
-use crate::config::HttpServerLimits;
+use super::{Permit, ServerLimits, declared_length, too_large};
 
 /// Largest body any route accepts (`http::WEBHOOK_BODY_LIMIT`): a request
 /// declaring more is refused before routing.
@@ -92,7 +91,7 @@ impl Activity {
     }
 
     /// When the current phase runs out, and what then.
-    fn deadline(&self, limits: &HttpServerLimits) -> Option<(Instant, Expired)> {
+    fn deadline(&self, limits: &ServerLimits) -> Option<(Instant, Expired)> {
         match *self.phase.lock().unwrap_or_else(PoisonError::into_inner) {
             Phase::Waiting { started: Some(at), .. } => Some((at + limits.header_timeout, Expired::Header)),
             // A new connection owes its first request head at once.
@@ -106,7 +105,7 @@ impl Activity {
     }
 
     /// Resolves when the connection has overstayed its current phase.
-    async fn expired(&self, limits: &HttpServerLimits) -> Expired {
+    async fn expired(&self, limits: &ServerLimits) -> Expired {
         loop {
             let changed = self.changed.notified();
             match self.deadline(limits) {
@@ -132,7 +131,7 @@ pub(super) async fn serve_connection(
     peer: SocketAddr,
     permit: Permit,
     router: Router,
-    limits: Arc<HttpServerLimits>,
+    limits: Arc<ServerLimits>,
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);

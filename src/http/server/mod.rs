@@ -1,5 +1,5 @@
 //! The HTTP server: our own accept loop on hyper (HTTP/1.1), so that one
-//! client cannot hold the service hostage (`HttpServerLimits`):
+//! client cannot hold the service hostage (`ServerLimits`):
 //!
 //! - **Connection caps**, checked when a connection is accepted: over the
 //!   global cap (`MAX_HTTP_CONNECTIONS`) the client gets `503` and the socket
@@ -41,7 +41,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::client_ip::TrustedProxies;
-use crate::config::HttpServerLimits;
 
 /// How long a refused client gets to take its one-line answer.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -54,7 +53,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: HttpServerLimits,
+    limits: ServerLimits,
     proxies: TrustedProxies,
     stop: CancellationToken,
 ) {
@@ -87,6 +86,23 @@ pub async fn serve(
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// The server's timeouts and caps (the composition root fills them from
+/// `HTTP_*_TIMEOUT` and `MAX_HTTP_CONNECTIONS*`; `.env.example` explains each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A request head must arrive within this long of the connection's
+    /// opening, or of its first byte on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// A request body must arrive whole within this long of its head.
+    pub body_timeout: Duration,
+    /// A kept-alive connection waiting this long for a request is closed.
+    pub idle_timeout: Duration,
+    /// Open connections at once.
+    pub max_connections: usize,
+    /// Open connections from one address (IPv6: one /64); trusted proxies exempt.
+    pub max_connections_per_ip: usize,
 }
 
 /// Why a connection was turned away at the door.
