@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build run release test test-unit lint compat fmt services clean bench bench-quick cluster cluster-stop cluster-status deploy-check audit audit-refresh fuzz fuzz-ci fuzz-seeds
+.PHONY: build run release test test-unit lint compat fmt services clean bench bench-quick cluster cluster-stop cluster-status deploy-check api-check audit audit-refresh fuzz fuzz-ci fuzz-seeds
 
 build:
 	$(CARGO) build
@@ -25,8 +25,8 @@ release:
 ## stopped afterwards, pass or fail (scripts/redis-cluster.sh).
 ## TEST_REQUIRE_ALL: a test whose server URL is missing fails instead of
 ## skipping, so no suite is left out silently. `deploy-check`, `compat`,
-## `audit` and `fuzz-ci` run first.
-test: lint deploy-check compat audit fuzz-ci
+## `api-check`, `audit` and `fuzz-ci` run first.
+test: lint deploy-check compat api-check audit fuzz-ci
 	export TEST_REQUIRE_ALL=1 \
 	  && eval "$$(scripts/test-services.sh)" \
 	  && eval "$$(scripts/redis-cluster.sh start)" \
@@ -39,6 +39,14 @@ test: lint deploy-check compat audit fuzz-ci
 ## (scripts/deploy-check.sh; a venv under target/deploy-check).
 deploy-check:
 	scripts/deploy-check.sh
+
+## The streamer API against its OpenAPI document: schemathesis (pinned, in a
+## venv under target/api-check, built on first use) calls every /api/v1
+## operation of a running embedded instance with a token made by the CLI and
+## fails on any 5xx or non-conforming response (scripts/api-check.sh; about
+## two minutes).
+api-check:
+	scripts/api-check.sh
 
 ## Unit tests only (pure rules; no servers needed).
 test-unit:

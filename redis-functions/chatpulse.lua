@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = '11-control-room.2'
+local VERSION = 'sec.1'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -104,6 +104,15 @@ local function claim(key, now, ttl)
   end
   redis.call('SET', key, fmt(now + ttl), 'PX', ttl)
   return true
+end
+
+-- KEYS: eventsub:msgid:<message id>
+-- ARGV: now, dedup ms
+-- Claims an EventSub message id (other than chat, which `vote` claims):
+-- 1 the first time, 0 while an earlier claim is alive.
+local function claim_message(keys, args)
+  if claim(keys[1], tonumber(args[1]), tonumber(args[2])) then return 1 end
+  return 0
 end
 
 -- Takes one token from the session's bucket. A bucket holding garbage is
@@ -363,6 +372,7 @@ redis.register_function{function_name = 'chatpulse_read', callback = read, flags
 redis.register_function{function_name = 'chatpulse_version', callback = function() return VERSION end,
   flags = {'no-writes'}}
 redis.register_function('chatpulse_vote', vote)
+redis.register_function('chatpulse_claim_message', claim_message)
 redis.register_function('chatpulse_activate', activate)
 redis.register_function('chatpulse_renew', renew)
 redis.register_function('chatpulse_renew_many', renew_many)

@@ -4,6 +4,8 @@
 //! documented defaults; `APP_ENV=production` insists on real secrets. A bad
 //! value stops start-up with one line naming the variable.
 
+mod production;
+
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -93,6 +95,9 @@ pub struct Config {
     pub max_websocket_connections: usize,
     /// `MAX_CONNECTIONS_PER_IP`: concurrent overlay connections per client IP.
     pub max_connections_per_ip: usize,
+    /// `MAX_OVERLAY_CONNECTIONS_PER_IP`: concurrent connections one client
+    /// address (an IPv6 /64) may hold to one overlay.
+    pub max_overlay_connections_per_ip: usize,
     /// `CONNECTION_RATE_PER_IP`: new overlay connections per second per IP.
     pub connection_rate_per_ip: NonZeroU32,
     /// `CONNECTION_RATE_BURST`: burst allowance for the rate above.
@@ -146,6 +151,7 @@ pub const VARIABLES: &[&str] = &[
     "TOKEN_ENCRYPTION_KEY_PREVIOUS",
     "MAX_WEBSOCKET_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
+    "MAX_OVERLAY_CONNECTIONS_PER_IP",
     "CONNECTION_RATE_PER_IP",
     "CONNECTION_RATE_BURST",
     "TRUSTED_PROXIES",
@@ -351,6 +357,7 @@ impl Config {
         };
         let max_websocket_connections = positive("MAX_WEBSOCKET_CONNECTIONS", 10_000)?;
         let max_connections_per_ip = positive("MAX_CONNECTIONS_PER_IP", 100)?;
+        let max_overlay_connections_per_ip = positive("MAX_OVERLAY_CONNECTIONS_PER_IP", 10)?;
         let nonzero = |name: &'static str, v: f64| {
             NonZeroU32::new(v.round() as u32).ok_or_else(|| err(name, "must be at least 1"))
         };
@@ -412,6 +419,7 @@ impl Config {
             token_encryption_key_previous,
             max_websocket_connections,
             max_connections_per_ip,
+            max_overlay_connections_per_ip,
             connection_rate_per_ip,
             connection_rate_burst,
             trusted_proxies,
@@ -427,49 +435,6 @@ impl Config {
             config.check_production()?;
         }
         Ok(config)
-    }
-
-    /// The rules that only production enforces, in one place.
-    fn check_production(&self) -> Result<(), ConfigError> {
-        if self.twitch_client_id.is_none() {
-            return Err(err("TWITCH_CLIENT_ID", "is required in production (the Twitch simulator is refused)"));
-        }
-        if self.session_secret.expose() == DEV_SESSION_SECRET {
-            return Err(err("SESSION_SECRET", "must be set to a real secret in production"));
-        }
-        if self.webhook_secret.expose() == DEV_WEBHOOK_SECRET {
-            return Err(err("WEBHOOK_SECRET", "must be set to a real secret in production"));
-        }
-        if self.token_encryption_key.expose() == DEV_TOKEN_ENCRYPTION_KEY {
-            return Err(err("TOKEN_ENCRYPTION_KEY", "must be set to a real key in production"));
-        }
-        if self.bot_user_id.is_none() {
-            return Err(err("BOT_USER_ID", "is required in production"));
-        }
-        for (name, url) in [
-            ("PUBLIC_URL", &self.public_url),
-            ("TWITCH_REDIRECT_URI", &self.twitch_redirect_uri),
-            ("WEBHOOK_CALLBACK_URL", &self.webhook_callback_url),
-        ] {
-            if !url.starts_with("https://") {
-                return Err(err(name, "must be an https:// URL in production (cookies are Secure)"));
-            }
-        }
-        // Twitch is only ever reached over TLS: a plain-HTTP Twitch is a
-        // simulator (`chatpulse twitch-sim`), which production refuses.
-        for (name, url, secure) in [
-            ("TWITCH_AUTH_URL", &self.twitch_auth_url, "https://"),
-            ("TWITCH_API_URL", &self.twitch_api_url, "https://"),
-            ("TWITCH_EVENTSUB_WS_URL", &self.twitch_eventsub_ws_url, "wss://"),
-        ] {
-            if !url.starts_with(secure) {
-                return Err(err(
-                    name,
-                    format!("must be a {secure} URL in production (the Twitch simulator is refused)"),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The overlay URL a streamer pastes into OBS.
@@ -498,12 +463,12 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    pub(super) fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
-    fn production() -> Vec<(&'static str, &'static str)> {
+    pub(super) fn production() -> Vec<(&'static str, &'static str)> {
         vec![
             ("APP_ENV", "production"),
             ("PUBLIC_URL", "https://chatpulse.example"),

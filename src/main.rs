@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         action: StreamersCommand,
     },
+    /// Manage the streamer API's personal tokens (works while the server runs).
+    ApiTokens {
+        #[command(subcommand)]
+        action: ApiTokensCommand,
+    },
     /// Run the Twitch simulator on its own (OAuth, Helix, EventSub delivery).
     /// Point a service at it with TWITCH_AUTH_URL=http://HOST:PORT/oauth2 and
     /// TWITCH_API_URL=http://HOST:PORT/helix. Absent from production builds
@@ -79,6 +84,27 @@ enum StreamersCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ApiTokensCommand {
+    /// Create a token for a streamer and print it. It is shown this once:
+    /// only its SHA-256 digest is stored.
+    Create {
+        /// The streamer's Twitch user id.
+        twitch_user_id: String,
+        /// What the token is for (e.g. "Streamer.bot"); 1-60 characters.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List every token (never the tokens themselves): id, Twitch user id,
+    /// login, name, created, last used, state.
+    List,
+    /// Revoke a token by its id (as `list` shows it); it stops working at once.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     chatpulse::install_crypto_provider();
@@ -106,6 +132,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => startup::open_repository(&config).await.map(|_| println!("migrations are up to date")),
             Command::Streamers { action } => streamers(&config, action).await,
+            Command::ApiTokens { action } => api_tokens(&config, action).await,
             Command::TwitchSim { port, client_id, client_secret, redirect_uri } => {
                 twitch_sim(port, client_id, client_secret, redirect_uri).await
             }
@@ -206,6 +233,58 @@ async fn streamers(config: &Config, action: StreamersCommand) -> anyhow::Result<
                 anyhow::bail!("no streamer with Twitch user id {twitch_user_id}");
             }
             println!("removed streamer {twitch_user_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn api_tokens(config: &Config, action: ApiTokensCommand) -> anyhow::Result<()> {
+    use chatpulse::app::api;
+    use chatpulse::domain::{ApiTokenId, TokenName};
+
+    let repo = startup::open_repository(config).await?;
+    match action {
+        ApiTokensCommand::Create { twitch_user_id, name } => {
+            let streamer =
+                BroadcasterId::parse(&twitch_user_id).map_err(|e| anyhow::anyhow!("{twitch_user_id:?}: {e}"))?;
+            let name = match name {
+                Some(raw) => TokenName::parse(&raw).map_err(|e| anyhow::anyhow!("--name {raw:?}: {e}"))?,
+                None => TokenName::default(),
+            };
+            let created = api::create_token_for(repo.as_ref(), &streamer, name).await.map_err(|e| match e {
+                RepositoryError::NotFound(_) => anyhow::anyhow!("no streamer with Twitch user id {twitch_user_id}"),
+                other => other.into(),
+            })?;
+            // The token alone on stdout (for scripts); the rest on stderr.
+            println!("{}", created.secret.expose());
+            eprintln!(
+                "API token {} ({}) created for {twitch_user_id}. It is shown only this once: store it now.",
+                created.token.id, created.token.name
+            );
+        }
+        ApiTokensCommand::List => {
+            let tokens = repo.api_tokens(None).await?;
+            if tokens.is_empty() {
+                println!("no API tokens yet (create one: chatpulse api-tokens create <twitch_user_id>)");
+            }
+            let streamers = repo.list_streamers().await?;
+            let time = |t: time::OffsetDateTime| {
+                t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+            };
+            for t in tokens {
+                let owner = streamers.iter().find(|s| s.id == t.streamer);
+                let (twitch_id, login) = owner.map_or(("-", "-"), |s| (s.twitch_user_id.as_str(), s.login.as_str()));
+                let state = t.revoked_at.map_or_else(|| "active".to_owned(), |at| format!("revoked {}", time(at)));
+                let used = t.last_used_at.map_or_else(|| "never used".to_owned(), time);
+                println!("{}\t{twitch_id}\t{login}\t{}\t{}\t{used}\t{state}", t.id, t.name, time(t.created_at));
+            }
+        }
+        ApiTokensCommand::Revoke { id } => {
+            let parsed: ApiTokenId = id.parse().map_err(|e| anyhow::anyhow!("{id:?}: {e}"))?;
+            if !api::revoke_token(repo.as_ref(), parsed, None).await? {
+                anyhow::bail!("no active API token with id {parsed}");
+            }
+            println!("revoked API token {parsed}");
         }
     }
     Ok(())

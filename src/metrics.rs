@@ -119,6 +119,10 @@ pub struct Metrics {
     pub eventsub_reconciliations: Family<OutcomeLabels, Counter>,
     /// Revocations received, by reason (§4.4 status).
     pub eventsub_revocations: Family<ReasonLabels, Counter>,
+    /// Signed messages about something that is not ours, by reason
+    /// (`unknown_subscription`, `condition_mismatch`, `foreign_client`):
+    /// acknowledged, nothing changed.
+    pub eventsub_not_ours: Family<ReasonLabels, Counter>,
     /// `conduit.shard.disabled` alarms and shard re-assignments.
     pub eventsub_shard_disabled: Counter,
     pub eventsub_shard_repairs: Family<OutcomeLabels, Counter>,
@@ -165,6 +169,7 @@ impl Metrics {
             eventsub_repairs: Family::default(),
             eventsub_reconciliations: Family::default(),
             eventsub_revocations: Family::default(),
+            eventsub_not_ours: Family::default(),
             eventsub_shard_disabled: Counter::default(),
             eventsub_shard_repairs: Family::default(),
             eventsub_total: Gauge::default(),
@@ -250,6 +255,11 @@ impl Metrics {
             m.eventsub_reconciliations.clone(),
         );
         r.register("eventsub_revocations", "Subscription revocations by reason", m.eventsub_revocations.clone());
+        r.register(
+            "eventsub_not_ours",
+            "Signed EventSub messages about a subscription or application that is not ours, ignored, by reason",
+            m.eventsub_not_ours.clone(),
+        );
         r.register(
             "eventsub_shard_disabled",
             "conduit.shard.disabled alarms for our conduit",

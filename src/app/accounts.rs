@@ -144,6 +144,11 @@ impl App {
     }
 
     /// The Twitch authorize URL for `purpose` and what the session must keep.
+    /// The configured bot account (`BOT_USER_ID`).
+    pub fn bot_user_id(&self) -> Option<&str> {
+        self.settings.bot_user_id.as_deref()
+    }
+
     pub fn start_auth(&self, purpose: Purpose) -> Result<(String, PendingAuth), LoginError> {
         let oauth = self.oauth.as_ref().ok_or(LoginError::NotConfigured)?;
         let (scopes, force_verify) = match purpose {

@@ -29,6 +29,9 @@ pub enum InboundOutcome {
     ShardRepairStarted,
     /// A valid message this service has nothing to do with.
     Acknowledged,
+    /// This message id was handled already (a redelivery or a replay,
+    /// through any instance): nothing is done again.
+    Duplicate,
 }
 
 /// What a stream going live or offline changed.
@@ -52,6 +55,7 @@ impl InboundOutcome {
             InboundOutcome::Revocation(label) => label,
             InboundOutcome::ShardRepairStarted => "shard_repair_started",
             InboundOutcome::Acknowledged => "acknowledged",
+            InboundOutcome::Duplicate => "duplicate",
         }
     }
 }
@@ -70,8 +74,38 @@ impl App {
     /// Handles one verified EventSub message. An error means nothing could
     /// be recorded (the durable store failed): the webhook answers 5xx so
     /// Twitch delivers it again.
+    ///
+    /// Every message with an effect is de-duplicated by its message id for
+    /// ten minutes, across instances, before anything happens: a chat
+    /// message inside its one vote call, any other with one
+    /// [`claim_message`](crate::store::LiveStore::claim_message) call. A
+    /// live store that cannot answer does not stop a message (it is handled,
+    /// unclaimed): stream changes need that store anyway, and revocations
+    /// must not wait for it.
     pub async fn dispatch(&self, message: Inbound) -> Result<InboundOutcome, RepositoryError> {
         let Inbound { message_id, kind } = message;
+        let needs_claim =
+            !matches!(&kind, InboundKind::Notification { event: Event::ChatMessage(_) | Event::Other, .. });
+        let claimed = needs_claim
+            && match self.live.claim_message(&message_id, crate::now_ms()).await {
+                Ok(true) => true,
+                Ok(false) => return Ok(InboundOutcome::Duplicate),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot de-duplicate an EventSub message; handling it anyway");
+                    false
+                }
+            };
+        let handled = self.handle(message_id.clone(), kind).await;
+        if handled.is_err()
+            && claimed
+            && let Err(e) = self.live.unclaim_message(&message_id).await
+        {
+            tracing::warn!(error = %e, "a message that failed stays claimed; Twitch's redelivery is ignored");
+        }
+        handled
+    }
+
+    async fn handle(&self, message_id: String, kind: InboundKind) -> Result<InboundOutcome, RepositoryError> {
         match kind {
             InboundKind::Revocation { subscription } => {
                 self.revoked(&subscription).await.map(InboundOutcome::Revocation)
@@ -85,7 +119,7 @@ impl App {
                     InboundOutcome::Stream(self.stream_changed(&e.broadcaster_user_id, false).await)
                 }
                 Event::AuthorizationRevoke(e) => {
-                    InboundOutcome::Revocation(self.authorization_revoked(&e.user_id).await?)
+                    InboundOutcome::Revocation(self.authorization_revoked(&e.client_id, &e.user_id).await?)
                 }
                 Event::ShardDisabled(e) => match &self.eventsub {
                     Some(eventsub) if eventsub.shard_disabled(&e.conduit_id, &e.shard_id, &e.status) => {

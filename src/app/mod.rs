@@ -4,9 +4,11 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod api;
 pub mod eventsub;
 pub mod inbound;
 pub mod leader;
+pub mod reports;
 pub mod revocations;
 pub mod sessions;
 pub mod status;
@@ -77,6 +79,9 @@ pub struct AppSettings {
     /// Prefix of the keys that elect one instance for a periodic job.
     pub leader_key: String,
     pub bot_user_id: Option<String>,
+    /// Our Twitch application's client id: `user.authorization.revoke`
+    /// acts only when it names this one. `None` without a Twitch application.
+    pub client_id: Option<String>,
 }
 
 /// How often the dependency gauges (`chatpulse_dependency_up`) are brought

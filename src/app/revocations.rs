@@ -28,23 +28,62 @@ impl App {
         self.settings.bot_user_id.as_deref() == Some(user_id)
     }
 
+    /// A signed message about something that is not ours: counted, logged,
+    /// nothing else. Returns the outcome label.
+    fn not_ours(&self, reason: &'static str) -> &'static str {
+        self.metrics.eventsub_not_ours.get_or_create(&crate::metrics::ReasonLabels { reason }).inc();
+        tracing::warn!(reason, "ignoring a signed EventSub message about something that is not ours");
+        "not_ours"
+    }
+
+    /// Whether a revoked subscription is one we created: its id is in our
+    /// records, for the same type and the same channel (or no channel) as
+    /// the revocation's condition. `Err(label)` says why not.
+    async fn is_ours(
+        &self,
+        subscription: &Subscription,
+        broadcaster: Option<&BroadcasterId>,
+    ) -> Result<Result<(), &'static str>, RepositoryError> {
+        let records = match broadcaster {
+            Some(b) => self.repo.subscriptions_of(b).await,
+            // App-wide subscriptions (the alarms) have no channel; revocations are rare.
+            None => self.repo.subscriptions().await,
+        }
+        .inspect_err(|_| self.metrics.durable_error("subscriptions_of"))?;
+        let Some(record) = records.iter().find(|r| r.subscription_id == subscription.id) else {
+            return Ok(Err("unknown_subscription"));
+        };
+        if record.subscription_type != subscription.kind || record.broadcaster.as_ref() != broadcaster {
+            return Ok(Err("condition_mismatch"));
+        }
+        Ok(Ok(()))
+    }
+
     /// Twitch revoked one of our subscriptions: record the reason, then act
-    /// on it. Returns the outcome (a metric label).
+    /// on it. A revocation of a subscription we did not create (or whose
+    /// condition is not what we created) changes nothing. Returns the
+    /// outcome (a metric label).
     pub async fn revoked(&self, subscription: &Subscription) -> Result<&'static str, RepositoryError> {
         let reason = subscription.status.as_str();
+        let condition = |key: &str| subscription.condition.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let broadcaster = match condition("broadcaster_user_id").map(|b| BroadcasterId::parse(&b)) {
+            Some(Ok(b)) => Some(b),
+            Some(Err(_)) => return Ok(self.not_ours("condition_mismatch")),
+            None => None,
+        };
+        if let Err(why) = self.is_ours(subscription, broadcaster.as_ref()).await? {
+            return Ok(self.not_ours(why));
+        }
         self.metrics
             .eventsub_revocations
             .get_or_create(&crate::metrics::ReasonLabels { reason: reason_label(reason) })
             .inc();
-        let known = self
-            .repo
+        self.repo
             .set_subscription_status(&subscription.id, reason)
             .await
             .inspect_err(|_| self.metrics.durable_error("set_subscription_status"))?;
-        let condition = |key: &str| subscription.condition.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let broadcaster = condition("broadcaster_user_id").and_then(|b| BroadcasterId::parse(&b).ok());
         tracing::warn!(
-            subscription_id = %subscription.id, subscription_type = %subscription.kind, reason, known,
+            subscription_id = %subscription.id, subscription_type = %subscription.kind, reason,
             "subscription revoked by Twitch"
         );
         match reason {
@@ -84,7 +123,7 @@ impl App {
             }
             _ => {}
         }
-        Ok(if known { "revocation_recorded" } else { "revocation_unknown" })
+        Ok("revocation_recorded")
     }
 
     /// Re-creates a revoked subscription: a channel's (if its session is
@@ -134,8 +173,16 @@ impl App {
         }
     }
 
-    /// `user.authorization.revoke`: a user disconnected our app.
-    pub async fn authorization_revoked(&self, user_id: &BroadcasterId) -> Result<&'static str, RepositoryError> {
+    /// `user.authorization.revoke`: a user disconnected our app — if
+    /// `client_id` is ours; another application's changes nothing.
+    pub async fn authorization_revoked(
+        &self,
+        client_id: &str,
+        user_id: &BroadcasterId,
+    ) -> Result<&'static str, RepositoryError> {
+        if self.settings.client_id.as_deref() != Some(client_id) {
+            return Ok(self.not_ours("foreign_client"));
+        }
         if self.is_bot(user_id.as_str()) {
             self.bot_lost();
             return Ok("bot_revoked");

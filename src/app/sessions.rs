@@ -179,7 +179,7 @@ impl SessionManager {
             // there is nothing to subscribe with until they log in again.
             let status = crate::domain::SessionStatus::Disconnected;
             if let Err(e) = self.inner.live.set_status(overlay, status, crate::now_ms()).await {
-                tracing::warn!(%overlay, error = %e, "cannot mark the session disconnected");
+                tracing::warn!(overlay = %overlay.fingerprint(), error = %e, "cannot mark the session disconnected");
             }
         } else {
             self.ensure_subscriptions(setup.streamer.id, &setup.streamer.twitch_user_id);
@@ -241,7 +241,7 @@ impl SessionManager {
             // Off the caller's path (the vote path among them).
             tokio::spawn(async move {
                 if let Err(e) = signals.publish(Signal::Moved { overlay }).await {
-                    tracing::debug!(%overlay, error = %e, "other instances see the change on their resting read");
+                    tracing::debug!(overlay = %overlay.fingerprint(), error = %e, "other instances see the change on their resting read");
                 }
             });
         }
@@ -323,7 +323,7 @@ impl SessionManager {
             Ok(false) => {}
             Err(e) => {
                 self.inner.metrics.live_error("release");
-                tracing::warn!(%overlay, error = %e, "session release failed; its lease will expire");
+                tracing::warn!(overlay = %overlay.fingerprint(), error = %e, "session release failed; its lease will expire");
             }
         }
         let rejoined = {
@@ -361,18 +361,18 @@ impl SessionManager {
             Ok(setup) => setup,
             Err(e) => {
                 self.inner.metrics.durable_error("overlay_setup");
-                tracing::warn!(%overlay, error = %e, "cannot reconcile session config");
+                tracing::warn!(overlay = %overlay.fingerprint(), error = %e, "cannot reconcile session config");
                 return;
             }
         };
         let Some(setup) = setup else {
-            tracing::info!(%overlay, "overlay removed; closing its connections");
+            tracing::info!(overlay = %overlay.fingerprint(), "overlay removed; closing its connections");
             self.retire(overlay, CloseReason::OverlayRemoved).await;
             return;
         };
         if let Err(e) = self.inner.live.activate(&activation(&setup), self.lease(), crate::now_ms()).await {
             self.inner.metrics.live_error("activate");
-            tracing::warn!(%overlay, error = %e, "cannot apply session config");
+            tracing::warn!(overlay = %overlay.fingerprint(), error = %e, "cannot apply session config");
             return;
         }
         let appearance = Arc::new(setup.config.config.appearance(setup.config.version));
@@ -496,7 +496,7 @@ impl SessionManager {
         match self.inner.live.renew(&sessions, self.lease(), crate::now_ms()).await {
             Ok(missing) => {
                 for overlay in missing {
-                    tracing::info!(%overlay, "session missing from the live store; re-activating");
+                    tracing::info!(overlay = %overlay.fingerprint(), "session missing from the live store; re-activating");
                     self.refresh(overlay).await;
                 }
             }
@@ -519,7 +519,7 @@ impl SessionManager {
             };
             let held_here = self.local().get(&overlay).is_some_and(|e| e.clients > 0 && !e.deactivating);
             if held_here {
-                tracing::info!(%overlay, "session missing from the live store; re-activating");
+                tracing::info!(overlay = %overlay.fingerprint(), "session missing from the live store; re-activating");
                 self.refresh(overlay).await;
             }
         }

@@ -467,6 +467,12 @@ mod tests {
         async fn session_for(&self, b: &BroadcasterId) -> Result<Option<ActiveSession>, LiveStoreError> {
             self.store.session_for(b).await
         }
+        async fn claim_message(&self, id: &str, now: i64) -> Result<bool, LiveStoreError> {
+            self.store.claim_message(id, now).await
+        }
+        async fn unclaim_message(&self, id: &str) -> Result<(), LiveStoreError> {
+            self.store.unclaim_message(id).await
+        }
         async fn vote(&self, v: &VoteRequest<'_>, now: i64) -> Result<VoteOutcome, LiveStoreError> {
             self.store.vote(v, now).await
         }

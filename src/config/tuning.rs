@@ -46,6 +46,8 @@ pub struct Tuning {
     pub auth_rate: (u32, u32),
     /// Per-IP request budget for the dashboard and its API: (per minute, burst).
     pub dashboard_rate: (u32, u32),
+    /// Request budget of each streamer API token: (per minute, burst).
+    pub api_rate: (u32, u32),
     /// How long a login session lasts without activity.
     pub login_session_idle: Duration,
     /// How long a login lasts at most, however active.
@@ -95,6 +97,7 @@ impl Default for Tuning {
             vote_timeout: Duration::from_secs(2),
             auth_rate: (30, 15),
             dashboard_rate: (240, 60),
+            api_rate: (120, 60),
             login_session_idle: Duration::from_secs(7 * 24 * 3600),
             login_session_max: Duration::from_secs(30 * 24 * 3600),
             token_check_interval: Duration::from_secs(3600),

@@ -19,6 +19,15 @@ impl OverlayId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// How logs and traces name the overlay: the id is its only credential
+    /// and never appears there. A short fingerprint of it (`ov-` and 8 hex
+    /// digits of its SHA-256) tells overlays apart without revealing one.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.0.as_bytes());
+        format!("ov-{}", hex::encode(&digest[..4]))
+    }
 }
 
 impl FromStr for OverlayId {
@@ -140,6 +149,16 @@ pub enum IdError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlays_fingerprint_is_stable_and_does_not_contain_its_id() {
+        let o: OverlayId = "6f1c2a4e-8d3b-4f5a-9c7e-1b2d3f4a5c6e".parse().unwrap();
+        let f = o.fingerprint();
+        assert_eq!(f, o.fingerprint());
+        assert!(f.starts_with("ov-") && f.len() == 11, "{f}");
+        assert!(!f.contains("6f1c2a4e") && !o.to_string().contains(&f[3..]), "{f}");
+        assert_ne!(f, OverlayId::random().fingerprint());
+    }
 
     #[test]
     fn overlay_id_round_trips_through_its_display_form() {

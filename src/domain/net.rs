@@ -35,9 +35,32 @@ impl IpNet {
     }
 }
 
+/// The key per-address limits count a client under: an IPv4 address as it
+/// is, an IPv6 address by its /64 — the smallest network a provider hands
+/// out, so one subscriber cannot step around a limit by changing the low 64
+/// bits (they have 2^64 addresses to choose from). IPv4-mapped IPv6
+/// addresses count as the IPv4 address.
+pub fn limit_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX)))
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64_and_ipv4_clients_by_their_address() {
+        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), ip("2001:db8:1:2::"));
+        assert_ne!(limit_key(ip("2001:db8:1:3::1")), limit_key(ip("2001:db8:1:2::1")));
+        assert_eq!(limit_key(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(limit_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+    }
 
     fn ip(s: &str) -> std::net::IpAddr {
         s.parse().unwrap()

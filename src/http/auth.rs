@@ -83,13 +83,19 @@ pub async fn callback(
     match pending.purpose {
         Purpose::Login => match state.app.finish_login(&code).await {
             Ok(id) => {
-                session::log_in(&session, id).await?;
+                session::log_in(&session, id, state.settings.login_session_idle).await?;
                 Ok(Redirect::to("/dashboard").into_response())
             }
             Err(e) => Ok(login_failed(&e, retry)),
         },
         Purpose::Bot => match state.app.finish_bot(&code).await {
-            Ok(_) => Ok(Redirect::to("/auth/bot").into_response()),
+            Ok(_) => {
+                // Twitch confirmed the account is the configured bot.
+                if let Some(bot) = state.app.bot_user_id() {
+                    session::log_in_bot(&session, bot, state.settings.login_session_idle).await?;
+                }
+                Ok(Redirect::to("/auth/bot").into_response())
+            }
             Err(e) => Ok(login_failed(&e, retry)),
         },
     }
@@ -121,7 +127,15 @@ pub async fn logout(session: Session, Form(form): Form<CsrfForm>) -> Result<Resp
     Ok(Redirect::to("/").into_response())
 }
 
+/// The bot account's page. Its status (the bot's id, login, scopes, and a
+/// check with Twitch) is shown only to a browser signed in as the bot
+/// account; anyone else sees how to sign in as the bot, and nothing is
+/// stored for them.
 pub async fn bot(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
+    let signed_in = session::bot(&session, state.settings.login_session_max).await?;
+    if signed_in.is_none() || signed_in.as_deref() != state.app.bot_user_id() {
+        return Ok(BotPage::sign_in().into_response());
+    }
     let status = state.app.bot_status().await.map_err(|e| Error::Unavailable(e.to_string()))?;
     let error = status
         .grant_lost
@@ -132,7 +146,8 @@ pub async fn bot(State(state): State<AppState>, session: Session) -> Result<Resp
         bot_login: status.login,
         scopes: status.scopes,
         error,
-        csrf_token: session::csrf_token(&session).await?,
+        csrf_token: Some(session::csrf_token(&session).await?),
+        signed_in: true,
     }
     .into_response())
 }

@@ -1,15 +1,20 @@
 //! The HTTP surface (ARCHITECTURE §7): router, handlers, limits, templates.
 
+pub mod api;
+mod api_tokens;
 mod auth;
+mod chart;
 pub mod client_ip;
 mod control;
 mod dashboard;
 mod error;
 pub mod health;
+mod history;
 pub mod limits;
 mod observe;
 mod overlay;
 mod pages;
+mod request_log;
 mod security;
 pub mod server;
 pub mod session;
@@ -21,15 +26,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::HeaderName;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 pub use dashboard::read_settings_form;
 pub use error::Error;
+pub use overlay::public_origin;
 
 use crate::app::App;
 use crate::broadcast::Broadcaster;
@@ -59,11 +65,16 @@ pub struct HttpSettings {
     /// Per-IP request budgets, (per minute, burst): login pages, dashboard.
     pub auth_rate: (u32, u32),
     pub dashboard_rate: (u32, u32),
+    /// Each streamer API token's request budget, (per minute, burst).
+    pub api_rate: (u32, u32),
     /// How each overlay connection is kept.
     pub connection: ConnectionSettings,
     /// How often an overlay page asks its socket "are you there?"
     /// (`Tuning::overlay_keepalive`).
     pub overlay_keepalive: std::time::Duration,
+    /// `PUBLIC_URL`'s origin: the only `Origin` an overlay socket accepts
+    /// besides none (see [`public_origin`]).
+    pub public_origin: String,
 }
 
 /// Shared state of every handler.
@@ -91,7 +102,7 @@ impl AppState {
 }
 
 pub fn router(state: AppState, sessions: SessionStorage) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(request_log::REQUEST_ID);
     let proxies = state.proxies.clone();
     let (auth_rate, dashboard_rate) = (state.settings.auth_rate, state.settings.dashboard_rate);
     let auth_limit = security::IpLimit::per_minute(auth_rate.0, auth_rate.1, proxies.clone());
@@ -110,6 +121,12 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/dashboard/test-votes", post(control::test_votes))
         .route("/dashboard/reload-overlays", post(control::reload_overlays))
         .route("/dashboard/status", get(control::status))
+        .route("/dashboard/api-tokens", get(api_tokens::show).post(api_tokens::create))
+        .route("/dashboard/history", get(history::list))
+        .route("/dashboard/history/{id}", get(history::show))
+        .route("/dashboard/history/{id}/timeline.csv", get(history::export_csv))
+        .route("/dashboard/history/{id}/timeline.json", get(history::export_json))
+        .route("/dashboard/api-tokens/{id}/revoke", post(api_tokens::revoke))
         .route("/api/reset/{overlay_uuid}", post(dashboard::reset))
         .route("/api/rotate-overlay-uuid", post(dashboard::rotate))
         .layer(axum::middleware::from_fn_with_state(dashboard_limit, security::limit));
@@ -130,15 +147,13 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
                 .layer(axum::middleware::from_fn_with_state(WEBHOOK_BODY_LIMIT, server::refuse_oversized)),
         )
         .merge(pages)
+        .nest("/api/v1", api::router(state.app.clone(), state.settings.api_rate))
         .nest_service("/static", ServeDir::new(static_dir()))
         .layer(axum::middleware::from_fn_with_state(hsts, security::headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(request_log::make_span).on_failure(request_log::on_failure))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(axum::middleware::from_fn(request_log::assign_id))
         .with_state(state)
 }
 

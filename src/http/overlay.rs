@@ -85,14 +85,33 @@ pub async fn page(
     Ok(([(header::CACHE_CONTROL, "no-store"), (header::REFERRER_POLICY, "no-referrer")], page).into_response())
 }
 
-/// `Origin` must be absent (OBS sends none) or name this host.
-fn origin_allowed(headers: &HeaderMap) -> bool {
+/// The origin (`scheme://host[:port]`, lower case) of the public URL, which
+/// browsers send as `Origin` from our own pages.
+pub fn public_origin(public_url: &str) -> String {
+    let (scheme, rest) = public_url.split_once("://").unwrap_or(("", public_url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{host}").to_ascii_lowercase()
+}
+
+/// `Origin` must be absent (OBS sends none) or our public URL's origin (the
+/// dashboard's preview). Never compared with the request's own `Host`, which
+/// whoever makes the request writes (a page on a rebinding domain would
+/// pass). Outside production, a loopback origin is also fine: the service
+/// then runs on the developer's own machine.
+fn origin_allowed(headers: &HeaderMap, public_origin: &str, production: bool) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    let (Ok(origin), Some(Ok(host))) = (origin.to_str(), headers.get(header::HOST).map(|h| h.to_str())) else {
-        return false;
+    let Ok(origin) = origin.to_str() else { return false };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if origin == public_origin {
+        return true;
+    }
+    let Some(authority) = origin.strip_prefix("http://") else { return false };
+    let host = if authority.starts_with('[') {
+        authority.split_inclusive(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
     };
-    let origin_host = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
-    origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host))
+    !production && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }
 
 pub async fn websocket(
@@ -111,16 +130,18 @@ pub async fn websocket(
         return Err(reject("shutting_down", Error::Unavailable("shutting down".into())));
     }
     let overlay = parse_overlay(&raw).map_err(|e| reject("not_found", e))?;
-    if !origin_allowed(&headers) {
+    if !origin_allowed(&headers, &state.settings.public_origin, state.settings.production) {
         return Err(reject("origin", Error::Forbidden("cross-origin overlay connections are not allowed".into())));
     }
-    let permit = state.limits.acquire(state.proxies.client_ip(addr.ip(), &headers)).map_err(|limit| {
+    let permit = state.limits.acquire(state.proxies.client_ip(addr.ip(), &headers), overlay).map_err(|limit| {
+        use crate::http::limits::LimitExceeded;
         let error = match limit {
-            crate::http::limits::LimitExceeded::Total => Error::Unavailable(limit.to_string()),
-            _ => Error::TooManyRequests(match limit {
-                crate::http::limits::LimitExceeded::Rate => "connecting too fast; retry shortly",
-                _ => "too many connections from this address",
-            }),
+            LimitExceeded::Total => Error::Unavailable(limit.to_string()),
+            LimitExceeded::Rate => Error::TooManyRequests("connecting too fast; retry shortly"),
+            LimitExceeded::PerIp => Error::TooManyRequests("too many connections from this address"),
+            LimitExceeded::PerOverlay => {
+                Error::TooManyRequests("too many connections to this overlay from this address")
+            }
         };
         reject(limit.label(), error)
     })?;
@@ -145,4 +166,32 @@ pub async fn websocket(
             drop(permit);
         })
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(origin: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        h.insert(header::HOST, HeaderValue::from_static("evil.example"));
+        h
+    }
+
+    #[test]
+    fn the_origin_is_compared_with_the_public_url_never_the_host_header() {
+        let ours = public_origin("https://ChatPulse.example/");
+        assert_eq!(ours, "https://chatpulse.example");
+        assert!(origin_allowed(&HeaderMap::new(), &ours, true), "OBS sends none");
+        assert!(origin_allowed(&from("https://chatpulse.example"), &ours, true));
+        assert!(!origin_allowed(&from("https://evil.example"), &ours, true), "Host says evil.example too");
+        assert!(!origin_allowed(&from("http://chatpulse.example"), &ours, true), "another scheme");
+        assert!(!origin_allowed(&from("http://127.0.0.1:8080"), &ours, true), "production: no loopback");
+        for dev in ["http://127.0.0.1:8080", "http://localhost:3000", "http://[::1]:8080"] {
+            assert!(origin_allowed(&from(dev), &ours, false), "{dev}");
+        }
+        assert!(!origin_allowed(&from("http://localhost.evil.example"), &ours, false));
+        assert!(!origin_allowed(&from("http://127.0.0.1.evil.example:80"), &ours, false));
+    }
 }

@@ -159,7 +159,25 @@ pub struct BotPage {
     pub bot_login: Option<String>,
     pub scopes: Vec<String>,
     pub error: Option<String>,
-    pub csrf_token: String,
+    /// Only a page signed in as the bot has (and needs) one.
+    pub csrf_token: Option<String>,
+    /// Signed in as the bot account: the status is shown.
+    pub signed_in: bool,
+}
+
+impl BotPage {
+    /// The page for anyone not signed in as the bot: how to sign in.
+    pub fn sign_in() -> Self {
+        Self {
+            bot_user_id: None,
+            authorized: false,
+            bot_login: None,
+            scopes: vec![],
+            error: None,
+            csrf_token: None,
+            signed_in: false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -46,8 +46,9 @@ pub async fn headers(State(hsts): State<bool>, request: Request, next: Next) -> 
     response
 }
 
-/// A per-IP request budget (governor), keyed by the client's address (see
-/// [`TrustedProxies`]).
+/// A per-address request budget (governor), keyed by the client's address
+/// (see [`TrustedProxies`]): an IPv4 address, or an IPv6 /64
+/// ([`crate::domain::limit_key`]).
 #[derive(Clone)]
 pub struct IpLimit(Arc<DefaultKeyedRateLimiter<IpAddr>>, TrustedProxies);
 
@@ -80,17 +81,35 @@ pub async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    let client = limit.1.client_ip(addr.ip(), request.headers());
+    let client = crate::domain::limit_key(limit.1.client_ip(addr.ip(), request.headers()));
     match limit.0.check_key(&client) {
         Ok(()) => next.run(request).await,
         Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let seconds = wait.as_secs().max(1).to_string();
+            let seconds = retry_after(not_until.wait_time_from(DefaultClock::default().now())).to_string();
             let mut response = (StatusCode::TOO_MANY_REQUESTS, "too many requests; slow down").into_response();
             if let Ok(value) = HeaderValue::from_str(&seconds) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
             response
         }
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up: a client that waits that long
+/// finds its budget refilled (rounding down would send it back too early).
+fn retry_after(wait: std::time::Duration) -> u64 {
+    u64::try_from(wait.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_is_the_wait_rounded_up() {
+        assert_eq!(super::retry_after(Duration::from_millis(1_001)), 2);
+        assert_eq!(super::retry_after(Duration::from_millis(59_990)), 60);
+        assert_eq!(super::retry_after(Duration::from_secs(2)), 2);
+        assert_eq!(super::retry_after(Duration::ZERO), 1);
     }
 }

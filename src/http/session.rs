@@ -1,7 +1,13 @@
-//! Login sessions (tower-sessions): who is logged in, the pending OAuth
-//! `state`, and the CSRF token. Cookies are signed, HttpOnly, SameSite=Lax,
-//! Secure in production, and expire after a period of inactivity; a login
-//! also ends a fixed time after it began, however active.
+//! Login sessions (tower-sessions): who is logged in (a streamer, or the
+//! operator as the bot account), the pending OAuth `state`, and the CSRF
+//! token. Cookies are signed, HttpOnly, SameSite=Lax, Secure in production,
+//! and expire after a period of inactivity; a login also ends a fixed time
+//! after it began, however active.
+//!
+//! A visitor gets no stored session until a login starts (tower-sessions
+//! stores a session only once something is put in it); the session a login
+//! start stores lives [`PENDING_LOGIN`], and gets the login's lifetime only
+//! when the login succeeds.
 
 use axum::Router;
 use sha2::{Digest, Sha512};
@@ -17,10 +23,20 @@ use crate::app::accounts::PendingAuth;
 use crate::domain::StreamerId;
 
 const STREAMER: &str = "streamer_id";
+/// The bot account's Twitch id, once the operator signed in as the bot.
+const BOT: &str = "bot_user_id";
 const PENDING: &str = "pending_auth";
 const CSRF: &str = "csrf";
 const LOGGED_IN_AT: &str = "logged_in_at";
 pub const COOKIE: &str = "chatpulse_session";
+/// How long a started login may take: the session stored for it lives this
+/// long without activity until the login completes.
+pub const PENDING_LOGIN: time::Duration = time::Duration::minutes(10);
+
+/// A login session's lifetime without activity (`Tuning::login_session_idle`).
+fn login_expiry(idle: std::time::Duration) -> Expiry {
+    Expiry::OnInactivity(time::Duration::try_from(idle).unwrap_or(time::Duration::days(7)))
+}
 
 fn internal(e: tower_sessions::session::Error) -> Error {
     Error::Internal(anyhow::anyhow!("session store: {e}"))
@@ -48,13 +64,12 @@ pub fn with_sessions<S: Clone + Send + Sync + 'static>(
         settings: &HttpSettings,
         key: Key,
     ) -> SessionManagerLayer<T, tower_sessions::service::SignedCookie> {
-        let idle = time::Duration::try_from(settings.login_session_idle).unwrap_or(time::Duration::days(7));
         SessionManagerLayer::new(store)
             .with_name(COOKIE)
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_secure(settings.production)
-            .with_expiry(Expiry::OnInactivity(idle))
+            .with_expiry(login_expiry(settings.login_session_idle))
             .with_signed(key)
     }
     match storage {
@@ -79,19 +94,54 @@ pub async fn streamer(session: &Session, max_age: std::time::Duration) -> Result
 }
 
 /// Logs a streamer in: a fresh session id and a fresh CSRF token (nothing
-/// known before the login stays valid after it), then the identity.
-pub async fn log_in(session: &Session, id: StreamerId) -> Result<(), Error> {
+/// known before the login stays valid after it), the login's lifetime
+/// (`idle`), then the identity.
+pub async fn log_in(session: &Session, id: StreamerId, idle: std::time::Duration) -> Result<(), Error> {
+    fresh_login(session, idle).await?;
+    session.remove::<String>(BOT).await.map_err(internal)?;
+    session.insert(STREAMER, id.as_uuid()).await.map_err(internal)
+}
+
+/// Signs the operator in as the bot account (Twitch confirmed the account
+/// is `bot_user_id`): only such a session sees `/auth/bot`'s status.
+pub async fn log_in_bot(session: &Session, bot_user_id: &str, idle: std::time::Duration) -> Result<(), Error> {
+    fresh_login(session, idle).await?;
+    session.remove::<uuid::Uuid>(STREAMER).await.map_err(internal)?;
+    session.insert(BOT, bot_user_id).await.map_err(internal)
+}
+
+async fn fresh_login(session: &Session, idle: std::time::Duration) -> Result<(), Error> {
     session.cycle_id().await.map_err(internal)?;
     session.remove::<String>(CSRF).await.map_err(internal)?;
-    session.insert(LOGGED_IN_AT, crate::now_ms()).await.map_err(internal)?;
-    session.insert(STREAMER, id.as_uuid()).await.map_err(internal)
+    session.set_expiry(Some(login_expiry(idle)));
+    session.insert(LOGGED_IN_AT, crate::now_ms()).await.map_err(internal)
+}
+
+/// The bot account this session signed in as, if any (a login older than
+/// `max_age` is over, as for streamers).
+pub async fn bot(session: &Session, max_age: std::time::Duration) -> Result<Option<String>, Error> {
+    let Some(id) = session.get::<String>(BOT).await.map_err(internal)? else { return Ok(None) };
+    let at: Option<i64> = session.get(LOGGED_IN_AT).await.map_err(internal)?;
+    let max_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    if at.is_none_or(|at| crate::now_ms().saturating_sub(at) > max_ms) {
+        session.flush().await.map_err(internal)?;
+        return Ok(None);
+    }
+    Ok(Some(id))
 }
 
 pub async fn log_out(session: &Session) -> Result<(), Error> {
     session.flush().await.map_err(internal)
 }
 
+/// Remembers a started login. A visitor's session is stored from here on,
+/// for [`PENDING_LOGIN`]; a logged-in session keeps its lifetime.
 pub async fn remember_pending(session: &Session, pending: &PendingAuth) -> Result<(), Error> {
+    let streamer = session.get::<uuid::Uuid>(STREAMER).await.map_err(internal)?;
+    let bot = session.get::<String>(BOT).await.map_err(internal)?;
+    if streamer.is_none() && bot.is_none() {
+        session.set_expiry(Some(Expiry::OnInactivity(PENDING_LOGIN)));
+    }
     session.insert(PENDING, pending).await.map_err(internal)
 }
 

@@ -124,6 +124,7 @@ impl Application {
         let limits = Arc::new(ConnectionLimits::new(
             config.max_websocket_connections,
             config.max_connections_per_ip,
+            config.max_overlay_connections_per_ip,
             config.connection_rate_per_ip,
             config.connection_rate_burst,
         ));
@@ -265,6 +266,7 @@ fn assemble_app(
             instance_id: instance_id.to_owned(),
             leader_key: config.tuning.leader_key.clone(),
             bot_user_id: twitch.bot_user_id.clone(),
+            client_id: twitch.client_id.clone(),
         },
     }))
 }
@@ -318,7 +320,9 @@ fn http_settings(config: &Config) -> HttpSettings {
         login_session_max: t.login_session_max,
         auth_rate: t.auth_rate,
         dashboard_rate: t.dashboard_rate,
+        api_rate: t.api_rate,
         overlay_keepalive: t.overlay_keepalive,
+        public_origin: http::public_origin(&config.public_url),
         connection: ConnectionSettings {
             queue: t.client_queue,
             ping_interval: t.ping_interval,

@@ -51,6 +51,8 @@ pub(super) struct Twitch {
     pub eventsub: Option<Arc<EventSub>>,
     pub oauth: Option<Arc<TwitchOAuth>>,
     pub bot_user_id: Option<String>,
+    /// The Twitch application's client id.
+    pub client_id: Option<String>,
 }
 
 /// What the EventSub manager needs besides its Twitch client.
@@ -100,5 +102,5 @@ pub(super) fn connect_twitch(deps: &EventSubDeps<'_>, endpoints: Option<TwitchEn
             None
         }
     };
-    Ok(Twitch { eventsub, oauth: Some(Arc::new(oauth)), bot_user_id: e.bot_user_id })
+    Ok(Twitch { eventsub, oauth: Some(Arc::new(oauth)), bot_user_id: e.bot_user_id, client_id: Some(e.client_id) })
 }

@@ -29,6 +29,8 @@ struct Inner {
     sessions: HashMap<OverlayId, Session>,
     broadcasters: HashMap<BroadcasterId, OverlayId>,
     message_ids: ExpiringSet<(OverlayId, Box<str>)>,
+    /// EventSub message ids other than chat ([`LiveStore::claim_message`]).
+    deliveries: ExpiringSet<Box<str>>,
     debounce: ExpiringSet<(OverlayId, ChatterId)>,
     /// Lease key → (holder, lease expiry in ms), for [`LiveStore::lead`].
     leaders: HashMap<String, (String, i64)>,
@@ -307,6 +309,17 @@ impl LiveStore for MemoryLiveStore {
         let inner = self.lock();
         let reports = inner.activity.get(broadcaster).map(|r| r.values()).into_iter().flatten();
         Ok(reports.filter(|r| now_ms - r.written_ms <= ACTIVITY_REPORT_TTL_MS).cloned().collect())
+    }
+
+    async fn claim_message(&self, message_id: &str, now_ms: i64) -> Result<bool, LiveStoreError> {
+        let mut inner = self.lock();
+        inner.deliveries.expire(now_ms);
+        Ok(inner.deliveries.insert_if_absent(Box::from(message_id), now_ms, self.limits.dedup_ms))
+    }
+
+    async fn unclaim_message(&self, message_id: &str) -> Result<(), LiveStoreError> {
+        self.lock().deliveries.expiry.remove(message_id);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), LiveStoreError> {

@@ -10,6 +10,7 @@
 //! Adapters never call each other; `app` composes them. The contract tests in
 //! `tests/` run the same suite against every implementation.
 
+pub mod api_tokens;
 pub mod memory;
 pub mod postgres;
 pub mod redis;
@@ -23,6 +24,10 @@ use time::OffsetDateTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::history::{
+    ActionOutcome, HistoryBucket, HistoryDeleted, Moment, MomentAction, MomentFilter, MomentId, Page, Paged, StreamEnd,
+    StreamId, StreamOpened, StreamRecord,
+};
 use crate::domain::{
     BroadcasterId, ChatterId, Direction, MeterModel, OverlayConfig, OverlayId, SessionStatus, StreamerId,
 };
@@ -263,6 +268,17 @@ pub trait LiveStore: Send + Sync + 'static {
     /// chatters within `VOTERS_WINDOW_MS` as of now). `Applied` carries the
     /// value of the session's model.
     async fn vote(&self, vote: &VoteRequest<'_>, now_ms: i64) -> Result<VoteOutcome, LiveStoreError>;
+
+    /// Claims an EventSub message id for `VoteLimits::dedup_ms` as of
+    /// `now_ms` (Redis: `eventsub:msgid:<id>`, one call), before the message
+    /// has any effect: true the first time, false while an earlier claim is
+    /// alive — a redelivery or a replay, through any instance. Chat messages
+    /// are claimed inside [`vote`](Self::vote) instead (one call per vote).
+    async fn claim_message(&self, message_id: &str, now_ms: i64) -> Result<bool, LiveStoreError>;
+
+    /// Gives a claimed message id back, so that Twitch's redelivery of a
+    /// message we failed to handle is handled then.
+    async fn unclaim_message(&self, message_id: &str) -> Result<(), LiveStoreError>;
 
     /// The decayed values of many sessions in one batch, in the order asked;
     /// `None` for sessions that are not active.
@@ -509,9 +525,13 @@ pub enum RepositoryError {
     Unavailable(#[from] anyhow::Error),
 }
 
+pub use api_tokens::{ApiToken, ApiTokenRepository, NewApiToken};
+
 /// Accounts, configuration and EventSub bookkeeping: the source of truth.
+/// The streamer API's tokens are a port of their own ([`ApiTokenRepository`])
+/// that every repository implements.
 #[async_trait]
-pub trait Repository: Send + Sync + 'static {
+pub trait Repository: ApiTokenRepository + Send + Sync + 'static {
     /// Creates a streamer with a fresh overlay id and the default config.
     async fn create_streamer(&self, new: &NewStreamer) -> Result<OverlaySetup, RepositoryError>;
     async fn list_streamers(&self) -> Result<Vec<Streamer>, RepositoryError>;
@@ -602,4 +622,123 @@ pub trait Repository: Send + Sync + 'static {
 
     /// The bot account, if one was saved.
     async fn bot(&self) -> Result<Option<BotAccount>, RepositoryError>;
+
+    // --- Stream history (migration V6) --------------------------------------
+    // Timestamps are stored with millisecond precision. Every read is scoped
+    // to one streamer: another streamer's stream or moment id finds nothing.
+
+    /// Opens a stream record for `stream.online`, in one transaction. A
+    /// stream already recorded for the same Twitch stream id (a redelivery),
+    /// or an open one when no Twitch id is given, is returned as it is
+    /// (`created: false`). A stream still open for another Twitch stream is
+    /// first closed by reconciliation at the new one's start (`closed`).
+    /// `NotFound` if the streamer is unknown.
+    async fn open_stream(
+        &self,
+        streamer: StreamerId,
+        twitch_stream_id: Option<&str>,
+        started_at: OffsetDateTime,
+    ) -> Result<StreamOpened, RepositoryError>;
+
+    /// Closes the streamer's open stream at `ended_at` (never before its
+    /// start) and returns it; `None` when no stream is open.
+    async fn close_stream(
+        &self,
+        streamer: StreamerId,
+        ended_at: OffsetDateTime,
+        ended_by: StreamEnd,
+    ) -> Result<Option<StreamRecord>, RepositoryError>;
+
+    /// Every open stream with its channel, oldest first (for reconciliation).
+    async fn open_streams(&self) -> Result<Vec<(StreamRecord, BroadcasterId)>, RepositoryError>;
+
+    /// One page of a streamer's streams, newest first (by start, then id).
+    async fn streams_of(&self, streamer: StreamerId, page: Page) -> Result<Paged<StreamRecord>, RepositoryError>;
+
+    /// One of the streamer's streams.
+    async fn stream(&self, streamer: StreamerId, id: StreamId) -> Result<Option<StreamRecord>, RepositoryError>;
+
+    /// Writes closed history buckets in one batch; returns how many rows were
+    /// written. A bucket already written (same streamer and start) is left as
+    /// it is, so a bucket is written once whoever writes it. A bucket without
+    /// a stream is given the streamer's stream that was open at its start (if
+    /// any); buckets of streamers that no longer exist are skipped.
+    async fn save_buckets(&self, buckets: &[HistoryBucket]) -> Result<u64, RepositoryError>;
+
+    /// A stream's buckets, oldest first.
+    async fn stream_buckets(
+        &self,
+        streamer: StreamerId,
+        stream: StreamId,
+    ) -> Result<Vec<HistoryBucket>, RepositoryError>;
+
+    /// The streamer's buckets starting in `[from, to)`, oldest first.
+    async fn buckets(
+        &self,
+        streamer: StreamerId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<HistoryBucket>, RepositoryError>;
+
+    /// Stores a detected moment. `NotFound` if the streamer is unknown;
+    /// `Conflict` if its id is taken.
+    async fn save_moment(&self, moment: &Moment) -> Result<(), RepositoryError>;
+
+    /// Records the outcome of a moment's marker or clip; false if the moment
+    /// is unknown.
+    async fn set_moment_action(
+        &self,
+        id: MomentId,
+        action: MomentAction,
+        outcome: &ActionOutcome,
+    ) -> Result<bool, RepositoryError>;
+
+    /// One page of a streamer's moments matching `filter`, newest first (by
+    /// time, then id).
+    async fn moments_of(
+        &self,
+        streamer: StreamerId,
+        filter: &MomentFilter,
+        page: Page,
+    ) -> Result<Paged<Moment>, RepositoryError>;
+
+    /// The retention sweep: deletes buckets that started and moments that
+    /// happened before `cutoff`, and streams that ended before it (open
+    /// streams stay).
+    async fn delete_history_before(&self, cutoff: OffsetDateTime) -> Result<HistoryDeleted, RepositoryError>;
+}
+
+/// A count stored as a 32-bit integer (saturating).
+pub(crate) fn count_column(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A stored count; a negative one is `Corrupt`.
+pub(crate) fn parse_count(column: &str, n: i64) -> Result<u32, RepositoryError> {
+    u32::try_from(n).map_err(|_| RepositoryError::Corrupt(format!("{column}: {n} is not a count")))
+}
+
+/// A stored moment's detail (JSON); one that does not parse, or whose kind
+/// is not the row's, is `Corrupt`.
+pub(crate) fn parse_detail(
+    kind: crate::domain::history::MomentKind,
+    detail: serde_json::Value,
+) -> Result<crate::domain::history::MomentDetail, RepositoryError> {
+    let detail: crate::domain::history::MomentDetail =
+        serde_json::from_value(detail).map_err(|e| RepositoryError::Corrupt(format!("moments.detail: {e}")))?;
+    if detail.kind() != kind {
+        return Err(RepositoryError::Corrupt("moments.detail: of another kind than the moment".to_owned()));
+    }
+    Ok(detail)
+}
+
+/// A stored action outcome's columns.
+pub(crate) fn action_outcome(
+    status: &str,
+    id: Option<String>,
+    error: Option<String>,
+) -> Result<ActionOutcome, RepositoryError> {
+    let status = crate::domain::history::ActionStatus::parse(status)
+        .map_err(|e| RepositoryError::Corrupt(format!("moments: {e}")))?;
+    Ok(ActionOutcome { status, id, error })
 }

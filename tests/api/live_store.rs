@@ -287,6 +287,20 @@ async fn a_repeated_message_id_is_a_duplicate_until_the_window_ends(store: &dyn 
     assert_close(applied(vote(store, overlay, "m1", "c4", Against, T0 + DEDUP_MS).await), expected);
 }
 
+/// EventSub messages other than chat (`claim_message`): one claim per id
+/// within the de-duplication window, whichever instance asks.
+async fn a_claimed_message_id_is_refused_until_the_window_ends_or_it_is_given_back(store: &dyn LiveStore) {
+    let (m1, m2) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    assert!(store.claim_message(&m1, T0).await.unwrap(), "the first claim");
+    assert!(!store.claim_message(&m1, T0).await.unwrap(), "a redelivery");
+    assert!(!store.claim_message(&m1, T0 + DEDUP_MS - 1).await.unwrap(), "still within ten minutes");
+    assert!(store.claim_message(&m2, T0).await.unwrap(), "another id is its own");
+    assert!(store.claim_message(&m1, T0 + DEDUP_MS).await.unwrap(), "the window has ended");
+    store.unclaim_message(&m2).await.unwrap();
+    assert!(store.claim_message(&m2, T0 + 1).await.unwrap(), "given back: claimable again");
+    store.unclaim_message("never-claimed").await.unwrap();
+}
+
 async fn message_ids_are_de_duplicated_per_session(store: &dyn LiveStore) {
     let (first, _) = start(store, 0.5, T0).await;
     let (second, _) = start(store, 0.5, T0).await;
@@ -514,6 +528,7 @@ macro_rules! live_store_contract {
                 the_value_resets_to_zero_after_an_hour_without_votes => default_limits(),
                 a_repeated_message_id_is_a_duplicate_until_the_window_ends => default_limits(),
                 message_ids_are_de_duplicated_per_session => default_limits(),
+                a_claimed_message_id_is_refused_until_the_window_ends_or_it_is_given_back => default_limits(),
                 a_chatter_is_debounced_for_one_second_per_session => default_limits(),
                 the_token_bucket_limits_votes_and_refills_over_time => small_bucket(),
                 debounced_and_duplicate_votes_do_not_spend_tokens => small_bucket(),

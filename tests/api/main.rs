@@ -47,4 +47,5 @@ mod security;
 mod sessions;
 mod shutdown;
 mod simulated;
+mod streamer_api;
 mod webhook;

@@ -79,6 +79,7 @@ async fn a_reconnecting_client_gets_the_current_value_at_once() {
 both_modes! {
 async fn the_51st_client_of_a_session_is_refused() {
     let app = TestApp::builder().configure(|c| {
+        c.max_overlay_connections_per_ip = 100;
         c.connection_rate_per_ip = NonZeroU32::new(1000).unwrap();
         c.connection_rate_burst = NonZeroU32::new(1000).unwrap();
     }).start()

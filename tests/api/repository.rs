@@ -28,6 +28,9 @@ use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod history;
+use history::*;
+
 fn random_twitch_id() -> BroadcasterId {
     BroadcasterId::parse(&(Uuid::new_v4().as_u128() % 10u128.pow(18)).to_string()).unwrap()
 }
@@ -591,6 +594,15 @@ macro_rules! repository_contract {
                 only_streamers_with_tokens_are_listed_for_validation,
                 concurrent_first_logins_create_one_streamer,
                 the_bot_account_is_saved_and_replaced,
+                a_stream_is_opened_once_per_twitch_stream_and_closed_once,
+                a_new_stream_closes_the_one_left_open_and_open_streams_are_listed,
+                opening_a_stream_for_an_unknown_streamer_is_not_found,
+                streams_are_listed_newest_first_in_pages_and_only_the_streamers_own,
+                a_bucket_is_written_once_and_tagged_with_the_stream_open_at_its_start,
+                moments_are_stored_listed_newest_first_and_their_outcomes_recorded,
+                a_moment_of_an_unknown_streamer_or_a_taken_id_is_refused,
+                the_retention_sweep_deletes_only_what_is_older_than_the_cutoff,
+                removing_a_streamer_removes_their_history,
             );
         }
     };

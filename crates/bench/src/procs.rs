@@ -230,6 +230,7 @@ pub fn server_env(port: u16, storage: &Storage) -> Vec<(&'static str, String)> {
         ("TWITCH_AUTH_URL", "http://127.0.0.1:9/oauth2".to_owned()),
         ("MAX_WEBSOCKET_CONNECTIONS", "60000".to_owned()),
         ("MAX_CONNECTIONS_PER_IP", "60000".to_owned()),
+        ("MAX_OVERLAY_CONNECTIONS_PER_IP", "60000".to_owned()),
         // Every client of the bench comes from 127.0.0.1.
         ("MAX_HTTP_CONNECTIONS", "70000".to_owned()),
         ("MAX_HTTP_CONNECTIONS_PER_IP", "70000".to_owned()),

@@ -26,7 +26,7 @@
 mod conn;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::client_ip::TrustedProxies;
+use crate::domain::net::limit_key;
 
 /// How long a refused client gets to take its one-line answer.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -143,18 +144,6 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, answer).await;
 }
 
-/// The address a per-address cap counts: IPv4 as is, IPv6 by its /64 (one
-/// customer's network; a host picks any address in it at will).
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(bits))
-        }
-        v4 => v4,
-    }
-}
-
 /// Open connections, in total and per address.
 pub struct Counts {
     max_total: usize,
@@ -177,7 +166,7 @@ impl Counts {
     /// A permit for one more connection from `peer`, or why not.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Permit, Refusal> {
         // A trusted proxy carries many clients: only the global cap applies.
-        let key = (!self.proxies.trusts(peer.to_canonical())).then(|| address_key(peer));
+        let key = (!self.proxies.trusts(peer.to_canonical())).then(|| limit_key(peer));
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.total >= self.max_total {
             return Err(Refusal::Full);
@@ -247,14 +236,6 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_addresses_count_by_their_64_and_ipv4_as_they_are() {
-        assert_eq!(address_key(ip("2001:db8:1:2:aaaa::1")), address_key(ip("2001:db8:1:2:ffff:1:2:3")));
-        assert_ne!(address_key(ip("2001:db8:1:2::1")), address_key(ip("2001:db8:1:3::1")));
-        assert_eq!(address_key(ip("192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(address_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
-    }
-
-    #[test]
     fn the_per_address_cap_refuses_one_address_but_not_the_next() {
         let counts = Arc::new(Counts::new(10, 2, TrustedProxies::default()));
         let a = [counts.admit(ip("192.0.2.1")).unwrap(), counts.admit(ip("192.0.2.1")).unwrap()];
@@ -288,17 +269,17 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn every_address_of_one_ipv6_64_shares_a_key(network: u64, a: u64, b: u64, other: u64) {
-            let at = |host: u64, net: u64| IpAddr::V6(Ipv6Addr::from((u128::from(net) << 64) | u128::from(host)));
-            proptest::prop_assert_eq!(address_key(at(a, network)), address_key(at(b, network)));
+            let at = |host: u64, net: u64| IpAddr::V6(std::net::Ipv6Addr::from((u128::from(net) << 64) | u128::from(host)));
+            proptest::prop_assert_eq!(limit_key(at(a, network)), limit_key(at(b, network)));
             if other != network {
-                proptest::prop_assert_ne!(address_key(at(a, network)), address_key(at(a, other)));
+                proptest::prop_assert_ne!(limit_key(at(a, network)), limit_key(at(a, other)));
             }
         }
 
         #[test]
         fn ipv4_addresses_are_their_own_key(bits: u32) {
             let v4 = IpAddr::V4(std::net::Ipv4Addr::from(bits));
-            proptest::prop_assert_eq!(address_key(v4), v4);
+            proptest::prop_assert_eq!(limit_key(v4), v4);
         }
     }
 

@@ -407,4 +407,6 @@ fn subscription(row: &Row) -> Result<SubscriptionRecord, RepositoryError> {
     })
 }
 
+mod api_tokens;
+mod history;
 mod repository;

@@ -10,6 +10,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::history::{
+    ActionOutcome, HistoryBucket, HistoryDeleted, Moment, MomentAction, MomentFilter, MomentId, Page, Paged, StreamEnd,
+    StreamId, StreamOpened, StreamRecord,
+};
 #[async_trait]
 impl Repository for PostgresRepository {
     async fn create_streamer(&self, new: &NewStreamer) -> Result<OverlaySetup, RepositoryError> {
@@ -581,5 +585,81 @@ impl Repository for PostgresRepository {
             .transpose()
         })
         .await
+    }
+    async fn open_stream(
+        &self,
+        streamer: StreamerId,
+        twitch_stream_id: Option<&str>,
+        started_at: OffsetDateTime,
+    ) -> Result<StreamOpened, RepositoryError> {
+        self.history_open_stream(streamer, twitch_stream_id, started_at).await
+    }
+
+    async fn close_stream(
+        &self,
+        streamer: StreamerId,
+        ended_at: OffsetDateTime,
+        ended_by: StreamEnd,
+    ) -> Result<Option<StreamRecord>, RepositoryError> {
+        self.history_close_stream(streamer, ended_at, ended_by).await
+    }
+
+    async fn open_streams(&self) -> Result<Vec<(StreamRecord, BroadcasterId)>, RepositoryError> {
+        self.history_open_streams().await
+    }
+
+    async fn streams_of(&self, streamer: StreamerId, page: Page) -> Result<Paged<StreamRecord>, RepositoryError> {
+        self.history_streams_of(streamer, page).await
+    }
+
+    async fn stream(&self, streamer: StreamerId, id: StreamId) -> Result<Option<StreamRecord>, RepositoryError> {
+        self.history_stream(streamer, id).await
+    }
+
+    async fn save_buckets(&self, buckets: &[HistoryBucket]) -> Result<u64, RepositoryError> {
+        self.history_save_buckets(buckets).await
+    }
+
+    async fn stream_buckets(
+        &self,
+        streamer: StreamerId,
+        stream: StreamId,
+    ) -> Result<Vec<HistoryBucket>, RepositoryError> {
+        self.history_stream_buckets(streamer, stream).await
+    }
+
+    async fn buckets(
+        &self,
+        streamer: StreamerId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<HistoryBucket>, RepositoryError> {
+        self.history_buckets(streamer, from, to).await
+    }
+
+    async fn save_moment(&self, moment: &Moment) -> Result<(), RepositoryError> {
+        self.history_save_moment(moment).await
+    }
+
+    async fn set_moment_action(
+        &self,
+        id: MomentId,
+        action: MomentAction,
+        outcome: &ActionOutcome,
+    ) -> Result<bool, RepositoryError> {
+        self.history_set_moment_action(id, action, outcome).await
+    }
+
+    async fn moments_of(
+        &self,
+        streamer: StreamerId,
+        filter: &MomentFilter,
+        page: Page,
+    ) -> Result<Paged<Moment>, RepositoryError> {
+        self.history_moments_of(streamer, filter, page).await
+    }
+
+    async fn delete_history_before(&self, cutoff: OffsetDateTime) -> Result<HistoryDeleted, RepositoryError> {
+        self.history_delete_before(cutoff).await
     }
 }

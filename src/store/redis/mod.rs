@@ -85,6 +85,10 @@ mod keys {
     pub fn msgid(o: OverlayId, message_id: &str) -> String {
         format!("msgid:{{{o}}}:{message_id}")
     }
+    /// An EventSub message id other than chat's (no hash tag: one key).
+    pub fn message(message_id: &str) -> String {
+        format!("eventsub:msgid:{message_id}")
+    }
     pub fn debounce(o: OverlayId, chatter: &ChatterId) -> String {
         format!("debounce:{{{o}}}:{chatter}")
     }
@@ -383,7 +387,7 @@ impl RedisLiveStore {
     /// (A valid activation racing with the delete is harmless: the session
     /// is re-activated once more.)
     async fn discard_unreadable(&self, overlay: OverlayId, key: &str) -> LiveStoreError {
-        tracing::warn!(%overlay, "stored session config is unreadable; discarding it for re-activation");
+        tracing::warn!(overlay = %overlay.fingerprint(), "stored session config is unreadable; discarding it for re-activation");
         self.forget_overlay(overlay);
         match self.call("session_for", || self.client.del::<i64, _>(key)).await {
             Ok(_) => LiveStoreError(format!(
@@ -667,6 +671,20 @@ impl LiveStore for RedisLiveStore {
             })
             .filter(|r| now_ms - r.written_ms <= ACTIVITY_REPORT_TTL_MS)
             .collect())
+    }
+
+    async fn claim_message(&self, message_id: &str, now_ms: i64) -> Result<bool, LiveStoreError> {
+        let keys = vec![keys::message(message_id)];
+        let args = vec![now_ms.to_string(), self.limits.dedup_ms.to_string()];
+        let first: i64 = self
+            .call("claim_message", || self.client.fcall("chatpulse_claim_message", keys.clone(), args.clone()))
+            .await?;
+        Ok(first == 1)
+    }
+
+    async fn unclaim_message(&self, message_id: &str) -> Result<(), LiveStoreError> {
+        let key = keys::message(message_id);
+        self.call("unclaim_message", || self.client.del::<i64, _>(&key)).await.map(|_| ())
     }
 
     async fn ping(&self) -> Result<(), LiveStoreError> {

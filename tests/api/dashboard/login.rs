@@ -108,36 +108,43 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-both_modes! {
-async fn logging_in_gives_a_new_session_id_and_a_new_csrf_token() {
-    let app = TestApp::builder().demo().start().await;
-    let client = browser(false);
-    // A visitor's session before login (the bot page mints a CSRF token).
-    let page = client.get(format!("{}/auth/bot", app.base)).send().await.unwrap();
-    let before = session_cookie(&page).expect("a session before login");
-    let html = page.text().await.unwrap();
-    let start = html.find("name=\"csrf-token\" content=\"").unwrap() + 26;
-    let old_token = html[start..].split('"').next().unwrap().to_owned();
-
-    // Log in on the same session, following the redirects by hand.
-    let mut next = format!("{}/auth/login?as={}", app.base, unique_login());
-    let mut after = None;
+/// Follows a login from `start` by hand on `client`: the last session
+/// cookie set on the way, and the page it ends on (URL, HTML).
+async fn follow_by_hand(app: &TestApp, client: &reqwest::Client, start: &str) -> (String, String, String) {
+    let mut next = format!("{}{start}", app.base);
+    let mut cookie = None;
     for _ in 0..10 {
         let r = client.get(&next).send().await.unwrap();
-        after = session_cookie(&r).or(after);
+        cookie = session_cookie(&r).or(cookie);
         match r.headers().get("location").and_then(|l| l.to_str().ok()) {
             Some(l) if l.starts_with("http") => next = l.to_owned(),
             Some(l) => next = format!("{}{l}", app.base),
             None => break,
         }
     }
-    assert!(next.ends_with("/dashboard"), "logged in: {next}");
-    let after = after.expect("a cookie set at login");
+    let html = client.get(&next).send().await.unwrap().text().await.unwrap();
+    (cookie.expect("a cookie set at login"), next, html)
+}
 
+both_modes! {
+async fn logging_in_gives_a_new_session_id_and_a_new_csrf_token() {
+    let app = TestApp::builder().demo().start().await;
+    let client = browser(false);
+    // A session with a CSRF token from before the login: the operator,
+    // signed in as the bot account on this browser (visitors get none).
+    let (before, page, html) = follow_by_hand(&app, &client, "/auth/bot/start?as=chatpulse_bot").await;
+    assert!(page.ends_with("/auth/bot"), "{page}");
+    let start = html.find("name=\"csrf-token\" content=\"").unwrap() + 26;
+    let old_token = html[start..].split('"').next().unwrap().to_owned();
+
+    let (after, page, html) = follow_by_hand(&app, &client, &format!("/auth/login?as={}", unique_login())).await;
+
+    assert!(page.ends_with("/dashboard"), "logged in: {page}");
     assert_ne!(after, before, "the session id changed at login");
+    assert_ne!(csrf(&html), old_token);
     let old = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let with_old = old.get(format!("{}/dashboard", app.base)).header("cookie", &before).send().await.unwrap();
-    assert_eq!(with_old.headers()["location"], "/auth/login", "the pre-login id opens nothing");
+    let with_old = old.get(format!("{}/auth/bot", app.base)).header("cookie", &before).send().await.unwrap();
+    assert!(!with_old.text().await.unwrap().contains("Granted scopes"), "the pre-login id opens nothing");
     let forged = client
         .post(format!("{}/auth/logout", app.base))
         .form(&[("csrf_token", old_token.as_str())])

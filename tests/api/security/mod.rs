@@ -1,3 +1,10 @@
-//! Abuse from outside, over real TCP against the running service.
+//! Security properties of the running service, each over real HTTP: what a
+//! holder of something (a captured signed message, a leaked overlay URL, an
+//! address) can and cannot do. docs/SECURITY.md is the threat model.
 
 mod http_limits;
+mod limits;
+mod process;
+mod replay;
+mod revocations;
+mod sessions;

@@ -20,11 +20,18 @@ use super::{
     BotAccount, CONTROL_COLUMNS, ConfigColumns, NewStreamer, OverlaySetup, Repository, RepositoryError, StoredConfig,
     StoredTokens, Streamer, SubscriptionRecord, parse_scopes, scopes_column, stored_tokens,
 };
+use crate::domain::history::{
+    ActionOutcome, HistoryBucket, HistoryDeleted, Moment, MomentAction, MomentFilter, MomentId, Page, Paged, StreamEnd,
+    StreamId, StreamOpened, StreamRecord,
+};
 use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, StreamerId};
+
+mod api_tokens;
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
+mod history;
 
 pub const DATABASE_FILE: &str = "chatpulse.db";
 
@@ -774,5 +781,86 @@ impl Repository for SqliteRepository {
             .transpose()
         })
         .await
+    }
+    async fn open_stream(
+        &self,
+        streamer: StreamerId,
+        twitch_stream_id: Option<&str>,
+        started_at: OffsetDateTime,
+    ) -> Result<StreamOpened, RepositoryError> {
+        let twitch_stream_id = twitch_stream_id.map(str::to_owned);
+        self.with_conn(move |c| history::open_stream(c, streamer, twitch_stream_id.as_deref(), started_at)).await
+    }
+
+    async fn close_stream(
+        &self,
+        streamer: StreamerId,
+        ended_at: OffsetDateTime,
+        ended_by: StreamEnd,
+    ) -> Result<Option<StreamRecord>, RepositoryError> {
+        self.with_conn(move |c| history::close_stream(c, streamer, ended_at, ended_by)).await
+    }
+
+    async fn open_streams(&self) -> Result<Vec<(StreamRecord, BroadcasterId)>, RepositoryError> {
+        self.with_conn(history::open_streams).await
+    }
+
+    async fn streams_of(&self, streamer: StreamerId, page: Page) -> Result<Paged<StreamRecord>, RepositoryError> {
+        self.with_conn(move |c| history::streams_of(c, streamer, page)).await
+    }
+
+    async fn stream(&self, streamer: StreamerId, id: StreamId) -> Result<Option<StreamRecord>, RepositoryError> {
+        self.with_conn(move |c| history::stream(c, streamer, id)).await
+    }
+
+    async fn save_buckets(&self, buckets: &[HistoryBucket]) -> Result<u64, RepositoryError> {
+        let buckets = buckets.to_vec();
+        self.with_conn(move |c| history::save_buckets(c, &buckets)).await
+    }
+
+    async fn stream_buckets(
+        &self,
+        streamer: StreamerId,
+        stream: StreamId,
+    ) -> Result<Vec<HistoryBucket>, RepositoryError> {
+        self.with_conn(move |c| history::stream_buckets(c, streamer, stream)).await
+    }
+
+    async fn buckets(
+        &self,
+        streamer: StreamerId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<HistoryBucket>, RepositoryError> {
+        self.with_conn(move |c| history::buckets(c, streamer, from, to)).await
+    }
+
+    async fn save_moment(&self, moment: &Moment) -> Result<(), RepositoryError> {
+        let moment = moment.clone();
+        self.with_conn(move |c| history::save_moment(c, &moment)).await
+    }
+
+    async fn set_moment_action(
+        &self,
+        id: MomentId,
+        action: MomentAction,
+        outcome: &ActionOutcome,
+    ) -> Result<bool, RepositoryError> {
+        let outcome = outcome.clone();
+        self.with_conn(move |c| history::set_moment_action(c, id, action, &outcome)).await
+    }
+
+    async fn moments_of(
+        &self,
+        streamer: StreamerId,
+        filter: &MomentFilter,
+        page: Page,
+    ) -> Result<Paged<Moment>, RepositoryError> {
+        let filter = *filter;
+        self.with_conn(move |c| history::moments_of(c, streamer, &filter, page)).await
+    }
+
+    async fn delete_history_before(&self, cutoff: OffsetDateTime) -> Result<HistoryDeleted, RepositoryError> {
+        self.with_conn(move |c| history::delete_before(c, cutoff)).await
     }
 }
