@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build run release test test-unit lint compat fmt services clean bench bench-quick cluster cluster-stop cluster-status deploy-check api-check
+.PHONY: build run release test test-unit lint compat fmt services clean bench bench-quick cluster cluster-stop cluster-status deploy-check api-check audit audit-refresh fuzz fuzz-ci fuzz-seeds
 
 build:
 	$(CARGO) build
@@ -24,9 +24,9 @@ release:
 ## the cluster test) and a 3-master Redis Cluster is started for the run and
 ## stopped afterwards, pass or fail (scripts/redis-cluster.sh).
 ## TEST_REQUIRE_ALL: a test whose server URL is missing fails instead of
-## skipping, so no suite is left out silently. `deploy-check`, `compat` and
-## `api-check` run first.
-test: lint deploy-check compat api-check
+## skipping, so no suite is left out silently. `deploy-check`, `compat`,
+## `api-check`, `audit` and `fuzz-ci` run first.
+test: lint deploy-check compat api-check audit fuzz-ci
 	export TEST_REQUIRE_ALL=1 \
 	  && eval "$$(scripts/test-services.sh)" \
 	  && eval "$$(scripts/redis-cluster.sh start)" \
@@ -105,6 +105,34 @@ bench:
 bench-quick:
 	$(CARGO) build --release -p chatpulse -p chatpulse-bench --bin chatpulse --bin chatpulse-bench
 	ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)"; $(BENCH) --quick
+
+## Dependency audit (audit/README.md): `cargo audit` of Cargo.lock and
+## fuzz/Cargo.lock against the advisory database snapshot in audit/advisory-db
+## (or AUDIT_DB), offline; a canary with a known vulnerability must be caught
+## first. `audit-refresh` replaces the snapshot with the current database
+## (needs git access to it; commit the result).
+audit:
+	scripts/audit.sh
+
+audit-refresh:
+	scripts/audit.sh refresh
+
+## Fuzzing (docs/fuzzing.md): the cargo-fuzz targets in fuzz/ (webhook,
+## eventsub_ws, config, form) for FUZZ_SECONDS each, on the stable toolchain
+## (RUSTC_BOOTSTRAP=1); installs cargo-fuzz when missing. A crash stops with
+## the input under fuzz/artifacts/. `fuzz-ci` is the short pass `test` runs.
+## `fuzz-seeds` captures the seed payloads again from the Twitch simulator.
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-ci:
+	scripts/fuzz.sh 20
+
+fuzz-seeds:
+	$(CARGO) build -p twitch-sim --bin twitch-sim
+	fuzz/seeds/capture.py $${CARGO_TARGET_DIR:-target}/debug/twitch-sim fuzz/seeds
 
 clean:
 	$(CARGO) clean

@@ -18,7 +18,7 @@ use super::{AppState, Error, session};
 use crate::app::accounts::{ActionError, ChatBlock, ChatConnection, DashboardView, StreamState};
 use crate::app::status::StatusView;
 use crate::domain::look::{COLOR_BLIND_SAFE, Side};
-use crate::domain::{ConfigField, Layout, LookWarning, OverlayId, StreamerId};
+use crate::domain::{ConfigField, FieldProblem, Layout, LookWarning, OverlayConfig, OverlayId, StreamerId};
 
 #[derive(Deserialize, Default)]
 pub struct Flags {
@@ -247,6 +247,18 @@ impl SettingsForm {
         }
         form
     }
+}
+
+/// `POST /dashboard/config`'s body as the handler reads it (decoded as
+/// axum's `Form` does), laid over `saved` and validated; `Err` is the
+/// decoding error. The fuzz target `form` drives it with arbitrary bodies.
+pub fn read_settings_form(
+    body: &[u8],
+    saved: Option<&OverlayConfig>,
+) -> Result<Result<OverlayConfig, Vec<FieldProblem>>, String> {
+    let form: SettingsForm = serde_urlencoded::from_bytes(body).map_err(|e| e.to_string())?;
+    let base = saved.map(ConfigForm::from_config).unwrap_or_default();
+    Ok(form.onto(base).parse())
 }
 
 /// The fields the form shows as checkboxes.

@@ -16,6 +16,7 @@ mod overlay;
 mod pages;
 mod request_log;
 mod security;
+pub mod server;
 pub mod session;
 pub mod webhook;
 
@@ -32,6 +33,7 @@ use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+pub use dashboard::read_settings_form;
 pub use error::Error;
 pub use overlay::public_origin;
 
@@ -129,14 +131,20 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/api/rotate-overlay-uuid", post(dashboard::rotate))
         .layer(axum::middleware::from_fn_with_state(dashboard_limit, security::limit));
     let pages = session::with_sessions(auth.merge(dashboard), &state.settings, sessions)
-        .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(FORM_BODY_LIMIT, server::refuse_oversized));
     let hsts = state.settings.production;
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/overlay/{overlay_uuid}", get(overlay::page))
         .route("/ws/overlay/{overlay_uuid}", get(overlay::websocket))
-        .route("/webhooks/eventsub", post(webhook::eventsub).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
+        .route(
+            "/webhooks/eventsub",
+            post(webhook::eventsub)
+                .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+                .layer(axum::middleware::from_fn_with_state(WEBHOOK_BODY_LIMIT, server::refuse_oversized)),
+        )
         .merge(pages)
         .nest("/api/v1", api::router(state.app.clone(), state.settings.api_rate))
         .nest_service("/static", ServeDir::new(static_dir()))

@@ -106,12 +106,7 @@ pub async fn eventsub(State(state): State<AppState>, headers: HeaderMap, body: B
 /// maps what it did to a status: a challenge is answered here (it is this
 /// transport's own business); everything else is 204.
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(&'static str, Response), Error> {
-    let d = delivery(headers)?;
-    signature::verify(&state.webhook_secret, d.id, d.timestamp, body, d.signature)
-        .map_err(|e| Error::Forbidden(format!("invalid signature: {e}")))?;
-    check_fresh(d.timestamp, OffsetDateTime::now_utc())?;
-    let message = eventsub::parse_message(d.id, d.message_type, d.subscription_type, body)
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let message = verify_delivery(&state.webhook_secret, headers, body, OffsetDateTime::now_utc())?;
     let inbound = match message {
         Message::Verification(v) => return challenge(v).map(|response| ("challenge_answered", response)),
         Message::Unknown => return Ok(("ignored", StatusCode::NO_CONTENT.into_response())),
@@ -119,6 +114,19 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(&
     };
     let outcome = state.app.dispatch(inbound).await.map_err(|e| Error::Internal(e.into()))?;
     Ok((outcome.label(), StatusCode::NO_CONTENT.into_response()))
+}
+
+/// The transport's checks of one delivery, in order: required headers →
+/// signature → freshness at `now` → the body (whose signed subscription type
+/// must agree with the header). Pure: the fuzz target `webhook` drives it
+/// with arbitrary headers and bodies.
+pub fn verify_delivery(secret: &str, headers: &HeaderMap, body: &[u8], now: OffsetDateTime) -> Result<Message, Error> {
+    let d = delivery(headers)?;
+    signature::verify(secret, d.id, d.timestamp, body, d.signature)
+        .map_err(|e| Error::Forbidden(format!("invalid signature: {e}")))?;
+    check_fresh(d.timestamp, now)?;
+    eventsub::parse_message(d.id, d.message_type, d.subscription_type, body)
+        .map_err(|e| Error::BadRequest(e.to_string()))
 }
 
 /// Answers a subscription's or our shard's challenge: the raw challenge,
@@ -141,6 +149,51 @@ mod tests {
 
     fn at(s: &str) -> OffsetDateTime {
         OffsetDateTime::parse(s, &Rfc3339).unwrap()
+    }
+
+    const SECRET: &str = "webhook-test-secret-0123456789";
+
+    fn signed(id: &str, timestamp: &str, body: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let signature = signature::sign(SECRET, id, timestamp, body);
+        for (name, value) in [
+            (H_ID, id),
+            (H_TIMESTAMP, timestamp),
+            (H_SIGNATURE, signature.as_str()),
+            (H_TYPE, eventsub::MESSAGE_NOTIFICATION),
+            (H_SUB_TYPE, "stream.offline"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        headers
+    }
+
+    const OFFLINE: &str = r#"{"subscription":{"id":"9f1c","status":"enabled","type":"stream.offline","version":"1",
+        "condition":{"broadcaster_user_id":"41245072"}},"event":{"broadcaster_user_id":"41245072"}}"#;
+
+    #[test]
+    fn a_signed_fresh_delivery_passes_the_transport_checks() {
+        let now = at("2026-03-14T19:20:31Z");
+        let headers = signed("m-1", "2026-03-14T19:20:30Z", OFFLINE.as_bytes());
+        assert!(matches!(verify_delivery(SECRET, &headers, OFFLINE.as_bytes(), now), Ok(Message::Inbound(_))));
+    }
+
+    proptest::proptest! {
+        // What the fuzz target `webhook` checks at random, here on every run:
+        // no change to a signed body's bytes gets past the signature.
+        #[test]
+        fn a_signed_body_changed_anywhere_is_forbidden(at in 0usize..OFFLINE.len(), flip in 1u8..=255) {
+            let now = at_time();
+            let headers = signed("m-2", "2026-03-14T19:20:30Z", OFFLINE.as_bytes());
+            let mut body = OFFLINE.as_bytes().to_vec();
+            body[at] ^= flip;
+            let result = verify_delivery(SECRET, &headers, &body, now);
+            proptest::prop_assert!(matches!(result, Err(Error::Forbidden(_))), "{:?}", result.map(|_| ()));
+        }
+    }
+
+    fn at_time() -> OffsetDateTime {
+        at("2026-03-14T19:20:31Z")
     }
 
     #[test]

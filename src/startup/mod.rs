@@ -188,14 +188,16 @@ impl Application {
         supervisor
             .restarting("tokens", move |stop| crate::app::tokens::run_token_hygiene(Arc::clone(&app), every, stop));
 
-        let server_stop = serving.clone();
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { server_stop.cancelled().await });
-        let server = tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let h = &config.http;
+        let limits = http::server::ServerLimits {
+            header_timeout: h.header_timeout,
+            body_timeout: h.body_timeout,
+            idle_timeout: h.idle_timeout,
+            max_connections: h.max_connections,
+            max_connections_per_ip: h.max_connections_per_ip,
+        };
+        let proxies = state.proxies.clone();
+        let server = tokio::spawn(http::server::serve(listener, router, limits, proxies, serving.clone()));
         let server_done = server.abort_handle();
         supervisor.essential("http_server", server);
         supervisor.essential("metrics_server", internal::serve(internal, state.clone(), serving.clone()));

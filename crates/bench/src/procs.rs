@@ -239,6 +239,9 @@ pub fn server_env(port: u16, metrics_port: u16, storage: &Storage) -> Vec<(&'sta
         ("MAX_WEBSOCKET_CONNECTIONS", "60000".to_owned()),
         ("MAX_CONNECTIONS_PER_IP", "60000".to_owned()),
         ("MAX_OVERLAY_CONNECTIONS_PER_IP", "60000".to_owned()),
+        // Every client of the bench comes from 127.0.0.1.
+        ("MAX_HTTP_CONNECTIONS", "70000".to_owned()),
+        ("MAX_HTTP_CONNECTIONS_PER_IP", "70000".to_owned()),
         ("CONNECTION_RATE_PER_IP", "100000/s".to_owned()),
         ("CONNECTION_RATE_BURST", "100000".to_owned()),
         ("VOTE_RATE_LIMIT_CAPACITY", "1000000".to_owned()),

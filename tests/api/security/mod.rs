@@ -2,6 +2,7 @@
 //! holder of something (a captured signed message, a leaked overlay URL, an
 //! address) can and cannot do. docs/SECURITY.md is the threat model.
 
+mod http_limits;
 mod internal;
 mod limits;
 mod process;
