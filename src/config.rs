@@ -98,11 +98,17 @@ pub struct Tuning {
     /// The live-store key instances compete for to lead (EventSub set-up and
     /// reconciliation). Tests sharing one Redis give each deployment its own.
     pub leader_key: String,
-    /// How long leadership lasts without renewal, and how often it is renewed.
+    /// How long leadership lasts without renewal, and how often it is renewed
+    /// (and tried by the others): another instance leads at most `leader_ttl
+    /// + leader_renew` (25 s) after the leader crashed.
     pub leader_ttl: Duration,
     pub leader_renew: Duration,
     /// How often the leader reconciles EventSub subscriptions with Twitch.
     pub eventsub_reconcile_interval: Duration,
+    /// How often the leader looks for instances whose heartbeat ended (a
+    /// crash) to release their sessions and the subscriptions only they
+    /// needed.
+    pub crash_sweep_interval: Duration,
     /// First pause of the 1 s, 2 s, 4 s retries of a transient Twitch error.
     pub twitch_retry_base: Duration,
     /// Longest wait for a rate-limit reset before giving up on a call.
@@ -139,9 +145,10 @@ impl Default for Tuning {
             token_check_interval: Duration::from_secs(3600),
             socket_send_buffer: None,
             leader_key: "cleanup:leader".to_owned(),
-            leader_ttl: Duration::from_secs(30),
-            leader_renew: Duration::from_secs(10),
+            leader_ttl: Duration::from_secs(20),
+            leader_renew: Duration::from_secs(5),
             eventsub_reconcile_interval: Duration::from_secs(600),
+            crash_sweep_interval: Duration::from_secs(10),
             twitch_retry_base: Duration::from_secs(1),
             twitch_rate_limit_wait: Duration::from_secs(70),
             shard_verify_timeout: Duration::from_secs(10),

@@ -448,7 +448,8 @@ impl SessionManager {
 
     /// Every `config_every` (on a tick of `interval`), brings active
     /// sessions in line with the durable store; every third of a lease (at
-    /// most that often), renews this instance's leases.
+    /// most that often), beats this instance's heartbeat and renews its
+    /// leases.
     pub async fn run_reconciler(self, interval: Duration, config_every: Duration, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -463,12 +464,15 @@ impl SessionManager {
                 _ = ticker.tick() => {}
             }
             let active = self.active();
+            if renewed.is_none_or(|at| at.elapsed() + interval / 2 >= renew_every) {
+                self.beat().await;
+                if !active.is_empty() {
+                    self.renew(&active).await;
+                }
+                renewed = Some(tokio::time::Instant::now());
+            }
             if active.is_empty() {
                 continue;
-            }
-            if renewed.is_none_or(|at| at.elapsed() + interval / 2 >= renew_every) {
-                self.renew(&active).await;
-                renewed = Some(tokio::time::Instant::now());
             }
             if checked.is_some_and(|at| at.elapsed() + interval / 2 < config_every) {
                 continue;
@@ -488,6 +492,16 @@ impl SessionManager {
                     self.refresh(overlay).await;
                 }
             }
+        }
+    }
+
+    /// This instance is alive for another lease (the leader releases the
+    /// leases of an instance whose heartbeat ended: a crashed one).
+    async fn beat(&self) {
+        let lease = self.lease();
+        if let Err(e) = self.inner.live.heartbeat(lease.instance, lease.ttl_ms, crate::now_ms()).await {
+            self.inner.metrics.live_error("heartbeat");
+            tracing::warn!(error = %e, "heartbeat failed");
         }
     }
 
@@ -625,6 +639,20 @@ mod tests {
         assert!(matches!(bench.manager.acquire(bench.overlay).await, Err(AcquireError::Full)));
         assert!(matches!(bench.manager.acquire(OverlayId::random()).await, Err(AcquireError::NotFound)));
         assert_eq!(bench.manager.active().len(), 1, "the refusals held nothing");
+        bench.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reconciler_beats_the_instances_heartbeat_with_the_lease_ttl_even_without_sessions() {
+        let bench = bench(50).await;
+        let manager = bench.manager.clone();
+        let stop = bench.stop.child_token();
+        tokio::spawn(manager.run_reconciler(Duration::from_secs(5), Duration::from_secs(15), stop));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = crate::now_ms();
+        assert_eq!(bench.live.expired_instances(now).await.unwrap(), Vec::<String>::new(), "alive");
+        let after_lease = now + 30_001;
+        assert_eq!(bench.live.expired_instances(after_lease).await.unwrap(), vec!["here".to_owned()], "for a lease");
         bench.stop.cancel();
     }
 

@@ -458,6 +458,15 @@ mod tests {
         async fn release(&self, o: OverlayId, b: &BroadcasterId, i: &str, now: i64) -> Result<bool, LiveStoreError> {
             self.store.release(o, b, i, now).await
         }
+        async fn heartbeat(&self, i: &str, ttl: i64, now: i64) -> Result<(), LiveStoreError> {
+            self.store.heartbeat(i, ttl, now).await
+        }
+        async fn expired_instances(&self, now: i64) -> Result<Vec<String>, LiveStoreError> {
+            self.store.expired_instances(now).await
+        }
+        async fn drop_instance(&self, i: &str, now: i64) -> Result<Vec<BroadcasterId>, LiveStoreError> {
+            self.store.drop_instance(i, now).await
+        }
         async fn reset(&self, o: OverlayId, now: i64) -> Result<bool, LiveStoreError> {
             self.store.reset(o, now).await
         }
