@@ -49,8 +49,8 @@ pub struct Tuning {
     pub broadcast_tick: Duration,
     /// How often a session whose bar rests at the centre is read (moving
     /// ones are read every tick). Changes made elsewhere wake a resting bar
-    /// at once (the `Moved` signal); this read is the safety net for a lost
-    /// signal, and what an idle instance mostly spends its time on.
+    /// at once (the `Moved` signal); this slow sweep is only the safety net
+    /// for a lost signal.
     pub resting_read: Duration,
     /// Frames queued per overlay connection; a client this far behind is evicted.
     pub client_queue: usize,
@@ -77,8 +77,14 @@ pub struct Tuning {
     pub config_check_interval: Duration,
     /// How long a session lease lasts without renewal. Leases are renewed
     /// every third of it (on a reconcile tick), so one missed renewal does
-    /// not drop a session.
+    /// not drop a session. A crashed instance's leases are released sooner,
+    /// by the leader, once its heartbeat ends: the lease is only the
+    /// backstop, and long so that resting sessions cost almost nothing.
     pub lease_ttl: Duration,
+    /// How long an instance counts as alive after its last heartbeat (beaten
+    /// every third of it): the leader releases the leases of an instance
+    /// whose heartbeat ended.
+    pub heartbeat_ttl: Duration,
     /// Upper bound for one live-store call on the vote path.
     pub vote_timeout: Duration,
     /// Per-IP request budget for login pages: (per minute, burst).
@@ -126,7 +132,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             broadcast_tick: Duration::from_millis(50),
-            resting_read: Duration::from_secs(2),
+            resting_read: Duration::from_secs(120),
             client_queue: 16,
             max_clients_per_session: 50,
             ping_interval: Duration::from_secs(30),
@@ -136,7 +142,8 @@ impl Default for Tuning {
             session_grace: Duration::from_secs(30),
             reconcile_interval: Duration::from_secs(5),
             config_check_interval: Duration::from_secs(15),
-            lease_ttl: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(1800),
+            heartbeat_ttl: Duration::from_secs(30),
             vote_timeout: Duration::from_secs(2),
             auth_rate: (30, 15),
             dashboard_rate: (240, 60),

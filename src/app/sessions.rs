@@ -30,8 +30,11 @@ use crate::store::{Lease, LiveStore, OverlaySetup, Repository, SessionActivation
 pub struct SessionSettings {
     /// This instance's id in session leases (random per process).
     pub instance_id: String,
-    /// How long a lease lasts without renewal; renewed every reconciler tick.
+    /// How long a lease lasts without renewal; renewed every third of it.
     pub lease_ttl: Duration,
+    /// How long this instance counts as alive after a heartbeat; beaten
+    /// every third of it.
+    pub heartbeat_ttl: Duration,
     /// How long a session stays after its last overlay here disconnected.
     pub grace: Duration,
     /// Overlay connections per session on this instance.
@@ -447,16 +450,18 @@ impl SessionManager {
     }
 
     /// Every `config_every` (on a tick of `interval`), brings active
-    /// sessions in line with the durable store; every third of a lease (at
-    /// most that often), beats this instance's heartbeat and renews its
-    /// leases.
+    /// sessions in line with the durable store; every third of a heartbeat,
+    /// beats this instance's heartbeat; every third of a lease (at most that
+    /// often), renews its leases.
     pub async fn run_reconciler(self, interval: Duration, config_every: Duration, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Leases are renewed three times per lease, not on every check: a
         // missed renewal still leaves two more chances before expiry.
         let renew_every = (self.inner.settings.lease_ttl / 3).max(interval);
+        let beat_every = (self.inner.settings.heartbeat_ttl / 3).max(interval);
         let mut renewed: Option<tokio::time::Instant> = None;
+        let mut beaten: Option<tokio::time::Instant> = None;
         let mut checked: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
@@ -464,11 +469,12 @@ impl SessionManager {
                 _ = ticker.tick() => {}
             }
             let active = self.active();
-            if renewed.is_none_or(|at| at.elapsed() + interval / 2 >= renew_every) {
+            if beaten.is_none_or(|at| at.elapsed() + interval / 2 >= beat_every) {
                 self.beat().await;
-                if !active.is_empty() {
-                    self.renew(&active).await;
-                }
+                beaten = Some(tokio::time::Instant::now());
+            }
+            if !active.is_empty() && renewed.is_none_or(|at| at.elapsed() + interval / 2 >= renew_every) {
+                self.renew(&active).await;
                 renewed = Some(tokio::time::Instant::now());
             }
             if active.is_empty() {
@@ -498,8 +504,9 @@ impl SessionManager {
     /// This instance is alive for another lease (the leader releases the
     /// leases of an instance whose heartbeat ended: a crashed one).
     async fn beat(&self) {
-        let lease = self.lease();
-        if let Err(e) = self.inner.live.heartbeat(lease.instance, lease.ttl_ms, crate::now_ms()).await {
+        let ttl_ms = i64::try_from(self.inner.settings.heartbeat_ttl.as_millis()).unwrap_or(i64::MAX);
+        let instance = &self.inner.settings.instance_id;
+        if let Err(e) = self.inner.live.heartbeat(instance, ttl_ms, crate::now_ms()).await {
             self.inner.metrics.live_error("heartbeat");
             tracing::warn!(error = %e, "heartbeat failed");
         }
@@ -588,6 +595,7 @@ mod tests {
         let settings = SessionSettings {
             instance_id: "here".into(),
             lease_ttl: Duration::from_secs(30),
+            heartbeat_ttl: Duration::from_secs(30),
             grace: GRACE,
             max_clients,
         };
@@ -643,7 +651,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_reconciler_beats_the_instances_heartbeat_with_the_lease_ttl_even_without_sessions() {
+    async fn the_reconciler_beats_the_instances_heartbeat_even_without_sessions() {
         let bench = bench(50).await;
         let manager = bench.manager.clone();
         let stop = bench.stop.child_token();

@@ -300,7 +300,8 @@ impl LiveStore for MemoryLiveStore {
                     let model = s.config.model;
                     let reading = s.meter.read(model, now_ms, s.config.decay_speed.get());
                     let voters = recent_voters(s.voters.count, s.voters.counted_at, now_ms);
-                    Snapshot { value: reading.value, status: s.status, model, weights: reading.weights, voters }
+                    let decay = sanitize_decay(s.config.decay_speed.get());
+                    Snapshot { value: reading.value, status: s.status, model, weights: reading.weights, voters, decay }
                 })
             })
             .collect())

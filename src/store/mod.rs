@@ -124,6 +124,9 @@ pub struct Snapshot {
     /// counted vote; 0 once that vote is a minute old
     /// (`domain::meter::recent_voters`).
     pub voters: u32,
+    /// The decay speed (per second, sanitized) the value and counts follow
+    /// from the time of the read until the next vote.
+    pub decay: f64,
 }
 
 // ---------------------------------------------------------------------------

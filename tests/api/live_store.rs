@@ -275,6 +275,7 @@ async fn activation_maps_the_broadcaster_and_reactivation_updates_the_config(sto
         model: MeterModel::Classic,
         weights: [0.0, 0.0],
         voters: 0,
+        decay: 1.0,
     };
     assert_eq!(snapshots, vec![None, Some(centre)]);
 }
