@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = 'sec.1'
+local VERSION = 'main.1'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -177,11 +177,28 @@ local function vote(keys, args)
   return {'applied', fmt(value)}
 end
 
+-- Removes the leases in instances:{U} that ended by `now` (an entry holding
+-- garbage counts as ended); returns how many unexpired leases remain.
+local function prune_leases(key, now)
+  local leases = redis.call('HGETALL', key)
+  local alive = 0
+  for i = 2, #leases, 2 do
+    local until_ms = num(leases[i], nil)
+    if until_ms ~= nil and until_ms > now then
+      alive = alive + 1
+    else
+      redis.call('HDEL', key, leases[i - 1])
+    end
+  end
+  return alive
+end
+
 -- KEYS: session:{U}, instances:{U}
 -- ARGV: now, broadcaster id, config json, config version, decay speed,
 --       instance id, lease expiry, key ttl ms, meter model
 -- Creates the session (value 0) or updates its config, keeping the value; an
--- older config version never overwrites a newer one. Records the lease.
+-- older config version never overwrites a newer one. Records the lease and
+-- drops the ones that ended.
 local function activate(keys, args)
   local now, version = tonumber(args[1]), tonumber(args[4])
   if redis.call('EXISTS', keys[1]) == 0 then
@@ -194,20 +211,23 @@ local function activate(keys, args)
       'config_version', args[4], 'decay', args[5], 'model', args[9])
   end
   redis.call('HSET', keys[2], args[6], args[7])
+  prune_leases(keys[2], now)
   redis.call('PEXPIRE', keys[1], args[8])
   redis.call('PEXPIRE', keys[2], args[8])
   return 1
 end
 
 -- KEYS: session:{U}, instances:{U}
--- ARGV: instance id, lease expiry, key ttl ms
--- Extends this instance's lease and the keys' lifetime. Returns 0 when the
--- session no longer exists (the caller re-activates it).
+-- ARGV: instance id, lease expiry, key ttl ms, now
+-- Extends this instance's lease and the keys' lifetime, and drops the leases
+-- that ended (a crashed instance's). Returns 0 when the session no longer
+-- exists (the caller re-activates it).
 local function renew(keys, args)
   if redis.call('EXISTS', keys[1]) == 0 then
     return 0
   end
   redis.call('HSET', keys[2], args[1], args[2])
+  prune_leases(keys[2], tonumber(args[4]))
   redis.call('PEXPIRE', keys[1], args[3])
   redis.call('PEXPIRE', keys[2], args[3])
   return 1
@@ -215,21 +235,24 @@ end
 
 -- KEYS: for each session in turn: session:{U}, instances:{U}, broadcaster:<id>
 --       (keys of many slots: a standalone Redis only)
--- ARGV: instance id, lease expiry, key ttl ms, then each session's overlay id
+-- ARGV: instance id, lease expiry, key ttl ms, now, then each session's
+--       overlay id
 -- `renew` for many sessions in one call, with each channel mapping set again
 -- (for a live session). Returns 1 or 0 per session (0: gone; the caller
 -- re-activates it).
 local function renew_many(keys, args)
   local out = {}
+  local now = tonumber(args[4])
   for i = 1, #keys / 3 do
     local session, instances, mapping = keys[3 * i - 2], keys[3 * i - 1], keys[3 * i]
     if redis.call('EXISTS', session) == 0 then
       out[i] = 0
     else
       redis.call('HSET', instances, args[1], args[2])
+      prune_leases(instances, now)
       redis.call('PEXPIRE', session, args[3])
       redis.call('PEXPIRE', instances, args[3])
-      redis.call('SET', mapping, args[3 + i], 'PX', args[3])
+      redis.call('SET', mapping, args[4 + i], 'PX', args[3])
       out[i] = 1
     end
   end
@@ -238,19 +261,29 @@ end
 
 -- KEYS: session:{U}, ratelimit:{U}, instances:{U}
 -- ARGV: instance id, now
--- Drops this instance's lease; when no unexpired lease remains, deletes the
--- session. Returns 1 if the session was deleted.
+-- Drops this instance's lease and the ones that ended; when no unexpired
+-- lease remains, deletes the session. Returns 1 if the session was deleted.
 local function release(keys, args)
-  local now = tonumber(args[2])
   redis.call('HDEL', keys[3], args[1])
-  local leases = redis.call('HGETALL', keys[3])
-  for i = 2, #leases, 2 do
-    local until_ms = num(leases[i], nil)
-    if until_ms ~= nil and until_ms > now then
-      return 0
-    end
+  if prune_leases(keys[3], tonumber(args[2])) > 0 then
+    return 0
   end
   redis.call('DEL', keys[1], keys[2], keys[3])
+  return 1
+end
+
+-- KEYS: {instances}:heartbeat, {instances}:held:<instance id>
+-- ARGV: instance id, now
+-- Forgets an instance whose heartbeat ended by `now` (its sessions were
+-- released by the caller): its heartbeat entry and its list of sessions.
+-- Returns 0, keeping both, when the instance beat again meanwhile.
+local function forget_instance(keys, args)
+  local until_ms = num(redis.call('HGET', keys[1], args[1]), nil)
+  if until_ms ~= nil and until_ms > tonumber(args[2]) then
+    return 0
+  end
+  redis.call('HDEL', keys[1], args[1])
+  redis.call('DEL', keys[2])
   return 1
 end
 
@@ -377,6 +410,7 @@ redis.register_function('chatpulse_activate', activate)
 redis.register_function('chatpulse_renew', renew)
 redis.register_function('chatpulse_renew_many', renew_many)
 redis.register_function('chatpulse_release', release)
+redis.register_function('chatpulse_forget_instance', forget_instance)
 redis.register_function('chatpulse_unmap', unmap)
 redis.register_function('chatpulse_reset', reset)
 redis.register_function('chatpulse_status', set_status)

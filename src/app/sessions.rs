@@ -30,8 +30,11 @@ use crate::store::{Lease, LiveStore, OverlaySetup, Repository, SessionActivation
 pub struct SessionSettings {
     /// This instance's id in session leases (random per process).
     pub instance_id: String,
-    /// How long a lease lasts without renewal; renewed every reconciler tick.
+    /// How long a lease lasts without renewal; renewed every third of it.
     pub lease_ttl: Duration,
+    /// How long this instance counts as alive after a heartbeat; beaten
+    /// every third of it.
+    pub heartbeat_ttl: Duration,
     /// How long a session stays after its last overlay here disconnected.
     pub grace: Duration,
     /// Overlay connections per session on this instance.
@@ -447,15 +450,18 @@ impl SessionManager {
     }
 
     /// Every `config_every` (on a tick of `interval`), brings active
-    /// sessions in line with the durable store; every third of a lease (at
-    /// most that often), renews this instance's leases.
+    /// sessions in line with the durable store; every third of a heartbeat,
+    /// beats this instance's heartbeat; every third of a lease (at most that
+    /// often), renews its leases.
     pub async fn run_reconciler(self, interval: Duration, config_every: Duration, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Leases are renewed three times per lease, not on every check: a
         // missed renewal still leaves two more chances before expiry.
         let renew_every = (self.inner.settings.lease_ttl / 3).max(interval);
+        let beat_every = (self.inner.settings.heartbeat_ttl / 3).max(interval);
         let mut renewed: Option<tokio::time::Instant> = None;
+        let mut beaten: Option<tokio::time::Instant> = None;
         let mut checked: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
@@ -463,12 +469,16 @@ impl SessionManager {
                 _ = ticker.tick() => {}
             }
             let active = self.active();
-            if active.is_empty() {
-                continue;
+            if beaten.is_none_or(|at| at.elapsed() + interval / 2 >= beat_every) {
+                self.beat().await;
+                beaten = Some(tokio::time::Instant::now());
             }
-            if renewed.is_none_or(|at| at.elapsed() + interval / 2 >= renew_every) {
+            if !active.is_empty() && renewed.is_none_or(|at| at.elapsed() + interval / 2 >= renew_every) {
                 self.renew(&active).await;
                 renewed = Some(tokio::time::Instant::now());
+            }
+            if active.is_empty() {
+                continue;
             }
             if checked.is_some_and(|at| at.elapsed() + interval / 2 < config_every) {
                 continue;
@@ -488,6 +498,17 @@ impl SessionManager {
                     self.refresh(overlay).await;
                 }
             }
+        }
+    }
+
+    /// This instance is alive for another lease (the leader releases the
+    /// leases of an instance whose heartbeat ended: a crashed one).
+    async fn beat(&self) {
+        let ttl_ms = i64::try_from(self.inner.settings.heartbeat_ttl.as_millis()).unwrap_or(i64::MAX);
+        let instance = &self.inner.settings.instance_id;
+        if let Err(e) = self.inner.live.heartbeat(instance, ttl_ms, crate::now_ms()).await {
+            self.inner.metrics.live_error("heartbeat");
+            tracing::warn!(error = %e, "heartbeat failed");
         }
     }
 
@@ -574,6 +595,7 @@ mod tests {
         let settings = SessionSettings {
             instance_id: "here".into(),
             lease_ttl: Duration::from_secs(30),
+            heartbeat_ttl: Duration::from_secs(30),
             grace: GRACE,
             max_clients,
         };
@@ -625,6 +647,20 @@ mod tests {
         assert!(matches!(bench.manager.acquire(bench.overlay).await, Err(AcquireError::Full)));
         assert!(matches!(bench.manager.acquire(OverlayId::random()).await, Err(AcquireError::NotFound)));
         assert_eq!(bench.manager.active().len(), 1, "the refusals held nothing");
+        bench.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reconciler_beats_the_instances_heartbeat_even_without_sessions() {
+        let bench = bench(50).await;
+        let manager = bench.manager.clone();
+        let stop = bench.stop.child_token();
+        tokio::spawn(manager.run_reconciler(Duration::from_secs(5), Duration::from_secs(15), stop));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = crate::now_ms();
+        assert_eq!(bench.live.expired_instances(now).await.unwrap(), Vec::<String>::new(), "alive");
+        let after_lease = now + 30_001;
+        assert_eq!(bench.live.expired_instances(after_lease).await.unwrap(), vec!["here".to_owned()], "for a lease");
         bench.stop.cancel();
     }
 

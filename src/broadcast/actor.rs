@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::trajectory::{KEYFRAME_MS, follows, shown_of};
 use super::{BroadcastTiming, ClientRegistration, CloseReason, Command, Frame, encode_frame};
 use crate::clock::Clock;
-use crate::domain::sentiment::display_value;
 use crate::domain::{Appearance, MeterModel, OverlayId, SessionStatus};
 use crate::metrics::Metrics;
 use crate::store::{LiveStore, Snapshot};
@@ -51,6 +51,8 @@ struct SessionClients {
 struct Read {
     overlays: Vec<OverlayId>,
     snapshots: Option<Vec<Option<Snapshot>>>,
+    /// The time the values were read for (the frames' `at`).
+    now: i64,
     started: Instant,
 }
 
@@ -249,7 +251,7 @@ impl Actor {
                 }
             };
             // The actor is gone only at shutdown.
-            let _ = done.send(Read { overlays, snapshots, started }).await;
+            let _ = done.send(Read { overlays, snapshots, now, started }).await;
         });
     }
 
@@ -263,14 +265,21 @@ impl Actor {
         if self.reported.insert(overlay) && self.missing.try_send(overlay).is_err() {
             self.reported.remove(&overlay);
         }
-        Snapshot { value: 0.0, status: SessionStatus::Active, model: MeterModel::Classic, weights: [0.0; 2], voters: 0 }
+        Snapshot {
+            value: 0.0,
+            status: SessionStatus::Active,
+            model: MeterModel::Classic,
+            weights: [0.0; 2],
+            voters: 0,
+            decay: 0.0,
+        }
     }
 
-    /// Turns a finished read into frames for the sessions whose shown value
-    /// or status changed.
+    /// Turns a finished read into frames for the sessions whose trajectory
+    /// or status changed (and keyframes for gliding ones).
     fn apply(&mut self, read: Read) {
         self.reading = false;
-        let Read { overlays, snapshots, started } = read;
+        let Read { overlays, snapshots, now, started } = read;
         // A failed read keeps each session's last value (NaN marks it below).
         let unknown = Snapshot {
             value: f64::NAN,
@@ -278,6 +287,7 @@ impl Actor {
             model: MeterModel::Classic,
             weights: [0.0; 2],
             voters: 0,
+            decay: 0.0,
         };
         let snapshots = snapshots.unwrap_or_else(|| vec![Some(unknown); overlays.len()]);
         let (mut to_rest, mut woken, mut emptied) = (Vec::new(), Vec::new(), false);
@@ -287,7 +297,7 @@ impl Actor {
             }
             let snapshot = self.present(overlay, snapshot);
             let Some(session) = self.sessions.get_mut(&overlay) else { continue };
-            match show(session, snapshot, &self.metrics) {
+            match show(session, snapshot, now, &self.metrics) {
                 Shown::Unchanged { now_resting: true } => to_rest.push(overlay),
                 Shown::Unchanged { .. } => {}
                 Shown::Sent { woke } => {
@@ -351,36 +361,19 @@ impl SessionClients {
     }
 }
 
-/// What a frame shows of a snapshot: the value in hundredths, the balance
-/// counts in thousandths (so that a bar at rest stops producing frames).
-/// A failed read (NaN) keeps the last value shown.
-fn shown_of(snapshot: &Snapshot, last: Option<&Frame>) -> Frame {
+/// Shows one read to a session's clients: a frame when the trajectory they
+/// follow changed, or a keyframe at most every [`KEYFRAME_MS`] while the bar
+/// glides (and when it reaches the centre); the first frame a client gets
+/// carries the labels and look. Evicts clients whose queue is full.
+fn show(session: &mut SessionClients, snapshot: Snapshot, now: i64, metrics: &Metrics) -> Shown {
     let failed = snapshot.value.is_nan();
-    let round = |w: f64| (w * 1000.0).round() / 1000.0;
-    let weights = match snapshot.model {
-        MeterModel::Balance if !failed => snapshot.weights.map(round),
-        _ => [0.0; 2],
+    let shown = shown_of(&snapshot, session.last.as_ref(), now);
+    let send = match &session.last {
+        None => true,
+        Some(last) if !follows(last, &shown, now) => true,
+        Some(last) => shown.value != last.value && (now - last.at >= KEYFRAME_MS || shown.value == 0.0),
     };
-    match last {
-        Some(last) if failed => Frame { status: snapshot.status, ..*last },
-        None if failed => Frame { status: snapshot.status, ..Frame::centre() },
-        _ => Frame {
-            value: display_value(snapshot.value),
-            status: snapshot.status,
-            model: snapshot.model,
-            weights,
-            voters: snapshot.voters,
-        },
-    }
-}
-
-/// Shows one read to a session's clients: a frame when what they show
-/// changed (the first frame a client gets carries the labels and look);
-/// evicts clients whose queue is full.
-fn show(session: &mut SessionClients, snapshot: Snapshot, metrics: &Metrics) -> Shown {
-    let failed = snapshot.value.is_nan();
-    let shown = shown_of(&snapshot, session.last.as_ref());
-    if session.last == Some(shown) {
+    if !send {
         let mut now_resting = false;
         if shown.value == 0.0 && !failed && session.quiet < QUIET_READS {
             session.quiet += 1;
@@ -457,6 +450,15 @@ mod tests {
         }
         async fn release(&self, o: OverlayId, b: &BroadcasterId, i: &str, now: i64) -> Result<bool, LiveStoreError> {
             self.store.release(o, b, i, now).await
+        }
+        async fn heartbeat(&self, i: &str, ttl: i64, now: i64) -> Result<(), LiveStoreError> {
+            self.store.heartbeat(i, ttl, now).await
+        }
+        async fn expired_instances(&self, now: i64) -> Result<Vec<String>, LiveStoreError> {
+            self.store.expired_instances(now).await
+        }
+        async fn drop_instance(&self, i: &str, now: i64) -> Result<Vec<BroadcasterId>, LiveStoreError> {
+            self.store.drop_instance(i, now).await
         }
         async fn reset(&self, o: OverlayId, now: i64) -> Result<bool, LiveStoreError> {
             self.store.reset(o, now).await
@@ -618,11 +620,77 @@ mod tests {
         assert_eq!(after_vote.len(), 1);
         let v1 = after_vote[0]["value"].as_f64().unwrap();
         assert!(v1 > 9.9 && v1 <= 10.0, "{v1}");
+        assert_eq!(after_vote[0]["decay"], 0.5, "the frame says how the value decays");
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let decayed = client.values();
-        let last = decayed.last().unwrap()["value"].as_f64().unwrap();
-        let expected = 10.0 * (-0.5f64).exp();
-        assert!((last - expected).abs() < 0.2, "decay 0.5/s after 1 s: {last} vs {expected}");
+        // What a client shows now, from the last frame it got.
+        let last = client.values().pop().unwrap_or_else(|| after_vote[0].clone());
+        let now = bench.clock.now_ms();
+        let shown =
+            last["value"].as_f64().unwrap() * (-0.5 * (now - last["at"].as_i64().unwrap()) as f64 / 1000.0).exp();
+        let expected = read_value(&bench, overlay).await;
+        assert!((shown - expected).abs() < 0.05, "decay 0.5/s after 1 s: {shown} vs {expected}");
+        bench.stop.cancel();
+    }
+
+    async fn read_value(bench: &Bench, overlay: OverlayId) -> f64 {
+        let read = bench.live.store.read_many(&[overlay], bench.clock.now_ms()).await.unwrap();
+        read[0].unwrap().value
+    }
+
+    /// The trajectory a frame gives, at `now`.
+    fn trajectory(frame: &serde_json::Value, now: i64) -> f64 {
+        let (value, at, k) =
+            (frame["value"].as_f64().unwrap(), frame["at"].as_i64().unwrap(), frame["decay"].as_f64().unwrap());
+        value * (-k * (now - at).max(0) as f64 / 1000.0).exp()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_decaying_bar_gets_a_few_trajectory_frames_that_clients_follow_to_the_centre() {
+        let mut bench = start();
+        let overlay = bench.session().await;
+        let mut client = bench.client(overlay, 64).await;
+        ticks(1).await;
+        client.values();
+        let mut frames = Vec::new();
+        for chatter in ["1", "2", "3"] {
+            bench.vote(overlay, chatter).await;
+            ticks(1).await;
+            frames.extend(client.values());
+        }
+        // Six seconds of decay, checked every tick: what the client draws
+        // from its last frame is what the store says.
+        for _ in 0..120 {
+            ticks(1).await;
+            frames.extend(client.values());
+            let now = bench.clock.now_ms();
+            let drawn = trajectory(frames.last().unwrap(), now);
+            let truth = read_value(&bench, overlay).await;
+            assert!((drawn - truth).abs() < 0.05, "{drawn} drawn, {truth} true, {frames:?}");
+        }
+        assert!(frames.len() <= 15, "{} frames in 6 s (was one per tick: 120)", frames.len());
+        assert!(frames.len() >= 6, "keyframes now and then: {}", frames.len());
+        let ats: Vec<i64> = frames.iter().map(|f| f["at"].as_i64().unwrap()).collect();
+        let keyframes = ats.windows(2).skip(2).filter(|w| w[1] - w[0] < KEYFRAME_MS).count();
+        assert_eq!(keyframes, 0, "at most one keyframe a second after the votes: {ats:?}");
+        bench.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bar_back_at_the_centre_gets_its_last_frame_and_then_rests() {
+        let mut bench = start();
+        let overlay = bench.session().await;
+        let mut client = bench.client(overlay, 64).await;
+        ticks(1).await;
+        bench.vote(overlay, "1").await;
+        // 10 at k = 0.5 shows 0.00 after about 14 s.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let frames = client.values();
+        assert_eq!(frames.last().unwrap()["value"], 0.0, "the centre is sent: {frames:?}");
+        let before = bench.live.reads.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(client.values().is_empty(), "nothing more");
+        let reads = bench.live.reads.load(Ordering::SeqCst) - before;
+        assert!(reads <= 3, "resting: {reads} reads in 4 s");
         bench.stop.cancel();
     }
 
@@ -632,12 +700,13 @@ mod tests {
         let overlay = bench.session().await;
         let mut slow = bench.client(overlay, 1).await;
         let mut fast = bench.client(overlay, 64).await;
-        bench.vote(overlay, "3").await;
-        ticks(1).await;
         // `slow` never reads: its queue of one fills, the next frame evicts it.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        for chatter in ["3", "4", "5"] {
+            bench.vote(overlay, chatter).await;
+            ticks(1).await;
+        }
         assert_eq!(slow.close.try_recv(), Ok(CloseReason::Evicted));
-        assert!(fast.values().len() > 2, "the bar decays frame by frame for the others");
+        assert_eq!(fast.values().len(), 3, "a frame for each vote for the others");
         bench.stop.cancel();
     }
 

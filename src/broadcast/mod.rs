@@ -12,6 +12,7 @@
 
 mod actor;
 pub mod connection;
+mod trajectory;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -163,32 +164,58 @@ pub struct BroadcastTiming {
 }
 
 /// What one frame tells an overlay about its session (docs/architecture.md,
-/// "Overlay frames").
+/// "Overlay frames"): the bar's trajectory until the next frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Frame {
-    /// The value to show, rounded to hundredths.
+    /// The value to show at `at`, rounded to hundredths.
     pub value: f64,
     pub status: SessionStatus,
     pub model: MeterModel,
-    /// The balance model's counts `[F, A]`, rounded to thousandths (zero
-    /// for the classic model, whose frames do not carry them).
+    /// The balance model's counts `[F, A]` at `at`, rounded to thousandths
+    /// (zero for the classic model, whose frames do not carry them).
     pub weights: [f64; 2],
     pub voters: u32,
+    /// The server time (ms since the epoch) `value` and `weights` are for.
+    pub at: i64,
+    /// The decay speed (per second) they follow from `at`: the value (or
+    /// each count) times `e^(−decay·Δt)`.
+    pub decay: f64,
 }
 
 impl Frame {
     /// The centre, before anything was read.
     pub fn centre() -> Self {
-        Self { value: 0.0, status: SessionStatus::Active, model: MeterModel::Classic, weights: [0.0; 2], voters: 0 }
+        Self {
+            value: 0.0,
+            status: SessionStatus::Active,
+            model: MeterModel::Classic,
+            weights: [0.0; 2],
+            voters: 0,
+            at: 0,
+            decay: 0.0,
+        }
+    }
+
+    /// The value this frame's trajectory gives at `now_ms` (what an overlay
+    /// that got it shows then).
+    pub fn value_at(&self, now_ms: i64) -> f64 {
+        let elapsed = (now_ms - self.at).max(0) as f64;
+        let f = (-self.decay * elapsed / 1000.0).exp();
+        match self.model {
+            MeterModel::Classic => self.value * f,
+            MeterModel::Balance => crate::domain::meter::balance_value(self.weights[0] * f, self.weights[1] * f),
+        }
     }
 }
 
 /// The JSON text frame an overlay receives: `value`, `status`, `model`,
-/// `voters`, for the balance model `weights` and `prior`; with the session's
-/// labels and `look` when given, and `"reload": true` to make the page reload.
+/// `voters`, `at` and `decay`, for the balance model `weights` and `prior`;
+/// with the session's labels and `look` when given, and `"reload": true` to
+/// make the page reload.
 pub fn encode_frame(shown: &Frame, appearance: Option<&Appearance>, reload: bool) -> Utf8Bytes {
     let mut frame = serde_json::json!({
         "value": shown.value, "status": shown.status.as_str(), "model": shown.model.as_str(), "voters": shown.voters,
+        "at": shown.at, "decay": shown.decay,
     });
     if shown.model == MeterModel::Balance {
         frame["weights"] = serde_json::json!(shown.weights);

@@ -10,8 +10,8 @@ pub struct Tuning {
     pub broadcast_tick: Duration,
     /// How often a session whose bar rests at the centre is read (moving
     /// ones are read every tick). Changes made elsewhere wake a resting bar
-    /// at once (the `Moved` signal); this read is the safety net for a lost
-    /// signal, and what an idle instance mostly spends its time on.
+    /// at once (the `Moved` signal); this slow sweep is only the safety net
+    /// for a lost signal.
     pub resting_read: Duration,
     /// Frames queued per overlay connection; a client this far behind is evicted.
     pub client_queue: usize,
@@ -38,8 +38,14 @@ pub struct Tuning {
     pub config_check_interval: Duration,
     /// How long a session lease lasts without renewal. Leases are renewed
     /// every third of it (on a reconcile tick), so one missed renewal does
-    /// not drop a session.
+    /// not drop a session. A crashed instance's leases are released sooner,
+    /// by the leader, once its heartbeat ends: the lease is only the
+    /// backstop, and long so that resting sessions cost almost nothing.
     pub lease_ttl: Duration,
+    /// How long an instance counts as alive after its last heartbeat (beaten
+    /// every third of it): the leader releases the leases of an instance
+    /// whose heartbeat ended.
+    pub heartbeat_ttl: Duration,
     /// Upper bound for one live-store call on the vote path.
     pub vote_timeout: Duration,
     /// Per-IP request budget for login pages: (per minute, burst).
@@ -61,11 +67,17 @@ pub struct Tuning {
     /// The live-store key instances compete for to lead (EventSub set-up and
     /// reconciliation). Tests sharing one Redis give each deployment its own.
     pub leader_key: String,
-    /// How long leadership lasts without renewal, and how often it is renewed.
+    /// How long leadership lasts without renewal, and how often it is renewed
+    /// (and tried by the others): another instance leads at most `leader_ttl
+    /// + leader_renew` (25 s) after the leader crashed.
     pub leader_ttl: Duration,
     pub leader_renew: Duration,
     /// How often the leader reconciles EventSub subscriptions with Twitch.
     pub eventsub_reconcile_interval: Duration,
+    /// How often the leader looks for instances whose heartbeat ended (a
+    /// crash) to release their sessions and the subscriptions only they
+    /// needed.
+    pub crash_sweep_interval: Duration,
     /// First pause of the 1 s, 2 s, 4 s retries of a transient Twitch error.
     pub twitch_retry_base: Duration,
     /// Longest wait for a rate-limit reset before giving up on a call.
@@ -83,7 +95,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             broadcast_tick: Duration::from_millis(50),
-            resting_read: Duration::from_secs(2),
+            resting_read: Duration::from_secs(120),
             client_queue: 16,
             max_clients_per_session: 50,
             ping_interval: Duration::from_secs(30),
@@ -93,7 +105,8 @@ impl Default for Tuning {
             session_grace: Duration::from_secs(30),
             reconcile_interval: Duration::from_secs(5),
             config_check_interval: Duration::from_secs(15),
-            lease_ttl: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(1800),
+            heartbeat_ttl: Duration::from_secs(30),
             vote_timeout: Duration::from_secs(2),
             auth_rate: (30, 15),
             dashboard_rate: (240, 60),
@@ -103,9 +116,10 @@ impl Default for Tuning {
             token_check_interval: Duration::from_secs(3600),
             socket_send_buffer: None,
             leader_key: "cleanup:leader".to_owned(),
-            leader_ttl: Duration::from_secs(30),
-            leader_renew: Duration::from_secs(10),
+            leader_ttl: Duration::from_secs(20),
+            leader_renew: Duration::from_secs(5),
             eventsub_reconcile_interval: Duration::from_secs(600),
+            crash_sweep_interval: Duration::from_secs(10),
             twitch_retry_base: Duration::from_secs(1),
             twitch_rate_limit_wait: Duration::from_secs(70),
             shard_verify_timeout: Duration::from_secs(10),

@@ -28,6 +28,9 @@ pub struct OverlayPage {
     preview: bool,
     /// How often the page asks its socket "are you there?" (ms).
     keepalive_ms: u128,
+    /// The server's clock when the page was made (ms since the epoch): the
+    /// page's first estimate of the clock difference for the frames' `at`.
+    server_ms: i64,
 }
 
 /// `?preview`: the dashboard's preview.
@@ -80,6 +83,7 @@ pub async fn page(
         overlay_id: overlay.to_string(),
         preview: preview.preview.is_some(),
         keepalive_ms: state.settings.overlay_keepalive.as_millis(),
+        server_ms: crate::now_ms(),
     };
     // The URL is a secret: keep it out of caches and referrers.
     Ok(([(header::CACHE_CONTROL, "no-store"), (header::REFERRER_POLICY, "no-referrer")], page).into_response())

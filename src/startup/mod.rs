@@ -287,6 +287,7 @@ fn session_settings(config: &Config, instance_id: &str) -> SessionSettings {
     SessionSettings {
         instance_id: instance_id.to_owned(),
         lease_ttl: config.tuning.lease_ttl,
+        heartbeat_ttl: config.tuning.heartbeat_ttl,
         grace: config.tuning.session_grace,
         max_clients: config.tuning.max_clients_per_session,
     }

@@ -78,6 +78,7 @@ impl EventSubDeps<'_> {
             leader_ttl: c.tuning.leader_ttl,
             leader_renew: c.tuning.leader_renew,
             reconcile_interval: c.tuning.eventsub_reconcile_interval,
+            crash_sweep_interval: c.tuning.crash_sweep_interval,
             shard_verify_timeout: c.tuning.shard_verify_timeout,
         };
         Arc::new(EventSub::new(client, Arc::clone(self.repo), Arc::clone(self.live), self.metrics.clone(), settings))

@@ -36,6 +36,35 @@ struct Inner {
     leaders: HashMap<String, (String, i64)>,
     /// Channel → instance → its latest activity report.
     activity: HashMap<BroadcasterId, HashMap<String, ActivityReport>>,
+    /// Instance id → end of its heartbeat (ms).
+    heartbeats: HashMap<String, i64>,
+}
+
+impl Inner {
+    /// Removes `instance`'s lease on a session and every lease that ended by
+    /// `now_ms`; when none is left, removes the session and the mapping of
+    /// `channel` (the session's own when `None`) if it points at it, and
+    /// returns the session's channel.
+    fn drop_lease(
+        &mut self,
+        overlay: OverlayId,
+        instance: &str,
+        channel: Option<&BroadcasterId>,
+        now_ms: i64,
+    ) -> Option<BroadcasterId> {
+        let session = self.sessions.get_mut(&overlay)?;
+        session.leases.remove(instance);
+        session.leases.retain(|_, until| *until > now_ms);
+        if !session.leases.is_empty() {
+            return None;
+        }
+        let session = self.sessions.remove(&overlay)?;
+        let channel = channel.unwrap_or(&session.broadcaster);
+        if self.broadcasters.get(channel) == Some(&overlay) {
+            self.broadcasters.remove(channel);
+        }
+        Some(session.broadcaster)
+    }
 }
 
 struct Session {
@@ -145,6 +174,7 @@ impl LiveStore for MemoryLiveStore {
             session.broadcaster = s.broadcaster.clone();
         }
         session.leases.insert(lease.instance.to_owned(), now_ms.saturating_add(lease.ttl_ms));
+        session.leases.retain(|_, until| *until > now_ms);
         inner.broadcasters.insert(s.broadcaster.clone(), s.overlay);
         Ok(())
     }
@@ -161,6 +191,7 @@ impl LiveStore for MemoryLiveStore {
             match inner.sessions.get_mut(overlay) {
                 Some(s) => {
                     s.leases.insert(lease.instance.to_owned(), now_ms.saturating_add(lease.ttl_ms));
+                    s.leases.retain(|_, until| *until > now_ms);
                     inner.broadcasters.insert(broadcaster.clone(), *overlay);
                 }
                 None => missing.push(*overlay),
@@ -176,17 +207,31 @@ impl LiveStore for MemoryLiveStore {
         instance: &str,
         now_ms: i64,
     ) -> Result<bool, LiveStoreError> {
+        Ok(self.lock().drop_lease(overlay, instance, Some(broadcaster), now_ms).is_some())
+    }
+
+    async fn heartbeat(&self, instance: &str, ttl_ms: i64, now_ms: i64) -> Result<(), LiveStoreError> {
+        self.lock().heartbeats.insert(instance.to_owned(), now_ms.saturating_add(ttl_ms));
+        Ok(())
+    }
+
+    async fn expired_instances(&self, now_ms: i64) -> Result<Vec<String>, LiveStoreError> {
+        let inner = self.lock();
+        let mut expired: Vec<String> =
+            inner.heartbeats.iter().filter(|(_, until)| **until <= now_ms).map(|(i, _)| i.clone()).collect();
+        expired.sort();
+        Ok(expired)
+    }
+
+    async fn drop_instance(&self, instance: &str, now_ms: i64) -> Result<Vec<BroadcasterId>, LiveStoreError> {
         let mut inner = self.lock();
-        let Some(session) = inner.sessions.get_mut(&overlay) else { return Ok(false) };
-        session.leases.remove(instance);
-        if session.leases.values().any(|&until| until > now_ms) {
-            return Ok(false);
+        let held: Vec<OverlayId> =
+            inner.sessions.iter().filter(|(_, s)| s.leases.contains_key(instance)).map(|(o, _)| *o).collect();
+        let ended = held.into_iter().filter_map(|overlay| inner.drop_lease(overlay, instance, None, now_ms)).collect();
+        if inner.heartbeats.get(instance).is_some_and(|until| *until <= now_ms) {
+            inner.heartbeats.remove(instance);
         }
-        inner.sessions.remove(&overlay);
-        if inner.broadcasters.get(broadcaster) == Some(&overlay) {
-            inner.broadcasters.remove(broadcaster);
-        }
-        Ok(true)
+        Ok(ended)
     }
 
     async fn reset(&self, overlay: OverlayId, now_ms: i64) -> Result<bool, LiveStoreError> {
@@ -257,7 +302,8 @@ impl LiveStore for MemoryLiveStore {
                     let model = s.config.model;
                     let reading = s.meter.read(model, now_ms, s.config.decay_speed.get());
                     let voters = recent_voters(s.voters.count, s.voters.counted_at, now_ms);
-                    Snapshot { value: reading.value, status: s.status, model, weights: reading.weights, voters }
+                    let decay = sanitize_decay(s.config.decay_speed.get());
+                    Snapshot { value: reading.value, status: s.status, model, weights: reading.weights, voters, decay }
                 })
             })
             .collect())

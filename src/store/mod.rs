@@ -129,6 +129,9 @@ pub struct Snapshot {
     /// counted vote; 0 once that vote is a minute old
     /// (`domain::meter::recent_voters`).
     pub voters: u32,
+    /// The decay speed (per second, sanitized) the value and counts follow
+    /// from the time of the read until the next vote.
+    pub decay: f64,
 }
 
 // ---------------------------------------------------------------------------
@@ -211,12 +214,13 @@ pub trait LiveStore: Send + Sync + 'static {
     /// Creates the session (value 0) or updates the config of an existing one
     /// (keeping its value and last-vote time, so a new decay speed applies to
     /// the whole interval since the last vote; an older config version never
-    /// replaces a newer one), records `lease`, and maps the broadcaster to it.
+    /// replaces a newer one), records `lease` (removing leases that ended by
+    /// `now_ms`), and maps the broadcaster to it.
     async fn activate(&self, session: &SessionActivation, lease: Lease<'_>, now_ms: i64) -> Result<(), LiveStoreError>;
 
     /// Extends this instance's lease on each session and maps its channel to
     /// it again (a release racing an activation elsewhere may have removed
-    /// the mapping). Returns the sessions that no longer exist (e.g. the
+    /// the mapping); leases that ended by `now_ms` are removed. Returns the sessions that no longer exist (e.g. the
     /// store lost its data), for re-activation.
     async fn renew(
         &self,
@@ -225,7 +229,8 @@ pub trait LiveStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Vec<OverlayId>, LiveStoreError>;
 
-    /// Gives up `instance`'s lease. When no unexpired lease remains, removes
+    /// Gives up `instance`'s lease (and removes leases that ended by
+    /// `now_ms`). When no unexpired lease remains, removes
     /// the session, its token bucket and the broadcaster mapping (only if the
     /// mapping still points at this overlay), and returns true. De-duplication
     /// and debounce entries are left to expire: a redelivery after a quick
@@ -237,6 +242,24 @@ pub trait LiveStore: Send + Sync + 'static {
         instance: &str,
         now_ms: i64,
     ) -> Result<bool, LiveStoreError>;
+
+    /// Records that `instance` is alive until `now_ms + ttl_ms`. An instance
+    /// beats as often as it renews its session leases, with the same TTL; the
+    /// leader treats one whose heartbeat ended as crashed
+    /// ([`expired_instances`](Self::expired_instances),
+    /// [`drop_instance`](Self::drop_instance)).
+    async fn heartbeat(&self, instance: &str, ttl_ms: i64, now_ms: i64) -> Result<(), LiveStoreError>;
+
+    /// The instances whose heartbeat ended by `now_ms` (and that were not
+    /// dropped yet).
+    async fn expired_instances(&self, now_ms: i64) -> Result<Vec<String>, LiveStoreError>;
+
+    /// Cleans up after a crashed instance: gives up its lease on every
+    /// session it held (as [`release`](Self::release) would, expired leases of
+    /// other instances going too) and forgets its heartbeat, unless it beat
+    /// again by `now_ms`. Returns the channels whose session ended (no
+    /// unexpired lease left), whose subscriptions should go.
+    async fn drop_instance(&self, instance: &str, now_ms: i64) -> Result<Vec<BroadcasterId>, LiveStoreError>;
 
     /// Centres the bar: value 0 and no recent votes (both models) as of
     /// `now_ms`. False when the session is not active (nothing to reset).

@@ -213,6 +213,80 @@ async fn the_reconnect_indicator_shows_while_the_server_is_away() {
     browser.quit().await;
 }
 
+/// Counts the distinct positions the marker takes over one second, sampled
+/// on every animation frame the page draws.
+async fn marker_positions_in_one_second(browser: &Browser) -> u64 {
+    let script = "const done = arguments[arguments.length - 1];
+                  const marker = document.getElementById('marker');
+                  const seen = new Set();
+                  const start = performance.now();
+                  function sample() {
+                    seen.add(marker.getBoundingClientRect().left.toFixed(2));
+                    if (performance.now() - start < 1000) requestAnimationFrame(sample); else done(seen.size);
+                  }
+                  requestAnimationFrame(sample);";
+    browser.client.execute_async(script, vec![]).await.unwrap().as_u64().expect("a count")
+}
+
+/// Four "yes" votes at decay 0.5/s: the page glides back towards the centre
+/// on its own, drawing a new marker position on most animation frames,
+/// while the server sends only the trajectory changes and a keyframe a
+/// second.
+async fn the_marker_glides_on_few_frames(model: chatpulse::domain::MeterModel) -> (u64, usize) {
+    let Some(browser) = Browser::start().await else { return (0, 0) };
+    let app = TestApp::builder().demo().start().await;
+    let setup = app.repo.overlay_setup(app.demo_overlay()).await.unwrap().expect("the demo streamer");
+    let mut settings = config("yes", "no", "No", "Yes", 0.5);
+    settings.model = model;
+    app.repo.save_config(setup.streamer.id, &settings).await.unwrap();
+    let b = setup.streamer.twitch_user_id.to_string();
+    browser.client.goto(&app.demo.as_ref().unwrap().overlay_url).await.unwrap();
+    assert!(browser.wait_for_marker(Duration::from_secs(5), |p| p.abs() < 0.02).await, "starts centred");
+    app.wait_until_sim_delivers_chat_of(&b).await;
+    let mut counter = app.connect(&app.demo_overlay()).await;
+    counter.next_frame(Duration::from_secs(5)).await.expect("the current frame");
+
+    say_all(&app, &b, 1..=4, "yes").await;
+    assert!(browser.wait_for_marker(Duration::from_secs(3), |p| p > 0.2).await, "right of centre");
+    let positions = marker_positions_in_one_second(&browser).await;
+    // Every frame the server sent from the votes on, for about 6 s.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let mut frames = 0;
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        match counter.next_event(left).await {
+            Some(Event::Frame(_)) => frames += 1,
+            Some(Event::Closed(c)) => panic!("closed: {c:?}"),
+            None => break,
+        }
+    }
+    let position = browser.marker_position().await;
+    assert!(position > 0.0 && position < 0.2, "still gliding back, not jumping: {position}");
+    let line = format!("browser test ({model:?}): {positions} marker positions in 1 s, at most {frames} frames in 6 s");
+    eprintln!("{line}");
+    browser.quit().await;
+    (positions, frames)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_classic_marker_glides_at_display_rate_on_a_few_frames() {
+    let (positions, frames) = the_marker_glides_on_few_frames(chatpulse::domain::MeterModel::Classic).await;
+    if positions == 0 && frames == 0 {
+        return; // skipped: no browser
+    }
+    assert!(positions >= 30, "{positions} distinct marker positions in a second of decay");
+    assert!(frames <= 15, "{frames} frames in 6 s of decay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_balance_marker_glides_at_display_rate_on_a_few_frames() {
+    let (positions, frames) = the_marker_glides_on_few_frames(chatpulse::domain::MeterModel::Balance).await;
+    if positions == 0 && frames == 0 {
+        return; // skipped: no browser
+    }
+    assert!(positions >= 30, "{positions} distinct marker positions in a second of decay");
+    assert!(frames <= 15, "{frames} frames in 6 s of decay");
+}
+
 /// Text of an element, or `None` while it does not exist.
 async fn text_of(browser: &Browser, id: &str) -> Option<String> {
     let script = format!("const e = document.getElementById('{id}'); return e ? e.textContent : null;");

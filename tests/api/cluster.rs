@@ -8,6 +8,9 @@
 //!   every delivery 2xx, and every overlay has frames again within 5 s;
 //! - `kill -9` of a follower and then of the leader fails at most 0.1 % of the
 //!   deliveries, and another instance leads once the dead one's lease is over;
+//!   the subscriptions of a channel whose only overlay was on the killed
+//!   follower go within a minute, and the dead instances' leases leave the
+//!   live store;
 //! - a 20 s outage of the cluster's Redis keeps every instance in rotation,
 //!   and the overlays move again afterwards with nothing restarted.
 //!
@@ -38,8 +41,12 @@ const MAX_OVERLAY_GAP: Duration = Duration::from_secs(5);
 /// The leader's lease and how often every instance tries to take or renew
 /// it: a killed leader's lease ends at most a lease after its last renewal,
 /// and another instance takes it on its next attempt.
-const LEADER_LEASE: Duration = Duration::from_secs(30);
-const LEADER_RENEW: Duration = Duration::from_secs(10);
+const LEADER_LEASE: Duration = Duration::from_secs(20);
+const LEADER_RENEW: Duration = Duration::from_secs(5);
+/// A crashed instance's heartbeat ends a session lease (30 s) after its last
+/// beat; the leader sweeps every 10 s. The subscriptions only it needed go
+/// within a minute.
+const CRASH_CLEANUP: Duration = Duration::from_secs(60);
 const REDIS_OUTAGE: Duration = Duration::from_secs(20);
 /// Generous bounds for things that normally take a second or two.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -340,6 +347,85 @@ async fn watch_overlay(url: String, seen: Arc<Seen>, phase: Arc<Phase>, stop: Ca
     }
 }
 
+/// A channel whose one overlay is open straight on one instance (not through
+/// the load balancer, and never reconnecting): when that instance crashes,
+/// nobody needs the channel's subscriptions any more.
+struct Lonely {
+    broadcaster: String,
+    sim: String,
+    http: reqwest::Client,
+}
+
+impl Lonely {
+    /// A simulated user who granted `channel:bot`, stored as a streamer, with
+    /// an overlay on instance `n`; waits until its three subscriptions exist.
+    async fn open(
+        cluster: &Cluster,
+        repo: &dyn chatpulse::store::Repository,
+        n: usize,
+        tasks: &mut JoinSet<()>,
+    ) -> Self {
+        let sim = cluster.url("CLUSTER_SIM_URL").to_owned();
+        let http = cluster.http.clone();
+        let login = format!("lonely{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let user: serde_json::Value = http
+            .post(format!("{sim}/sim/users"))
+            .json(&serde_json::json!({ "login": login }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let broadcaster = user["id"].as_str().expect("the simulator names its user").to_owned();
+        let grant = serde_json::json!({ "user_id": broadcaster, "scopes": "channel:bot" });
+        assert!(http.post(format!("{sim}/sim/grants")).json(&grant).send().await.unwrap().status().is_success());
+        let new = chatpulse::store::NewStreamer {
+            twitch_user_id: chatpulse::domain::BroadcasterId::parse(&broadcaster).unwrap(),
+            login: login.clone(),
+            display_name: login,
+        };
+        let overlay = repo.create_streamer(&new).await.unwrap().streamer.overlay_id;
+        let url = format!(
+            "{}/ws/overlay/{overlay}",
+            cluster.list("CLUSTER_INSTANCE_URLS")[n - 1].replacen("http://", "ws://", 1)
+        );
+        tasks.spawn(async move {
+            // One connection, read until the instance is gone.
+            if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await {
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        });
+        let lonely = Self { broadcaster, sim, http };
+        let subscribed = eventually(SETTLE, || async { lonely.subscriptions().await == 3 }).await;
+        assert!(subscribed, "the lonely channel was never subscribed: {} subscriptions", lonely.subscriptions().await);
+        lonely
+    }
+
+    /// The channel's subscriptions on the simulated Twitch.
+    async fn subscriptions(&self) -> usize {
+        let Ok(r) = self.http.get(format!("{}/sim/state", self.sim)).send().await else { return usize::MAX };
+        let state: serde_json::Value = r.json().await.unwrap_or_default();
+        let subs = state["subscriptions"].as_array().cloned().unwrap_or_default();
+        subs.iter().filter(|s| s["condition"]["broadcaster_user_id"] == self.broadcaster.as_str()).count()
+    }
+}
+
+/// Every instance id named in the cluster's Redis: in heartbeats, and in
+/// the session lease hashes.
+async fn instance_ids(redis: &str) -> (Vec<String>, Vec<String>) {
+    let mut beating: Vec<String> =
+        redis_cli(redis, &["HKEYS", "{instances}:heartbeat"]).await.lines().map(str::to_owned).collect();
+    beating.sort();
+    let mut leased = vec![];
+    for key in redis_cli(redis, &["--scan", "--pattern", "instances:{*}"]).await.lines() {
+        leased.extend(redis_cli(redis, &["HKEYS", key]).await.lines().map(str::to_owned));
+    }
+    leased.sort();
+    leased.dedup();
+    (beating, leased)
+}
+
 /// Waits until every overlay's bar has moved after `t`; how long that took.
 async fn all_moved_since(overlays: &[Arc<Seen>], t: Instant, within: Duration) -> Duration {
     let moved = eventually(within, || async { overlays.iter().all(|s| s.moved_since(t)) }).await;
@@ -408,10 +494,19 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
     phase.set(KILL);
     let leader = cluster.one_leader().await;
     let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let lonely = Arc::new(Lonely::open(&cluster, repo.as_ref(), follower, &mut tasks).await);
     let mut takeover = Duration::ZERO;
+    let mut unsubscribed = None;
     for (n, is_leader) in [(follower, false), (leader, true)] {
         let killed = Instant::now();
         cluster.run(&["kill-instance", &n.to_string()]).await;
+        let cleanup = (!is_leader).then(|| {
+            let lonely = Arc::clone(&lonely);
+            tokio::spawn(async move {
+                let gone = eventually(CRASH_CLEANUP * 2, || async { lonely.subscriptions().await == 0 }).await;
+                gone.then(|| killed.elapsed())
+            })
+        });
         if is_leader {
             let others: Vec<usize> = (1..=3).filter(|m| *m != n).collect();
             let deadline = LEADER_LEASE + LEADER_RENEW + Duration::from_secs(10);
@@ -422,13 +517,30 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
             .await;
             assert!(taken, "no other instance took the lead within {deadline:?}");
             takeover = killed.elapsed();
-            assert!(takeover <= LEADER_LEASE + LEADER_RENEW, "takeover took {takeover:?}");
+            // The lease runs out at most a lease after the kill, and the
+            // others try every renewal period (+ a second to see it here).
+            let bound = LEADER_LEASE + LEADER_RENEW + Duration::from_secs(1);
+            assert!(takeover <= bound, "takeover took {takeover:?}");
         }
         cluster.wait_for_server(n, "DOWN").await;
         all_moved_since(&overlays, killed, SETTLE).await;
         cluster.run(&["start-instance", &n.to_string()]).await;
         cluster.wait_in_rotation(n).await;
+        if let Some(cleanup) = cleanup {
+            // Before the leader goes too: the leader is who cleans up.
+            unsubscribed = cleanup.await.unwrap();
+        }
     }
+    // The dead instances' heartbeats and leases leave the live store: only
+    // the three running instances are named there.
+    let redis = cluster.url("CLUSTER_REDIS_URL").to_owned();
+    let tidy = eventually(CRASH_CLEANUP * 2, || async {
+        let (beating, leased) = instance_ids(&redis).await;
+        beating.len() == 3 && leased.iter().all(|i| beating.contains(i))
+    })
+    .await;
+    let (beating, leased) = instance_ids(&redis).await;
+    assert!(tidy, "only running instances are named in Redis: heartbeats {beating:?}, leases {leased:?}");
     // The restarted instance does not lead beside the new leader.
     let leaders = cluster.leaders().await;
     assert_eq!(leaders.len(), 1, "exactly one instance leads after the crashes: {leaders:?}");
@@ -474,9 +586,11 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
         ),
         format!(
             "kill -9 (follower, then leader): {kill_failed} non-2xx of {kill_total} deliveries; worst overlay gap {:.2} s; \
-             leadership taken over {:.1} s after the leader was killed",
+             leadership taken over {:.1} s after the leader was killed; the subscriptions only the killed follower \
+             needed deleted {} after it was killed",
             worst_gap(&overlays, KILL).as_secs_f64(),
-            takeover.as_secs_f64()
+            takeover.as_secs_f64(),
+            unsubscribed.map_or("never".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
         ),
         format!(
             "Redis outage of {REDIS_OUTAGE:?}: {redis_failed} non-2xx of {redis_total} deliveries; fewest instances in \
@@ -497,6 +611,8 @@ async fn three_instances_behind_haproxy_survive_restarts_crashes_and_a_redis_out
     drop(out);
 
     assert!(rolling_total > 100 && kill_total > 100 && redis_total > 100, "the load really ran");
+    let unsubscribed = unsubscribed.expect("the killed follower's lone channel was unsubscribed");
+    assert!(unsubscribed <= CRASH_CLEANUP, "crash clean-up within a minute: {unsubscribed:?}");
     assert_eq!(rolling_failed, 0, "a rolling restart answers every delivery 2xx");
     assert!(worst_gap(&overlays, ROLLING) <= MAX_OVERLAY_GAP, "every overlay has frames again within 5 s");
     assert!(kill_failed * 1000 <= kill_total, "kill -9 fails at most 0.1 % of the deliveries");

@@ -161,6 +161,51 @@ async fn an_expired_lease_does_not_keep_a_session_alive(store: &dyn LiveStore) {
     assert!(store.release(overlay, &b, ME, T0 + 1_001).await.unwrap(), "the crashed instance's lease expired");
 }
 
+fn random_instance(name: &str) -> String {
+    format!("{name}-{}", Uuid::new_v4())
+}
+
+async fn dropping_a_silent_instance_ends_the_sessions_only_it_held(store: &dyn LiveStore) {
+    let (crashed, alive) = (random_instance("crashed"), random_instance("alive"));
+    let (crashed_lease, alive_lease) =
+        (Lease { instance: &crashed, ttl_ms: 1_000 }, Lease { instance: &alive, ttl_ms: 30_000 });
+    let (alone, alone_b) = (OverlayId::random(), random_broadcaster());
+    let (shared, shared_b) = (OverlayId::random(), random_broadcaster());
+    store.activate(&activation(alone, &alone_b, 0.5, 1), crashed_lease, T0).await.unwrap();
+    store.activate(&activation(shared, &shared_b, 0.5, 1), crashed_lease, T0).await.unwrap();
+    store.activate(&activation(shared, &shared_b, 0.5, 1), alive_lease, T0).await.unwrap();
+    store.heartbeat(&crashed, 1_000, T0).await.unwrap();
+    store.heartbeat(&alive, 30_000, T0).await.unwrap();
+
+    assert!(!store.expired_instances(T0 + 999).await.unwrap().contains(&crashed), "beating until T0 + 1 s");
+    let expired = store.expired_instances(T0 + 1_000).await.unwrap();
+    assert!(expired.contains(&crashed) && !expired.contains(&alive), "{expired:?}");
+
+    assert_eq!(store.drop_instance(&crashed, T0 + 1_000).await.unwrap(), vec![alone_b.clone()]);
+    assert_eq!(store.session_for(&alone_b).await.unwrap(), None, "the session only it held ended");
+    assert_eq!(read(store, alone, T0 + 1_000).await, None);
+    assert_eq!(store.session_for(&shared_b).await.unwrap().map(|s| s.overlay), Some(shared), "a shared one stays");
+    assert!(!store.expired_instances(T0 + 1_000).await.unwrap().contains(&crashed), "forgotten");
+    assert_eq!(store.drop_instance(&crashed, T0 + 2_000).await.unwrap(), vec![], "nothing left to drop");
+    assert!(store.release(shared, &shared_b, &alive, T0 + 2_000).await.unwrap(), "only the live lease was left");
+}
+
+async fn an_instance_that_beat_again_keeps_its_heartbeat_when_dropped(store: &dyn LiveStore) {
+    let slow = random_instance("slow");
+    let (overlay, b) = (OverlayId::random(), random_broadcaster());
+    store.activate(&activation(overlay, &b, 0.5, 1), Lease { instance: &slow, ttl_ms: 1_000 }, T0).await.unwrap();
+    store.heartbeat(&slow, 1_000, T0).await.unwrap();
+    store.heartbeat(&slow, 1_000, T0 + 1_500).await.unwrap();
+
+    assert!(!store.expired_instances(T0 + 1_600).await.unwrap().contains(&slow));
+    // A drop decided on an older listing still gives up its leases…
+    assert_eq!(store.drop_instance(&slow, T0 + 1_600).await.unwrap(), vec![b]);
+    // …but the instance is not forgotten: its heartbeat ends when it says.
+    assert!(store.expired_instances(T0 + 2_500).await.unwrap().contains(&slow));
+    assert_eq!(store.drop_instance(&slow, T0 + 2_500).await.unwrap(), vec![]);
+    assert!(!store.expired_instances(T0 + 2_500).await.unwrap().contains(&slow));
+}
+
 async fn renewal_extends_leases_and_reports_missing_sessions(store: &dyn LiveStore) {
     let short = Lease { instance: ME, ttl_ms: 1_000 };
     let (overlay, b) = (OverlayId::random(), random_broadcaster());
@@ -230,6 +275,7 @@ async fn activation_maps_the_broadcaster_and_reactivation_updates_the_config(sto
         model: MeterModel::Classic,
         weights: [0.0, 0.0],
         voters: 0,
+        decay: 1.0,
     };
     assert_eq!(snapshots, vec![None, Some(centre)]);
 }
@@ -519,6 +565,8 @@ macro_rules! live_store_contract {
                 a_session_lives_while_any_instance_holds_an_unexpired_lease => default_limits(),
                 an_expired_lease_does_not_keep_a_session_alive => default_limits(),
                 renewal_extends_leases_and_reports_missing_sessions => default_limits(),
+                dropping_a_silent_instance_ends_the_sessions_only_it_held => default_limits(),
+                an_instance_that_beat_again_keeps_its_heartbeat_when_dropped => default_limits(),
                 renewal_maps_the_channel_to_its_session_again => default_limits(),
                 an_older_config_version_never_replaces_a_newer_one => default_limits(),
                 activation_maps_the_broadcaster_and_reactivation_updates_the_config => default_limits(),
@@ -589,6 +637,35 @@ pub async fn redis_cluster(limits: VoteLimits) -> Backend {
 live_store_contract!(memory, memory);
 live_store_contract!(redis, redis);
 live_store_contract!(redis_cluster, redis_cluster);
+
+/// `instances:{U}` keeps only unexpired leases: a renewal, an activation or a
+/// release removes the entries of instances that stopped renewing.
+#[tokio::test]
+async fn redis_lease_hashes_lose_the_entries_of_leases_that_ended() {
+    let Some(store) = redis_backend("TEST_REDIS_URL", default_limits()).await else { return };
+    let url = crate::helpers::test_server_url("TEST_REDIS_URL").await.unwrap();
+    let (overlay, b) = (OverlayId::random(), random_broadcaster());
+    let key = format!("instances:{{{overlay}}}");
+    let crashed = Lease { instance: "crashed", ttl_ms: 1_000 };
+    store.activate(&activation(overlay, &b, 0.5, 1), crashed, T0).await.unwrap();
+    store.activate(&activation(overlay, &b, 0.5, 1), LEASE, T0).await.unwrap();
+    let fields = |raw: String| {
+        let mut f: Vec<String> = raw.lines().map(str::to_owned).collect();
+        f.sort();
+        f
+    };
+    assert_eq!(fields(redis_cli(&url, &["HKEYS", &key]).await), ["crashed", ME]);
+    store.renew(&[(overlay, b.clone())], LEASE, T0 + 999).await.unwrap();
+    assert_eq!(fields(redis_cli(&url, &["HKEYS", &key]).await), ["crashed", ME], "not ended yet");
+    store.renew(&[(overlay, b.clone())], LEASE, T0 + 1_000).await.unwrap();
+    assert_eq!(fields(redis_cli(&url, &["HKEYS", &key]).await), [ME], "the ended lease is gone");
+    // The instance lists the session as held, and no longer once released.
+    let held = format!("{{instances}}:held:{ME}");
+    let member = format!("{overlay} {b}");
+    assert_eq!(redis_cli(&url, &["SISMEMBER", &held, &member]).await, "1");
+    assert!(store.release(overlay, &b, ME, T0 + 2_000).await.unwrap());
+    assert_eq!(redis_cli(&url, &["SISMEMBER", &held, &member]).await, "0");
+}
 
 /// The lease keys as ARCHITECTURE §5 names them: the lease key holds the
 /// leader's instance id and expires with the lease; the lease's end sits

@@ -51,26 +51,37 @@ async fn the_value_decays_toward_zero_at_the_configured_speed() {
 
     let sent = Instant::now();
     app.chat(&s.streamer.twitch_user_id, "1003", "yes").await;
+    // Frames are trajectories: the value at the server time `at` and the
+    // decay the client applies from then on. A few arrive: the vote's, then
+    // a keyframe a second.
     let mut frames = vec![];
-    while sent.elapsed() < Duration::from_millis(1200) {
-        if let Some(f) = overlay.next_frame(Duration::from_millis(200)).await {
-            frames.push((sent.elapsed().as_secs_f64(), f.value));
+    while let Some(left) = Duration::from_millis(2200).checked_sub(sent.elapsed()) {
+        if let Some(f) = overlay.next_with("at", left).await {
+            frames.push((sent.elapsed().as_secs_f64(), f));
         }
     }
 
-    assert!(frames.len() >= 10, "frames keep coming while the value moves: {frames:?}");
+    assert!((2..=4).contains(&frames.len()), "the vote's frame and a keyframe a second: {frames:?}");
+    let at0 = frames[0].1["at"].as_i64().unwrap();
+    for (t, f) in &frames {
+        assert_eq!(f["decay"], k, "{f}");
+        // The value at `at`: 10 decayed for the time since the vote's frame,
+        // which came at most 0.2 s after the vote.
+        let since = (f["at"].as_i64().unwrap() - at0) as f64 / 1000.0;
+        let v = f["value"].as_f64().unwrap();
+        let lowest = 10.0 * (-k * (since + 0.2)).exp() - 0.006;
+        let highest = 10.0 * (-k * since).exp() + 0.006;
+        assert!((lowest..=highest).contains(&v), "at {t:.3}s value {v} outside [{lowest:.3}, {highest:.3}]: {f}");
+    }
     for pair in frames.windows(2) {
-        assert!(pair[1].1 < pair[0].1, "strictly decreasing: {frames:?}");
+        let (a, b) = (pair[0].1["at"].as_i64().unwrap(), pair[1].1["at"].as_i64().unwrap());
+        assert!(b - a >= 1000, "at most one keyframe a second: {frames:?}");
     }
-    for &(t, v) in &frames {
-        // The server computed `v` after the vote landed and before we got it:
-        // at most `t` and (generously) at least `t - 0.1` seconds after the vote.
-        let lowest = 10.0 * (-k * t).exp() - 0.006;
-        let highest = 10.0 * (-k * (t - 0.1).max(0.0)).exp() + 0.006;
-        assert!((lowest..=highest).contains(&v), "at {t:.3}s value {v} outside [{lowest:.3}, {highest:.3}]");
-    }
-    let (t_last, v_last) = frames[frames.len() - 1];
-    assert!(t_last > 1.0 && v_last < 1.5, "after a second at k=2 the bar is near the centre: {v_last}");
+    // What a client draws 1.2 s after the vote, from its last frame then.
+    let (_, last) = frames.iter().rev().find(|(t, _)| *t <= 1.2).unwrap();
+    let drawn = last["value"].as_f64().unwrap()
+        * (-k * (1.2 - (last["at"].as_i64().unwrap() - at0) as f64 / 1000.0)).exp();
+    assert!(drawn < 1.5, "after a second at k=2 the bar is near the centre: {drawn}");
 }
 }
 
@@ -134,7 +145,9 @@ async fn a_redelivered_message_is_acknowledged_but_not_applied_again() {
     assert_eq!(app.deliver(&again).await.status(), 204);
 
     overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("first delivery applied");
-    assert_eq!(overlay.next_frame(Duration::from_millis(300)).await.map(|f| f.value > 10.0), Some(false));
+    // Only keyframes of the same decay follow: never a second vote's 20.
+    let later = overlay.next_frame(Duration::from_millis(1500)).await.expect("a keyframe");
+    assert!(later.value < 10.0, "{later:?}");
     assert_eq!(app.votes("applied").await, 1.0);
     assert_eq!(app.votes("duplicate").await, 1.0);
 }

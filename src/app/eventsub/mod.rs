@@ -11,13 +11,16 @@
 //!   [`super::leader`] on the live store's `cleanup:leader` key) creates the
 //!   conduit if there is none, binds shard 0 (our webhook, or a WebSocket
 //!   session it holds open), keeps the `user.authorization.revoke` and
-//!   `conduit.shard.disabled` webhooks, and reconciles everything with
-//!   Twitch at start-up and every 10 minutes.
+//!   `conduit.shard.disabled` webhooks, reconciles everything with
+//!   Twitch at start-up and every 10 minutes, and releases the leases of
+//!   crashed instances (deleting the subscriptions only they needed) every
+//!   10 s.
 //!
 //! Where: this file has the [`EventSub`] type, its settings and status, and
 //! the leader's duties; `conduit.rs` the conduit and shard 0,
 //! `websocket.rs` the WebSocket shard, `channels.rs` the channel
-//! subscriptions, `alarms.rs` the app-wide alarms. Reconciliation is a pure
+//! subscriptions, `alarms.rs` the app-wide alarms, `crashes.rs` the
+//! clean-up after crashed instances. Reconciliation is a pure
 //! `plan.rs` (what to change, from one snapshot) and a short `reconcile.rs`
 //! (take the snapshot, apply the plan).
 //!
@@ -44,6 +47,7 @@ use crate::twitch::eventsub::{CHANNEL_CHAT_MESSAGE, STREAM_OFFLINE, STREAM_ONLIN
 mod alarms;
 mod channels;
 mod conduit;
+mod crashes;
 mod plan;
 mod reconcile;
 mod websocket;
@@ -78,6 +82,8 @@ pub struct EventSubSettings {
     pub leader_ttl: Duration,
     pub leader_renew: Duration,
     pub reconcile_interval: Duration,
+    /// How often the leader looks for crashed instances (`crashes.rs`).
+    pub crash_sweep_interval: Duration,
     pub shard_verify_timeout: Duration,
 }
 
@@ -268,6 +274,7 @@ impl EventSub {
     /// the WebSocket shard (if that is the transport), and a shard check plus
     /// reconciliation at once and every interval.
     async fn lead(self: Arc<Self>, inbound: mpsc::Sender<Inbound>, token: CancellationToken) {
+        tokio::spawn(Arc::clone(&self).sweep_crashes(token.child_token()));
         let mut delay = Duration::from_millis(500);
         let conduit = loop {
             match self.set_up().await {

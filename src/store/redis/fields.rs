@@ -3,7 +3,7 @@
 //! in-process store).
 
 use crate::domain::meter::{MeterState, VOTERS_MAX, recent_voters};
-use crate::domain::sentiment::sanitize_value;
+use crate::domain::sentiment::{sanitize_decay, sanitize_value};
 use crate::domain::{MeterModel, SessionStatus};
 use crate::store::Snapshot;
 
@@ -36,9 +36,11 @@ pub fn snapshot_from_fields(fields: &[Option<&str>], now_ms: i64) -> Option<Snap
         .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(VOTERS_MAX)).contains(n))
         .map_or(0, |n| n as u32);
     let voters = stored_number(field(8)).map_or(0, |at| recent_voters(voters, at as i64, now_ms));
+    let k = stored_number(field(2)).unwrap_or(f64::NAN);
+    let decay = sanitize_decay(k);
     let Some(last) = stored_number(field(1)) else {
         // A garbage time reads as "reset", in both meters.
-        return Some(Snapshot { value: 0.0, status, model, weights: [0.0, 0.0], voters });
+        return Some(Snapshot { value: 0.0, status, model, weights: [0.0, 0.0], voters, decay });
     };
     let state = MeterState {
         value: sanitize_value(stored_number(field(0)).unwrap_or(0.0)),
@@ -46,9 +48,8 @@ pub fn snapshot_from_fields(fields: &[Option<&str>], now_ms: i64) -> Option<Snap
         against_weight: stored_number(field(6)).unwrap_or(0.0),
         last_update_ms: last as i64,
     };
-    let k = stored_number(field(2)).unwrap_or(f64::NAN);
     let reading = state.read(model, now_ms, k);
-    Some(Snapshot { value: reading.value, status, model, weights: reading.weights, voters })
+    Some(Snapshot { value: reading.value, status, model, weights: reading.weights, voters, decay })
 }
 
 #[cfg(test)]

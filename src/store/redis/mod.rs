@@ -36,6 +36,7 @@ use crate::metrics::Metrics;
 /// The Functions library, compiled into the binary.
 mod connection;
 mod fields;
+mod leases;
 
 pub use connection::RedisConnection;
 pub use fields::snapshot_from_fields;
@@ -94,6 +95,13 @@ mod keys {
     }
     pub fn broadcaster(b: &BroadcasterId) -> String {
         format!("broadcaster:{b}")
+    }
+    /// The instances' heartbeats (instance id → end, ms). All instance
+    /// bookkeeping shares the hash tag `{instances}`: one slot.
+    pub const HEARTBEAT: &str = "{instances}:heartbeat";
+    /// The sessions an instance holds a lease on (`<U> <twitch user id>`).
+    pub fn held(instance: &str) -> String {
+        format!("{{instances}}:held:{instance}")
     }
     /// The key holding a lease's end, beside the lease key (which holds the
     /// leader's instance id): `{cleanup:leader}:until`. It must hash to the
@@ -311,62 +319,6 @@ impl RedisLiveStore {
         })
     }
 
-    /// Renews a batch of sessions with one `FCALL chatpulse_renew_many`
-    /// (standalone Redis only); 1 or 0 per session (0: it no longer exists).
-    async fn renew_batched(
-        &self,
-        sessions: &[(OverlayId, BroadcasterId)],
-        instance: &str,
-        until: &str,
-        key_ttl: i64,
-    ) -> Result<Vec<i64>, LiveStoreError> {
-        let keys: Vec<String> =
-            sessions.iter().flat_map(|(o, b)| [keys::session(*o), keys::instances(*o), keys::broadcaster(b)]).collect();
-        let mut args = vec![instance.to_owned(), until.to_owned(), key_ttl.to_string()];
-        args.extend(sessions.iter().map(|(o, _)| o.to_string()));
-        let replies: Vec<i64> =
-            self.call("renew", || self.client.fcall("chatpulse_renew_many", keys.clone(), args.clone())).await?;
-        if replies.len() != sessions.len() {
-            return Err(LiveStoreError(format!("renewal answered {} of {} sessions", replies.len(), sessions.len())));
-        }
-        Ok(replies)
-    }
-
-    /// Renews one chunk of sessions in one pipelined round trip; 1 or 0 per
-    /// session (0: it no longer exists).
-    async fn renew_chunk(
-        &self,
-        sessions: &[(OverlayId, BroadcasterId)],
-        instance: &str,
-        until: &str,
-        key_ttl: i64,
-    ) -> Result<Vec<i64>, LiveStoreError> {
-        self.call("renew", || async {
-            let pipeline = self.client.pipeline();
-            for (overlay, broadcaster) in sessions {
-                let keys = vec![keys::session(*overlay), keys::instances(*overlay)];
-                let args = vec![instance.to_owned(), until.to_owned(), key_ttl.to_string()];
-                pipeline.fcall::<(), _, _, _>("chatpulse_renew", keys, args).await?;
-                // Set, not just extended: the mapping lives on another slot
-                // than the session, so a release elsewhere can remove it
-                // between two calls; renewal puts it back.
-                pipeline
-                    .set::<(), _, _>(
-                        keys::broadcaster(broadcaster),
-                        overlay.to_string(),
-                        Some(Expiration::PX(key_ttl)),
-                        None,
-                        false,
-                    )
-                    .await?;
-            }
-            let replies: Vec<Value> = pipeline.all().await?;
-            // Every other reply is the renew result; the others are the SETs.
-            Ok(replies.iter().step_by(2).map(|v| v.as_i64().unwrap_or(0)).collect())
-        })
-        .await
-    }
-
     fn forget_overlay(&self, overlay: OverlayId) {
         self.cache().retain(|_, c| c.session.as_ref().is_none_or(|s| s.overlay != overlay));
     }
@@ -432,13 +384,16 @@ impl LiveStore for RedisLiveStore {
         ];
         let mapping = keys::broadcaster(&s.broadcaster);
         let overlay = s.overlay.to_string();
+        let held = keys::held(lease.instance);
+        let member = leases::held_member(s.overlay, &s.broadcaster);
         self.call("activate", || async {
-            // Different slots (on a cluster, maybe different nodes): two
+            // Different slots (on a cluster, maybe different nodes): three
             // commands, sent together.
             let set =
                 self.client.set::<(), _, _>(&mapping, overlay.as_str(), Some(Expiration::PX(key_ttl)), None, false);
             let activate = self.client.fcall::<i64, _, _, _>("chatpulse_activate", keys.clone(), args.clone());
-            tokio::try_join!(activate, set).map(|_| ())
+            let hold = self.client.sadd::<i64, _, _>(&held, member.as_str());
+            tokio::try_join!(activate, set, hold).map(|_| ())
         })
         .await?;
         self.cache().remove(&s.broadcaster);
@@ -454,22 +409,7 @@ impl LiveStore for RedisLiveStore {
         if sessions.is_empty() {
             return Ok(vec![]);
         }
-        let key_ttl = lease.ttl_ms.saturating_mul(KEY_TTL_LEASES);
-        let until = now_ms.saturating_add(lease.ttl_ms).to_string();
-        // One pipeline per chunk, one chunk after the other: 10,000 sessions
-        // are not 20,000 commands buffered at once (and a memory peak).
-        let mut exists: Vec<i64> = Vec::with_capacity(sessions.len());
-        if self.client.is_clustered() {
-            for chunk in sessions.chunks(RENEW_CHUNK) {
-                exists.extend(self.renew_chunk(chunk, lease.instance, &until, key_ttl).await?);
-            }
-        } else {
-            // A standalone Redis holds every slot: one function call renews
-            // a whole batch (as `read_batched` reads one).
-            for chunk in sessions.chunks(READ_CHUNK) {
-                exists.extend(self.renew_batched(chunk, lease.instance, &until, key_ttl).await?);
-            }
-        }
+        let exists = self.renew_leases(sessions, lease, now_ms).await?;
         // A remembered "no session" for these channels is wrong now.
         let mut cache = self.cache();
         for (_, broadcaster) in sessions {
@@ -488,20 +428,22 @@ impl LiveStore for RedisLiveStore {
         instance: &str,
         now_ms: i64,
     ) -> Result<bool, LiveStoreError> {
-        let keys = vec![keys::session(overlay), keys::ratelimit(overlay), keys::instances(overlay)];
-        let args = vec![instance.to_owned(), now_ms.to_string()];
-        let removed: i64 =
-            self.call("release", || self.client.fcall("chatpulse_release", keys.clone(), args.clone())).await?;
-        if removed == 1 {
-            let mapping = vec![keys::broadcaster(broadcaster)];
-            let overlay_arg = vec![overlay.to_string()];
-            self.call("unmap", || {
-                self.client.fcall::<i64, _, _, _>("chatpulse_unmap", mapping.clone(), overlay_arg.clone())
-            })
-            .await?;
-        }
-        self.forget_overlay(overlay);
-        Ok(removed == 1)
+        let removed = self.release_lease(overlay, broadcaster, instance, now_ms).await?;
+        let (held, member) = (keys::held(instance), leases::held_member(overlay, broadcaster));
+        self.call("release", || self.client.srem::<i64, _, _>(&held, member.as_str())).await?;
+        Ok(removed)
+    }
+
+    async fn heartbeat(&self, instance: &str, ttl_ms: i64, now_ms: i64) -> Result<(), LiveStoreError> {
+        self.beat(instance, ttl_ms, now_ms).await
+    }
+
+    async fn expired_instances(&self, now_ms: i64) -> Result<Vec<String>, LiveStoreError> {
+        self.expired(now_ms).await
+    }
+
+    async fn drop_instance(&self, instance: &str, now_ms: i64) -> Result<Vec<BroadcasterId>, LiveStoreError> {
+        self.drop_held(instance, now_ms).await
     }
 
     async fn reset(&self, overlay: OverlayId, now_ms: i64) -> Result<bool, LiveStoreError> {
