@@ -265,6 +265,12 @@ impl Config {
             Some(other) => return Err(err("LOG_FORMAT", format!("must be text or json (got {other:?})"))),
         };
         let log_level = src.get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned());
+        // Filters are ASCII (targets, levels, field names); the filter parser
+        // of tracing-subscriber 0.3 panics on some non-ASCII input (found by
+        // the `config` fuzz target), so that never reaches it.
+        if let Some(c) = log_level.chars().find(|c| !c.is_ascii() || (c.is_ascii_control() && *c != '\t')) {
+            return Err(err("LOG_LEVEL", format!("must be plain ASCII text (found {c:?})")));
+        }
         tracing_subscriber::EnvFilter::try_new(&log_level)
             .map_err(|e| err("LOG_LEVEL", format!("is not a valid log filter: {e}")))?;
 
@@ -585,6 +591,10 @@ mod tests {
             ("APP_ENV", "staging"),
             ("LOG_FORMAT", "xml"),
             ("LOG_LEVEL", "[[["),
+            ("LOG_LEVEL", "chatpulse=débug"),
+            // The `config` fuzz target's crash (fuzz/artifacts, 2026-12-05): a
+            // non-ASCII character where the filter parser slices its input.
+            ("LOG_LEVEL", ",,ent\t,,,,,,,\t\t\t\t\t\t\tHOOK_\u{FFFD}\0CRET=cENTSUB_TRANSPOR\u{FFFD}T=webhook/"),
             ("WEBHOOK_SECRET", "short"),
             ("WEBHOOK_SECRET", "has spaces in it"),
             ("TOKEN_ENCRYPTION_KEY", "abcd"),

@@ -9,7 +9,10 @@ use crate::config::LogFormat;
 /// on stdout (overlay URLs, lists) stays clean. Safe to call more than once
 /// (tests): later calls leave the first subscriber in place.
 pub fn init(level: &str, format: LogFormat) {
-    let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Config refuses non-ASCII filters (the parser can panic on them); a
+    // caller that did not go through it gets `info` instead.
+    let parsed = if level.is_ascii() { EnvFilter::try_new(level).ok() } else { None };
+    let mut filter = parsed.unwrap_or_else(|| EnvFilter::new("info"));
     // The migration library narrates every run at info; only its problems matter.
     if !level.contains("refinery")
         && let Ok(directive) = "refinery_core=warn".parse()
