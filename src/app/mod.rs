@@ -149,6 +149,11 @@ impl App {
         }
     }
 
+    /// Twitch is configured: there are logins, tokens and chat to handle.
+    pub fn has_twitch(&self) -> bool {
+        self.oauth.is_some()
+    }
+
     /// The overlay URL a streamer pastes into OBS.
     pub fn overlay_url(&self, overlay: OverlayId) -> String {
         format!("{}/overlay/{overlay}", self.settings.public_url)

@@ -184,9 +184,13 @@ impl Application {
         supervisor.restarting("dependencies", move |stop| Arc::clone(&app).watch_dependencies(every, stop));
         let limits = Arc::clone(&state.limits);
         supervisor.restarting("limits", move |stop| prune_limits(Arc::clone(&limits), stop));
-        let (app, every) = (Arc::clone(&state.app), t.token_check_interval);
-        supervisor
-            .restarting("tokens", move |stop| crate::app::tokens::run_token_hygiene(Arc::clone(&app), every, stop));
+        // Without Twitch there are no tokens to check: no task that would
+        // only end at once (and be restarted as if it had failed).
+        if state.app.has_twitch() {
+            let (app, every) = (Arc::clone(&state.app), t.token_check_interval);
+            supervisor
+                .restarting("tokens", move |stop| crate::app::tokens::run_token_hygiene(Arc::clone(&app), every, stop));
+        }
         let (app, every) = (Arc::clone(&state.app), t.history_flush_interval);
         supervisor.restarting("history_flush", move |stop| {
             crate::app::history::recorder::run_history_flush(Arc::clone(&app), every, stop)

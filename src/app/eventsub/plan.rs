@@ -21,6 +21,10 @@
 //!   enabled is stale and forgotten — unless it records a blocking
 //!   revocation: that is why the chat is not subscribed, and what the
 //!   dashboard shows;
+//! - a blocking revocation Twitch lists counts as much as one recorded: the
+//!   list may show it before the revocation message has been handled, so
+//!   the record takes Twitch's status instead of being forgotten (and the
+//!   chat is not made again);
 //! - with alarms (webhook transport), exactly one working subscription of
 //!   each app-wide alarm.
 
@@ -120,6 +124,9 @@ pub struct Plan {
     pub create: Vec<Wanted>,
     /// [`Repair::StaleRecord`]s.
     pub forget: Vec<String>,
+    /// Records of subscriptions Twitch lists as revoked for a blocking
+    /// reason that do not say so yet: (subscription id, Twitch's status).
+    pub block: Vec<(String, String)>,
     /// Channels whose subscriptions go as orphans for want of a session: a
     /// session may have started since the snapshot, so the live store is
     /// asked again after the deletions.
@@ -131,11 +138,12 @@ pub struct Plan {
 impl Plan {
     /// Nothing to change: every wanted subscription is kept as it is.
     pub fn is_empty(&self) -> bool {
-        let Plan { kept: _, adopt, delete, create, forget, recheck, create_alarms } = self;
+        let Plan { kept: _, adopt, delete, create, forget, block, recheck, create_alarms } = self;
         adopt.is_empty()
             && delete.is_empty()
             && create.is_empty()
             && forget.is_empty()
+            && block.is_empty()
             && recheck.is_empty()
             && create_alarms.is_empty()
     }
@@ -145,7 +153,11 @@ impl Plan {
 pub fn plan(snapshot: &Snapshot<'_>, ours: &Ours<'_>) -> Plan {
     let facts = Facts::new(snapshot, ours);
     let sorted = Sorted::new(snapshot.twitch, ours);
-    let mut plan = Plan { forget: facts.stale.iter().map(|id| (*id).to_owned()).collect(), ..Plan::default() };
+    let mut plan = Plan {
+        forget: facts.stale.iter().map(|id| (*id).to_owned()).collect(),
+        block: facts.newly_blocked(),
+        ..Plan::default()
+    };
     let kept = keep_or_drop(&facts, &sorted, &mut plan);
     drop_the_rest(&facts, &sorted, &mut plan);
     create_missing(&facts, &sorted, &mut plan);
@@ -162,15 +174,28 @@ struct Facts<'a> {
     ours: &'a Ours<'a>,
     streamers: BTreeMap<&'a BroadcasterId, &'a Streamer>,
     records: HashMap<&'a str, &'a SubscriptionRecord>,
-    /// Channels whose chat a record says was revoked for a blocking reason.
+    /// Channels whose chat a record, or Twitch's list, says was revoked for
+    /// a blocking reason.
     blocked: HashSet<&'a BroadcasterId>,
+    /// Our conduit's subscriptions Twitch lists as revoked for a blocking
+    /// reason, with that status.
+    listed_blocking: HashMap<&'a str, &'a str>,
     /// Records forgotten as stale.
     stale: BTreeSet<&'a str>,
 }
 
 impl<'a> Facts<'a> {
     fn new(snapshot: &'a Snapshot<'a>, ours: &'a Ours<'a>) -> Self {
-        let blocking = |r: &SubscriptionRecord| SubscriptionStatus::from(r.status.as_str()).is_blocking();
+        let listed_blocking: HashMap<&str, &str> = snapshot
+            .twitch
+            .iter()
+            .filter(|s| s.on_conduit(ours.conduit) && s.status.is_blocking())
+            .map(|s| (s.id.as_str(), s.status.as_str()))
+            .collect();
+        let blocking = |r: &SubscriptionRecord| {
+            SubscriptionStatus::from(r.status.as_str()).is_blocking()
+                || listed_blocking.contains_key(r.subscription_id.as_str())
+        };
         let chat = ChannelType::ChatMessage.as_str();
         let enabled_on_twitch: HashSet<&str> =
             snapshot.twitch.iter().filter(|s| s.status.is_enabled()).map(|s| s.id.as_str()).collect();
@@ -179,19 +204,39 @@ impl<'a> Facts<'a> {
                 && !blocking(r)
                 && !enabled_on_twitch.contains(r.subscription_id.as_str())
         });
+        let stale = stale.map(|r| r.subscription_id.as_str()).collect();
+        let blocked = snapshot
+            .records
+            .iter()
+            .filter(|r| r.subscription_type == chat && blocking(r))
+            .filter_map(|r| r.broadcaster.as_ref())
+            .collect();
         Self {
             snapshot,
             ours,
             streamers: snapshot.streamers.iter().map(|s| (&s.twitch_user_id, s)).collect(),
             records: snapshot.records.iter().map(|r| (r.subscription_id.as_str(), r)).collect(),
-            blocked: snapshot
-                .records
-                .iter()
-                .filter(|r| r.subscription_type == chat && blocking(r))
-                .filter_map(|r| r.broadcaster.as_ref())
-                .collect(),
-            stale: stale.map(|r| r.subscription_id.as_str()).collect(),
+            blocked,
+            listed_blocking,
+            stale,
         }
+    }
+
+    /// A record's own status or Twitch's listing says it was revoked for a
+    /// blocking reason.
+    fn is_blocking(&self, record: &SubscriptionRecord) -> bool {
+        SubscriptionStatus::from(record.status.as_str()).is_blocking()
+            || self.listed_blocking.contains_key(record.subscription_id.as_str())
+    }
+
+    /// Records that take Twitch's blocking status, oldest record first.
+    fn newly_blocked(&self) -> Vec<(String, String)> {
+        let records = self.snapshot.records.iter();
+        let unmarked = records.filter(|r| !SubscriptionStatus::from(r.status.as_str()).is_blocking());
+        unmarked
+            .filter_map(|r| self.listed_blocking.get(r.subscription_id.as_str()).map(|status| (r, *status)))
+            .map(|(r, status)| (r.subscription_id.clone(), status.to_owned()))
+            .collect()
     }
 
     fn wanted(&self, broadcaster: &BroadcasterId, kind: ChannelType) -> bool {
@@ -210,9 +255,7 @@ impl<'a> Facts<'a> {
 
     fn deletion(&self, sub: &Subscription, repair: Repair) -> Deletion {
         let record = self.records.get(sub.id.as_str());
-        let forget = record.is_some_and(|r| {
-            !SubscriptionStatus::from(r.status.as_str()).is_blocking() && !self.stale.contains(&sub.id.as_str())
-        });
+        let forget = record.is_some_and(|r| !self.is_blocking(r) && !self.stale.contains(&sub.id.as_str()));
         Deletion { id: sub.id.clone(), repair, forget }
     }
 

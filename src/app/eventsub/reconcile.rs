@@ -99,6 +99,12 @@ impl EventSub {
         for (id, wanted) in &plan.adopt {
             self.record(channel_record(wanted, id, conduit), &wanted.replaces).await;
         }
+        for (id, status) in &plan.block {
+            if let Err(e) = self.repo.set_subscription_status(id, status).await {
+                self.metrics.durable_error("set_subscription_status");
+                tracing::warn!(error = %e, "cannot record a blocking revocation Twitch lists");
+            }
+        }
         for deletion in &plan.delete {
             let deleted = self.delete_on_twitch(&deletion.id, deletion.forget).await;
             repairs.count(deletion.repair, deleted);

@@ -124,6 +124,9 @@ impl World {
         for (id, w) in &plan.adopt {
             self.upsert(new_record(w, id), &w.replaces);
         }
+        for (id, status) in &plan.block {
+            self.records.iter_mut().filter(|r| r.subscription_id == *id).for_each(|r| r.status.clone_from(status));
+        }
         for d in &plan.delete {
             self.twitch.retain(|s| s.id != d.id);
             if d.forget {
@@ -143,11 +146,18 @@ impl World {
 
     /// The channels and types `plan` wants subscribed.
     fn wanted(&self) -> Vec<(BroadcasterId, ChannelType)> {
+        // Blocked by a record's status, or by Twitch listing the record's
+        // subscription on our conduit as revoked for a blocking reason.
+        let listed_blocking = |id: &str| {
+            self.twitch
+                .iter()
+                .any(|s| s.id == id && s.on_conduit(CONDUIT) && BLOCKING_REASONS.contains(&s.status.as_str()))
+        };
         let blocked = |b: &BroadcasterId| {
             self.records.iter().any(|r| {
                 r.broadcaster.as_ref() == Some(b)
                     && r.subscription_type == CHAT.as_str()
-                    && BLOCKING_REASONS.contains(&r.status.as_str())
+                    && (BLOCKING_REASONS.contains(&r.status.as_str()) || listed_blocking(&r.subscription_id))
             })
         };
         let intact = self.streamers.iter().filter(|s| !s.needs_relogin && self.active.contains(&s.twitch_user_id));
@@ -316,6 +326,26 @@ fn a_chat_subscription_revoked_for_a_blocking_reason_is_not_made_again_and_its_r
     assert!(plan.forget.is_empty(), "the record says why: it stays");
     let created: Vec<ChannelType> = plan.create.iter().map(|w| w.kind).collect();
     assert_eq!(created, [ONLINE, OFFLINE], "the live status still works");
+}
+
+#[test]
+fn a_blocking_revocation_twitch_lists_before_its_message_is_handled_is_recorded_not_forgotten() {
+    let mut world = World::live(&["101"]);
+    world.twitch.push(sub("banned", CHAT, "101", CONDUIT, "chat_user_banned"));
+    world.records.push(record("banned", CHAT, "101", Some(CONDUIT), "enabled"));
+
+    let plan = world.plan(&ours(false));
+
+    assert_eq!(plan.block, [("banned".to_owned(), "chat_user_banned".to_owned())]);
+    assert_eq!(plan.delete, [Deletion { id: "banned".into(), repair: Repair::NotEnabled, forget: false }]);
+    assert!(plan.forget.is_empty(), "the record is kept: it says why the chat is not subscribed");
+    let created: Vec<ChannelType> = plan.create.iter().map(|w| w.kind).collect();
+    assert_eq!(created, [ONLINE, OFFLINE], "the chat is not made again");
+
+    world.apply(&plan, &ours(false));
+    assert_eq!(world.records.len(), 3);
+    assert!(world.records.iter().any(|r| r.subscription_id == "banned" && r.status == "chat_user_banned"));
+    assert!(world.plan(&ours(false)).is_empty(), "nothing more to do");
 }
 
 #[test]
