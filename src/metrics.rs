@@ -116,8 +116,10 @@ pub struct Metrics {
     pub dependency_up: Family<DependencyLabels, Gauge>,
     /// Stored user-token checks by outcome (valid, refreshed, login_needed, skipped).
     pub token_checks: Family<OutcomeLabels, Counter>,
-    /// History buckets written to the durable store (rows), and flushes that failed.
+    /// History buckets written to the durable store (rows), the batched
+    /// writes that carried them, and flushes that failed.
     pub history_buckets_written: Counter,
+    pub history_batches_written: Counter,
     pub history_flush_failures: Counter,
     /// Moments detected, by kind (burst, swing).
     pub moments: Family<KindLabels, Counter>,
@@ -178,6 +180,7 @@ impl Metrics {
             dependency_up: Family::default(),
             token_checks: Family::default(),
             history_buckets_written: Counter::default(),
+            history_batches_written: Counter::default(),
             history_flush_failures: Counter::default(),
             moments: Family::default(),
             moment_actions: Family::default(),
@@ -249,6 +252,11 @@ impl Metrics {
             "history_buckets_written",
             "History buckets (10 s of one session's bar) written to the durable store",
             m.history_buckets_written.clone(),
+        );
+        r.register(
+            "history_batches_written",
+            "Batched writes of history buckets (one per flush that had buckets to write)",
+            m.history_batches_written.clone(),
         );
         r.register(
             "history_flush_failures",

@@ -121,7 +121,7 @@ impl Default for Tuning {
             login_session_max: Duration::from_secs(30 * 24 * 3600),
             token_check_interval: Duration::from_secs(3600),
             history_upkeep_interval: Duration::from_secs(300),
-            history_flush_interval: Duration::from_secs(2),
+            history_flush_interval: Duration::from_secs(5),
             socket_send_buffer: None,
             leader_key: "cleanup:leader".to_owned(),
             leader_ttl: Duration::from_secs(20),

@@ -15,6 +15,10 @@ use time::OffsetDateTime;
 
 use crate::helpers::*;
 
+mod e2e;
+mod instances;
+mod retention;
+
 /// Long enough for a bucket to close (10 s) and be flushed, on a loaded machine.
 const BUCKET_WAIT: Duration = Duration::from_secs(40);
 
@@ -151,6 +155,8 @@ async fn a_stream_that_ended_unseen_is_closed_by_reconciliation() {
 /// simulator with its stream opened, an overlay open, and the classic meter.
 struct LiveStreamer {
     app: TestApp,
+    /// The streamer's Twitch login (to log in on the dashboard again).
+    login: String,
     streamer: StreamerId,
     broadcaster: BroadcasterId,
     _overlay: OverlayClient,
@@ -179,7 +185,7 @@ async fn live_streamer(features: &str) -> LiveStreamer {
     let stream_id = live["stream_id"].as_str().unwrap().to_owned();
     let online = stream_delivery(streamer.twitch_user_id.as_str(), Some(&stream_id));
     assert_eq!(app.deliver(&online).await.status(), 204);
-    LiveStreamer { app, streamer: streamer.id, broadcaster: streamer.twitch_user_id, _overlay: overlay }
+    LiveStreamer { app, login, streamer: streamer.id, broadcaster: streamer.twitch_user_id, _overlay: overlay }
 }
 
 impl LiveStreamer {

@@ -110,6 +110,7 @@ impl App {
                 Ok(written) => {
                     flushed.written = written;
                     self.metrics.history_buckets_written.inc_by(written);
+                    self.metrics.history_batches_written.inc();
                 }
                 Err(e) => {
                     self.metrics.history_flush_failures.inc();
