@@ -18,15 +18,23 @@ run:
 release:
 	$(CARGO) build --release --locked --no-default-features --bin chatpulse
 
-## The whole suite: formatting and lints, the deployment check, then unit and
-## integration tests against every backend. PostgreSQL and Redis are
-## provisioned first (scripts/test-services.sh, which also installs HAProxy for
-## the cluster test) and a 3-master Redis Cluster is started for the run and
-## stopped afterwards, pass or fail (scripts/redis-cluster.sh).
+## The whole suite: formatting and lints; the test build (once: the deployment
+## check, the client-library check and the API check run its binaries, so the
+## dependency graph is not compiled a second time with other features); the
+## deployment, compat and API checks; the dependency audit and a short fuzzing
+## pass; then unit and integration tests against every backend. PostgreSQL and
+## Redis are provisioned first (scripts/test-services.sh, which also installs
+## HAProxy for the cluster test) and a 3-master Redis Cluster is started for
+## the run and stopped afterwards, pass or fail (scripts/redis-cluster.sh).
 ## TEST_REQUIRE_ALL: a test whose server URL is missing fails instead of
-## skipping, so no suite is left out silently. `deploy-check`, `compat`,
-## `api-check`, `audit` and `fuzz-ci` run first.
-test: lint deploy-check compat api-check audit fuzz-ci
+## skipping, so no suite is left out silently.
+DEBUG_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug
+
+test: lint
+	$(CARGO) test --workspace --all-targets --no-run
+	CHATPULSE_BIN="$(DEBUG_DIR)/chatpulse" TWITCH_SIM_BIN="$(DEBUG_DIR)/twitch-sim" \
+	  $(MAKE) --no-print-directory deploy-check compat api-check
+	$(MAKE) --no-print-directory audit fuzz-ci
 	export TEST_REQUIRE_ALL=1 \
 	  && eval "$$(scripts/test-services.sh)" \
 	  && eval "$$(scripts/redis-cluster.sh start)" \
@@ -120,7 +128,8 @@ audit-refresh:
 ## Fuzzing (docs/fuzzing.md): the cargo-fuzz targets in fuzz/ (webhook,
 ## eventsub_ws, config, form) for FUZZ_SECONDS each, on the stable toolchain
 ## (RUSTC_BOOTSTRAP=1); installs cargo-fuzz when missing. A crash stops with
-## the input under fuzz/artifacts/. `fuzz-ci` is the short pass `test` runs.
+## the input under fuzz/artifacts/. `fuzz-ci` is the short pass `test` runs
+## (15 s per target, an unoptimised build: quick to compile).
 ## `fuzz-seeds` captures the seed payloads again from the Twitch simulator.
 FUZZ_SECONDS ?= 60
 
@@ -128,7 +137,7 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 fuzz-ci:
-	scripts/fuzz.sh 20
+	FUZZ_BUILD=--dev scripts/fuzz.sh 15
 
 fuzz-seeds:
 	$(CARGO) build -p twitch-sim --bin twitch-sim

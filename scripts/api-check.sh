@@ -26,9 +26,14 @@ if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
   cp "$requirements" "$stamp"
 fi
 
-log "building chatpulse"
-cargo build --quiet --bin chatpulse
-binary=${CARGO_TARGET_DIR:-$root/target}/debug/chatpulse
+# CHATPULSE_BIN: a binary built already (make test passes the test build's).
+if [ -n "${CHATPULSE_BIN:-}" ]; then
+  binary=$CHATPULSE_BIN
+else
+  log "building chatpulse"
+  cargo build --quiet --bin chatpulse
+  binary=${CARGO_TARGET_DIR:-$root/target}/debug/chatpulse
+fi
 
 # --- A running instance with a streamer and a token -----------------------------
 data=$(mktemp -d)
@@ -43,7 +48,10 @@ trap cleanup EXIT
 run() { env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$data" PORT="$port" TWITCH_SIM_PORT=0 LOG_LEVEL=warn "$binary" "$@"; }
 run streamers add 4100000001 apicheck >/dev/null
 token=$(run api-tokens create 4100000001 --name api-check 2>/dev/null)
-run serve >"$work/server.log" 2>&1 &
+# `exec`: the background job is the server itself, so $! is its pid and
+# the clean-up stops it (a plain function call would leave it orphaned).
+serve() { exec env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$data" PORT="$port" TWITCH_SIM_PORT=0 LOG_LEVEL=warn "$binary" serve; }
+serve >"$work/server.log" 2>&1 &
 server=$!
 base=http://127.0.0.1:$port
 for _ in $(seq 1 100); do

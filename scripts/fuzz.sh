@@ -3,6 +3,10 @@
 # (libFuzzer) for SECONDS each: scripts/fuzz.sh SECONDS [TARGET...]
 # (default: every target).
 #
+# FUZZ_BUILD: the cargo-fuzz build mode, `-O` (optimised, the default: the
+# long runs of `make fuzz`) or `--dev` (unoptimised, much quicker to build:
+# the short pass of `make fuzz-ci` in `make test`).
+#
 # The machines have one stable toolchain; cargo-fuzz needs nightly flags
 # (sanitizers, coverage instrumentation), which RUSTC_BOOTSTRAP=1 allows on
 # stable. cargo-fuzz is installed into ~/.cargo when missing.
@@ -27,10 +31,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz" >&2
   cargo install cargo-fuzz --locked --version 0.13.2
 fi
-cargo fuzz build -O
+mode=${FUZZ_BUILD:--O}
+case $mode in -O|--dev) ;; *) echo "fuzz: FUZZ_BUILD must be -O or --dev" >&2; exit 2 ;; esac
+cargo fuzz build "$mode"
 for target in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$target"
   echo "fuzz: $target for ${seconds}s" >&2
-  cargo fuzz run -O "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+  cargo fuzz run "$mode" "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 done
