@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = 'main.2'
+local VERSION = 'main.2-history'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
