@@ -13,7 +13,7 @@
 -- The service loads this library with FUNCTION LOAD REPLACE whenever the
 -- VERSION below differs from the one loaded. Bump it on every change.
 
-local VERSION = 'main.1'
+local VERSION = 'main.2-history'
 
 local VALUE_MIN = -100
 local VALUE_MAX = 100
@@ -27,6 +27,13 @@ local BUCKET_IDLE_MS = 300000
 local BALANCE_PRIOR = 3
 local WEIGHT_MAX = 1000000
 local VOTERS_WINDOW_MS = 60000
+-- Stream history (src/domain/history/bucket.rs): 10-second buckets, at most
+-- this many closed ones waiting per session, and how long history keys
+-- outlive the session's last vote or take.
+local HISTORY_BUCKET_MS = 10000
+local HISTORY_MAX_WAITING = 60
+local HISTORY_TTL_MS = 600000
+local HISTORY_FIELDS = {'start', 'open', 'close', 'min', 'max', 'for', 'against', 'voters'}
 
 -- A stored string as a finite number, or `default`. Rejects anything that is
 -- not plain decimal notation (hex, inf, nan), so garbage never propagates.
@@ -134,9 +141,80 @@ local function take_token(key, now, capacity, per_minute)
   return allowed
 end
 
+-- A closed bucket as one string: its HISTORY_FIELDS joined by commas.
+local function history_line(h)
+  local parts = {}
+  for i = 1, #HISTORY_FIELDS do
+    parts[i] = h[i] or ''
+  end
+  return table.concat(parts, ',')
+end
+
+-- Adds a counted vote to the session's current history bucket (the bucket
+-- rules of src/domain/history/bucket.rs): the value `before` it and `after`
+-- it, its side, its chatter. A vote in a later bucket first queues the
+-- current one as closed (at most HISTORY_MAX_WAITING wait).
+-- KEYS: history:{U}, history_voters:{U}, history_closed:{U}
+local function history_vote(keys, now, chatter, delta, before, after)
+  local start = now - (now % HISTORY_BUCKET_MS)
+  local h = redis.call('HMGET', keys[1], unpack(HISTORY_FIELDS))
+  local current = num(h[1], nil)
+  local open, close, lo, hi = before, after, math.min(before, after), math.max(before, after)
+  local votes_for, votes_against, voters = 0, 0, 1
+  if current ~= nil and current == start then
+    open = num(h[2], before)
+    lo = math.min(num(h[4], lo), before, after)
+    hi = math.max(num(h[5], hi), before, after)
+    votes_for, votes_against, voters = num(h[6], 0), num(h[7], 0), num(h[8], 0)
+    if redis.call('SADD', keys[2], chatter) == 1 then voters = voters + 1 end
+  else
+    if current ~= nil then
+      redis.call('RPUSH', keys[3], history_line(h))
+      redis.call('LTRIM', keys[3], -HISTORY_MAX_WAITING, -1)
+    end
+    redis.call('DEL', keys[2])
+    redis.call('SADD', keys[2], chatter)
+  end
+  if delta > 0 then votes_for = votes_for + 1 else votes_against = votes_against + 1 end
+  redis.call('HSET', keys[1], 'start', fmt(start), 'open', fmt(open), 'close', fmt(close), 'min', fmt(lo),
+    'max', fmt(hi), 'for', fmt(votes_for), 'against', fmt(votes_against), 'voters', fmt(voters))
+  for i = 1, 3 do
+    redis.call('PEXPIRE', keys[i], HISTORY_TTL_MS)
+  end
+end
+
+-- KEYS: history:{U}, history_voters:{U}, history_closed:{U}
+-- ARGV: now, instance id, claim ms
+-- Hands out the session's closed history buckets once: those queued, and
+-- the current one when it is over at `now`. One instance takes a session's
+-- buckets at a time: the caller claims the session for `claim ms`, and
+-- while another instance's claim lasts, gets nothing. Returns one string
+-- per bucket (history_line), oldest first.
+local function history_take(keys, args)
+  local now, instance, claim_ms = tonumber(args[1]), args[2], tonumber(args[3])
+  local owner = redis.call('HMGET', keys[1], 'owner', 'owner_until')
+  local owner_until = num(owner[2], nil)
+  if owner[1] and owner[1] ~= instance and owner_until ~= nil and owner_until > now then
+    return {}
+  end
+  local out = redis.call('LRANGE', keys[3], 0, -1)
+  redis.call('DEL', keys[3])
+  local h = redis.call('HMGET', keys[1], unpack(HISTORY_FIELDS))
+  local current = num(h[1], nil)
+  if current ~= nil and now >= current + HISTORY_BUCKET_MS then
+    out[#out + 1] = history_line(h)
+    redis.call('HDEL', keys[1], unpack(HISTORY_FIELDS))
+    redis.call('DEL', keys[2])
+  end
+  redis.call('HSET', keys[1], 'owner', instance, 'owner_until', fmt(now + claim_ms))
+  redis.call('PEXPIRE', keys[1], HISTORY_TTL_MS)
+  return out
+end
+
 -- KEYS: session:{U}, ratelimit:{U}, msgid:{U}:<id>, debounce:{U}:<chatter>,
---       voters:{U}
--- ARGV: now, delta, capacity, refill per minute, debounce ms, dedup ms, chatter
+--       voters:{U}, history:{U}, history_voters:{U}, history_closed:{U}
+-- ARGV: now, delta, capacity, refill per minute, debounce ms, dedup ms, chatter,
+--       record ('1': the vote counts in history; test votes do not)
 -- Applying updates both meters (the classic value, the balance counts F and
 -- A) and the participation (voters:{U}: each chatter's last counted vote;
 -- the session keeps the count within VOTERS_WINDOW_MS as of now).
@@ -159,9 +237,11 @@ local function vote(keys, args)
   end
   local s = redis.call('HMGET', keys[1], 'value', 'last_update', 'decay', 'for_weight', 'against_weight',
     'model', 'voters_at')
-  local value = clamp(decayed(s[1], s[2], s[3], now) + delta, VALUE_MIN, VALUE_MAX)
+  local value_before = decayed(s[1], s[2], s[3], now)
+  local value = clamp(value_before + delta, VALUE_MIN, VALUE_MAX)
   local f = decayed_weight(s[4], s[2], s[3], now)
   local a = decayed_weight(s[5], s[2], s[3], now)
+  local balance_before = balance(f, a)
   if delta > 0 then f = weight(f + 1) else a = weight(a + 1) end
   redis.call('ZADD', keys[5], 'GT', now, args[7])
   redis.call('ZREMRANGEBYSCORE', keys[5], '-inf', now - VOTERS_WINDOW_MS)
@@ -171,10 +251,14 @@ local function vote(keys, args)
   if voters_at == nil or now >= voters_at or voters_at - now > VOTERS_WINDOW_MS then voters_at = now end
   redis.call('HSET', keys[1], 'value', fmt(value), 'for_weight', fmt(f), 'against_weight', fmt(a),
     'last_update', fmt(now), 'voters', redis.call('ZCARD', keys[5]), 'voters_at', fmt(voters_at))
+  local before, after = value_before, value
   if s[6] == 'balance' then
-    return {'applied', fmt(balance(f, a))}
+    before, after = balance_before, balance(f, a)
   end
-  return {'applied', fmt(value)}
+  if args[8] == '1' and keys[8] ~= nil then
+    history_vote({keys[6], keys[7], keys[8]}, now, args[7], delta, before, after)
+  end
+  return {'applied', fmt(after)}
 end
 
 -- Removes the leases in instances:{U} that ended by `now` (an entry holding
@@ -415,4 +499,5 @@ redis.register_function('chatpulse_unmap', unmap)
 redis.register_function('chatpulse_reset', reset)
 redis.register_function('chatpulse_status', set_status)
 redis.register_function('chatpulse_lead', lead)
+redis.register_function('chatpulse_history_take', history_take)
 redis.register_function('chatpulse_resign', resign)

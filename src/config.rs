@@ -119,6 +119,9 @@ pub struct Config {
     /// The HTTP server's timeouts and connection caps (`HTTP_*_TIMEOUT`,
     /// `MAX_HTTP_CONNECTIONS*`).
     pub http: HttpServerLimits,
+    /// `HISTORY_RETENTION_DAYS`: how long stream history (streams, history
+    /// buckets, moments) is kept; the leader deletes older rows.
+    pub history_retention_days: u32,
     pub tuning: Tuning,
 }
 
@@ -165,6 +168,7 @@ pub const VARIABLES: &[&str] = &[
     "HTTP_IDLE_TIMEOUT",
     "MAX_HTTP_CONNECTIONS",
     "MAX_HTTP_CONNECTIONS_PER_IP",
+    "HISTORY_RETENTION_DAYS",
 ];
 
 /// A configuration problem, naming the variable.
@@ -403,6 +407,10 @@ impl Config {
         };
 
         let http = http_server::read(&src)?;
+        let history_retention_days = u32::try_from(positive("HISTORY_RETENTION_DAYS", 90)?)
+            .ok()
+            .filter(|days| *days <= 36_500)
+            .ok_or_else(|| err("HISTORY_RETENTION_DAYS", "must be at most 36500 (100 years)"))?;
         let mut tuning = Tuning::default();
         if app_env == AppEnv::Production {
             tuning.shutdown_drain = (shutdown_timeout / 3).min(Duration::from_secs(5));
@@ -440,6 +448,7 @@ impl Config {
             db_max_conns,
             shutdown_timeout,
             http,
+            history_retention_days,
             tuning,
         };
         if app_env == AppEnv::Production {
@@ -582,6 +591,12 @@ mod tests {
     }
 
     #[test]
+    fn history_is_kept_90_days_unless_told_otherwise() {
+        assert_eq!(load(&[]).unwrap().history_retention_days, 90);
+        assert_eq!(load(&[("HISTORY_RETENTION_DAYS", "7")]).unwrap().history_retention_days, 7);
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let cases: &[(&str, &str)] = &[
             ("PORT", "eighty"),
@@ -608,6 +623,9 @@ mod tests {
             ("TWITCH_API_URL", "localhost:9000"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
             ("TRUSTED_PROXIES", "10.0.0.1, lb.internal"),
+            ("HISTORY_RETENTION_DAYS", "0"),
+            ("HISTORY_RETENTION_DAYS", "36501"),
+            ("HISTORY_RETENTION_DAYS", "a week"),
         ];
         for (var, value) in cases {
             let e = load(&[(var, value)]).unwrap_err();

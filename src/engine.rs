@@ -151,8 +151,13 @@ impl VoteEngine {
             return ChatOutcome::NoMatch;
         };
         let model = session.config.model;
-        let request =
-            VoteRequest { overlay: session.overlay, message_id: &chat.delivery_id, chatter: &chat.chatter, direction };
+        let request = VoteRequest {
+            overlay: session.overlay,
+            message_id: &chat.delivery_id,
+            chatter: &chat.chatter,
+            direction,
+            record: !chat.test,
+        };
         match tokio::time::timeout(self.timeout, self.live.vote(&request, crate::now_ms())).await {
             Ok(Ok(outcome)) => {
                 ChatOutcome::of_vote(outcome, session.overlay, |v| self.woke(session.overlay, v, direction, model))

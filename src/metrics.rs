@@ -34,6 +34,14 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MomentActionLabels {
+    /// `marker`, `clip`.
+    pub action: &'static str,
+    /// `created`, `failed`, `no_scope`, `not_live`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -108,6 +116,15 @@ pub struct Metrics {
     pub dependency_up: Family<DependencyLabels, Gauge>,
     /// Stored user-token checks by outcome (valid, refreshed, login_needed, skipped).
     pub token_checks: Family<OutcomeLabels, Counter>,
+    /// History buckets written to the durable store (rows), the batched
+    /// writes that carried them, and flushes that failed.
+    pub history_buckets_written: Counter,
+    pub history_batches_written: Counter,
+    pub history_flush_failures: Counter,
+    /// Moments detected, by kind (burst, swing).
+    pub moments: Family<KindLabels, Counter>,
+    /// Twitch markers and clips of moments, by outcome.
+    pub moment_actions: Family<MomentActionLabels, Counter>,
     /// 1 while this instance holds `cleanup:leader`.
     pub leader: Gauge,
     /// EventSub set-up: 1 once the conduit (and its shard, on this transport) is in place.
@@ -162,6 +179,11 @@ impl Metrics {
             circuit_breaker_state: Gauge::default(),
             dependency_up: Family::default(),
             token_checks: Family::default(),
+            history_buckets_written: Counter::default(),
+            history_batches_written: Counter::default(),
+            history_flush_failures: Counter::default(),
+            moments: Family::default(),
+            moment_actions: Family::default(),
             leader: Gauge::default(),
             eventsub_ready: Gauge::default(),
             eventsub_setup_failures: Counter::default(),
@@ -225,6 +247,27 @@ impl Metrics {
             "token_checks",
             "Stored Twitch user-token checks by outcome (valid, refreshed, login_needed, skipped)",
             m.token_checks.clone(),
+        );
+        r.register(
+            "history_buckets_written",
+            "History buckets (10 s of one session's bar) written to the durable store",
+            m.history_buckets_written.clone(),
+        );
+        r.register(
+            "history_batches_written",
+            "Batched writes of history buckets (one per flush that had buckets to write)",
+            m.history_batches_written.clone(),
+        );
+        r.register(
+            "history_flush_failures",
+            "History flushes whose write failed (kept and retried on the next flush)",
+            m.history_flush_failures.clone(),
+        );
+        r.register("moments", "Moments detected, by kind (burst, swing)", m.moments.clone());
+        r.register(
+            "moment_actions",
+            "Stream markers and clips of moments by action and outcome (created, failed, no_scope, not_live)",
+            m.moment_actions.clone(),
         );
         r.register(
             "store_call_errors",

@@ -25,6 +25,41 @@ pub enum Purpose {
     Bot,
 }
 
+/// What a streamer may allow beyond the chat bot (`?scopes=markers,clips`):
+/// a stream marker and a clip at each moment of their stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionalFeature {
+    /// `channel:manage:broadcast`.
+    Markers,
+    /// `clips:edit`.
+    Clips,
+}
+
+impl OptionalFeature {
+    pub fn scope(self) -> &'static str {
+        match self {
+            OptionalFeature::Markers => "channel:manage:broadcast",
+            OptionalFeature::Clips => "clips:edit",
+        }
+    }
+
+    /// A comma-separated list of `markers` and `clips` (blank: none).
+    pub fn parse_list(raw: &str) -> Result<Vec<Self>, String> {
+        let mut out = Vec::new();
+        for word in raw.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let feature = match word {
+                "markers" => OptionalFeature::Markers,
+                "clips" => OptionalFeature::Clips,
+                other => return Err(format!("unknown feature {other:?} (use markers, clips)")),
+            };
+            if !out.contains(&feature) {
+                out.push(feature);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// What the visitor's session remembers between `/auth/login` and the callback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingAuth {
@@ -150,13 +185,27 @@ impl App {
     }
 
     pub fn start_auth(&self, purpose: Purpose) -> Result<(String, PendingAuth), LoginError> {
+        self.start_auth_with(purpose, &[])
+    }
+
+    /// [`start_auth`](Self::start_auth) asking for optional features too (a
+    /// streamer's login only): their scopes are requested besides the usual.
+    pub fn start_auth_with(
+        &self,
+        purpose: Purpose,
+        features: &[OptionalFeature],
+    ) -> Result<(String, PendingAuth), LoginError> {
         let oauth = self.oauth.as_ref().ok_or(LoginError::NotConfigured)?;
-        let (scopes, force_verify) = match purpose {
+        let (base, force_verify) = match purpose {
             Purpose::Login => (STREAMER_SCOPES, false),
             // Make sure the operator really is logged in as the bot.
             Purpose::Bot => (BOT_SCOPES, true),
         };
-        let (url, state) = oauth.authorize_url(scopes, force_verify);
+        let mut scopes: Vec<&str> = base.to_vec();
+        if purpose == Purpose::Login {
+            scopes.extend(features.iter().map(|f| f.scope()));
+        }
+        let (url, state) = oauth.authorize_url(&scopes, force_verify);
         Ok((url, PendingAuth { state, purpose }))
     }
 

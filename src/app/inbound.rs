@@ -113,9 +113,11 @@ impl App {
             InboundKind::Notification { event, .. } => Ok(match event {
                 Event::ChatMessage(chat) => InboundOutcome::Vote(self.vote(chat.into_chat(message_id)).await),
                 Event::StreamOnline(e) => {
+                    self.record_stream(&e, true).await?;
                     InboundOutcome::Stream(self.stream_changed(&e.broadcaster_user_id, true).await)
                 }
                 Event::StreamOffline(e) => {
+                    self.record_stream(&e, false).await?;
                     InboundOutcome::Stream(self.stream_changed(&e.broadcaster_user_id, false).await)
                 }
                 Event::AuthorizationRevoke(e) => {

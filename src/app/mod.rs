@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod activity;
 pub mod api;
 pub mod eventsub;
+pub mod history;
 pub mod inbound;
 pub mod leader;
 pub mod reports;
@@ -46,6 +47,8 @@ pub struct App {
     engine: crate::engine::VoteEngine,
     /// What this instance saw of each channel's chat (the status panel).
     activity: activity::ActivityLog,
+    /// The history flush's buckets in waiting and moment detectors.
+    history: history::HistoryState,
     settings: AppSettings,
 }
 
@@ -128,7 +131,22 @@ impl App {
         let AppParts { repo, live, sessions, migrations, metrics, signals, oauth, cipher, eventsub, engine, settings } =
             parts;
         let activity = activity::ActivityLog::default();
-        Self { repo, live, sessions, migrations, metrics, signals, oauth, cipher, eventsub, engine, activity, settings }
+        let history = history::HistoryState::default();
+        Self {
+            repo,
+            live,
+            sessions,
+            migrations,
+            metrics,
+            signals,
+            oauth,
+            cipher,
+            eventsub,
+            engine,
+            activity,
+            history,
+            settings,
+        }
     }
 
     /// Twitch is configured: there are logins, tokens and chat to handle.

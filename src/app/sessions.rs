@@ -84,6 +84,7 @@ struct Local {
     clients: usize,
     /// Of which dashboard previews (the streamer's own page, not OBS).
     previews: usize,
+    streamer: StreamerId,
     broadcaster: BroadcasterId,
     config_version: i64,
     /// The labels and look of that config version.
@@ -191,6 +192,7 @@ impl SessionManager {
         let entry = local.entry(overlay).or_insert_with(|| Local {
             clients: 0,
             previews: 0,
+            streamer: setup.streamer.id,
             broadcaster: setup.streamer.twitch_user_id.clone(),
             config_version: setup.config.version,
             appearance: Arc::new(setup.config.config.appearance(setup.config.version)),
@@ -348,6 +350,12 @@ impl SessionManager {
     }
 
     /// Sessions with overlays on this instance: id, channel, known config version.
+    /// Every session this instance holds (also within the grace period after
+    /// its last overlay left), with its streamer: whose history it flushes.
+    pub fn hosted(&self) -> Vec<(OverlayId, StreamerId, BroadcasterId)> {
+        self.local().iter().map(|(o, e)| (*o, e.streamer, e.broadcaster.clone())).collect()
+    }
+
     fn active(&self) -> Vec<(OverlayId, BroadcasterId, i64)> {
         self.local()
             .iter()

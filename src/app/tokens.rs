@@ -187,7 +187,7 @@ impl App {
         }
     }
 
-    async fn store(
+    pub(super) async fn store(
         &self,
         id: StreamerId,
         broadcaster: &BroadcasterId,
@@ -212,7 +212,7 @@ impl App {
         }
     }
 
-    async fn login_needed(&self, id: StreamerId) -> TokenOutcome {
+    pub(super) async fn login_needed(&self, id: StreamerId) -> TokenOutcome {
         match self.repo.clear_tokens(id, true).await {
             Ok(()) => TokenOutcome::LoginNeeded,
             Err(e) => {

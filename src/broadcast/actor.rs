@@ -478,6 +478,15 @@ mod tests {
         async fn vote(&self, v: &VoteRequest<'_>, now: i64) -> Result<VoteOutcome, LiveStoreError> {
             self.store.vote(v, now).await
         }
+        async fn take_buckets(
+            &self,
+            o: &[OverlayId],
+            i: &str,
+            claim: i64,
+            now: i64,
+        ) -> Result<Vec<(OverlayId, Vec<crate::domain::history::BucketCounters>)>, LiveStoreError> {
+            self.store.take_buckets(o, i, claim, now).await
+        }
         async fn read_many(&self, o: &[OverlayId], now: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
             self.reads.fetch_add(1, Ordering::SeqCst);
             let delay = *self.read_delay.lock().unwrap();
@@ -556,7 +565,8 @@ mod tests {
         async fn vote(&self, overlay: OverlayId, chatter: &str) {
             let chatter = ChatterId::parse(chatter).unwrap();
             let id = uuid::Uuid::new_v4().to_string();
-            let vote = VoteRequest { overlay, message_id: &id, chatter: &chatter, direction: Direction::For };
+            let vote =
+                VoteRequest { overlay, message_id: &id, chatter: &chatter, direction: Direction::For, record: true };
             assert!(matches!(self.live.vote(&vote, self.clock.now_ms()).await, Ok(VoteOutcome::Applied(_))));
             self.broadcaster.touch(overlay);
         }

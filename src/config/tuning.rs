@@ -60,6 +60,12 @@ pub struct Tuning {
     pub login_session_max: Duration,
     /// How often stored Twitch user tokens are validated (Twitch requires hourly).
     pub token_check_interval: Duration,
+    /// How often the leader closes streams that ended while nobody listened
+    /// (Helix "Get Streams") and deletes history older than the retention.
+    pub history_upkeep_interval: Duration,
+    /// How often an instance takes its sessions' closed history buckets
+    /// (and writes them, and detects moments in them).
+    pub history_flush_interval: Duration,
     /// SO_SNDBUF of accepted connections; `None` keeps the kernel's
     /// autotuning. A small buffer makes a stalled overlay reach its queue
     /// limit (and eviction) after kilobytes instead of megabytes of backlog.
@@ -114,6 +120,8 @@ impl Default for Tuning {
             login_session_idle: Duration::from_secs(7 * 24 * 3600),
             login_session_max: Duration::from_secs(30 * 24 * 3600),
             token_check_interval: Duration::from_secs(3600),
+            history_upkeep_interval: Duration::from_secs(300),
+            history_flush_interval: Duration::from_secs(5),
             socket_send_buffer: None,
             leader_key: "cleanup:leader".to_owned(),
             leader_ttl: Duration::from_secs(20),

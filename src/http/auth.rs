@@ -1,4 +1,5 @@
-//! `GET /`, `GET /auth/login`, `GET /auth/callback`, `POST /auth/logout`, and
+//! `GET /`, `GET /auth/login`, `GET /auth/callback`, `POST /auth/logout`,
+//! `POST /dashboard/scopes` (enable markers/clips), and
 //! the operator's bot-account pages `GET /auth/bot`, `GET /auth/bot/start`.
 
 use axum::Form;
@@ -10,7 +11,7 @@ use tower_sessions::Session;
 
 use super::pages::{AuthErrorPage, BotPage, LoginPage};
 use super::{AppState, Error, session};
-use crate::app::accounts::{LoginError, Purpose};
+use crate::app::accounts::{LoginError, OptionalFeature, Purpose};
 
 pub async fn home(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
     Ok(match session::streamer(&session, state.settings.login_session_max).await? {
@@ -19,15 +20,60 @@ pub async fn home(State(state): State<AppState>, session: Session) -> Result<Res
     })
 }
 
-pub async fn login(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    /// Optional features to allow too: `markers`, `clips` (comma-separated).
+    scopes: Option<String>,
+}
+
+/// `GET /auth/login[?scopes=markers,clips]`: to Twitch's consent page, asking
+/// for the optional features' scopes too when given.
+pub async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, Error> {
+    let features = OptionalFeature::parse_list(query.scopes.as_deref().unwrap_or_default())
+        .map_err(|e| Error::BadRequest(format!("scopes: {e}")))?;
     if session::streamer(&session, state.settings.login_session_max).await?.is_some() {
         return Ok(Redirect::to("/dashboard").into_response());
     }
-    start(&state, &session, Purpose::Login).await
+    start(&state, &session, Purpose::Login, &features).await
 }
 
-async fn start(state: &AppState, session: &Session, purpose: Purpose) -> Result<Response, Error> {
-    match state.app.start_auth(purpose) {
+/// `POST /dashboard/scopes` (form: `csrf_token`, `scopes=markers,clips`):
+/// the "enable markers/clips" button. Signs the streamer in again through
+/// Twitch, asking for those features' scopes besides the usual.
+pub async fn enable_features(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<FeaturesForm>,
+) -> Result<Response, Error> {
+    session::check_csrf(&session, form.csrf_token.as_deref()).await?;
+    if session::streamer(&session, state.settings.login_session_max).await?.is_none() {
+        return Err(Error::Unauthorized("log in first".into()));
+    }
+    let features = OptionalFeature::parse_list(form.scopes.as_deref().unwrap_or_default())
+        .map_err(|e| Error::BadRequest(format!("scopes: {e}")))?;
+    if features.is_empty() {
+        return Err(Error::BadRequest("scopes: name at least one of markers, clips".into()));
+    }
+    start(&state, &session, Purpose::Login, &features).await
+}
+
+#[derive(Deserialize)]
+pub struct FeaturesForm {
+    csrf_token: Option<String>,
+    scopes: Option<String>,
+}
+
+async fn start(
+    state: &AppState,
+    session: &Session,
+    purpose: Purpose,
+    features: &[OptionalFeature],
+) -> Result<Response, Error> {
+    match state.app.start_auth_with(purpose, features) {
         Ok((url, pending)) => {
             session::remember_pending(session, &pending).await?;
             Ok(Redirect::to(&url).into_response())
@@ -153,5 +199,5 @@ pub async fn bot(State(state): State<AppState>, session: Session) -> Result<Resp
 }
 
 pub async fn bot_start(State(state): State<AppState>, session: Session) -> Result<Response, Error> {
-    start(&state, &session, Purpose::Bot).await
+    start(&state, &session, Purpose::Bot, &[]).await
 }

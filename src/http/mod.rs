@@ -120,6 +120,7 @@ pub fn router(state: AppState, sessions: SessionStorage) -> Router {
         .route("/dashboard/config", post(dashboard::save))
         .route("/dashboard/test-votes", post(control::test_votes))
         .route("/dashboard/reload-overlays", post(control::reload_overlays))
+        .route("/dashboard/scopes", post(auth::enable_features))
         .route("/dashboard/status", get(control::status))
         .route("/dashboard/api-tokens", get(api_tokens::show).post(api_tokens::create))
         .route("/dashboard/history", get(history::list))

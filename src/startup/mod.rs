@@ -191,6 +191,15 @@ impl Application {
             supervisor
                 .restarting("tokens", move |stop| crate::app::tokens::run_token_hygiene(Arc::clone(&app), every, stop));
         }
+        let (app, every) = (Arc::clone(&state.app), t.history_flush_interval);
+        supervisor.restarting("history_flush", move |stop| {
+            crate::app::history::recorder::run_history_flush(Arc::clone(&app), every, stop)
+        });
+        let (app, every) = (Arc::clone(&state.app), t.history_upkeep_interval);
+        let retention = std::time::Duration::from_secs(u64::from(config.history_retention_days) * 86_400);
+        supervisor.restarting("history_upkeep", move |stop| {
+            crate::app::history::run_history_upkeep(Arc::clone(&app), every, retention, stop)
+        });
 
         let h = &config.http;
         let limits = http::server::ServerLimits {

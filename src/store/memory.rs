@@ -12,9 +12,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    ACTIVITY_REPORT_TTL_MS, ActiveSession, ActivityReport, BUCKET_IDLE_MS, Lease, LiveStore, LiveStoreError,
-    SessionActivation, Snapshot, VoteLimits, VoteOutcome, VoteRequest,
+    ACTIVITY_REPORT_TTL_MS, ActiveSession, ActivityReport, BUCKET_IDLE_MS, HISTORY_TTL_MS, Lease, LiveStore,
+    LiveStoreError, SessionActivation, Snapshot, VoteLimits, VoteOutcome, VoteRequest,
 };
+use crate::domain::history::{BucketAccumulator, BucketCounters};
 use crate::domain::meter::{MeterState, VOTERS_WINDOW_MS, recent_voters, voters_counted_at};
 use crate::domain::sentiment::sanitize_decay;
 use crate::domain::{BroadcasterId, ChatterId, OverlayId, SessionStatus};
@@ -38,6 +39,19 @@ struct Inner {
     activity: HashMap<BroadcasterId, HashMap<String, ActivityReport>>,
     /// Instance id → end of its heartbeat (ms).
     heartbeats: HashMap<String, i64>,
+    /// Each session's history (outliving the session, like the Redis keys).
+    history: HashMap<OverlayId, History>,
+}
+
+/// A session's history state, like the Redis keys `history:{U}`,
+/// `history_voters:{U}` and `history_closed:{U}`.
+#[derive(Default)]
+struct History {
+    buckets: BucketAccumulator,
+    /// The instance that takes the buckets, and until when.
+    owner: Option<(String, i64)>,
+    /// Forgotten this long after the last vote or take.
+    expires_ms: i64,
 }
 
 impl Inner {
@@ -288,9 +302,44 @@ impl LiveStore for MemoryLiveStore {
             return Ok(VoteOutcome::RateLimited);
         }
         let k = sanitize_decay(session.config.decay_speed.get());
+        let before = session.meter.read(session.config.model, now_ms, k).value;
         session.meter = session.meter.vote(vote.direction, now_ms, k);
         session.voters.vote(vote.chatter, now_ms);
-        Ok(VoteOutcome::Applied(session.meter.read(session.config.model, now_ms, k).value))
+        let after = session.meter.read(session.config.model, now_ms, k).value;
+        if vote.record {
+            let history = inner.history.entry(vote.overlay).or_default();
+            history.buckets.vote(now_ms, vote.chatter.as_str(), vote.direction, before, after);
+            history.expires_ms = now_ms.saturating_add(HISTORY_TTL_MS);
+        }
+        Ok(VoteOutcome::Applied(after))
+    }
+
+    async fn take_buckets(
+        &self,
+        overlays: &[OverlayId],
+        instance: &str,
+        claim_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(OverlayId, Vec<BucketCounters>)>, LiveStoreError> {
+        let mut inner = self.lock();
+        inner.history.retain(|_, h| h.expires_ms > now_ms);
+        let mut out = Vec::new();
+        for overlay in overlays {
+            let history = inner.history.entry(*overlay).or_default();
+            if let Some((owner, until)) = &history.owner
+                && owner != instance
+                && *until > now_ms
+            {
+                continue;
+            }
+            history.owner = Some((instance.to_owned(), now_ms.saturating_add(claim_ms)));
+            history.expires_ms = now_ms.saturating_add(HISTORY_TTL_MS);
+            let taken = history.buckets.take_closed(now_ms);
+            if !taken.is_empty() {
+                out.push((*overlay, taken));
+            }
+        }
+        Ok(out)
     }
 
     async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {

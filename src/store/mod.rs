@@ -25,8 +25,8 @@ use time::OffsetDateTime;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::history::{
-    ActionOutcome, HistoryBucket, HistoryDeleted, Moment, MomentAction, MomentFilter, MomentId, Page, Paged, StreamEnd,
-    StreamId, StreamOpened, StreamRecord,
+    ActionOutcome, BucketCounters, HistoryBucket, HistoryDeleted, Moment, MomentAction, MomentFilter, MomentId, Page,
+    Paged, StreamEnd, StreamId, StreamOpened, StreamRecord,
 };
 use crate::domain::{
     BroadcasterId, ChatterId, Direction, MeterModel, OverlayConfig, OverlayId, SessionStatus, StreamerId,
@@ -98,6 +98,9 @@ pub struct VoteRequest<'a> {
     pub message_id: &'a str,
     pub chatter: &'a ChatterId,
     pub direction: Direction,
+    /// Whether a counted vote goes into the session's history bucket (test
+    /// votes do not).
+    pub record: bool,
 }
 
 /// The result of one atomic vote call. Expected outcomes are values, not errors.
@@ -188,6 +191,10 @@ pub struct ActivityReport {
     /// Outcomes of the chat it saw, in time buckets, oldest first.
     pub buckets: Vec<OutcomeBucket>,
 }
+
+/// How long a session's history state (its bucket in progress, closed
+/// buckets, who takes them) is kept after its last vote or take.
+pub const HISTORY_TTL_MS: i64 = 600_000;
 
 /// How long a channel's reports are kept after the last one was written.
 pub const ACTIVITY_REPORT_TTL_MS: i64 = 120_000;
@@ -302,6 +309,22 @@ pub trait LiveStore: Send + Sync + 'static {
     /// Gives a claimed message id back, so that Twitch's redelivery of a
     /// message we failed to handle is handled then.
     async fn unclaim_message(&self, message_id: &str) -> Result<(), LiveStoreError>;
+
+    /// Hands out the closed history buckets of these sessions, each once
+    /// (`domain::history::bucket`: the buckets closed by a later vote, and
+    /// the current one when it is over at `now_ms`), oldest first; sessions
+    /// with none are left out. One instance takes a session's buckets at a
+    /// time: the call claims each session for `instance` until `now_ms +
+    /// claim_ms`, and a session another instance has claimed until later
+    /// gives nothing. History outlives a released session for
+    /// [`HISTORY_TTL_MS`] after its last vote or take.
+    async fn take_buckets(
+        &self,
+        overlays: &[OverlayId],
+        instance: &str,
+        claim_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(OverlayId, Vec<BucketCounters>)>, LiveStoreError>;
 
     /// The decayed values of many sessions in one batch, in the order asked;
     /// `None` for sessions that are not active.

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
 
+mod streams;
+
+pub use streams::LiveStream;
+
 use super::retry::RetryPolicy;
 use super::status::SubscriptionStatus;
 use crate::clock::Clock;
@@ -38,11 +42,13 @@ impl TwitchError {
         }
     }
 
-    /// Worth retrying later: an exhausted rate limit, Twitch-side trouble,
-    /// network errors. (A 429 with points left is a subscription limit.)
+    /// Worth retrying later: an exhausted rate limit, a request timeout,
+    /// Twitch-side trouble, network errors. (A 429 with points left is a
+    /// subscription limit.)
     pub fn is_transient(&self) -> bool {
         match self {
             TwitchError::Status { status: 429, retry_after, .. } => retry_after.is_some(),
+            TwitchError::Status { status: 408, .. } => true,
             TwitchError::Status { status, .. } => *status >= 500,
             TwitchError::Transport(_) => true,
             TwitchError::Malformed(_) => false,

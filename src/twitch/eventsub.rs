@@ -100,10 +100,17 @@ impl ChatMessageEvent {
     }
 }
 
-/// The fields of a `stream.online` / `stream.offline` event we use.
+/// The fields of a `stream.online` / `stream.offline` event we use
+/// (`stream.offline` carries neither the stream's id nor a time).
 #[derive(Debug, Clone, Deserialize)]
 pub struct StreamEvent {
     pub broadcaster_user_id: BroadcasterId,
+    /// `stream.online`: Twitch's id of the stream.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `stream.online`: when the stream started (RFC 3339).
+    #[serde(default)]
+    pub started_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

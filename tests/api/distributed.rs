@@ -70,6 +70,7 @@ async fn a_vote_is_exactly_one_redis_call() {
             // No background traffic during the measurement: no ticks, no renewals.
             c.tuning.broadcast_tick = Duration::from_secs(3600);
             c.tuning.reconcile_interval = Duration::from_secs(3600);
+            c.tuning.history_flush_interval = Duration::from_secs(3600);
         })
         .start()
         .await;
@@ -94,16 +95,23 @@ async fn a_vote_is_exactly_one_redis_call() {
         .filter(|(cmd, _)| !cmd.starts_with("client|"))
         .collect();
     delta.sort();
+    // A vote that opens a new history bucket (the votes may cross a 10 s
+    // boundary once) also queues the old one and clears its chatters.
+    let crossing = ["del", "ltrim", "rpush"];
+    assert!(delta.iter().filter(|(c, _)| crossing.contains(&c.as_str())).all(|(_, n)| *n <= 1), "{delta:?}");
+    delta.retain(|(c, _)| !crossing.contains(&c.as_str()));
     // 20 FCALLs from the service; everything else ran inside them: per vote,
     // EXISTS session, GET+SET message id, GET+SET debounce, HMGET+HSET+PEXPIRE
-    // bucket, HMGET+HSET session, ZADD+ZREMRANGEBYSCORE+PEXPIRE+ZCARD voters.
+    // bucket, HMGET+HSET session, ZADD+ZREMRANGEBYSCORE+PEXPIRE+ZCARD voters,
+    // HMGET+SADD+HSET+3 PEXPIRE history bucket.
     let expected: Vec<(String, u64)> = [
         ("exists", 20),
         ("fcall", 20),
         ("get", 40),
-        ("hmget", 40),
-        ("hset", 40),
-        ("pexpire", 40),
+        ("hmget", 60),
+        ("hset", 60),
+        ("pexpire", 100),
+        ("sadd", 20),
         ("set", 40),
         ("zadd", 20),
         ("zcard", 20),

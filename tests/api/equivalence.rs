@@ -335,6 +335,7 @@ async fn run_case(redis: &RedisLiveStore, case: &Case, coverage: &mut Coverage) 
                     message_id: &message_id,
                     chatter: &chatters[chatter],
                     direction,
+                    record: true,
                 };
                 let m = memory.vote(&request, now).await.unwrap();
                 let r = redis.vote(&request, now).await.map_err(|e| redis_error(i, "vote", e))?;
@@ -549,10 +550,16 @@ async fn stored_garbage_never_propagates() {
                     config_version: 1,
                 };
                 store.activate(&activation, LEASE, t).await.unwrap();
-                let first_vote = VoteRequest { overlay, message_id: "m1", chatter: &first, direction: Direction::For };
+                let first_vote =
+                    VoteRequest { overlay, message_id: "m1", chatter: &first, direction: Direction::For, record: true };
                 assert_eq!(store.vote(&first_vote, t).await.unwrap(), VoteOutcome::Applied(10.0), "{fields}");
-                let control_vote =
-                    VoteRequest { overlay, message_id: "m2", chatter: &control, direction: Direction::For };
+                let control_vote = VoteRequest {
+                    overlay,
+                    message_id: "m2",
+                    chatter: &control,
+                    direction: Direction::For,
+                    record: true,
+                };
                 assert_eq!(
                     store.vote(&control_vote, t).await.unwrap(),
                     VoteOutcome::RateLimited,
@@ -582,8 +589,13 @@ async fn stored_garbage_never_propagates() {
                 assert!(close(read, expected_read), "{fields}: read {read}, expected {expected_read}");
                 assert_eq!(snapshots[0].unwrap().status, SessionStatus::Active);
 
-                let second_vote =
-                    VoteRequest { overlay, message_id: "m3", chatter: &second, direction: Direction::For };
+                let second_vote = VoteRequest {
+                    overlay,
+                    message_id: "m3",
+                    chatter: &second,
+                    direction: Direction::For,
+                    record: true,
+                };
                 let applied = match store.vote(&second_vote, later).await.unwrap() {
                     VoteOutcome::Applied(v) => v,
                     other => panic!("{fields}: a vote on a garbage bucket gave {other:?} (the limiter fails open)"),
@@ -634,7 +646,7 @@ async fn a_garbage_status_reads_as_active() {
         SessionActivation { overlay, broadcaster: broadcaster.clone(), config: overlay_config(0.5), config_version: 1 };
     store.activate(&activation, LEASE, t).await.unwrap();
     let chatter = ChatterId::parse("viewer").unwrap();
-    let vote = VoteRequest { overlay, message_id: "m1", chatter: &chatter, direction: Direction::For };
+    let vote = VoteRequest { overlay, message_id: "m1", chatter: &chatter, direction: Direction::For, record: true };
     assert_eq!(store.vote(&vote, t).await.unwrap(), VoteOutcome::Applied(10.0));
 
     for garbage in ["banana", "", "LIVE", "live ", "1e999"] {
@@ -675,9 +687,11 @@ async fn garbage_message_id_and_debounce_entries_count_as_expired_and_are_rewrit
         let _: () = raw.set(&msgid_key, garbage, None, None, false).await.unwrap();
         let _: () = raw.set(&debounce_key, garbage, None, None, false).await.unwrap();
 
-        let by_message = VoteRequest { overlay, message_id: "m1", chatter: &alice, direction: Direction::For };
+        let by_message =
+            VoteRequest { overlay, message_id: "m1", chatter: &alice, direction: Direction::For, record: true };
         assert_eq!(store.vote(&by_message, t).await.unwrap(), VoteOutcome::Applied(10.0), "msgid {garbage:?}");
-        let by_chatter = VoteRequest { overlay, message_id: "m2", chatter: &bob, direction: Direction::For };
+        let by_chatter =
+            VoteRequest { overlay, message_id: "m2", chatter: &bob, direction: Direction::For, record: true };
         assert_eq!(store.vote(&by_chatter, t).await.unwrap(), VoteOutcome::Applied(20.0), "debounce {garbage:?}");
 
         for key in [&msgid_key, &debounce_key] {
@@ -685,9 +699,11 @@ async fn garbage_message_id_and_debounce_entries_count_as_expired_and_are_rewrit
             let until = parse_stored(stored.as_deref(), &format!("{key} after {garbage:?}"));
             assert!(until > t as f64, "{key}: a real expiry time, {until}");
         }
-        let again = VoteRequest { overlay, message_id: "m1", chatter: &bob, direction: Direction::Against };
+        let again =
+            VoteRequest { overlay, message_id: "m1", chatter: &bob, direction: Direction::Against, record: true };
         assert_eq!(store.vote(&again, t + 1).await.unwrap(), VoteOutcome::Duplicate, "{garbage:?}");
-        let bob_again = VoteRequest { overlay, message_id: "m3", chatter: &bob, direction: Direction::Against };
+        let bob_again =
+            VoteRequest { overlay, message_id: "m3", chatter: &bob, direction: Direction::Against, record: true };
         assert_eq!(store.vote(&bob_again, t + 1).await.unwrap(), VoteOutcome::Debounced, "{garbage:?}");
         assert!(store.release(overlay, &broadcaster, LEASE.instance, t + 1).await.unwrap());
     }
@@ -738,7 +754,8 @@ async fn an_unreadable_stored_config_discards_the_session_for_reactivation() {
         assert_eq!((session.overlay, session.config_version), (overlay, 3), "{what}");
         assert!(close(session.config.decay_speed.get(), 0.5), "{what}");
         let chatter = ChatterId::parse("viewer").unwrap();
-        let vote = VoteRequest { overlay, message_id: "m1", chatter: &chatter, direction: Direction::For };
+        let vote =
+            VoteRequest { overlay, message_id: "m1", chatter: &chatter, direction: Direction::For, record: true };
         assert_eq!(store.vote(&vote, t + 1).await.unwrap(), VoteOutcome::Applied(10.0), "{what}");
         assert!(store.release(overlay, &broadcaster, LEASE.instance, t + 1).await.unwrap());
     }

@@ -25,6 +25,9 @@ use chatpulse::store::{
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod history;
+use history::*;
+
 use Direction::{Against, For};
 use VoteOutcome::{Applied, Debounced, Duplicate, NoSession, RateLimited};
 
@@ -84,7 +87,7 @@ async fn vote(
     now: i64,
 ) -> VoteOutcome {
     let who = chatter(who);
-    let request = VoteRequest { overlay, message_id: msg, chatter: &who, direction: dir };
+    let request = VoteRequest { overlay, message_id: msg, chatter: &who, direction: dir, record: true };
     store.vote(&request, now).await.unwrap()
 }
 
@@ -561,6 +564,10 @@ macro_rules! live_store_contract {
             use super::*;
             live_store_contract!(@tests $make;
                 a_vote_without_an_active_session_is_no_session => default_limits(),
+                a_closed_bucket_holds_the_counted_votes_and_is_taken_once => default_limits(),
+                a_vote_in_a_later_bucket_closes_the_current_one_and_test_votes_are_not_recorded => default_limits(),
+                one_instance_takes_a_sessions_buckets_while_its_claim_lasts => default_limits(),
+                history_outlives_the_release_of_its_session => default_limits(),
                 releasing_the_last_lease_removes_the_session_but_keeps_de_duplication => default_limits(),
                 a_session_lives_while_any_instance_holds_an_unexpired_lease => default_limits(),
                 an_expired_lease_does_not_keep_a_session_alive => default_limits(),

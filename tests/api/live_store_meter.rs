@@ -42,7 +42,10 @@ async fn activate(store: &dyn LiveStore, o: OverlayId, b: &BroadcasterId, model:
 async fn vote(store: &dyn LiveStore, overlay: OverlayId, who: &str, direction: Direction, now: i64) -> VoteOutcome {
     let chatter = ChatterId::parse(who).unwrap();
     let id = Uuid::new_v4().to_string();
-    store.vote(&VoteRequest { overlay, message_id: &id, chatter: &chatter, direction }, now).await.unwrap()
+    store
+        .vote(&VoteRequest { overlay, message_id: &id, chatter: &chatter, direction, record: true }, now)
+        .await
+        .unwrap()
 }
 
 async fn read(store: &dyn LiveStore, overlay: OverlayId, now: i64) -> Snapshot {

@@ -38,6 +38,7 @@ mod distributed;
 mod equivalence;
 mod eventsub_ws;
 mod helpers;
+mod history;
 mod live_store;
 mod live_store_meter;
 mod meter;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
+mod history;
 mod load;
 mod procs;
 mod report;
@@ -37,8 +38,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "embedded,distributed")]
     modes: Vec<String>,
     /// Scenarios to run, comma-separated: 1 ingest, 2 latency, 3 fan-out,
-    /// 4 idle, 5 side by side.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+    /// 4 idle, 5 side by side, 6 history writes.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6")]
     scenarios: Vec<u8>,
     /// The server binary (default: `chatpulse` next to this binary).
     #[arg(long)]
@@ -55,6 +56,9 @@ struct Args {
     /// Override: overlays of the idle scenario.
     #[arg(long)]
     idle_overlays: Option<usize>,
+    /// Override: sessions of the history scenario.
+    #[arg(long)]
+    history_sessions: Option<usize>,
     /// Hard limit on the whole run, in seconds.
     #[arg(long, default_value_t = 1_800)]
     time_limit: u64,
@@ -106,8 +110,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.idle_overlays {
         sizes.idle_overlays = n;
     }
+    if let Some(n) = args.history_sessions {
+        sizes.history_sessions = n;
+    }
     // Each overlay is one socket in this process and one in the server.
-    let sockets = sizes.idle_overlays.max(sizes.fanout_sessions * sizes.fanout_clients) as u64 + 512;
+    let sockets =
+        sizes.idle_overlays.max(sizes.history_sessions).max(sizes.fanout_sessions * sizes.fanout_clients) as u64 + 512;
     if let Some(limit) = open_files_limit()
         && limit < sockets
     {
@@ -151,6 +159,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if args.scenarios.contains(&4) {
             eprintln!("[{}] 4 idle cost", mode.name);
             results.idle = Some(scenarios::idle(&ctx, &mode).await.map_err(|e| format!("{e:#}")));
+        }
+        if args.scenarios.contains(&6) {
+            eprintln!("[{}] 6 history writes", mode.name);
+            results.history = Some(history::history(&ctx, &mode).await.map_err(|e| format!("{e:#}")));
         }
         if mode.name == "distributed" {
             distributed_redis = mode.redis;

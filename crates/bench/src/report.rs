@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::history::HistoryWrites;
 use crate::scenarios::{Fanout, Idle, Ingest, Latency, Sizes};
 use crate::side_by_side::SideBySide;
 use crate::{line, ms, thousands};
@@ -16,6 +17,7 @@ pub struct ModeResults {
     pub latency: Outcome<Latency>,
     pub fanout: Outcome<Fanout>,
     pub idle: Outcome<Idle>,
+    pub history: Outcome<HistoryWrites>,
 }
 
 pub struct Report {
@@ -135,6 +137,7 @@ impl Report {
             [m.ingest.as_ref().map(Result::is_err), m.latency.as_ref().map(Result::is_err)]
                 .into_iter()
                 .chain([m.fanout.as_ref().map(Result::is_err), m.idle.as_ref().map(Result::is_err)])
+                .chain([m.history.as_ref().map(Result::is_err)])
                 .any(|e| e == Some(true))
         };
         !self.errors.is_empty()
@@ -181,6 +184,7 @@ impl Report {
                 push("latency", m.latency.as_ref().and_then(|r| r.as_ref().err()));
                 push("fan-out", m.fanout.as_ref().and_then(|r| r.as_ref().err()));
                 push("idle", m.idle.as_ref().and_then(|r| r.as_ref().err()));
+                push("history", m.history.as_ref().and_then(|r| r.as_ref().err()));
                 e
             })
             .chain(self.errors.iter().cloned())
@@ -437,6 +441,56 @@ impl Report {
             "–".into(),
         );
         row("4", "", "server RSS", both(&|m| cell(&m.idle, |i| format!("{:.0} MiB", i.rss_mib))), "", "–".into());
+
+        let sc = format!(
+            "History writes ({} sessions, 1 overlay and 1 vote per 10 s bucket each, {} s window)",
+            thousands(s.history_sessions as f64),
+            s.history_window.as_secs()
+        );
+        let writes_ok = |m: Option<&ModeResults>| {
+            m.and_then(|m| {
+                judged(&m.history, |h| {
+                    (h.sessions >= 10_000).then_some(h.row_writes_per_s() <= 1_000.0 && h.batches_per_s < h.rows_per_s)
+                })
+            })
+        };
+        row(
+            "6",
+            &sc,
+            "history row writes/s (PostgreSQL table; server counter)",
+            both(&|m| {
+                cell(&m.history, |h| match h.table_rows_per_s {
+                    Some(t) => format!("{}; {}", thousands(t), thousands(h.rows_per_s)),
+                    None => format!("–; {}", thousands(h.rows_per_s)),
+                })
+            }),
+            "≤ 1,000 at 10,000 sessions (distributed)",
+            verdict(None, writes_ok(d)),
+        );
+        row(
+            "6",
+            "",
+            "batched writes/s (rows per batch)",
+            both(&|m| {
+                cell(&m.history, |h| {
+                    format!("{:.2} ({})", h.batches_per_s, thousands(h.rows_per_s / h.batches_per_s.max(1e-9)))
+                })
+            }),
+            "batched",
+            "–".into(),
+        );
+        row(
+            "6",
+            "",
+            "overlays connected; votes/s sent; server CPU",
+            both(&|m| {
+                cell(&m.history, |h| {
+                    format!("{}; {}; {}", thousands(h.connected as f64), thousands(h.votes_per_s), pct(h.cpu_percent))
+                })
+            }),
+            "",
+            "–".into(),
+        );
     }
 
     fn render_side_by_side(&self, out: &mut String) {

@@ -16,7 +16,7 @@ use crate::load::{self, ClientCounters, HistogramDelta, HttpConn, Samples, Scrap
 use crate::procs::{ProcStats, RedisServer, Server, Storage, proc_stats};
 
 /// The decay speed of a streamer created with the default configuration.
-const DEFAULT_DECAY: f64 = 0.5;
+pub(crate) const DEFAULT_DECAY: f64 = 0.5;
 
 /// How big each scenario is.
 #[derive(Debug, Clone)]
@@ -33,6 +33,9 @@ pub struct Sizes {
     pub fanout_duration: Duration,
     pub idle_overlays: usize,
     pub idle_duration: Duration,
+    pub history_sessions: usize,
+    pub history_warmup: Duration,
+    pub history_window: Duration,
     pub side_by_side: Vec<usize>,
     pub ceiling_requests: u64,
 }
@@ -52,6 +55,9 @@ impl Sizes {
             fanout_duration: Duration::from_secs(30),
             idle_overlays: 10_000,
             idle_duration: Duration::from_secs(30),
+            history_sessions: 10_000,
+            history_warmup: Duration::from_secs(12),
+            history_window: Duration::from_secs(30),
             side_by_side: vec![100, 1_000, 10_000],
             ceiling_requests: 300_000,
         }
@@ -71,13 +77,16 @@ impl Sizes {
             fanout_duration: Duration::from_secs(4),
             idle_overlays: 1_000,
             idle_duration: Duration::from_secs(4),
+            history_sessions: 1_000,
+            history_warmup: Duration::from_secs(12),
+            history_window: Duration::from_secs(10),
             side_by_side: vec![100, 1_000, 10_000],
             ceiling_requests: 50_000,
         }
     }
 
     pub fn streamers_needed(&self) -> usize {
-        [self.ingest_sessions, self.latency_sessions, self.fanout_sessions, self.idle_overlays]
+        [self.ingest_sessions, self.latency_sessions, self.fanout_sessions, self.idle_overlays, self.history_sessions]
             .into_iter()
             .max()
             .unwrap_or(0)
@@ -110,7 +119,7 @@ pub struct Ctx {
 impl Ctx {
     /// A fresh server for one scenario; in distributed mode on an emptied
     /// Redis with reset statistics.
-    async fn server(&self, mode: &Mode) -> anyhow::Result<Server> {
+    pub(crate) async fn server(&self, mode: &Mode) -> anyhow::Result<Server> {
         if let Some(redis) = &mode.redis {
             let client = redis_client(&redis.url()).await?;
             client.flushall::<()>(false).await?;
@@ -132,7 +141,7 @@ pub async fn redis_client(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-fn cpu_percent(before: &ProcStats, after: &ProcStats, elapsed: Duration) -> f64 {
+pub(crate) fn cpu_percent(before: &ProcStats, after: &ProcStats, elapsed: Duration) -> f64 {
     (after.cpu_seconds - before.cpu_seconds) / elapsed.as_secs_f64().max(1e-9) * 100.0
 }
 
@@ -140,7 +149,7 @@ fn redis_stats(mode: &Mode) -> Option<ProcStats> {
     mode.redis.as_ref().and_then(|r| proc_stats(r.pid()).ok())
 }
 
-async fn stop_clients(stop: CancellationToken, tasks: Vec<tokio::task::JoinHandle<()>>) {
+pub(crate) async fn stop_clients(stop: CancellationToken, tasks: Vec<tokio::task::JoinHandle<()>>) {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), futures_util::future::join_all(tasks)).await;
 }
@@ -287,16 +296,16 @@ pub async fn ingest(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Ingest> {
 
 // ------------------------------------------------------- paced vote senders
 
-struct Paced {
-    sent: u64,
-    failed: u64,
-    elapsed: Duration,
+pub(crate) struct Paced {
+    pub(crate) sent: u64,
+    pub(crate) failed: u64,
+    pub(crate) elapsed: Duration,
 }
 
 /// Sends `rate` votes per second in total, for `duration`, over `sessions`
 /// (channel → its tracker). Each session belongs to one worker, which sends
 /// its votes one after the other, so a tracker always knows the order.
-async fn paced_votes(
+pub(crate) async fn paced_votes(
     addr: SocketAddr,
     sessions: &[(String, SharedTracker)],
     rate: f64,

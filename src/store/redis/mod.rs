@@ -30,12 +30,14 @@ use super::{
     ACTIVITY_REPORT_TTL_MS, ActiveSession, ActivityReport, Lease, LiveStore, LiveStoreError, SessionActivation,
     Snapshot, VoteLimits, VoteOutcome, VoteRequest,
 };
+use crate::domain::history::BucketCounters;
 use crate::domain::{BroadcasterId, OverlayConfig, OverlayId, SessionStatus};
 use crate::metrics::Metrics;
 
 /// The Functions library, compiled into the binary.
 mod connection;
 mod fields;
+mod history;
 mod leases;
 
 pub use connection::RedisConnection;
@@ -78,6 +80,18 @@ mod keys {
     }
     pub fn voters(o: OverlayId) -> String {
         tagged("voters:", o)
+    }
+    /// A session's history bucket in progress (and who takes its buckets).
+    pub fn history(o: OverlayId) -> String {
+        tagged("history:", o)
+    }
+    /// The chatters of the bucket in progress.
+    pub fn history_voters(o: OverlayId) -> String {
+        tagged("history_voters:", o)
+    }
+    /// Closed buckets waiting to be taken.
+    pub fn history_closed(o: OverlayId) -> String {
+        tagged("history_closed:", o)
     }
     /// The instances' reports on a channel (the dashboard's status).
     pub fn activity(b: &BroadcasterId) -> String {
@@ -513,6 +527,9 @@ impl LiveStore for RedisLiveStore {
             keys::msgid(vote.overlay, vote.message_id),
             keys::debounce(vote.overlay, vote.chatter),
             keys::voters(vote.overlay),
+            keys::history(vote.overlay),
+            keys::history_voters(vote.overlay),
+            keys::history_closed(vote.overlay),
         ];
         let l = &self.limits;
         let args = vec![
@@ -523,6 +540,7 @@ impl LiveStore for RedisLiveStore {
             l.debounce_ms.to_string(),
             l.dedup_ms.to_string(),
             vote.chatter.to_string(),
+            if vote.record { "1" } else { "0" }.to_owned(),
         ];
         let reply: Vec<String> =
             self.call("vote", || self.client.fcall("chatpulse_vote", keys.clone(), args.clone())).await?;
@@ -531,6 +549,16 @@ impl LiveStore for RedisLiveStore {
             self.forget_overlay(vote.overlay);
         }
         Ok(outcome)
+    }
+
+    async fn take_buckets(
+        &self,
+        overlays: &[OverlayId],
+        instance: &str,
+        claim_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(OverlayId, Vec<BucketCounters>)>, LiveStoreError> {
+        self.take_history(overlays, instance, claim_ms, now_ms).await
     }
 
     async fn read_many(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
