@@ -144,6 +144,7 @@ impl App {
         let outcome = self.engine.handle_chat(&chat).await;
         self.activity.record(&chat, &outcome, crate::now_ms());
         if let ChatOutcome::Applied { overlay, wake, .. } = outcome {
+            self.history.touch(overlay, crate::now_ms());
             match wake {
                 Wake::Everywhere => self.sessions.touch(overlay),
                 Wake::Here => self.sessions.touch_here(overlay),

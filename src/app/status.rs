@@ -190,7 +190,8 @@ impl App {
 
     /// Reports on watched channels until shutdown: when another instance
     /// asks (a `WatchActivity` signal) and every [`REPORT_EVERY`] while the
-    /// watch lasts.
+    /// watch lasts. Also tells the history flush of bars other instances
+    /// moved (a `Moved` signal).
     pub async fn run_activity(
         self: Arc<Self>,
         mut signals: tokio::sync::broadcast::Receiver<Signal>,
@@ -206,6 +207,9 @@ impl App {
                         self.activity.watch(&broadcaster, tokio::time::Instant::now() + WATCH_FOR);
                         self.report_activity(&broadcaster, true).await;
                     }
+                    // Another instance moved this bar from the centre: a
+                    // vote the history flush must not wait for the sweep to see.
+                    Ok(Signal::Moved { overlay }) => self.history.touch(overlay, crate::now_ms()),
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 },

@@ -4,6 +4,12 @@
 //! buckets), writes them in one batched insert, and feeds them to the
 //! session's moment detector. No write per vote: a session costs at most one
 //! row per 10 seconds, and only for 10 seconds in which chat voted.
+//!
+//! Only sessions that may have closed buckets are asked ([`due`]): those with
+//! a vote seen lately (a vote handled here, or another instance's signal
+//! that it moved the bar from the centre), and every session once per
+//! [`SWEEP_MS`] in case a vote went unseen. An idle deployment so costs the
+//! live store almost nothing, whatever its number of sessions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +29,30 @@ use crate::domain::{BroadcasterId, OverlayId, StreamerId};
 /// go first): a durable-store outage costs history, never memory.
 const MAX_PENDING: usize = 100_000;
 
+/// A session is asked for its buckets on every flush for this long after a
+/// vote was seen or a take found buckets: long enough for the bucket of that
+/// vote to close (10 s) and be taken.
+pub const ACTIVE_FOR_MS: i64 = 60_000;
+
+/// Every session is asked at least this often, in case a vote went unseen
+/// here (one another instance handled while the bar was away from the
+/// centre). Well within the live store's keep of waiting buckets (10 min).
+pub const SWEEP_MS: i64 = 300_000;
+
+/// When this instance last saw a session vote (or find buckets) and last
+/// asked for its buckets, in ms since the epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub active_ms: i64,
+    pub taken_ms: i64,
+}
+
+/// Whether a flush at `now_ms` asks for a session's buckets: never asked
+/// before, active lately, or due for the sweep.
+pub fn due(seen: Option<&Seen>, now_ms: i64) -> bool {
+    seen.is_none_or(|s| now_ms - s.active_ms < ACTIVE_FOR_MS || now_ms - s.taken_ms >= SWEEP_MS)
+}
+
 /// What one instance remembers between flushes.
 #[derive(Default)]
 pub struct HistoryState {
@@ -35,6 +65,17 @@ struct Inner {
     pending: Vec<HistoryBucket>,
     /// Each session's moment detector (sessions this instance takes).
     detectors: HashMap<OverlayId, MomentDetector>,
+    /// What this instance saw of each session it holds (see [`due`]).
+    seen: HashMap<OverlayId, Seen>,
+}
+
+impl HistoryState {
+    /// A vote for this session was seen at `now_ms`: its buckets are asked
+    /// for on the next flushes.
+    pub fn touch(&self, overlay: OverlayId, now_ms: i64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.seen.entry(overlay).or_default().active_ms = now_ms;
+    }
 }
 
 /// What one flush did.
@@ -73,9 +114,17 @@ impl App {
         let hosted = self.sessions.hosted();
         let owners: HashMap<OverlayId, (StreamerId, BroadcasterId)> =
             hosted.iter().map(|(o, s, b)| (*o, (*s, b.clone()))).collect();
-        let overlays: Vec<OverlayId> = hosted.iter().map(|(o, _, _)| *o).collect();
         let claim_ms = i64::try_from(claim.as_millis()).unwrap_or(i64::MAX);
-        let nothing_pending = self.history.inner.lock().unwrap_or_else(|p| p.into_inner()).pending.is_empty();
+        let (overlays, nothing_pending) = {
+            let mut inner = self.history.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.seen.retain(|overlay, _| owners.contains_key(overlay));
+            let overlays: Vec<OverlayId> =
+                hosted.iter().map(|(o, _, _)| *o).filter(|o| due(inner.seen.get(o), now_ms)).collect();
+            for overlay in &overlays {
+                inner.seen.entry(*overlay).or_default().taken_ms = now_ms;
+            }
+            (overlays, inner.pending.is_empty())
+        };
         if overlays.is_empty() && nothing_pending {
             return Flushed::default();
         }
@@ -94,6 +143,9 @@ impl App {
             inner.detectors.retain(|overlay, _| owners.contains_key(overlay));
             for (overlay, buckets) in &taken {
                 let Some((streamer, broadcaster)) = owners.get(overlay) else { continue };
+                if !buckets.is_empty() {
+                    inner.seen.entry(*overlay).or_default().active_ms = now_ms;
+                }
                 flushed.taken += buckets.len();
                 let detector = inner.detectors.entry(*overlay).or_default();
                 for bucket in buckets {
@@ -223,5 +275,66 @@ pub async fn run_history_flush(app: Arc<App>, interval: Duration, shutdown: Canc
             _ = ticker.tick() => {}
         }
         app.flush_history(claim, crate::now_ms()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000_000;
+
+    #[test]
+    fn a_session_never_asked_is_asked() {
+        assert!(due(None, NOW));
+    }
+
+    #[test]
+    fn a_session_with_a_vote_lately_is_asked_on_every_flush_until_its_bucket_can_have_closed() {
+        let seen = Seen { active_ms: NOW - 1_000, taken_ms: NOW - 5_000 };
+        assert!(due(Some(&seen), NOW));
+        assert!(due(Some(&seen), NOW + ACTIVE_FOR_MS - 1_001));
+        assert!(!due(Some(&seen), NOW + ACTIVE_FOR_MS - 1_000), "quiet since: left to the sweep");
+    }
+
+    #[test]
+    fn a_quiet_session_is_asked_only_by_the_sweep() {
+        let seen = Seen { active_ms: NOW - 10 * ACTIVE_FOR_MS, taken_ms: NOW - 5_000 };
+        assert!(!due(Some(&seen), NOW));
+        assert!(!due(Some(&seen), NOW - 5_000 + SWEEP_MS - 1));
+        assert!(due(Some(&seen), NOW - 5_000 + SWEEP_MS));
+    }
+
+    #[test]
+    fn a_touch_makes_a_quiet_session_due_at_once() {
+        let state = HistoryState::default();
+        let overlay = OverlayId::random();
+        {
+            let mut inner = state.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.seen.insert(overlay, Seen { active_ms: 0, taken_ms: NOW - 1_000 });
+            assert!(!due(inner.seen.get(&overlay), NOW));
+        }
+        state.touch(overlay, NOW);
+        let inner = state.inner.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(due(inner.seen.get(&overlay), NOW + 5_000));
+        assert_eq!(inner.seen.get(&overlay).map(|s| s.taken_ms), Some(NOW - 1_000), "a touch is not a take");
+    }
+
+    /// The idle cost: of 10,000 quiet sessions asked once, the flushes of
+    /// one sweep period ask each once more, not once a flush.
+    #[test]
+    fn quiet_sessions_cost_one_take_per_sweep_not_per_flush() {
+        let mut seen: Vec<Seen> =
+            (0..10_000).map(|n| Seen { active_ms: 0, taken_ms: NOW - (n % 300) * 1_000 }).collect();
+        let mut asked = 0;
+        let mut now = NOW;
+        while now <= NOW + SWEEP_MS {
+            for s in seen.iter_mut().filter(|s| due(Some(s), now)) {
+                s.taken_ms = now;
+                asked += 1;
+            }
+            now += 5_000;
+        }
+        assert_eq!(asked, 10_000);
     }
 }
