@@ -109,7 +109,11 @@ impl ActivityLog {
             return;
         }
         let mut channels = lock(&self.channels);
-        let channel = channels.entry(chat.channel.clone()).or_default();
+        // The channel's id is copied only the first time it is seen.
+        if !channels.contains_key(&chat.channel) {
+            channels.insert(chat.channel.clone(), Default::default());
+        }
+        let Some(channel) = channels.get_mut(&chat.channel) else { return };
         channel.count(outcome, now_ms);
         if !chat.test {
             channel.last_chat_ms = Some(channel.last_chat_ms.map_or(now_ms, |t| t.max(now_ms)));

@@ -385,16 +385,22 @@ fn show(session: &mut SessionClients, snapshot: Snapshot, now: i64, metrics: &Me
     session.quiet = 0;
     session.last = Some(shown);
     let frame = encode_frame(&shown, None, false);
-    let first = session.appearance.as_deref().map(|a| encode_frame(&shown, Some(a), false));
+    // The frame with the appearance only for clients that have not had it
+    // (usually none): each frame is encoded once.
+    let first = match session.appearance.as_deref() {
+        Some(a) if session.clients.iter().any(|c| !c.greeted) => Some(encode_frame(&shown, Some(a), false)),
+        _ => None,
+    };
     session.clients = std::mem::take(&mut session.clients)
         .into_iter()
         .filter_map(|mut client| {
-            match client.frames.try_send(match (&first, client.greeted) {
-                (Some(first), false) => first.clone(),
-                _ => frame.clone(),
-            }) {
+            let (payload, greets) = match (&first, client.greeted) {
+                (Some(first), false) => (first.clone(), true),
+                _ => (frame.clone(), false),
+            };
+            match client.frames.try_send(payload) {
                 Ok(()) => {
-                    client.greeted |= first.is_some();
+                    client.greeted |= greets;
                     Some(client)
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {

@@ -77,9 +77,27 @@ pub struct HttpSettings {
     pub public_origin: String,
 }
 
-/// Shared state of every handler.
+/// Shared state of every handler. Cheap to clone: one reference count
+/// (axum clones it for every request, once per layer that takes it).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl From<SharedState> for AppState {
+    fn from(state: SharedState) -> Self {
+        Self(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct SharedState {
     pub app: Arc<App>,
     pub broadcaster: Broadcaster,
     pub limits: Arc<ConnectionLimits>,
@@ -95,7 +113,7 @@ pub struct AppState {
     pub proxies: client_ip::TrustedProxies,
 }
 
-impl AppState {
+impl SharedState {
     pub fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::Acquire)
     }

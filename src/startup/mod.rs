@@ -131,7 +131,7 @@ impl Application {
             config.connection_rate_per_ip,
             config.connection_rate_burst,
         ));
-        let state = AppState {
+        let state = AppState::from(http::SharedState {
             app,
             broadcaster,
             limits,
@@ -142,7 +142,7 @@ impl Application {
             accepting: Arc::new(AtomicBool::new(true)),
             liveness,
             proxies: http::client_ip::TrustedProxies::new(&config.trusted_proxies),
-        };
+        });
         let router = http::router(state.clone(), stores.sessions);
         let address = SocketAddr::from(([0, 0, 0, 0], config.port));
         let listener =

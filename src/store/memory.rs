@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -83,7 +83,7 @@ impl Inner {
 
 struct Session {
     broadcaster: BroadcasterId,
-    config: crate::domain::OverlayConfig,
+    config: Arc<crate::domain::OverlayConfig>,
     config_version: i64,
     meter: MeterState,
     voters: Voters,
@@ -174,7 +174,7 @@ impl LiveStore for MemoryLiveStore {
         let mut inner = self.lock();
         let session = inner.sessions.entry(s.overlay).or_insert_with(|| Session {
             broadcaster: s.broadcaster.clone(),
-            config: s.config.clone(),
+            config: Arc::new(s.config.clone()),
             config_version: s.config_version,
             meter: MeterState::centred(now_ms),
             voters: Voters::default(),
@@ -183,7 +183,7 @@ impl LiveStore for MemoryLiveStore {
             status: SessionStatus::Active,
         });
         if s.config_version >= session.config_version {
-            session.config = s.config.clone();
+            session.config = Arc::new(s.config.clone());
             session.config_version = s.config_version;
             session.broadcaster = s.broadcaster.clone();
         }
@@ -273,7 +273,7 @@ impl LiveStore for MemoryLiveStore {
         Ok(inner.broadcasters.get(broadcaster).and_then(|overlay| {
             inner.sessions.get(overlay).map(|s| ActiveSession {
                 overlay: *overlay,
-                config: s.config.clone(),
+                config: Arc::clone(&s.config),
                 config_version: s.config_version,
             })
         }))

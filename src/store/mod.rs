@@ -82,11 +82,12 @@ pub struct SessionActivation {
     pub config_version: i64,
 }
 
-/// An active session as the vote engine sees it.
+/// An active session as the vote engine sees it. Cheap to clone: the
+/// config is shared (every chat message of a channel takes one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActiveSession {
     pub overlay: OverlayId,
-    pub config: OverlayConfig,
+    pub config: std::sync::Arc<OverlayConfig>,
     pub config_version: i64,
 }
 

@@ -232,7 +232,7 @@ fn same_session(a: Option<&ActiveSession>, b: Option<&ActiveSession>) -> bool {
         (Some(a), Some(b)) => {
             let mut b = b.clone();
             if close(a.config.decay_speed.get(), b.config.decay_speed.get()) {
-                b.config.decay_speed = a.config.decay_speed;
+                std::sync::Arc::make_mut(&mut b.config).decay_speed = a.config.decay_speed;
             }
             *a == b
         }

@@ -252,13 +252,13 @@ async fn an_older_config_version_never_replaces_a_newer_one(store: &dyn LiveStor
 async fn activation_maps_the_broadcaster_and_reactivation_updates_the_config(store: &dyn LiveStore) {
     let (overlay, b) = (OverlayId::random(), random_broadcaster());
     store.activate(&activation(overlay, &b, 0.5, 1), LEASE, T0).await.unwrap();
-    let expected = ActiveSession { overlay, config: config(0.5), config_version: 1 };
+    let expected = ActiveSession { overlay, config: config(0.5).into(), config_version: 1 };
     assert_eq!(store.session_for(&b).await.unwrap(), Some(expected));
     assert_eq!(vote(store, overlay, "m1", "c1", For, T0).await, Applied(10.0));
 
     // Same timestamp as the vote, so no decay question arises at re-activation.
     store.activate(&activation(overlay, &b, 2.0, 2), LEASE, T0).await.unwrap();
-    let expected = ActiveSession { overlay, config: config(2.0), config_version: 2 };
+    let expected = ActiveSession { overlay, config: config(2.0).into(), config_version: 2 };
     assert_eq!(store.session_for(&b).await.unwrap(), Some(expected));
     assert_eq!(read(store, overlay, T0).await, Some(10.0), "value kept");
     assert_close(read(store, overlay, T0 + 1_500).await.unwrap(), decay(10.0, 1_500, 2.0));
@@ -266,7 +266,7 @@ async fn activation_maps_the_broadcaster_and_reactivation_updates_the_config(sto
     // A different overlay for the same channel takes over the mapping...
     let other = OverlayId::random();
     store.activate(&activation(other, &b, 1.0, 7), LEASE, T0 + 2_000).await.unwrap();
-    let expected = ActiveSession { overlay: other, config: config(1.0), config_version: 7 };
+    let expected = ActiveSession { overlay: other, config: config(1.0).into(), config_version: 7 };
     assert_eq!(store.session_for(&b).await.unwrap(), Some(expected.clone()));
     // ...and releasing the old overlay leaves the new mapping alone.
     assert!(store.release(overlay, &b, ME, T0 + 2_000).await.unwrap());

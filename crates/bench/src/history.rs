@@ -1,4 +1,4 @@
-//! Scenario 6 of docs/PERFORMANCE.md: the cost of stream history in
+//! Scenario 8 of docs/PERFORMANCE.md: the cost of stream history in
 //! PostgreSQL row writes. Every session gets one vote per 10-second bucket
 //! (the most a session can cost: more votes add nothing, quiet buckets are
 //! not written), and the rows written are counted over a window aligned to

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
+mod decay;
 mod history;
 mod load;
 mod procs;
@@ -38,8 +39,9 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "embedded,distributed")]
     modes: Vec<String>,
     /// Scenarios to run, comma-separated: 1 ingest, 2 latency, 3 fan-out,
-    /// 4 idle, 5 side by side, 6 history writes.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6")]
+    /// 4 idle, 5 side by side, 6 non-matching chat, 7 frames during decay,
+    /// 8 history writes.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7,8")]
     scenarios: Vec<u8>,
     /// The server binary (default: `chatpulse` next to this binary).
     #[arg(long)]
@@ -146,7 +148,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let results = report.mode(mode.name);
         if args.scenarios.contains(&1) {
             eprintln!("[{}] 1 vote ingest", mode.name);
-            results.ingest = Some(scenarios::ingest(&ctx, &mode).await.map_err(|e| format!("{e:#}")));
+            results.ingest =
+                Some(scenarios::ingest(&ctx, &mode, scenarios::Chat::Matching).await.map_err(|e| format!("{e:#}")));
+        }
+        if args.scenarios.contains(&6) {
+            eprintln!("[{}] 6 non-matching chat", mode.name);
+            results.non_matching =
+                Some(scenarios::ingest(&ctx, &mode, scenarios::Chat::NonMatching).await.map_err(|e| format!("{e:#}")));
         }
         if args.scenarios.contains(&2) {
             eprintln!("[{}] 2 chat-to-bar latency", mode.name);
@@ -157,11 +165,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             results.fanout = Some(scenarios::fanout(&ctx, &mode).await.map_err(|e| format!("{e:#}")));
         }
         if args.scenarios.contains(&4) {
-            eprintln!("[{}] 4 idle cost", mode.name);
-            results.idle = Some(scenarios::idle(&ctx, &mode).await.map_err(|e| format!("{e:#}")));
+            if let Some(n) = sizes.idle_small.filter(|n| *n < sizes.idle_overlays) {
+                eprintln!("[{}] 4 idle cost, {n} overlays", mode.name);
+                results.idle_small = Some(scenarios::idle(&ctx, &mode, n).await.map_err(|e| format!("{e:#}")));
+            }
+            eprintln!("[{}] 4 idle cost, {} overlays", mode.name, sizes.idle_overlays);
+            results.idle = Some(scenarios::idle(&ctx, &mode, sizes.idle_overlays).await.map_err(|e| format!("{e:#}")));
         }
-        if args.scenarios.contains(&6) {
-            eprintln!("[{}] 6 history writes", mode.name);
+        if args.scenarios.contains(&7) {
+            eprintln!("[{}] 7 frames during decay", mode.name);
+            results.decay = Some(decay::frames_after_votes(&ctx, &mode).await.map_err(|e| format!("{e:#}")));
+        }
+        if args.scenarios.contains(&8) {
+            eprintln!("[{}] 8 history writes", mode.name);
             results.history = Some(history::history(&ctx, &mode).await.map_err(|e| format!("{e:#}")));
         }
         if mode.name == "distributed" {

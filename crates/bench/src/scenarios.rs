@@ -36,6 +36,10 @@ pub struct Sizes {
     pub history_sessions: usize,
     pub history_warmup: Duration,
     pub history_window: Duration,
+    /// A second, smaller idle run (the 1,000-overlay target), before the big one.
+    pub idle_small: Option<usize>,
+    /// How long the decay scenario counts frames after its three votes.
+    pub decay_window: Duration,
     pub side_by_side: Vec<usize>,
     pub ceiling_requests: u64,
 }
@@ -58,6 +62,8 @@ impl Sizes {
             history_sessions: 10_000,
             history_warmup: Duration::from_secs(12),
             history_window: Duration::from_secs(30),
+            idle_small: Some(1_000),
+            decay_window: Duration::from_secs(6),
             side_by_side: vec![100, 1_000, 10_000],
             ceiling_requests: 300_000,
         }
@@ -80,6 +86,8 @@ impl Sizes {
             history_sessions: 1_000,
             history_warmup: Duration::from_secs(12),
             history_window: Duration::from_secs(10),
+            idle_small: None,
+            decay_window: Duration::from_secs(6),
             side_by_side: vec![100, 1_000, 10_000],
             ceiling_requests: 50_000,
         }
@@ -119,7 +127,7 @@ pub struct Ctx {
 impl Ctx {
     /// A fresh server for one scenario; in distributed mode on an emptied
     /// Redis with reset statistics.
-    pub(crate) async fn server(&self, mode: &Mode) -> anyhow::Result<Server> {
+    pub async fn server(&self, mode: &Mode) -> anyhow::Result<Server> {
         if let Some(redis) = &mode.redis {
             let client = redis_client(&redis.url()).await?;
             client.flushall::<()>(false).await?;
@@ -170,6 +178,30 @@ pub struct Ingest {
     pub peak_rss_mib: f64,
     /// Server-side vote outcomes during the run, largest first.
     pub outcomes: String,
+    /// Redis commands during the run (`INFO commandstats`), distributed only.
+    pub redis_commands: Option<Calls>,
+    pub seconds: f64,
+}
+
+/// What the chat of an ingest run says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chat {
+    /// "yes" and "no", alternating: every message is a vote.
+    Matching,
+    /// Ordinary chat that is no trigger word: nothing is stored.
+    NonMatching,
+}
+
+impl Chat {
+    /// The text of message `i`.
+    fn text(self, i: usize) -> &'static str {
+        match (self, i.is_multiple_of(2)) {
+            (Chat::Matching, true) => "yes",
+            (Chat::Matching, false) => "no",
+            (Chat::NonMatching, true) => "lol that was close",
+            (Chat::NonMatching, false) => "yesterday was better",
+        }
+    }
 }
 
 struct WorkerReport {
@@ -187,6 +219,7 @@ async fn closed_loop(
     workers: usize,
     duration: Duration,
     run_id: &str,
+    chat: Chat,
 ) -> (Vec<WorkerReport>, Duration) {
     let started = Instant::now();
     let deadline = started + duration;
@@ -202,7 +235,7 @@ async fn closed_loop(
                 // Bounded in time and in count.
                 while Instant::now() < deadline && i < w + 50_000_000 {
                     let broadcaster = &broadcasters[i % broadcasters.len()];
-                    let text = if i % 2 == 0 { "yes" } else { "no" };
+                    let text = chat.text(i / workers);
                     i += workers;
                     let (head, body) = signer.chat(broadcaster, text);
                     let sent = Instant::now();
@@ -245,7 +278,7 @@ fn outcomes(before: &Scrape, after: &Scrape) -> String {
     parts.iter().map(|(o, n)| format!("{o} {n:.0}")).collect::<Vec<_>>().join(", ")
 }
 
-pub async fn ingest(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Ingest> {
+pub async fn ingest(ctx: &Ctx, mode: &Mode, chat: Chat) -> anyhow::Result<Ingest> {
     let s = &ctx.sizes;
     let server = ctx.server(mode).await?;
     let k = s.ingest_sessions.min(mode.streamers.len());
@@ -259,14 +292,18 @@ pub async fn ingest(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Ingest> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let broadcasters = Arc::new(mode.streamers[..k].iter().map(|st| st.broadcaster.clone()).collect::<Vec<_>>());
+    let redis = RedisCounter::open(mode).await?;
     let before = Scrape::take(&ctx.http, &server.metrics_base()).await?;
+    let calls0 = redis.total().await?;
     let (cpu0, redis0) = (server.stats()?, redis_stats(mode));
     let run_id = format!("{}-{}", mode.name, uuid::Uuid::new_v4().simple());
     let (reports, elapsed) =
-        closed_loop(server.addr(), broadcasters, s.ingest_connections, s.ingest_duration, &run_id).await;
+        closed_loop(server.addr(), broadcasters, s.ingest_connections, s.ingest_duration, &run_id, chat).await;
     let (cpu1, redis1) = (server.stats()?, redis_stats(mode));
+    let calls1 = redis.total().await?;
     let after = Scrape::take(&ctx.http, &server.metrics_base()).await?;
     stop_clients(stop, tasks).await;
+    redis.close().await;
 
     let mut latency = Samples::default();
     let (mut ok, mut rejected, mut failed) = (0, 0, 0);
@@ -291,6 +328,8 @@ pub async fn ingest(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Ingest> {
         rss_mib: cpu1.rss_kib as f64 / 1024.0,
         peak_rss_mib: cpu1.hwm_kib as f64 / 1024.0,
         outcomes: outcomes(&before, &after),
+        redis_commands: calls0.zip(calls1).map(|(a, b)| b.since(a)),
+        seconds: secs,
     })
 }
 
@@ -376,6 +415,10 @@ pub struct Latency {
     pub samples: usize,
     pub unreflected: u64,
     pub failed: u64,
+    pub cpu_percent: f64,
+    pub redis_cpu_percent: Option<f64>,
+    /// Redis commands per second during the run, distributed only.
+    pub redis_commands_per_s: Option<f64>,
 }
 
 pub async fn latency(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Latency> {
@@ -396,7 +439,14 @@ pub async fn latency(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Latency> {
     let sessions: Vec<(String, SharedTracker)> =
         mode.streamers[..n].iter().zip(&trackers).map(|(st, t)| (st.broadcaster.clone(), Arc::clone(t))).collect();
     let run_id = format!("{}-{}", mode.name, uuid::Uuid::new_v4().simple());
+    let redis = RedisCounter::open(mode).await?;
+    let calls0 = redis.total().await?;
+    let (cpu0, redis0) = (server.stats()?, redis_stats(mode));
     let paced = paced_votes(server.addr(), &sessions, s.latency_rate, 20, s.latency_duration, &run_id).await;
+    let (cpu1, redis1) = (server.stats()?, redis_stats(mode));
+    let calls1 = redis.total().await?;
+    redis.close().await;
+    let secs = paced.elapsed.as_secs_f64();
     // The last votes' frames are at most a tick or two away.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop_clients(stop, tasks).await;
@@ -409,6 +459,9 @@ pub async fn latency(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Latency> {
         samples: all.len(),
         unreflected,
         failed: paced.failed,
+        cpu_percent: cpu_percent(&cpu0, &cpu1, paced.elapsed),
+        redis_cpu_percent: redis0.zip(redis1).map(|(a, b)| cpu_percent(&a, &b, paced.elapsed)),
+        redis_commands_per_s: calls0.zip(calls1).map(|(a, b)| b.since(a).all as f64 / secs),
     })
 }
 
@@ -430,6 +483,10 @@ pub struct Fanout {
     pub rss_per_conn_kib: f64,
     pub cpu_percent: f64,
     pub redis_cpu_percent: Option<f64>,
+    /// Redis commands during the run, distributed only.
+    pub redis_commands: Option<Calls>,
+    /// Broadcaster ticks during the run (server histogram count).
+    pub ticks: f64,
 }
 
 pub async fn fanout(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Fanout> {
@@ -459,12 +516,16 @@ pub async fn fanout(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Fanout> {
 
     let sessions: Vec<(String, SharedTracker)> =
         mode.streamers[..n].iter().zip(&trackers).map(|(st, t)| (st.broadcaster.clone(), Arc::clone(t))).collect();
+    let redis = RedisCounter::open(mode).await?;
     let before = Scrape::take(&ctx.http, &server.metrics_base()).await?;
+    let calls0 = redis.total().await?;
     let frames0 = counters.frames.load(Ordering::Relaxed);
     let (cpu0, redis0) = (server.stats()?, redis_stats(mode));
     let run_id = format!("{}-{}", mode.name, uuid::Uuid::new_v4().simple());
     let paced = paced_votes(server.addr(), &sessions, s.fanout_rate, 16, s.fanout_duration, &run_id).await;
     let (cpu1, redis1) = (server.stats()?, redis_stats(mode));
+    let calls1 = redis.total().await?;
+    redis.close().await;
     let frames1 = counters.frames.load(Ordering::Relaxed);
     let after = Scrape::take(&ctx.http, &server.metrics_base()).await?;
     let elapsed = paced.elapsed;
@@ -489,6 +550,8 @@ pub async fn fanout(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Fanout> {
         rss_per_conn_kib: rss1.saturating_sub(rss0) as f64 / connected.max(1) as f64,
         cpu_percent: cpu_percent(&cpu0, &cpu1, elapsed),
         redis_cpu_percent: redis0.zip(redis1).map(|(a, b)| cpu_percent(&a, &b, elapsed)),
+        redis_commands: calls0.zip(calls1).map(|(a, b)| b.since(a)),
+        ticks: ticks.count,
     })
 }
 
@@ -518,10 +581,54 @@ async fn command_calls(client: &Client) -> anyhow::Result<Vec<(String, u64)>> {
         .collect())
 }
 
-pub async fn idle(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Idle> {
+/// Redis commands counted by `INFO commandstats`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Calls {
+    /// Every command, including those a Function runs.
+    pub all: u64,
+    /// `FCALL`s (the vote is one).
+    pub fcall: u64,
+}
+
+impl Calls {
+    fn since(self, before: Calls) -> Calls {
+        Calls { all: self.all.saturating_sub(before.all), fcall: self.fcall.saturating_sub(before.fcall) }
+    }
+}
+
+/// Counts the Redis commands of a distributed run (`INFO commandstats`,
+/// the `INFO` calls themselves excluded); does nothing in embedded mode.
+pub struct RedisCounter(Option<Client>);
+
+impl RedisCounter {
+    pub async fn open(mode: &Mode) -> anyhow::Result<Self> {
+        Ok(Self(match &mode.redis {
+            Some(r) => Some(redis_client(&r.url()).await?),
+            None => None,
+        }))
+    }
+
+    /// Commands so far (those the Functions run count too), and of them
+    /// the `FCALL`s.
+    pub async fn total(&self) -> anyhow::Result<Option<Calls>> {
+        let Some(client) = &self.0 else { return Ok(None) };
+        let calls = command_calls(client).await?;
+        let all = calls.iter().filter(|(name, _)| name != "info").map(|(_, n)| n).sum();
+        let fcall = calls.iter().filter(|(name, _)| name == "fcall").map(|(_, n)| n).sum();
+        Ok(Some(Calls { all, fcall }))
+    }
+
+    pub async fn close(self) {
+        if let Some(c) = self.0 {
+            let _ = c.quit().await;
+        }
+    }
+}
+
+pub async fn idle(ctx: &Ctx, mode: &Mode, overlays: usize) -> anyhow::Result<Idle> {
     let s = &ctx.sizes;
     let server = ctx.server(mode).await?;
-    let n = s.idle_overlays.min(mode.streamers.len());
+    let n = overlays.min(mode.streamers.len());
     let stop = CancellationToken::new();
     let counters = Arc::new(ClientCounters::default());
     let overlays = mode.streamers[..n].iter().map(|st| (st.overlay.clone(), None)).collect();

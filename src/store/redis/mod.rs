@@ -59,13 +59,21 @@ mod keys {
     /// `<prefix>{<uuid>}`, without the formatting machinery: the
     /// broadcaster builds thousands of these a second.
     fn tagged(prefix: &str, o: OverlayId) -> String {
+        tagged_with(prefix, o, "", "")
+    }
+
+    /// `<prefix>{<uuid>}<sep><suffix>`: the per-vote keys, built in one
+    /// allocation.
+    fn tagged_with(prefix: &str, o: OverlayId, sep: &str, suffix: &str) -> String {
         let mut buf = uuid::Uuid::encode_buffer();
         let id = o.as_uuid().hyphenated().encode_lower(&mut buf);
-        let mut key = String::with_capacity(prefix.len() + id.len() + 2);
+        let mut key = String::with_capacity(prefix.len() + id.len() + 2 + sep.len() + suffix.len());
         key.push_str(prefix);
         key.push('{');
         key.push_str(id);
         key.push('}');
+        key.push_str(sep);
+        key.push_str(suffix);
         key
     }
 
@@ -98,14 +106,14 @@ mod keys {
         format!("activity:{{{b}}}")
     }
     pub fn msgid(o: OverlayId, message_id: &str) -> String {
-        format!("msgid:{{{o}}}:{message_id}")
+        tagged_with("msgid:", o, ":", message_id)
     }
     /// An EventSub message id other than chat's (no hash tag: one key).
     pub fn message(message_id: &str) -> String {
         format!("eventsub:msgid:{message_id}")
     }
     pub fn debounce(o: OverlayId, chatter: &ChatterId) -> String {
-        format!("debounce:{{{o}}}:{chatter}")
+        tagged_with("debounce:", o, ":", chatter.as_str())
     }
     pub fn broadcaster(b: &BroadcasterId) -> String {
         format!("broadcaster:{b}")
@@ -171,6 +179,34 @@ pub struct RedisLiveStore {
     library_loaded: AtomicBool,
     last_error: Mutex<Option<String>>,
     cache: Mutex<HashMap<BroadcasterId, Cached>>,
+    /// The arguments of `chatpulse_vote` that are the same for every vote:
+    /// the deltas (for, against) and the four limits, encoded once.
+    vote_args: VoteArgs,
+}
+
+/// See [`RedisLiveStore::vote_args`]. A [`Value`] clone is a reference
+/// count, not a copy.
+struct VoteArgs {
+    for_delta: Value,
+    against_delta: Value,
+    limits: [Value; 4],
+}
+
+impl VoteArgs {
+    fn new(l: &VoteLimits) -> Self {
+        use crate::domain::Direction;
+        let text = |s: String| Value::from(s);
+        Self {
+            for_delta: text(Direction::For.delta().to_string()),
+            against_delta: text(Direction::Against.delta().to_string()),
+            limits: [
+                text(l.bucket_capacity.to_string()),
+                text(l.bucket_refill_per_minute.to_string()),
+                text(l.debounce_ms.to_string()),
+                text(l.dedup_ms.to_string()),
+            ],
+        }
+    }
 }
 
 fn fred_err(e: Error) -> LiveStoreError {
@@ -202,6 +238,7 @@ impl RedisLiveStore {
             library_loaded: AtomicBool::new(false),
             last_error: Mutex::new(Some("not connected yet".into())),
             cache: Mutex::new(HashMap::new()),
+            vote_args: VoteArgs::new(&limits),
         })
     }
 
@@ -280,32 +317,40 @@ impl RedisLiveStore {
     /// per session. (On a cluster the sessions live on different slots, so
     /// each is read on its own, pipelined.)
     async fn read_batched(&self, overlays: &[OverlayId], now_ms: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
-        let chunks: Vec<Vec<String>> =
-            overlays.chunks(READ_CHUNK).map(|c| c.iter().map(|o| keys::session(*o)).collect()).collect();
-        let replies: Vec<Vec<Option<String>>> = self
+        // Keys are built once per read (a retry clones reference counts);
+        // the replies stay fred's values, which borrow the read buffer, so a
+        // tick copies no field into a string of its own.
+        let chunks: Vec<Vec<Key>> =
+            overlays.chunks(READ_CHUNK).map(|c| c.iter().map(|o| Key::from(keys::session(*o))).collect()).collect();
+        let replies: Vec<Vec<Value>> = self
             .call("read_many", || async {
                 let pipeline = self.client.pipeline();
                 for keys in &chunks {
-                    pipeline.fcall_ro::<(), _, _, _>("chatpulse_read", keys.clone(), Vec::<String>::new()).await?;
+                    pipeline.fcall_ro::<(), _, _, _>("chatpulse_read", keys.clone(), Vec::<Value>::new()).await?;
                 }
                 if chunks.len() == 1 {
-                    return Ok(vec![pipeline.last::<Vec<Option<String>>>().await?]);
+                    return Ok(vec![pipeline.last::<Vec<Value>>().await?]);
                 }
                 pipeline.all().await
             })
             .await?;
-        let fields: Vec<Option<String>> = replies.into_iter().flatten().collect();
-        if fields.len() != overlays.len() * READ_FIELDS.len() {
+        let total: usize = replies.iter().map(Vec::len).sum();
+        if total != overlays.len() * READ_FIELDS.len() {
             return Err(LiveStoreError(format!(
-                "chatpulse_read returned {} fields for {} sessions",
-                fields.len(),
+                "chatpulse_read returned {total} fields for {} sessions",
                 overlays.len()
             )));
         }
-        Ok(fields
-            .chunks(READ_FIELDS.len())
-            .map(|f| snapshot_from_fields(&f.iter().map(Option::as_deref).collect::<Vec<_>>(), now_ms))
-            .collect())
+        let mut snapshots = Vec::with_capacity(overlays.len());
+        for reply in &replies {
+            for f in reply.chunks(READ_FIELDS.len()) {
+                let text: [Option<std::borrow::Cow<'_, str>>; READ_FIELDS.len()] =
+                    std::array::from_fn(|i| f.get(i).and_then(Value::as_str));
+                let fields: [Option<&str>; READ_FIELDS.len()] = std::array::from_fn(|i| text[i].as_deref());
+                snapshots.push(snapshot_from_fields(&fields, now_ms));
+            }
+        }
+        Ok(snapshots)
     }
 
     /// Runs one operation through the circuit breaker, timing it.
@@ -506,7 +551,9 @@ impl LiveStore for RedisLiveStore {
                     let config = text(0).and_then(|c| serde_json::from_str::<OverlayConfig>(&c).ok());
                     let version = text(1).and_then(|v| v.parse::<i64>().ok());
                     match (config, version) {
-                        (Some(config), Some(config_version)) => Some(ActiveSession { overlay, config, config_version }),
+                        (Some(config), Some(config_version)) => {
+                            Some(ActiveSession { overlay, config: Arc::new(config), config_version })
+                        }
                         _ => return Err(self.discard_unreadable(overlay, &key).await),
                     }
                 }
@@ -521,27 +568,29 @@ impl LiveStore for RedisLiveStore {
     }
 
     async fn vote(&self, vote: &VoteRequest<'_>, now_ms: i64) -> Result<VoteOutcome, LiveStoreError> {
-        let keys = vec![
-            keys::session(vote.overlay),
-            keys::ratelimit(vote.overlay),
-            keys::msgid(vote.overlay, vote.message_id),
-            keys::debounce(vote.overlay, vote.chatter),
-            keys::voters(vote.overlay),
-            keys::history(vote.overlay),
-            keys::history_voters(vote.overlay),
-            keys::history_closed(vote.overlay),
+        // Keys and arguments are built once (a retry clones reference
+        // counts, not strings).
+        let keys: Vec<Key> = vec![
+            keys::session(vote.overlay).into(),
+            keys::ratelimit(vote.overlay).into(),
+            keys::msgid(vote.overlay, vote.message_id).into(),
+            keys::debounce(vote.overlay, vote.chatter).into(),
+            keys::voters(vote.overlay).into(),
+            keys::history(vote.overlay).into(),
+            keys::history_voters(vote.overlay).into(),
+            keys::history_closed(vote.overlay).into(),
         ];
-        let l = &self.limits;
-        let args = vec![
-            now_ms.to_string(),
-            vote.direction.delta().to_string(),
-            l.bucket_capacity.to_string(),
-            l.bucket_refill_per_minute.to_string(),
-            l.debounce_ms.to_string(),
-            l.dedup_ms.to_string(),
-            vote.chatter.to_string(),
-            if vote.record { "1" } else { "0" }.to_owned(),
-        ];
+        let a = &self.vote_args;
+        let delta = match vote.direction {
+            crate::domain::Direction::For => a.for_delta.clone(),
+            crate::domain::Direction::Against => a.against_delta.clone(),
+        };
+        let mut args: Vec<Value> = Vec::with_capacity(8);
+        args.push(Value::from(now_ms.to_string()));
+        args.push(delta);
+        args.extend(a.limits.iter().cloned());
+        args.push(Value::from(vote.chatter.as_str()));
+        args.push(Value::from(if vote.record { "1" } else { "0" }));
         let reply: Vec<String> =
             self.call("vote", || self.client.fcall("chatpulse_vote", keys.clone(), args.clone())).await?;
         let outcome = parse_outcome(&reply)?;
