@@ -147,7 +147,7 @@ impl App {
             self.history.touch(overlay, crate::now_ms());
             match wake {
                 Wake::Everywhere => self.sessions.touch(overlay),
-                Wake::Here => self.sessions.touch_here(overlay),
+                Wake::Here => self.sessions.touch_voted(overlay),
             }
         }
         outcome

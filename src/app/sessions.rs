@@ -12,7 +12,7 @@
 //! the broadcaster or the lease renewal notices and the session is activated
 //! again from the durable store, without anyone reloading anything.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,6 +24,10 @@ use crate::domain::{Appearance, BroadcasterId, OverlayId, StreamerId};
 use crate::metrics::Metrics;
 use crate::store::signals::{Signal, SignalBus};
 use crate::store::{Lease, LiveStore, OverlaySetup, Repository, SessionActivation};
+
+/// Sessions named in one `Voted` signal at most (a bigger batch is split):
+/// a message of some 50 KB.
+const VOTED_PER_SIGNAL: usize = 1_000;
 
 /// How sessions are held on this instance.
 #[derive(Debug, Clone)]
@@ -76,6 +80,9 @@ struct Inner {
     settings: SessionSettings,
     eventsub: Option<Arc<EventSub>>,
     local: Mutex<HashMap<OverlayId, Local>>,
+    /// Sessions that took votes here since the last `Voted` signal
+    /// (distributed mode only).
+    voted: Mutex<HashSet<OverlayId>>,
     shutdown: CancellationToken,
 }
 
@@ -141,7 +148,8 @@ impl SessionManager {
     pub fn new(ports: SessionPorts, metrics: Metrics, settings: SessionSettings, shutdown: CancellationToken) -> Self {
         let SessionPorts { repo, live, broadcaster, signals, eventsub } = ports;
         let local = Mutex::new(HashMap::new());
-        let inner = Inner { repo, live, broadcaster, signals, metrics, settings, eventsub, local, shutdown };
+        let voted = Mutex::new(HashSet::new());
+        let inner = Inner { repo, live, broadcaster, signals, metrics, settings, eventsub, local, voted, shutdown };
         Self { inner: Arc::new(inner) }
     }
 
@@ -252,10 +260,41 @@ impl SessionManager {
         }
     }
 
-    /// A session's value changed here in a way only this instance's
-    /// overlays need to see at once (a vote on a bar that moves anyway).
-    pub fn touch_here(&self, overlay: OverlayId) {
+    /// A vote on a bar that was already off the centre: this instance's
+    /// overlays see it on the next tick, other instances' with the next
+    /// `Voted` signal (one per tick for all such votes, see [`Self::run_voted`]).
+    pub fn touch_voted(&self, overlay: OverlayId) {
         self.inner.broadcaster.touch(overlay);
+        if self.inner.signals.is_shared() {
+            self.inner.voted.lock().unwrap_or_else(|p| p.into_inner()).insert(overlay);
+        }
+    }
+
+    /// Every `every` (a broadcaster tick), tells the other instances which
+    /// sessions took votes here since the last time: one signal, however
+    /// many votes. Does nothing in embedded mode (nobody else to tell).
+    pub async fn run_voted(self, every: Duration, shutdown: CancellationToken) {
+        if !self.inner.signals.is_shared() {
+            return shutdown.cancelled().await;
+        }
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let voted = std::mem::take(&mut *self.inner.voted.lock().unwrap_or_else(|p| p.into_inner()));
+            if voted.is_empty() {
+                continue;
+            }
+            let overlays: Vec<OverlayId> = voted.into_iter().collect();
+            for chunk in overlays.chunks(VOTED_PER_SIGNAL) {
+                if let Err(e) = self.inner.signals.publish(Signal::Voted { overlays: chunk.to_vec() }).await {
+                    tracing::debug!(sessions = chunk.len(), error = %e, "other instances see these votes on their next glide read");
+                }
+            }
+        }
     }
 
     /// Deletes a cleaned-up channel's subscriptions, in the background.
@@ -419,6 +458,12 @@ impl SessionManager {
             }
             Signal::Moved { overlay } => {
                 if self.local().contains_key(&overlay) {
+                    self.inner.broadcaster.touch(overlay);
+                }
+            }
+            Signal::Voted { overlays } => {
+                let local = self.local();
+                for overlay in overlays.into_iter().filter(|o| local.contains_key(o)) {
                     self.inner.broadcaster.touch(overlay);
                 }
             }
@@ -588,6 +633,7 @@ mod tests {
         let timing = BroadcastTiming {
             tick: Duration::from_millis(50),
             resting_read: Duration::from_secs(2),
+            glide_read: Duration::from_secs(1),
             clock: Clock::following_tokio(crate::now_ms()),
         };
         let (missing, _) = tokio::sync::mpsc::channel(16);

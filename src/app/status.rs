@@ -191,7 +191,7 @@ impl App {
     /// Reports on watched channels until shutdown: when another instance
     /// asks (a `WatchActivity` signal) and every [`REPORT_EVERY`] while the
     /// watch lasts. Also tells the history flush of bars other instances
-    /// moved (a `Moved` signal).
+    /// moved or took votes for (`Moved` and `Voted` signals).
     pub async fn run_activity(
         self: Arc<Self>,
         mut signals: tokio::sync::broadcast::Receiver<Signal>,
@@ -210,6 +210,12 @@ impl App {
                     // Another instance moved this bar from the centre: a
                     // vote the history flush must not wait for the sweep to see.
                     Ok(Signal::Moved { overlay }) => self.history.touch(overlay, crate::now_ms()),
+                    Ok(Signal::Voted { overlays }) => {
+                        let now = crate::now_ms();
+                        for overlay in overlays {
+                            self.history.touch(overlay, now);
+                        }
+                    }
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 },

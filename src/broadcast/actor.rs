@@ -1,5 +1,13 @@
 //! The broadcaster's task: the session → clients map, the tick, the diff.
 //!
+//! A tick reads only what may have changed: sessions touched since the last
+//! tick (a vote, a reset, a status here, or a `Moved` signal from another
+//! instance), gliding sessions once a glide period (about a [`KEYFRAME_MS`]; their clients
+//! draw the decay themselves; the read corrects drift and notices what
+//! changes with time alone, like participation running out), and resting
+//! ones once a resting period. Both periodic kinds are spread over the ticks
+//! by bucket, so no tick reads every session.
+//!
 //! Its loop only ever does in-memory work. A tick picks the sessions due for
 //! a read and starts the read in a task of its own; the snapshots come back
 //! on a channel and are turned into frames then. While a read is on its way,
@@ -73,9 +81,15 @@ pub(super) struct Actor {
     /// Sessions at rest, by the tick (modulo `rest_every`) they are read on:
     /// a tick visits only its own bucket, never every session.
     resting: Vec<HashSet<OverlayId>>,
-    /// The other sessions: read every tick. Every session with clients is in
-    /// exactly one of `moving` and `resting`.
-    moving: HashSet<OverlayId>,
+    /// A gliding session is read every this many ticks.
+    glide_every: u64,
+    /// The other sessions, gliding (or just shown), by the tick (modulo
+    /// `glide_every`) they are read on. Every session with clients is in
+    /// exactly one bucket of `moving` or `resting`.
+    moving: Vec<HashSet<OverlayId>>,
+    /// Sessions to read on the next tick whatever their bucket (a session's
+    /// first client, one that just started to glide again).
+    soon: Vec<OverlayId>,
     /// Where reads report back, and whether one is on its way.
     reads: (mpsc::Sender<Read>, mpsc::Receiver<Read>),
     reading: bool,
@@ -90,7 +104,9 @@ impl Actor {
         missing: mpsc::Sender<OverlayId>,
         touched: Arc<Mutex<HashSet<OverlayId>>>,
     ) -> Self {
-        let rest_every = (timing.resting_read.as_millis() / timing.tick.as_millis().max(1)).max(1) as u64;
+        let tick_ms = timing.tick.as_millis().max(1);
+        let rest_every = (timing.resting_read.as_millis() / tick_ms).max(1) as u64;
+        let glide_every = (timing.glide_read.as_millis() / tick_ms).max(1) as u64;
         Self {
             live,
             metrics,
@@ -103,7 +119,9 @@ impl Actor {
             ticks: 0,
             rest_every,
             resting: (0..rest_every).map(|_| HashSet::new()).collect(),
-            moving: HashSet::new(),
+            glide_every,
+            moving: (0..glide_every).map(|_| HashSet::new()).collect(),
+            soon: Vec::new(),
             reads: mpsc::channel(4),
             reading: false,
         }
@@ -176,11 +194,13 @@ impl Actor {
     }
 
     /// A new client of a session known here gets its last frame at once; the
-    /// first client of a session makes it move (read every tick), so every
-    /// client gets the first frame with the next read.
+    /// first client of a session makes it glide and be read on the next
+    /// tick, so every client gets the first frame with the next read.
     fn register(&mut self, reg: ClientRegistration) {
         if !self.sessions.contains_key(&reg.overlay) {
-            self.moving.insert(reg.overlay);
+            let bucket = self.bucket(&reg.overlay, self.glide_every);
+            self.moving[bucket].insert(reg.overlay);
+            self.soon.push(reg.overlay);
         }
         let session = self.sessions.entry(reg.overlay).or_default();
         if let Some(appearance) = reg.appearance {
@@ -196,32 +216,40 @@ impl Actor {
         session.clients.push(client);
     }
 
-    /// The resting bucket a session is read in.
-    fn bucket(&self, overlay: &OverlayId) -> usize {
-        // `rest_every` buckets: the remainder fits.
-        ((overlay.as_uuid().as_u128() as u64) % self.rest_every) as usize
+    /// The bucket (of `every`) a session is read in.
+    fn bucket(&self, overlay: &OverlayId, every: u64) -> usize {
+        // `every` buckets: the remainder fits.
+        ((overlay.as_uuid().as_u128() as u64) % every) as usize
     }
 
-    /// A session left the map (or stopped resting): it rests nowhere.
+    /// A session left the map (or changed kind): it is read nowhere.
     fn forget(&mut self, overlay: &OverlayId) {
-        let bucket = self.bucket(overlay);
+        let bucket = self.bucket(overlay, self.rest_every);
         if self.resting[bucket].remove(overlay) {
             self.metrics.sessions_resting.dec();
         }
-        self.moving.remove(overlay);
+        let bucket = self.bucket(overlay, self.glide_every);
+        self.moving[bucket].remove(overlay);
     }
 
-    /// The sessions this tick reads: moving ones every tick; resting ones
-    /// spread over the ticks of a period (their bucket's turn), so their
-    /// reads do not come in bursts; touched ones at once, wherever they are.
+    /// The sessions this tick reads: gliding and resting ones spread over
+    /// the ticks of their period (their bucket's turn), so their reads do not
+    /// come in bursts; touched ones and new ones at once, wherever they are.
     fn due(&mut self) -> Vec<OverlayId> {
         self.ticks = self.ticks.wrapping_add(1);
         let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()));
-        let turn = (self.ticks % self.rest_every) as usize;
-        let mut overlays: Vec<OverlayId> = self.moving.iter().chain(self.resting[turn].iter()).copied().collect();
-        for o in touched {
-            let bucket = self.bucket(&o);
-            if bucket != turn && self.resting[bucket].contains(&o) {
+        let (glide_turn, rest_turn) =
+            ((self.ticks % self.glide_every) as usize, (self.ticks % self.rest_every) as usize);
+        let mut overlays: Vec<OverlayId> =
+            self.moving[glide_turn].iter().chain(self.resting[rest_turn].iter()).copied().collect();
+        let mut extra = touched;
+        extra.extend(self.soon.drain(..));
+        for o in extra {
+            let (glide, rest) = (self.bucket(&o, self.glide_every), self.bucket(&o, self.rest_every));
+            // Not in this tick's buckets already (nor gone from the map).
+            if (glide != glide_turn && self.moving[glide].contains(&o))
+                || (rest != rest_turn && self.resting[rest].contains(&o))
+            {
                 overlays.push(o);
             }
         }
@@ -316,15 +344,16 @@ impl Actor {
     /// last client was evicted.
     fn settle(&mut self, to_rest: Vec<OverlayId>, woken: Vec<OverlayId>, emptied: bool) {
         for o in to_rest {
-            let bucket = self.bucket(&o);
-            self.moving.remove(&o);
+            self.forget(&o);
+            let bucket = self.bucket(&o, self.rest_every);
             if self.resting[bucket].insert(o) {
                 self.metrics.sessions_resting.inc();
             }
         }
         for o in woken {
             self.forget(&o);
-            self.moving.insert(o);
+            let bucket = self.bucket(&o, self.glide_every);
+            self.moving[bucket].insert(o);
         }
         // Only evictions empty a session here (unregistering removes its own).
         if emptied {
@@ -362,7 +391,8 @@ impl SessionClients {
 }
 
 /// Shows one read to a session's clients: a frame when the trajectory they
-/// follow changed, or a keyframe at most every [`KEYFRAME_MS`] while the bar
+/// follow changed, or a keyframe with a glide read (about every
+/// [`KEYFRAME_MS`], none within half of that of the last frame) while the bar
 /// glides (and when it reaches the centre); the first frame a client gets
 /// carries the labels and look. Evicts clients whose queue is full.
 fn show(session: &mut SessionClients, snapshot: Snapshot, now: i64, metrics: &Metrics) -> Shown {
@@ -371,7 +401,7 @@ fn show(session: &mut SessionClients, snapshot: Snapshot, now: i64, metrics: &Me
     let send = match &session.last {
         None => true,
         Some(last) if !follows(last, &shown, now) => true,
-        Some(last) => shown.value != last.value && (now - last.at >= KEYFRAME_MS || shown.value == 0.0),
+        Some(last) => shown.value != last.value && (now - last.at >= KEYFRAME_MS / 2 || shown.value == 0.0),
     };
     if !send {
         let mut now_resting = false;
@@ -438,6 +468,8 @@ mod tests {
     struct Watched {
         store: MemoryLiveStore,
         reads: AtomicUsize,
+        /// Sessions asked for, over all reads.
+        sessions_read: AtomicUsize,
         read_delay: Mutex<Duration>,
     }
 
@@ -495,6 +527,7 @@ mod tests {
         }
         async fn read_many(&self, o: &[OverlayId], now: i64) -> Result<Vec<Option<Snapshot>>, LiveStoreError> {
             self.reads.fetch_add(1, Ordering::SeqCst);
+            self.sessions_read.fetch_add(o.len(), Ordering::SeqCst);
             let delay = *self.read_delay.lock().unwrap();
             tokio::time::sleep(delay).await;
             self.store.read_many(o, now).await
@@ -542,11 +575,17 @@ mod tests {
         let live = Arc::new(Watched {
             store: MemoryLiveStore::new(VoteLimits::default()),
             reads: AtomicUsize::new(0),
+            sessions_read: AtomicUsize::new(0),
             read_delay: Mutex::new(Duration::ZERO),
         });
         let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
         let clock = Clock::following_tokio(ORIGIN_MS);
-        let timing = BroadcastTiming { tick: TICK, resting_read: Duration::from_secs(2), clock };
+        let timing = BroadcastTiming {
+            tick: TICK,
+            resting_read: Duration::from_secs(2),
+            glide_read: Duration::from_millis(KEYFRAME_MS as u64),
+            clock,
+        };
         let (missing_tx, missing) = mpsc::channel(16);
         let stop = CancellationToken::new();
         let store: Arc<dyn LiveStore> = live.clone();
@@ -686,8 +725,51 @@ mod tests {
         assert!(frames.len() <= 15, "{} frames in 6 s (was one per tick: 120)", frames.len());
         assert!(frames.len() >= 6, "keyframes now and then: {}", frames.len());
         let ats: Vec<i64> = frames.iter().map(|f| f["at"].as_i64().unwrap()).collect();
-        let keyframes = ats.windows(2).skip(2).filter(|w| w[1] - w[0] < KEYFRAME_MS).count();
+        // After the votes' frames: the first keyframe half a second or more
+        // after the last vote's, then one a glide period (a second).
+        assert!(ats[3] - ats[2] >= KEYFRAME_MS / 2, "{ats:?}");
+        let keyframes = ats.windows(2).skip(3).filter(|w| w[1] - w[0] < KEYFRAME_MS).count();
         assert_eq!(keyframes, 0, "at most one keyframe a second after the votes: {ats:?}");
+        bench.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gliding_bars_are_read_once_a_glide_period_spread_over_the_ticks_and_a_vote_at_once() {
+        let mut bench = start();
+        let mut sessions = Vec::new();
+        for n in 0..40 {
+            let overlay = bench.session().await;
+            let client = bench.client(overlay, 64).await;
+            bench.vote(overlay, &format!("{}", 100 + n)).await;
+            sessions.push((overlay, client));
+        }
+        ticks(2).await;
+        for (_, client) in &mut sessions {
+            assert_eq!(client.values().len(), 1, "each bar shown once, after its vote");
+        }
+        // Two seconds of decay: each bar is read about twice (once a glide
+        // period), not 40 times; no tick reads all 40.
+        let (reads, sessions_read) =
+            (bench.live.reads.load(Ordering::SeqCst), bench.live.sessions_read.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let reads = bench.live.reads.load(Ordering::SeqCst) - reads;
+        let per_session = (bench.live.sessions_read.load(Ordering::SeqCst) - sessions_read) as f64 / 40.0;
+        assert!((1.5..=2.5).contains(&per_session), "{per_session} reads per gliding bar in 2 s (was 40)");
+        assert!(reads >= 20, "spread over the 40 ticks, not one burst: {reads} reads");
+        for (_, client) in &mut sessions {
+            let frames = client.values();
+            assert!((1..=3).contains(&frames.len()), "a keyframe a second: {frames:?}");
+        }
+        // A vote on a gliding bar is read and shown on the very next tick.
+        let (overlay, client) = &mut sessions[7];
+        let before = bench.live.sessions_read.load(Ordering::SeqCst);
+        bench.vote(*overlay, "99").await;
+        ticks(1).await;
+        let frames = client.values();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert!(frames[0]["value"].as_f64().unwrap() > 10.0, "the second vote shows: {frames:?}");
+        let read = bench.live.sessions_read.load(Ordering::SeqCst) - before;
+        assert!(read <= 10, "that bar and its tick's share of the others, not all 40: {read}");
         bench.stop.cancel();
     }
 
@@ -751,7 +833,8 @@ mod tests {
         let mut bench = start();
         let overlay = bench.session().await;
         let mut client = bench.client(overlay, 16).await;
-        ticks(5).await;
+        // Three unchanged reads at the centre, a glide period apart, make it rest.
+        tokio::time::sleep(Duration::from_secs(4)).await;
         let before = bench.live.reads.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(4)).await;
         let resting_reads = bench.live.reads.load(Ordering::SeqCst) - before;

@@ -153,12 +153,17 @@ impl Broadcaster {
 /// How often the broadcaster reads, and by which clock.
 #[derive(Debug, Clone, Copy)]
 pub struct BroadcastTiming {
-    /// Every tick: moving sessions and sessions touched since the last one.
+    /// Every tick: sessions touched since the last one, and a share of the
+    /// gliding and resting ones.
     pub tick: Duration,
     /// A session whose bar rests at the centre. A change made on another
     /// instance reaches it sooner through the `Moved` signal that instance
     /// sends; this read is the safety net if that signal is lost.
     pub resting_read: Duration,
+    /// A session whose bar glides: its clients draw the decay, so this read
+    /// is a keyframe (sent unless the last frame is under half a `KEYFRAME_MS` old) and the safety
+    /// net for a lost `Voted` signal.
+    pub glide_read: Duration,
     /// What "now" is for the reads (decay is computed at that time).
     pub clock: Clock,
 }

@@ -7,8 +7,10 @@ use crate::domain::sentiment::display_value;
 use crate::store::Snapshot;
 
 /// While a bar glides along the trajectory its last frame gave, a keyframe
-/// (the same trajectory, from now) goes out at most this often, so a client
-/// that drifted is put right.
+/// (the same trajectory, from now) goes out about this often, so a client
+/// that drifted is put right: with each glide read (one a glide period,
+/// this by default), unless the last frame is younger than half of this (a
+/// vote's frame just before the read).
 pub(super) const KEYFRAME_MS: i64 = 1_000;
 /// How far a read may be from the last frame's trajectory and still follow
 /// it: the value (rounded to hundredths in frames) and the balance counts

@@ -8,11 +8,15 @@ use std::time::Duration;
 pub struct Tuning {
     /// Broadcaster tick: how often overlays are brought up to date.
     pub broadcast_tick: Duration,
-    /// How often a session whose bar rests at the centre is read (moving
-    /// ones are read every tick). Changes made elsewhere wake a resting bar
-    /// at once (the `Moved` signal); this slow sweep is only the safety net
-    /// for a lost signal.
+    /// How often a session whose bar rests at the centre is read. Changes
+    /// made elsewhere wake a resting bar at once (the `Moved` signal); this
+    /// slow sweep is only the safety net for a lost signal.
     pub resting_read: Duration,
+    /// How often a session whose bar glides (decays) is read: its overlays
+    /// draw the decay themselves, so the read only corrects drift (a
+    /// keyframe) and sees what time alone changes (participation running
+    /// out). Votes anywhere are read on the next tick (the `Voted` signal).
+    pub glide_read: Duration,
     /// Frames queued per overlay connection; a client this far behind is evicted.
     pub client_queue: usize,
     /// Overlay connections per session (on one instance).
@@ -102,6 +106,7 @@ impl Default for Tuning {
         Self {
             broadcast_tick: Duration::from_millis(50),
             resting_read: Duration::from_secs(120),
+            glide_read: Duration::from_secs(1),
             client_queue: 16,
             max_clients_per_session: 50,
             ping_interval: Duration::from_secs(30),

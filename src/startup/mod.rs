@@ -106,6 +106,7 @@ impl Application {
         let timing = BroadcastTiming {
             tick: config.tuning.broadcast_tick,
             resting_read: config.tuning.resting_read,
+            glide_read: config.tuning.glide_read,
             clock: Clock::System,
         };
         let (broadcaster, broadcaster_task) =
@@ -120,7 +121,7 @@ impl Application {
         };
         let sessions =
             SessionManager::new(ports, metrics.clone(), session_settings(&config, &instance_id), shutdown.clone());
-        supervise_sessions(&mut supervisor, &sessions, &stores, missing_rx);
+        supervise_sessions(&mut supervisor, &sessions, &stores, missing_rx, config.tuning.broadcast_tick);
         let app = Arc::new(assemble_app(&config, &stores, &twitch, sessions.clone(), &metrics, &instance_id)?);
         let (reporter, signals) = (Arc::clone(&app), Arc::clone(&stores.signals));
         supervisor.restarting("activity", move |stop| Arc::clone(&reporter).run_activity(signals.subscribe(), stop));
@@ -307,15 +308,19 @@ fn session_settings(config: &Config, instance_id: &str) -> SessionSettings {
 }
 
 /// The session manager's listeners: signals from other instances, and the
-/// broadcaster's reports of sessions the live store lost.
+/// broadcaster's reports of sessions the live store lost; and its teller of
+/// votes taken here (`Voted` signals).
 fn supervise_sessions(
     supervisor: &mut Supervisor,
     sessions: &SessionManager,
     stores: &Stores,
     missing: tokio::sync::mpsc::Receiver<crate::domain::OverlayId>,
+    tick: Duration,
 ) {
     let (manager, signals) = (sessions.clone(), Arc::clone(&stores.signals));
     supervisor.restarting("signals", move |stop| manager.clone().run_signals(signals.subscribe(), stop));
+    let manager = sessions.clone();
+    supervisor.restarting("voted", move |stop| manager.clone().run_voted(tick, stop));
     // A restarted listener takes the same receiver up again.
     let missing = Arc::new(AsyncMutex::new(missing));
     let manager = sessions.clone();

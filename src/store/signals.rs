@@ -31,6 +31,11 @@ pub enum Signal {
     /// another instance: read it on the next tick, even if it was resting
     /// here (see `broadcast::BroadcastTiming`).
     Moved { overlay: OverlayId },
+    /// These sessions took votes on another instance since its last such
+    /// signal (one a broadcaster tick at most, however many votes): read
+    /// them on the next tick, even if they glide here (see
+    /// `broadcast::BroadcastTiming`).
+    Voted { overlays: Vec<OverlayId> },
     /// The streamer asked every open overlay of this session to reload its
     /// page (an OBS source that cached an old version).
     ReloadOverlays { overlay: OverlayId },

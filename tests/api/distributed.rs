@@ -478,6 +478,41 @@ async fn a_change_through_another_instance_wakes_a_resting_bar_here() {
     second.wait_for(Duration::from_secs(2), |f| f.status == "live").await.expect("the status shows here");
 }
 
+/// With glide reads a minute apart, a bar gliding here follows votes taken
+/// by another instance only because that instance says so: its `Voted`
+/// signal (one a tick for all its votes) makes this instance read the bar
+/// on its next tick.
+#[tokio::test]
+async fn votes_through_another_instance_reach_a_gliding_bar_here_by_signal() {
+    let Some(db) = database_url().await else { return eprintln!("SKIPPED: TEST_DATABASE_URL unset") };
+    let redis = RedisServer::start().await;
+    let rarely = |c: &mut chatpulse::config::Config| {
+        c.tuning.glide_read = Duration::from_secs(60);
+        c.tuning.resting_read = Duration::from_secs(60);
+    };
+    let here = on(&db, &redis.url()).configure(rarely).start().await;
+    let elsewhere = on(&db, &redis.url()).configure(rarely).start().await;
+    let s = here.add_streamer().await;
+    let b = s.streamer.twitch_user_id.clone();
+    let mut overlay = here.connect(&s.streamer.overlay_id).await;
+    overlay.next_frame(WAIT).await.expect("initial frame");
+
+    assert_eq!(elsewhere.chat(&b, "1", "yes").await, 204);
+    let first = overlay.wait_for(Duration::from_secs(3), |f| f.value > 9.0).await.expect("the first vote shows here");
+    // The bar glides now and is read here once a minute: only the `Voted`
+    // signal tells this instance of the next votes within seconds.
+    for chatter in ["2", "3"] {
+        assert_eq!(elsewhere.chat(&b, chatter, "yes").await, 204);
+    }
+    let frame = overlay
+        .wait_for(Duration::from_secs(3), |f| f.value > first.value + 5.0)
+        .await
+        .expect("the later votes show here within a few ticks");
+    assert!(frame.value <= 100.0, "{}", frame.value);
+    assert_eq!(elsewhere.votes("applied").await, 3.0);
+    assert_eq!(here.votes("applied").await, 0.0, "every vote went through the other instance");
+}
+
 /// Leases are renewed a third of a lease apart, not on every reconcile tick,
 /// and a held session never lapses.
 #[tokio::test]

@@ -144,7 +144,7 @@ async fn the_value_decays_toward_zero_at_the_configured_speed() {
     assert!(v0 > 9.0 && v0 <= 10.0, "{first}");
     let at0 = first["at"].as_i64().unwrap();
     // Frames are trajectories (the value at the server time `at`, decaying
-    // at `decay`): after the vote's frame, a keyframe a second.
+    // at `decay`): after the vote's frame, a keyframe with each glide read.
     let landed = Instant::now();
     let mut frames = vec![first];
     while let Some(left) = Duration::from_millis(2200).checked_sub(landed.elapsed()) {
@@ -161,9 +161,12 @@ async fn the_value_decays_toward_zero_at_the_configured_speed() {
         let v = f["value"].as_f64().unwrap();
         assert!((v - expected).abs() <= 0.02, "{since:.3}s after the first frame: {v}, expected {expected:.3}");
     }
-    for pair in frames.windows(2) {
+    // Keyframes go with the glide read (one a second, spread over the ticks):
+    // the first half a second or more after the vote's frame, then a second apart.
+    for (n, pair) in frames.windows(2).enumerate() {
         let (a, b) = (pair[0]["at"].as_i64().unwrap(), pair[1]["at"].as_i64().unwrap());
-        assert!(b - a >= 1000, "at most one keyframe a second: {frames:?}");
+        let least = if n == 0 { 500 } else { 950 };
+        assert!(b - a >= least, "at most one keyframe a second: {frames:?}");
     }
     assert!(v0 * (-k * 1.2f64).exp() < 1.5, "after a second at k=2 the bar is near the centre");
 }
@@ -377,8 +380,9 @@ async fn a_delivery_twitch_sends_twice_is_applied_once() {
     overlay.wait_for(WAIT, |f| f.value > 9.0).await.expect("applied");
     assert!(eventually(WAIT, || async { app.votes("duplicate").await == 1.0 }).await, "the redelivery was recognised");
     assert_eq!(app.votes("applied").await, 1.0);
-    // Only keyframes of the same decay follow: never a second vote's 20.
-    let later = overlay.next_frame(Duration::from_millis(1500)).await.expect("a keyframe");
+    // Only keyframes of the same decay follow (one a glide read, within
+    // 1.5 s of the vote's frame): never a second vote's 20.
+    let later = overlay.next_frame(Duration::from_secs(3)).await.expect("a keyframe");
     assert!(later.value < 10.0, "{later:?}");
     // Both copies were acknowledged.
     let chat = chat_subscription(&app, &broadcaster).await;
